@@ -2,7 +2,29 @@
 
 from __future__ import annotations
 
-from .tracing import NodeTimeline
+from ._version import __version__
+from .exceptions import GraphRuntimeError, GraphSetupError
+from .graph import Graph
+from .history import EndStep, HistoryStep, NodeStep
+from .nodes import BaseNode, Edge, End, GraphRunContext
+from .run import GraphRun, GraphRunResult
+from .tracing import InstrumentationSettings, NodeTimeline, ScrubbingOptions
 
-__all__ = ('NodeTimeline',)
-__version__ = '0.1.0'
+__all__ = (
+    '__version__',
+    'Graph',
+    'GraphRun',
+    'GraphRunResult',
+    'BaseNode',
+    'End',
+    'GraphRunContext',
+    'Edge',
+    'EndStep',
+    'HistoryStep',
+    'NodeStep',
+    'GraphSetupError',
+    'GraphRuntimeError',
+    'InstrumentationSettings',
+    'ScrubbingOptions',
+    'NodeTimeline',
+)

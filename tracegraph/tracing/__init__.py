@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from .scrubbing import ScrubbingOptions
+from .settings import InstrumentationSettings
 from .timeline import NodeError, NodeRecord, NodeTimeline
 
-__all__ = ('NodeError', 'NodeRecord', 'NodeTimeline')
+__all__ = ('InstrumentationSettings', 'NodeError', 'NodeRecord', 'NodeTimeline', 'ScrubbingOptions')

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict
 
 from . import attributes as attr
 
-__all__ = ('NodeError', 'NodeRecord', 'NodeTimeline', 'RunOutcome', 'FinishedSpan')
+__all__ = ('FinishedSpan', 'NodeError', 'NodeRecord', 'NodeTimeline', 'RunOutcome', 'format_duration')
 
 RunOutcome = Literal['completed', 'failed', 'interrupted', 'running']
 """A run's outcome; `running` only for a timeline taken from a run still in progress."""
@@ -73,7 +73,7 @@ class NodeTimeline(BaseModel):
         )
         print(timeline.render(width=20))
         #> g  run r1  completed  3.000s
-        #>   1 A  |██████              |   1.000s  completed
+        #>   1 A  |███████             |   1.000s  completed
         #>   2 B  |      █████████████ |   2.000s  completed
         ```
     """
@@ -96,7 +96,9 @@ class NodeTimeline(BaseModel):
         end = self.end or max((n.end for n in self.nodes), default=self.start)
         total = max((end - self.start).total_seconds(), 1e-9)
         dur = self.duration
-        header = f'{self.graph}  run {self.run_id}  {self.outcome}' + (f'  {dur:.3f}s' if dur is not None else '')
+        header = f'{self.graph}  run {self.run_id}  {self.outcome}' + (
+            f'  {format_duration(dur)}' if dur is not None else ''
+        )
         lines = [header]
         id_width = max((len(n.node_id) for n in self.nodes), default=0)
         step_width = len(str(len(self.nodes)))
@@ -108,7 +110,7 @@ class NodeTimeline(BaseModel):
             bar = ' ' * first + '█' * length + ' ' * (width - first - length)
             suffix = f'  {n.error.type}: {n.error.message}' if n.error else ''
             lines.append(
-                f'  {n.step:>{step_width}} {n.node_id:<{id_width}}  |{bar}| {n.duration:>8.3f}s  {n.outcome}{suffix}'
+                f'  {n.step:>{step_width}} {n.node_id:<{id_width}}  |{bar}| {format_duration(n.duration):>8}  {n.outcome}{suffix}'
             )
         return '\n'.join(lines)
 
@@ -151,6 +153,15 @@ class NodeTimeline(BaseModel):
             _timeline_from_spans(run_id, run_span, node_spans.get(run_id, [])) for run_id, run_span in run_spans.items()
         ]
         return sorted(timelines, key=lambda t: t.start)
+
+
+def format_duration(seconds: float) -> str:
+    """A duration in the unit that suits it: `850µs`, `12.5ms`, `3.042s`."""
+    if seconds < 1e-3:
+        return f'{seconds * 1e6:.0f}µs'
+    if seconds < 1:
+        return f'{seconds * 1e3:.1f}ms'
+    return f'{seconds:.3f}s'
 
 
 class _SpanContext(Protocol):

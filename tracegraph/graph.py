@@ -1,0 +1,407 @@
+"""`Graph`: a set of nodes whose `run` return hints define the edges, and the ways to run it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import types
+from collections.abc import AsyncGenerator, Callable, Sequence
+from contextlib import AbstractContextManager, ExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Any, Generic
+
+import pydantic
+import typing_extensions
+from typing_extensions import TypeVar
+
+from . import _utils, exceptions, mermaid
+from .history import EndStep, HistoryStep, NodeStep, StateT, deep_copy_state, nodes_schema_var
+from .nodes import BaseNode, DepsT, End, NodeDef, RunEndT
+from .run import GraphRun, GraphRunResult, run_step
+from .tracing.instrument import Instrumentation
+from .tracing.settings import InstrumentationSettings
+
+__all__ = ('Graph', 'GraphRun', 'GraphRunResult')
+
+T = TypeVar('T')
+
+
+@dataclass(init=False)
+class Graph(Generic[StateT, DepsT, RunEndT]):
+    """A graph: nodes whose `run` return annotations say which node may come next.
+
+    Example (the classic never-42 graph):
+        ```python
+        from __future__ import annotations
+
+        from dataclasses import dataclass
+
+        from tracegraph import BaseNode, End, Graph, GraphRunContext
+
+
+        @dataclass
+        class MyState:
+            number: int
+
+
+        @dataclass
+        class Increment(BaseNode[MyState]):
+            async def run(self, ctx: GraphRunContext) -> Check42:
+                ctx.state.number += 1
+                return Check42()
+
+
+        @dataclass
+        class Check42(BaseNode[MyState, None, int]):
+            async def run(self, ctx: GraphRunContext) -> Increment | End[int]:
+                if ctx.state.number == 42:
+                    return Increment()
+                return End(ctx.state.number)
+
+
+        never_42_graph = Graph(nodes=(Increment, Check42))
+        state = MyState(41)
+        print(never_42_graph.run_sync(Increment(), state=state).output)
+        #> 43
+        ```
+    """
+
+    name: str | None
+    node_defs: dict[str, NodeDef[StateT, DepsT, RunEndT]]
+    snapshot_state: Callable[[StateT], StateT]
+    instrumentation: InstrumentationSettings = field(repr=False)
+    _state_type: type[StateT] | _utils.Unset = field(repr=False)
+    _run_end_type: type[RunEndT] | _utils.Unset = field(repr=False)
+    _auto_instrument: bool = field(repr=False)
+
+    def __init__(
+        self,
+        *,
+        nodes: Sequence[type[BaseNode[StateT, DepsT, RunEndT]]],
+        name: str | None = None,
+        state_type: type[StateT] | _utils.Unset = _utils.UNSET,
+        run_end_type: type[RunEndT] | _utils.Unset = _utils.UNSET,
+        snapshot_state: Callable[[StateT], StateT] = deep_copy_state,
+        auto_instrument: bool = True,
+        instrumentation: InstrumentationSettings | None = None,
+    ) -> None:
+        """Create a graph and check its edges.
+
+        Args:
+            nodes: the node classes; their ids must be unique and every node an edge leads to must be among them.
+            name: the graph's name; inferred from the variable it is assigned to on the first run when None.
+            state_type: the state's type, inferred from the nodes' generic parameters when not given.
+            run_end_type: the output's type, inferred from the nodes' generic parameters when not given.
+            snapshot_state: copies the state into each `NodeStep` of the history.
+            auto_instrument: record spans and metrics of runs (when an OpenTelemetry SDK is configured).
+            instrumentation: what to record and where; defaults to `InstrumentationSettings()`.
+
+        Raises:
+            GraphSetupError: a node id is used twice, an edge leads to a node not in `nodes`, or a return hint is bad.
+        """
+        self.name = name
+        self._state_type = state_type
+        self._run_end_type = run_end_type
+        self._auto_instrument = auto_instrument
+        self.snapshot_state = snapshot_state
+        self.instrumentation = instrumentation or InstrumentationSettings()
+        self._instrumentation = Instrumentation(self.instrumentation) if auto_instrument else None
+
+        parent_namespace = _utils.get_parent_namespace(inspect.currentframe())
+        self.node_defs = {}
+        for node in nodes:
+            node_id = node.get_id()
+            if existing := self.node_defs.get(node_id):
+                raise exceptions.GraphSetupError(
+                    f'Node ID `{node_id}` is not unique — found on {existing.node} and {node}'
+                )
+            self.node_defs[node_id] = node.get_node_def(parent_namespace)
+        self._validate_edges()
+
+    def _validate_edges(self) -> None:
+        missing: dict[str, list[str]] = {}
+        for node_id, node_def in self.node_defs.items():
+            for next_id in node_def.next_node_edges:
+                if next_id not in self.node_defs:
+                    missing.setdefault(next_id, []).append(f'`{node_id}`')
+        if not missing:
+            return
+        problems = [f'`{next_id}` is referenced by {_utils.comma_and(refs)}' for next_id, refs in missing.items()]
+        if len(problems) == 1:
+            raise exceptions.GraphSetupError(f'{problems[0]} but not included in the graph.')
+        listing = '\n'.join(f' {p}' for p in problems)
+        raise exceptions.GraphSetupError(f'Nodes are referenced in the graph but not included in the graph:\n{listing}')
+
+    async def run(
+        self: Graph[StateT, DepsT, T],
+        start_node: BaseNode[StateT, DepsT, T],
+        *,
+        state: StateT = None,
+        deps: DepsT = None,
+        infer_name: bool = True,
+        span: AbstractContextManager[Any] | None = None,
+    ) -> GraphRunResult[StateT, T]:
+        """Run the graph from `start_node` until a node returns `End`.
+
+        Args:
+            start_node: the first node to run.
+            state: the state shared by the run's nodes (mutated in place).
+            deps: the dependencies handed to the run's nodes.
+            infer_name: infer the graph's name from the caller's variables when it has none.
+            span: a context manager entered around the run; when it is or yields an OpenTelemetry span,
+                that span is the run span.
+
+        Returns:
+            The output, final state, history and trace id of the run.
+        """
+        if infer_name and self.name is None:
+            self._infer_name(inspect.currentframe())
+        async with self.iter(start_node, state=state, deps=deps, infer_name=False, span=span) as graph_run:
+            async for _ in graph_run:
+                pass
+        result = graph_run.result
+        assert result is not None, 'a run left its loop without ending'
+        return result
+
+    def run_sync(
+        self: Graph[StateT, DepsT, T],
+        start_node: BaseNode[StateT, DepsT, T],
+        *,
+        state: StateT = None,
+        deps: DepsT = None,
+        infer_name: bool = True,
+        span: AbstractContextManager[Any] | None = None,
+    ) -> GraphRunResult[StateT, T]:
+        """Run the graph from synchronous code, on a new event loop; see `run`.
+
+        Raises:
+            GraphRuntimeError: when called from a thread whose event loop is running (use `await graph.run(...)`).
+        """
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            raise exceptions.GraphRuntimeError(
+                '`run_sync` cannot be called while an event loop is running in this thread; '
+                'use `await graph.run(...)` instead.'
+            )
+        if infer_name and self.name is None:
+            self._infer_name(inspect.currentframe())
+        return asyncio.run(self.run(start_node, state=state, deps=deps, infer_name=False, span=span))
+
+    @asynccontextmanager
+    async def iter(
+        self: Graph[StateT, DepsT, T],
+        start_node: BaseNode[StateT, DepsT, T],
+        *,
+        history: list[HistoryStep[StateT, T]] | None = None,
+        state: StateT = None,
+        deps: DepsT = None,
+        infer_name: bool = True,
+        span: AbstractContextManager[Any] | None = None,
+    ) -> AsyncGenerator[GraphRun[StateT, DepsT, T]]:
+        """Start a run and hand it over to be driven by `async for` or `await run.next(...)`.
+
+        Leaving the `async with` before the run reached `End` ends it as interrupted.
+
+        Args:
+            start_node: the first node to run.
+            history: the history so far, appended to in place; pass a loaded history to resume a run.
+            state: the state shared by the run's nodes.
+            deps: the dependencies handed to the run's nodes.
+            infer_name: infer the graph's name from the caller's variables when it has none.
+            span: a context manager entered around the run; when it is or yields an OpenTelemetry span,
+                that span is the run span.
+
+        Yields:
+            The `GraphRun`.
+        """
+        if infer_name and self.name is None:
+            self._infer_name(inspect.currentframe())
+        history = history if history is not None else []
+        with ExitStack() as stack:
+            entered = stack.enter_context(span) if span is not None else None
+            graph_run = GraphRun[StateT, DepsT, T](self, start_node, history=history, state=state, deps=deps)
+            if self._instrumentation is not None:
+                trace = self._instrumentation.start_run(
+                    graph_name=self.name or 'unnamed_graph',
+                    start_node_id=start_node.get_id(),
+                    given_span=span,
+                    entered_span=entered,
+                    resumed_from=_last_span(history),
+                )
+                if trace is not None:
+                    trace.watch_state(lambda: graph_run.state)
+                graph_run._trace = trace
+            try:
+                yield graph_run
+            except BaseException as error:
+                graph_run._finish(error)
+                raise
+            graph_run._finish(None)
+
+    async def next(
+        self: Graph[StateT, DepsT, T],
+        node: BaseNode[StateT, DepsT, T],
+        history: list[HistoryStep[StateT, T]],
+        *,
+        state: StateT = None,
+        deps: DepsT = None,
+        infer_name: bool = True,
+    ) -> BaseNode[StateT, DepsT, Any] | End[T]:
+        """Run one node outside of a `GraphRun`, appending its step to `history`.
+
+        Raises:
+            GraphRuntimeError: `node` is `End` or not in the graph, or its `run` returned neither a node nor `End`.
+        """
+        if infer_name and self.name is None:
+            self._infer_name(inspect.currentframe())
+        return await run_step(self, node, history, state=state, deps=deps, trace=None)
+
+    def dump_history(
+        self: Graph[StateT, DepsT, T], history: list[HistoryStep[StateT, T]], *, indent: int | None = None
+    ) -> bytes:
+        """The history of a run as JSON; nodes carry a `node_id` key so `load_history` can rebuild them."""
+        return self.history_type_adapter.dump_json(history, indent=indent)
+
+    def load_history(self, json_bytes: str | bytes | bytearray) -> list[HistoryStep[StateT, RunEndT]]:
+        """Rebuild a history dumped by `dump_history`.
+
+        Raises:
+            pydantic.ValidationError: the JSON does not describe a history of this graph.
+        """
+        return self.history_type_adapter.validate_json(json_bytes)
+
+    @cached_property
+    def history_type_adapter(self) -> pydantic.TypeAdapter[list[HistoryStep[StateT, RunEndT]]]:
+        """The pydantic `TypeAdapter` of this graph's histories."""
+        nodes = [node_def.node for node_def in self.node_defs.values()]
+        state_t = self._get_state_type()
+        end_t = self._get_run_end_type()
+        token = nodes_schema_var.set(nodes)
+        try:
+            step_t = Annotated[
+                NodeStep[state_t, end_t] | EndStep[end_t],  # pyright: ignore[reportInvalidTypeForm]
+                pydantic.Discriminator('kind'),
+            ]
+            return pydantic.TypeAdapter(list[step_t])  # pyright: ignore[reportInvalidTypeForm]
+        finally:
+            nodes_schema_var.reset(token)
+
+    def mermaid_code(
+        self,
+        *,
+        start_node: Sequence[mermaid.NodeIdent] | mermaid.NodeIdent | None = None,
+        title: str | typing_extensions.Literal[False] | None = None,
+        edge_labels: bool = True,
+        notes: bool = True,
+        highlighted_nodes: Sequence[mermaid.NodeIdent] | mermaid.NodeIdent | None = None,
+        highlight_css: str = mermaid.DEFAULT_HIGHLIGHT_CSS,
+        infer_name: bool = True,
+        direction: mermaid.StateDiagramDirection | None = None,
+    ) -> str:
+        """The graph as a mermaid `stateDiagram-v2`.
+
+        Args:
+            start_node: nodes drawn with an edge from the start `[*]`.
+            title: the title; the graph's name when None, none at all when False.
+            edge_labels: show the labels of `Edge` annotations.
+            notes: show node notes.
+            highlighted_nodes: nodes to highlight.
+            highlight_css: CSS of highlighted nodes.
+            infer_name: infer the graph's name from the caller's variables when it has none.
+            direction: direction of flow.
+        """
+        if infer_name and self.name is None:
+            self._infer_name(inspect.currentframe())
+        if title is None and self.name:
+            title = self.name
+        return mermaid.generate_code(
+            self,
+            start_node=start_node,
+            highlighted_nodes=highlighted_nodes,
+            highlight_css=highlight_css,
+            title=title or None,
+            edge_labels=edge_labels,
+            notes=notes,
+            direction=direction,
+        )
+
+    def mermaid_image(
+        self, infer_name: bool = True, **kwargs: typing_extensions.Unpack[mermaid.MermaidConfig]
+    ) -> bytes:
+        """The graph's diagram as an image rendered by the mermaid.ink service (needs httpx)."""
+        if infer_name and self.name is None:
+            self._infer_name(inspect.currentframe())
+        if 'title' not in kwargs and self.name:
+            kwargs['title'] = self.name
+        return mermaid.request_image(self, **kwargs)
+
+    def mermaid_save(
+        self, path: Path | str, /, *, infer_name: bool = True, **kwargs: typing_extensions.Unpack[mermaid.MermaidConfig]
+    ) -> None:
+        """Save the graph's diagram as an image rendered by the mermaid.ink service (needs httpx)."""
+        if infer_name and self.name is None:
+            self._infer_name(inspect.currentframe())
+        if 'title' not in kwargs and self.name:
+            kwargs['title'] = self.name
+        mermaid.save_image(path, self, **kwargs)
+
+    def _node_base_args(self) -> list[tuple[Any, ...]]:
+        """The type arguments of `BaseNode[...]` in each node's bases (searching the whole MRO)."""
+        found: list[tuple[Any, ...]] = []
+        for node_def in self.node_defs.values():
+            for cls in node_def.node.__mro__:
+                bases = typing_extensions.get_original_bases(cls) if '__orig_bases__' in cls.__dict__ else ()
+                args = next(
+                    (typing_extensions.get_args(b) for b in bases if typing_extensions.get_origin(b) is BaseNode), None
+                )
+                if args is not None:
+                    found.append(args)
+                    break
+        return found
+
+    def _get_state_type(self) -> type[StateT]:
+        if _utils.is_set(self._state_type):
+            return self._state_type
+        for args in self._node_base_args():
+            if args:
+                return args[0]
+        return type(None)  # pyright: ignore[reportReturnType]
+
+    def _get_run_end_type(self) -> type[RunEndT]:
+        if _utils.is_set(self._run_end_type):
+            return self._run_end_type
+        for args in self._node_base_args():
+            if len(args) == 3 and args[2] not in (typing_extensions.Never, typing_extensions.NoReturn):
+                return args[2]
+        raise exceptions.GraphSetupError('Could not infer run end type from nodes, please set `run_end_type`.')
+
+    def _infer_name(self, frame: types.FrameType | None) -> None:
+        """Name the graph after the variable that holds it in the caller of the function whose frame is `frame`."""
+        caller = frame.f_back if frame is not None else None
+        # `iter` runs inside contextlib's `__aenter__`: the user's frame is the one above it.
+        while caller is not None and caller.f_code.co_filename == contextlib.__file__:
+            caller = caller.f_back
+        if caller is None:
+            return
+        for name, item in caller.f_locals.items():
+            if item is self:
+                self.name = name
+                return
+        if caller.f_locals is not caller.f_globals:
+            for name, item in caller.f_globals.items():
+                if item is self:
+                    self.name = name
+                    return
+
+
+def _last_span(history: Sequence[HistoryStep[Any, Any]]) -> tuple[str, str] | None:
+    for step in reversed(history):
+        if isinstance(step, NodeStep):
+            return (step.trace_id, step.span_id) if step.trace_id and step.span_id else None
+    return None

@@ -1,0 +1,181 @@
+"""Nodes, the edges between them, and the values a node's `run` hands to the graph."""
+
+from __future__ import annotations
+
+import inspect
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, is_dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, get_origin, get_type_hints
+
+from typing_extensions import Never, TypeVar
+
+from . import _utils, exceptions
+
+if TYPE_CHECKING:
+    from .history import StateT
+else:
+    StateT = TypeVar('StateT', default=None)
+
+__all__ = ('GraphRunContext', 'BaseNode', 'End', 'Edge', 'NodeDef', 'DepsT', 'RunEndT', 'NodeRunEndT')
+
+RunEndT = TypeVar('RunEndT', covariant=True, default=None)
+"""Type of the value a graph run ends with."""
+NodeRunEndT = TypeVar('NodeRunEndT', covariant=True, default=Never)
+"""Type of the value a node may end the run with (`Never` for nodes that never return `End`)."""
+DepsT = TypeVar('DepsT', default=None, contravariant=True)
+"""Type of the dependencies handed to every node."""
+
+
+@dataclass
+class GraphRunContext(Generic[StateT, DepsT]):
+    """What a node's `run` receives: the run's mutable state and its dependencies."""
+
+    state: StateT
+    """The state of the run, shared by all its nodes."""
+    deps: DepsT
+    """The dependencies of the run (clients, settings, ...)."""
+
+
+class BaseNode(ABC, Generic[StateT, DepsT, NodeRunEndT]):
+    """A node of a graph: subclass it as a dataclass and implement `run`.
+
+    The return annotation of `run` defines the node's outgoing edges: every node class named there
+    may come next, and `End[T]` means the node may end the run with a `T`.
+
+    Example:
+        ```python
+        from __future__ import annotations
+
+        from dataclasses import dataclass
+
+        from tracegraph import BaseNode, End, Graph, GraphRunContext
+
+
+        @dataclass
+        class Double(BaseNode[None, None, int]):
+            value: int
+
+            async def run(self, ctx: GraphRunContext) -> Double | End[int]:
+                return Double(self.value * 2) if self.value < 10 else End(self.value)
+
+
+        doubling = Graph(nodes=[Double])
+        print(doubling.run_sync(Double(3)).output)
+        #> 12
+        ```
+    """
+
+    docstring_notes: ClassVar[bool] = False
+    """Set to `True` to show the class docstring as a note in mermaid diagrams (see `get_note`)."""
+
+    @abstractmethod
+    async def run(self, ctx: GraphRunContext[StateT, DepsT]) -> BaseNode[StateT, DepsT, Any] | End[NodeRunEndT]:
+        """Run the node and return the next node to run, or `End` to finish the run.
+
+        Args:
+            ctx: the run's state and dependencies.
+
+        Returns:
+            The next node, or `End` with the run's output.
+        """
+        ...
+
+    @classmethod
+    def get_id(cls) -> str:
+        """The node's id in its graph: the class name unless overridden."""
+        return cls.__name__
+
+    @classmethod
+    def get_note(cls) -> str | None:
+        """The note shown beside the node in mermaid diagrams.
+
+        By default the class docstring when `docstring_notes` is true, otherwise None. The signature docstring
+        that `dataclass` generates for undocumented classes is not a note.
+        """
+        if not cls.docstring_notes:
+            return None
+        docstring = cls.__doc__
+        if docstring and is_dataclass(cls) and docstring.startswith(f'{cls.__name__}('):
+            return None
+        return inspect.cleandoc(docstring) if docstring else None
+
+    @classmethod
+    def get_node_def(cls, local_ns: dict[str, Any] | None) -> NodeDef[StateT, DepsT, NodeRunEndT]:
+        """Read the node's edges from the return annotation of its `run` method.
+
+        Args:
+            local_ns: extra namespace for resolving forward references, usually the one the `Graph` is created in.
+
+        Raises:
+            GraphSetupError: when `run` has no return annotation, a name in it cannot be resolved, or it names
+                something that is neither a node nor `End`.
+        """
+        try:
+            hints = get_type_hints(cls.run, localns=local_ns, include_extras=True)
+        except NameError as e:
+            raise exceptions.GraphSetupError(
+                f'Cannot resolve the return annotation of `{cls.__qualname__}.run`: {e}'
+            ) from e
+        if 'return' not in hints:
+            raise exceptions.GraphSetupError(f'Node {cls} is missing a return type hint on its `run` method')
+
+        next_node_edges: dict[str, Edge] = {}
+        end_edge: Edge | None = None
+        returns_base_node = False
+        for member in _utils.get_union_args(hints['return']):
+            return_type, annotations = _utils.unpack_annotated(member)
+            edge = next((a for a in annotations if isinstance(a, Edge)), Edge(None))
+            origin = get_origin(return_type) or return_type
+            if origin is End:
+                end_edge = edge
+            elif origin is BaseNode:
+                returns_base_node = True
+            elif isinstance(origin, type) and issubclass(origin, BaseNode):
+                next_node_edges[origin.get_id()] = edge  # pyright: ignore[reportUnknownMemberType]
+            else:
+                raise exceptions.GraphSetupError(f'Invalid return type: {return_type}')
+        return NodeDef(
+            node=cls,
+            node_id=cls.get_id(),
+            note=cls.get_note(),
+            next_node_edges=next_node_edges,
+            end_edge=end_edge,
+            returns_base_node=returns_base_node,
+        )
+
+
+@dataclass
+class End(Generic[RunEndT]):
+    """Returned by a node to end the run with `data` as its output."""
+
+    data: RunEndT
+    """The run's output."""
+
+
+@dataclass(frozen=True)
+class Edge:
+    """Labels an edge: `Annotated[NextNode, Edge(label='retry')]` in a `run` return annotation.
+
+    Frozen, hence hashable: `typing` hashes the metadata of `Annotated` members of a union.
+    """
+
+    label: str | None
+    """Text shown on the edge in mermaid diagrams."""
+
+
+@dataclass(kw_only=True)
+class NodeDef(Generic[StateT, DepsT, NodeRunEndT]):
+    """What a graph knows of one node class: its id, note and outgoing edges."""
+
+    node: type[BaseNode[StateT, DepsT, NodeRunEndT]]
+    """The node class."""
+    node_id: str
+    """Its id in the graph."""
+    note: str | None
+    """Its mermaid note."""
+    next_node_edges: dict[str, Edge]
+    """Ids of the nodes that may come next, with their edges."""
+    end_edge: Edge | None
+    """The edge to the end of the run, when the node may return `End`."""
+    returns_base_node: bool
+    """The node is annotated as returning `BaseNode`, so any node may come next."""

@@ -1,0 +1,7 @@
+"""The classic `pydantic_graph.state` module's names, for code that imports them from there."""
+
+from __future__ import annotations
+
+from .history import EndStep, HistoryStep, NodeStep, StateT, deep_copy_state, nodes_schema_var
+
+__all__ = ('StateT', 'NodeStep', 'EndStep', 'HistoryStep', 'deep_copy_state', 'nodes_schema_var')

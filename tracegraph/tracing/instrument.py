@@ -1,0 +1,400 @@
+"""Spans and metrics of graph runs, through the plain OpenTelemetry API.
+
+`Instrumentation.start_run` is called once per run and returns a `RunTrace`, or None when neither a real
+tracer provider nor a real meter provider is configured: then the run does no tracing work at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
+from typing import Any, TypeVar
+
+from opentelemetry import context as otel_context
+from opentelemetry import metrics as otel_metrics
+from opentelemetry import trace
+from opentelemetry.metrics._internal import _ProxyMeterProvider  # pyright: ignore[reportPrivateUsage]
+from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
+
+from .._version import __version__
+from . import attributes as attr
+from .scrubbing import Scrubber, ScrubbingOptions
+from .settings import InstrumentationSettings
+
+__all__ = ('Instrumentation', 'RunTrace', 'NodeStepTrace', 'is_interruption', 'span_of')
+
+T = TypeVar('T')
+
+_JSON_SCHEMA_NODE = '{"type":"object","properties":{"tracegraph.node.input":{"type":"object"},' + (
+    '"tracegraph.state.diff":{"type":"object"},"tracegraph.state.before":{},"tracegraph.state.after":{}}}'
+)
+_JSON_SCHEMA_RUN = '{"type":"object","properties":{"tracegraph.run.output":{}}}'
+
+
+def is_interruption(error: BaseException) -> bool:
+    """Whether `error` stops a run from outside (cancellation, Ctrl-C) rather than being a failure of it."""
+    return isinstance(error, (asyncio.CancelledError, GeneratorExit, KeyboardInterrupt))
+
+
+def span_of(given: object, entered: object) -> Span | None:
+    """The OpenTelemetry span behind a `span=` argument: the object itself, what entering it returned, or the
+    span a logfire span wraps; None for any other context manager."""
+    for candidate in (entered, given):
+        if isinstance(candidate, Span):
+            return candidate
+        inner = getattr(candidate, '_span', None)
+        if isinstance(inner, Span):
+            return inner
+    return None
+
+
+def _live_tracer_provider(provider: trace.TracerProvider | None) -> trace.TracerProvider | None:
+    provider = provider or trace.get_tracer_provider()
+    # The API hands out a proxy until an SDK provider is set globally: nothing would be recorded.
+    if isinstance(provider, (trace.ProxyTracerProvider, trace.NoOpTracerProvider)):
+        return None
+    return provider
+
+
+def _live_meter_provider(provider: otel_metrics.MeterProvider | None) -> otel_metrics.MeterProvider | None:
+    provider = provider or otel_metrics.get_meter_provider()
+    if isinstance(provider, (otel_metrics.NoOpMeterProvider, _ProxyMeterProvider)):
+        return None
+    return provider
+
+
+class _Instruments:
+    def __init__(self, provider: otel_metrics.MeterProvider) -> None:
+        meter = provider.get_meter(attr.INSTRUMENTATION_SCOPE, __version__)
+        self.node_duration = meter.create_histogram(
+            attr.METRIC_NODE_DURATION,
+            unit='s',
+            description='Duration of node steps',
+            explicit_bucket_boundaries_advisory=attr.DURATION_BUCKETS,
+        )
+        self.run_duration = meter.create_histogram(
+            attr.METRIC_RUN_DURATION,
+            unit='s',
+            description='Duration of graph runs',
+            explicit_bucket_boundaries_advisory=attr.DURATION_BUCKETS,
+        )
+        self.run_steps = meter.create_counter(attr.METRIC_RUN_STEPS, unit='{step}', description='Node steps run')
+
+
+class Instrumentation:
+    """A graph's instrumentation settings, with the tracers and instruments it has asked its providers for."""
+
+    def __init__(self, settings: InstrumentationSettings) -> None:
+        """Wrap `settings`; nothing is asked of any provider before the first run."""
+        self.settings = settings
+        scrub = settings.scrub
+        self.scrubber = Scrubber(None if scrub is False else ScrubbingOptions() if scrub is True else scrub)
+        self._tracers: dict[int, tuple[trace.TracerProvider, trace.Tracer]] = {}
+        self._instruments: dict[int, tuple[otel_metrics.MeterProvider, _Instruments]] = {}
+
+    def _tracer(self) -> trace.Tracer | None:
+        provider = _live_tracer_provider(self.settings.tracer_provider)
+        if provider is None:
+            return None
+        cached = self._tracers.get(id(provider))
+        if cached is None or cached[0] is not provider:
+            cached = (provider, provider.get_tracer(attr.INSTRUMENTATION_SCOPE, __version__))
+            self._tracers[id(provider)] = cached
+        return cached[1]
+
+    def _metrics(self) -> _Instruments | None:
+        if not self.settings.metrics:
+            return None
+        provider = _live_meter_provider(self.settings.meter_provider)
+        if provider is None:
+            return None
+        cached = self._instruments.get(id(provider))
+        if cached is None or cached[0] is not provider:
+            cached = (provider, _Instruments(provider))
+            self._instruments[id(provider)] = cached
+        return cached[1]
+
+    def start_run(
+        self,
+        *,
+        graph_name: str,
+        start_node_id: str,
+        given_span: AbstractContextManager[Any] | None,
+        entered_span: object,
+        resumed_from: tuple[str, str] | None,
+    ) -> RunTrace | None:
+        """Open the run's span (or adopt the given one) and make it current; None when nothing would be recorded.
+
+        Args:
+            graph_name: the graph's name.
+            start_node_id: id of the node the run starts at.
+            given_span: the `span=` argument, already entered.
+            entered_span: what entering `given_span` returned.
+            resumed_from: (trace id, span id) of the last step of a resumed history, when it has one.
+        """
+        tracer = self._tracer()
+        instruments = self._metrics()
+        if tracer is None and instruments is None:
+            return None
+        return RunTrace(
+            self,
+            tracer=tracer,
+            instruments=instruments,
+            graph_name=graph_name,
+            start_node_id=start_node_id,
+            adopted=span_of(given_span, entered_span) if given_span is not None else None,
+            given_is_span=isinstance(given_span, Span),
+            resumed_from=resumed_from,
+        )
+
+
+class NodeStepTrace:
+    """What the trace of one node step recorded: its span ids and outcome."""
+
+    __slots__ = ('duration', 'span_id', 'trace_id')
+
+    def __init__(self, trace_id: str | None, span_id: str | None, duration: float) -> None:
+        self.trace_id = trace_id
+        self.span_id = span_id
+        self.duration = duration
+        """Seconds."""
+
+
+class RunTrace:
+    """The spans and metrics of one run: its run span, a child span per node step, and the durations."""
+
+    def __init__(
+        self,
+        instrumentation: Instrumentation,
+        *,
+        tracer: trace.Tracer | None,
+        instruments: _Instruments | None,
+        graph_name: str,
+        start_node_id: str,
+        adopted: Span | None,
+        given_is_span: bool,
+        resumed_from: tuple[str, str] | None,
+    ) -> None:
+        """Start tracing a run; see `Instrumentation.start_run`."""
+        self._inst = instrumentation
+        self._tracer = tracer
+        self._instruments = instruments
+        self.graph_name = graph_name
+        self.run_id = uuid.uuid4().hex
+        self.steps = 0
+        self._start = time.perf_counter()
+        self._failure: BaseException | None = None
+        self._owns_span = adopted is None
+        # A span passed in already started is not an exception-recording context manager: we record for it.
+        self._record_on_run_span = adopted is None or given_is_span
+        self._token: object | None = None
+        self._metric_attrs = {attr.GRAPH_NAME: graph_name}
+        self._state_getter: Callable[[], Any] | None = None
+        self.last_step: NodeStepTrace | None = None
+        """Ids and duration of the last node step, also when it raised."""
+        self.span: Span | None = None
+        self.context: otel_context.Context | None = None
+        if tracer is None:
+            return
+
+        run_attrs: dict[str, Any] = {
+            attr.GRAPH_NAME: graph_name,
+            attr.RUN_ID: self.run_id,
+            attr.RUN_START_NODE: start_node_id,
+            attr.LOGFIRE_MSG_TEMPLATE: attr.RUN_SPAN_TEMPLATE,
+            attr.LOGFIRE_MSG: f'run graph {graph_name}',
+            attr.LOGFIRE_SPAN_TYPE: 'span',
+            attr.LOGFIRE_JSON_SCHEMA: _JSON_SCHEMA_RUN,
+        }
+        links: list[Link] = []
+        current = trace.get_current_span().get_span_context()
+        if resumed_from is not None and resumed_from[0] != f'{current.trace_id:032x}':
+            run_attrs[attr.RUN_RESUMED_FROM] = resumed_from[0]
+            links.append(Link(trace.SpanContext(int(resumed_from[0], 16), int(resumed_from[1], 16), is_remote=True)))
+        if adopted is not None:
+            self.span = adopted
+            # The adopted span keeps its own message: only tracegraph's attributes are added.
+            for key, value in run_attrs.items():
+                if not key.startswith('logfire.'):
+                    adopted.set_attribute(key, value)
+            for link in links:
+                adopted.add_link(link.context, {attr.RUN_RESUMED_FROM: resumed_from[0] if resumed_from else ''})
+        else:
+            self.span = tracer.start_span(
+                f'run graph {graph_name}',
+                kind=SpanKind.INTERNAL,
+                attributes=run_attrs,
+                links=links,
+                record_exception=False,
+                set_status_on_exception=False,
+            )
+        self.context = trace.set_span_in_context(self.span)
+        # Current while the caller's `async with` body runs, so spans it opens between steps nest under the run.
+        self._token = otel_context.attach(self.context)
+
+    @property
+    def trace_id(self) -> str | None:
+        """32-hex trace id of the run span, None when it is not recording."""
+        if self.span is None or not self.span.is_recording():
+            return None
+        return f'{self.span.get_span_context().trace_id:032x}'
+
+    async def run_node(
+        self,
+        node: Any,
+        node_id: str,
+        run: Callable[[], Awaitable[T]],
+        next_id: Callable[[T], str],
+        on_start: Callable[[int], None],
+    ) -> tuple[T, NodeStepTrace, int]:
+        """Run one node step inside its span.
+
+        Args:
+            node: the node, recorded as `tracegraph.node.input`.
+            node_id: its id.
+            run: calls the node's `run`.
+            next_id: the id of what `run` returned; raises when it is neither a node nor `End`.
+            on_start: called with the step's start time in nanoseconds since the epoch, before the node runs.
+
+        Returns:
+            What `run` returned, the ids of the step's span, and the step's duration in nanoseconds.
+        """
+        self.steps += 1
+        settings = self._inst.settings
+        start_ns = time.time_ns()
+        on_start(start_ns)
+        span: Span | None = None
+        token: object | None = None
+        state_before: Any = None
+        if self._tracer is not None:
+            span_attrs: dict[str, Any] = {
+                attr.GRAPH_NAME: self.graph_name,
+                attr.RUN_ID: self.run_id,
+                attr.NODE_ID: node_id,
+                attr.NODE_STEP: self.steps,
+                attr.LOGFIRE_MSG_TEMPLATE: attr.NODE_SPAN_TEMPLATE,
+                attr.LOGFIRE_MSG: f'run node {node_id}',
+                attr.LOGFIRE_SPAN_TYPE: 'span',
+                attr.LOGFIRE_JSON_SCHEMA: _JSON_SCHEMA_NODE,
+            }
+            if settings.include_node_input:
+                span_attrs[attr.NODE_INPUT] = self._inst.scrubber.dumps(node, settings.max_attribute_length)
+            span = self._tracer.start_span(
+                f'run node {node_id}',
+                context=self.context,
+                kind=SpanKind.INTERNAL,
+                attributes=span_attrs,
+                start_time=start_ns,
+                record_exception=False,
+                set_status_on_exception=False,
+            )
+            token = otel_context.attach(trace.set_span_in_context(span))
+        state_getter = self._state_getter
+        if span is not None and settings.state != 'none' and state_getter is not None:
+            state_before = self._inst.scrubber.jsonable(state_getter())
+        t0 = time.perf_counter_ns()
+        outcome: attr.Outcome = 'completed'
+        try:
+            result = await run()
+            nid = next_id(result)
+        except BaseException as error:
+            outcome = 'interrupted' if is_interruption(error) else 'failed'
+            if outcome == 'failed':
+                self.fail(error)
+                if span is not None:
+                    span.record_exception(error, escaped=True)
+                    span.set_status(Status(StatusCode.ERROR, f'{type(error).__name__}: {error}'))
+            raise
+        else:
+            if span is not None:
+                span.set_attribute(attr.NODE_NEXT, nid)
+        finally:
+            duration_ns = time.perf_counter_ns() - t0
+            if span is not None and (ctx := span.get_span_context()).is_valid:
+                self.last_step = NodeStepTrace(f'{ctx.trace_id:032x}', f'{ctx.span_id:016x}', duration_ns / 1e9)
+            else:
+                self.last_step = NodeStepTrace(None, None, duration_ns / 1e9)
+            if span is not None:
+                span.set_attribute(attr.NODE_OUTCOME, outcome)
+                if state_getter is not None and settings.state != 'none':
+                    self._record_state(span, state_before, state_getter())
+                if token is not None:
+                    otel_context.detach(token)  # pyright: ignore[reportArgumentType]
+                span.end(end_time=start_ns + duration_ns)
+            if self._instruments is not None:
+                self._instruments.node_duration.record(
+                    duration_ns / 1e9,
+                    {attr.GRAPH_NAME: self.graph_name, attr.NODE_ID: node_id, attr.NODE_OUTCOME: outcome},
+                )
+                self._instruments.run_steps.add(1, self._metric_attrs)
+        return result, self.last_step, duration_ns
+
+    def watch_state(self, getter: Callable[[], Any]) -> None:
+        """Tell the trace how to read the run's state, for `InstrumentationSettings.state`."""
+        self._state_getter = getter
+
+    def _record_state(self, span: Span, before: Any, state: Any) -> None:
+        settings = self._inst.settings
+        scrubber = self._inst.scrubber
+        after = scrubber.jsonable(state)
+        limit = settings.max_attribute_length
+        if settings.state == 'full':
+            span.set_attribute(attr.STATE_BEFORE, scrubber.dumps_jsonable(before, limit))
+            span.set_attribute(attr.STATE_AFTER, scrubber.dumps_jsonable(after, limit))
+            return
+        diff: dict[str, Any] = {}
+        if isinstance(before, dict) and isinstance(after, dict):
+            old_fields: dict[str, Any] = before  # pyright: ignore[reportUnknownVariableType]
+            new_fields: dict[str, Any] = after  # pyright: ignore[reportUnknownVariableType]
+            for key in old_fields.keys() | new_fields.keys():
+                old, new = old_fields.get(key), new_fields.get(key)
+                if old != new:
+                    diff[key] = {'old': old, 'new': new}
+        elif before != after:
+            diff['state'] = {'old': before, 'new': after}
+        span.set_attribute(attr.STATE_DIFF, scrubber.dumps_jsonable(dict(sorted(diff.items())), limit))
+
+    def fail(self, error: BaseException) -> None:
+        """Record `error` as the run's failure on the run span (once, however often it is reported)."""
+        if self._failure is error:
+            return
+        self._failure = error
+        if self.span is not None and self._record_on_run_span:
+            self.span.record_exception(error, escaped=True)
+            self.span.set_status(Status(StatusCode.ERROR, f'{type(error).__name__}: {error}'))
+
+    def finish(self, *, ended: bool, error: BaseException | None, output: Any) -> attr.Outcome:
+        """End the run: set its outcome and output, end the span if it is ours, record the run's duration.
+
+        Args:
+            ended: whether the run reached `End`.
+            error: the exception leaving the run, if any.
+            output: the run's output, when it ended.
+        """
+        if error is not None and not is_interruption(error):
+            outcome: attr.Outcome = 'failed'
+            self.fail(error)
+        elif self._failure is not None:
+            outcome = 'failed'
+        else:
+            outcome = 'completed' if ended and error is None else 'interrupted'
+        if self.span is not None:
+            span = self.span
+            span.set_attribute(attr.RUN_STEPS, self.steps)
+            span.set_attribute(attr.RUN_OUTCOME, outcome)
+            if ended and outcome == 'completed':
+                settings = self._inst.settings
+                span.set_attribute(attr.RUN_OUTPUT, self._inst.scrubber.dumps(output, settings.max_attribute_length))
+            if self._token is not None:
+                otel_context.detach(self._token)  # pyright: ignore[reportArgumentType]
+                self._token = None
+            if self._owns_span:
+                span.end()
+        if self._instruments is not None:
+            self._instruments.run_duration.record(
+                time.perf_counter() - self._start, {attr.GRAPH_NAME: self.graph_name, attr.RUN_OUTCOME: outcome}
+            )
+        return outcome

@@ -1,0 +1,127 @@
+"""Scrubbing secrets out of the JSON that tracegraph puts on spans, and cutting it to a set length.
+
+A value is scrubbed when any key on its path (a field, a dict key) matches one of the patterns,
+case-insensitively and anywhere in the key: `db_password`, `Authorization`, `user.session_id`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic_core import to_jsonable_python
+
+__all__ = ('DEFAULT_SCRUB_PATTERNS', 'SCRUBBED', 'ScrubMatch', 'ScrubbingOptions', 'Scrubber', 'TRUNCATED_SUFFIX')
+
+DEFAULT_SCRUB_PATTERNS: tuple[str, ...] = (
+    'password',
+    'passwd',
+    'secret',
+    'token',
+    r'api[._ -]?key',
+    r'auth(?!ors?\b)',
+    'credential',
+    'cookie',
+    'session',
+    r'private[._ -]?key',
+    'ssn',
+    r'credit[._ -]?card',
+)
+"""Regular expressions matched against keys; `auth` does not match `author(s)`."""
+
+SCRUBBED = '[Scrubbed]'
+TRUNCATED_SUFFIX = '...[truncated]'
+
+
+@dataclass(kw_only=True, frozen=True)
+class ScrubMatch:
+    """A value about to be scrubbed, handed to `ScrubbingOptions.callback`."""
+
+    path: tuple[str | int, ...]
+    """Keys and list indexes from the attribute's root to the value."""
+    value: Any
+    """The JSON-able value found there."""
+    pattern_match: re.Match[str]
+    """The match of a pattern in the key."""
+
+
+@dataclass(kw_only=True, frozen=True)
+class ScrubbingOptions:
+    """Scrubbing configuration: extra patterns, and a callback that may keep a value.
+
+    Example:
+        ```python
+        from tracegraph.tracing.scrubbing import Scrubber, ScrubbingOptions
+
+        keep_session_count = ScrubbingOptions(
+            extra_patterns=['ticket'],
+            callback=lambda m: m.value if m.path[-1] == 'session_count' else None,
+        )
+        scrubber = Scrubber(keep_session_count)
+        print(scrubber.dumps({'ticket_no': 7, 'session_count': 3, 'user': {'password': 'hunter2'}}, 200))
+        #> {"ticket_no":"[Scrubbed]","session_count":3,"user":{"password":"[Scrubbed]"}}
+        ```
+    """
+
+    extra_patterns: Sequence[str] = ()
+    """Regular expressions scrubbed in addition to `DEFAULT_SCRUB_PATTERNS`."""
+    callback: Callable[[ScrubMatch], Any] | None = None
+    """Called for every value about to be scrubbed; a return value other than None is kept instead."""
+
+
+class Scrubber:
+    """Turns values into scrubbed, length-limited JSON strings for span attributes."""
+
+    def __init__(self, options: ScrubbingOptions | None) -> None:
+        """Create a scrubber; `options=None` turns scrubbing off."""
+        self._callback = options.callback if options else None
+        if options is None:
+            self._pattern = None
+        else:
+            patterns = (*DEFAULT_SCRUB_PATTERNS, *options.extra_patterns)
+            self._pattern = re.compile('|'.join(f'(?:{p})' for p in patterns), re.IGNORECASE)
+
+    def jsonable(self, value: Any) -> Any:
+        """`value` as JSON-able Python data (unknown objects as their `repr`), scrubbed."""
+        data = to_jsonable_python(value, fallback=repr, serialize_unknown=True)
+        return data if self._pattern is None else self._scrub(data, ())
+
+    def dumps(self, value: Any, max_length: int) -> str:
+        """`value` as compact JSON, scrubbed, cut to `max_length` characters."""
+        return truncate(json.dumps(self.jsonable(value), separators=(',', ':'), ensure_ascii=False), max_length)
+
+    def dumps_jsonable(self, data: Any, max_length: int) -> str:
+        """Already JSON-able, already scrubbed `data` as compact JSON cut to `max_length` characters."""
+        return truncate(json.dumps(data, separators=(',', ':'), ensure_ascii=False), max_length)
+
+    def _scrub(self, data: Any, path: tuple[str | int, ...]) -> Any:
+        if isinstance(data, Mapping):
+            out: dict[str, Any] = {}
+            for key, value in data.items():  # pyright: ignore[reportUnknownVariableType]
+                key = str(key)  # pyright: ignore[reportUnknownArgumentType]
+                match = self._pattern.search(key) if self._pattern else None
+                if match is not None:
+                    out[key] = self._replacement((*path, key), value, match)
+                else:
+                    out[key] = self._scrub(value, (*path, key))
+            return out
+        if isinstance(data, list):
+            return [self._scrub(v, (*path, i)) for i, v in enumerate(data)]  # pyright: ignore[reportUnknownVariableType,reportUnknownArgumentType]
+        return data
+
+    def _replacement(self, path: tuple[str | int, ...], value: Any, match: re.Match[str]) -> Any:
+        if self._callback is not None:
+            kept = self._callback(ScrubMatch(path=path, value=value, pattern_match=match))
+            if kept is not None:
+                return kept
+        return SCRUBBED
+
+
+def truncate(text: str, max_length: int) -> str:
+    """`text` cut to at most `max_length` characters, ending in `...[truncated]` when cut."""
+    if len(text) <= max_length:
+        return text
+    return text[: max_length - len(TRUNCATED_SUFFIX)] + TRUNCATED_SUFFIX
