@@ -11,11 +11,10 @@ from pprint import pprint
 
 import pytest
 from inline_snapshot import snapshot
+from never_42 import Increment, MyState, never_42_graph
 
 import tracegraph
 from tracegraph import End
-
-from never_42 import Check42, Increment, MyState, never_42_graph
 
 pytestmark = pytest.mark.anyio
 
@@ -97,9 +96,9 @@ stateDiagram-v2
 
 def _docstring_examples() -> list[tuple[str, str]]:
     """Every ```python block in tracegraph's docstrings that states its output with `#>` lines."""
+    import importlib
     import inspect
     import pkgutil
-    import importlib
 
     found: list[tuple[str, str]] = []
     for info in pkgutil.walk_packages(tracegraph.__path__, 'tracegraph.'):

@@ -9,6 +9,7 @@ from typing import Annotated, Union
 
 import pytest
 from inline_snapshot import snapshot
+from never_42 import Check42, Increment, MyState, never_42_graph
 
 from tracegraph import (
     BaseNode,
@@ -22,8 +23,6 @@ from tracegraph import (
     NodeStep,
 )
 from tracegraph.nodes import NodeDef
-
-from never_42 import Check42, Increment, MyState, never_42_graph
 
 pytestmark = pytest.mark.anyio
 
@@ -40,7 +39,7 @@ class Start(BaseNode[None, None, int]):
 class Middle(BaseNode[None, None, int]):
     value: int
 
-    async def run(self, ctx: GraphRunContext) -> Union[Start, Annotated[End[int], Edge(label='stop')]]:  # noqa: UP007
+    async def run(self, ctx: GraphRunContext) -> Union[Start, Annotated[End[int], Edge(label='stop')]]:
         return Start(self.value)
 
 
@@ -282,7 +281,7 @@ async def test_node_exception_reaches_caller_unchanged() -> None:
             raise boom
 
     g = Graph(nodes=[Explodes])
-    with pytest.raises(ValueError) as exc_info:  # noqa: PT011
+    with pytest.raises(ValueError) as exc_info:
         await g.run(Explodes())
     assert exc_info.value is boom
 

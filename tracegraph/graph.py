@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import sys
 import types
 from collections.abc import AsyncGenerator, Callable, Sequence
 from contextlib import AbstractContextManager, ExitStack, asynccontextmanager
@@ -387,14 +388,17 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
         # `iter` runs inside contextlib's `__aenter__`: the user's frame is the one above it.
         while caller is not None and caller.f_code.co_filename == contextlib.__file__:
             caller = caller.f_back
-        if caller is None:
-            return
-        for name, item in caller.f_locals.items():
-            if item is self:
-                self.name = name
-                return
-        if caller.f_locals is not caller.f_globals:
-            for name, item in caller.f_globals.items():
+        namespaces: list[dict[str, Any]] = []
+        if caller is not None:
+            namespaces += [caller.f_locals, caller.f_globals]
+        # A coroutine run by the event loop (`asyncio.run(graph.run(...))`) has no user frame above it:
+        # the graph is then most likely a global of the module that defines its nodes.
+        for node_def in self.node_defs.values():
+            module = sys.modules.get(node_def.node.__module__)
+            if module is not None:
+                namespaces.append(vars(module))
+        for namespace in namespaces:
+            for name, item in namespace.items():
                 if item is self:
                     self.name = name
                     return

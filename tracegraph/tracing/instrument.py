@@ -18,6 +18,7 @@ from opentelemetry import metrics as otel_metrics
 from opentelemetry import trace
 from opentelemetry.metrics._internal import _ProxyMeterProvider  # pyright: ignore[reportPrivateUsage]
 from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
+from pydantic_core import to_jsonable_python
 
 from .._version import __version__
 from . import attributes as attr
@@ -196,6 +197,8 @@ class RunTrace:
         self.last_step: NodeStepTrace | None = None
         """Ids and duration of the last node step, also when it raised."""
         self.span: Span | None = None
+        self.trace_id: str | None = None
+        """32-hex trace id of the run span, None when it is not recording."""
         self.context: otel_context.Context | None = None
         if tracer is None:
             return
@@ -232,15 +235,10 @@ class RunTrace:
                 set_status_on_exception=False,
             )
         self.context = trace.set_span_in_context(self.span)
+        if self.span.is_recording():
+            self.trace_id = f'{self.span.get_span_context().trace_id:032x}'
         # Current while the caller's `async with` body runs, so spans it opens between steps nest under the run.
         self._token = otel_context.attach(self.context)
-
-    @property
-    def trace_id(self) -> str | None:
-        """32-hex trace id of the run span, None when it is not recording."""
-        if self.span is None or not self.span.is_recording():
-            return None
-        return f'{self.span.get_span_context().trace_id:032x}'
 
     async def run_node(
         self,
@@ -294,7 +292,7 @@ class RunTrace:
             token = otel_context.attach(trace.set_span_in_context(span))
         state_getter = self._state_getter
         if span is not None and settings.state != 'none' and state_getter is not None:
-            state_before = self._inst.scrubber.jsonable(state_getter())
+            state_before = to_jsonable_python(state_getter(), fallback=repr, serialize_unknown=True)
         t0 = time.perf_counter_ns()
         outcome: attr.Outcome = 'completed'
         try:
@@ -339,11 +337,12 @@ class RunTrace:
     def _record_state(self, span: Span, before: Any, state: Any) -> None:
         settings = self._inst.settings
         scrubber = self._inst.scrubber
-        after = scrubber.jsonable(state)
+        # Diffed before scrubbing, so a secret that changed shows as changed (its values scrubbed).
+        after = to_jsonable_python(state, fallback=repr, serialize_unknown=True)
         limit = settings.max_attribute_length
         if settings.state == 'full':
-            span.set_attribute(attr.STATE_BEFORE, scrubber.dumps_jsonable(before, limit))
-            span.set_attribute(attr.STATE_AFTER, scrubber.dumps_jsonable(after, limit))
+            span.set_attribute(attr.STATE_BEFORE, scrubber.dumps_jsonable(scrubber.scrub(before), limit))
+            span.set_attribute(attr.STATE_AFTER, scrubber.dumps_jsonable(scrubber.scrub(after), limit))
             return
         diff: dict[str, Any] = {}
         if isinstance(before, dict) and isinstance(after, dict):
@@ -355,7 +354,7 @@ class RunTrace:
                     diff[key] = {'old': old, 'new': new}
         elif before != after:
             diff['state'] = {'old': before, 'new': after}
-        span.set_attribute(attr.STATE_DIFF, scrubber.dumps_jsonable(dict(sorted(diff.items())), limit))
+        span.set_attribute(attr.STATE_DIFF, scrubber.dumps_jsonable(scrubber.scrub(dict(sorted(diff.items()))), limit))
 
     def fail(self, error: BaseException) -> None:
         """Record `error` as the run's failure on the run span (once, however often it is reported)."""

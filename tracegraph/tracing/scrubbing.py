@@ -86,7 +86,10 @@ class Scrubber:
 
     def jsonable(self, value: Any) -> Any:
         """`value` as JSON-able Python data (unknown objects as their `repr`), scrubbed."""
-        data = to_jsonable_python(value, fallback=repr, serialize_unknown=True)
+        return self.scrub(to_jsonable_python(value, fallback=repr, serialize_unknown=True))
+
+    def scrub(self, data: Any) -> Any:
+        """A copy of JSON-able `data` with the values under secret-looking keys replaced."""
         return data if self._pattern is None else self._scrub(data, ())
 
     def dumps(self, value: Any, max_length: int) -> str:

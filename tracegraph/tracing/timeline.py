@@ -109,9 +109,8 @@ class NodeTimeline(BaseModel):
             length = min(length, width - first)
             bar = ' ' * first + '█' * length + ' ' * (width - first - length)
             suffix = f'  {n.error.type}: {n.error.message}' if n.error else ''
-            lines.append(
-                f'  {n.step:>{step_width}} {n.node_id:<{id_width}}  |{bar}| {format_duration(n.duration):>8}  {n.outcome}{suffix}'
-            )
+            label = f'{n.step:>{step_width}} {n.node_id:<{id_width}}'
+            lines.append(f'  {label}  |{bar}| {format_duration(n.duration):>8}  {n.outcome}{suffix}')
         return '\n'.join(lines)
 
     @classmethod

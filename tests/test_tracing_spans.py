@@ -1,0 +1,315 @@
+"""Run and node spans through a real OpenTelemetry SDK pipeline: names, parents, attributes, outcomes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
+
+import pytest
+from dirty_equals import IsStr
+from inline_snapshot import snapshot
+from opentelemetry.trace import SpanKind, StatusCode
+from tracing_helpers import Pipeline, make_pipeline
+
+from tracegraph import BaseNode, End, Graph, GraphRunContext
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def otel() -> Iterator[Pipeline]:
+    pipeline = make_pipeline()
+    yield pipeline
+    pipeline.tracer_provider.shutdown()
+    pipeline.meter_provider.shutdown()
+
+
+@dataclass
+class Counter:
+    count: int = 0
+
+
+@dataclass
+class Tick(BaseNode[Counter, None, int]):
+    limit: int
+
+    async def run(self, ctx: GraphRunContext[Counter]) -> Tick | End[int]:
+        ctx.state.count += 1
+        await asyncio.sleep(0)
+        return Tick(self.limit) if ctx.state.count < self.limit else End(ctx.state.count)
+
+
+@dataclass
+class Fail(BaseNode[Counter, None, int]):
+    async def run(self, ctx: GraphRunContext[Counter]) -> End[int]:
+        raise ValueError('no luck')
+
+
+def make_graph(otel: Pipeline, name: str = 'ticker', **settings: object) -> Graph[Counter, None, int]:
+    return Graph(nodes=[Tick, Fail], name=name, instrumentation=otel.settings(**settings))
+
+
+async def test_run_and_node_spans(otel: Pipeline) -> None:
+    graph = make_graph(otel)
+    result = await graph.run(Tick(3), state=Counter())
+    assert result.output == 3
+    assert [s.name for s in otel.spans] == ['run node Tick'] * 3 + ['run graph ticker']
+    run_span = otel.span('run graph ticker')
+    nodes = [s for s in otel.spans if s.name == 'run node Tick']
+    assert run_span.kind == SpanKind.INTERNAL and all(n.kind == SpanKind.INTERNAL for n in nodes)
+    assert run_span.parent is None
+    assert all(n.parent is not None and n.parent.span_id == run_span.context.span_id for n in nodes)
+    assert dict(run_span.attributes or {}) == snapshot(
+        {
+            'tracegraph.graph.name': 'ticker',
+            'tracegraph.run.id': IsStr(regex=r'[0-9a-f]{32}'),
+            'tracegraph.run.start_node': 'Tick',
+            'logfire.msg_template': 'run graph {graph_name}',
+            'logfire.msg': 'run graph ticker',
+            'logfire.span_type': 'span',
+            'logfire.json_schema': '{"type":"object","properties":{"tracegraph.run.output":{}}}',
+            'tracegraph.run.steps': 3,
+            'tracegraph.run.outcome': 'completed',
+            'tracegraph.run.output': '3',
+        }
+    )
+    assert dict(nodes[2].attributes or {}) == snapshot(
+        {
+            'tracegraph.graph.name': 'ticker',
+            'tracegraph.run.id': run_span.attributes['tracegraph.run.id'],  # type: ignore[index]
+            'tracegraph.node.id': 'Tick',
+            'tracegraph.step': 3,
+            'logfire.msg_template': 'run node {node_id}',
+            'logfire.msg': 'run node Tick',
+            'logfire.span_type': 'span',
+            'logfire.json_schema': IsStr(),
+            'tracegraph.node.input': '{"limit":3}',
+            'tracegraph.node.next': 'End',
+            'tracegraph.node.outcome': 'completed',
+        }
+    )
+    assert [n.attributes['tracegraph.node.next'] for n in nodes] == ['Tick', 'Tick', 'End']  # type: ignore[index]
+    assert run_span.status.status_code == StatusCode.UNSET
+    assert result.trace_id == f'{run_span.context.trace_id:032x}'
+    assert [s.span_id for s in result.history if hasattr(s, 'span_id')] == [f'{n.context.span_id:016x}' for n in nodes]
+
+
+async def test_node_failure_recorded_on_node_and_run_span(otel: Pipeline) -> None:
+    graph = make_graph(otel)
+    with pytest.raises(ValueError, match='^no luck$'):
+        await graph.run(Fail(), state=Counter())
+    node, run = otel.span('run node Fail'), otel.span('run graph ticker')
+    for span in (node, run):
+        assert span.status.status_code == StatusCode.ERROR
+        assert span.status.description == 'ValueError: no luck'
+        assert [e.name for e in span.events] == ['exception']
+        assert span.events[0].attributes['exception.type'] == 'ValueError'  # type: ignore[index]
+    assert node.attributes['tracegraph.node.outcome'] == 'failed'  # type: ignore[index]
+    assert 'tracegraph.node.next' not in (node.attributes or {})
+    assert run.attributes['tracegraph.run.outcome'] == 'failed'  # type: ignore[index]
+    assert 'tracegraph.run.output' not in (run.attributes or {})
+
+
+async def test_leaving_iter_early_is_interrupted_not_failed(otel: Pipeline) -> None:
+    graph = make_graph(otel)
+    async with graph.iter(Tick(10), state=Counter()) as run:
+        async for node in run:
+            if isinstance(node, Tick) and run.state.count == 2:
+                break
+    span = otel.span('run graph ticker')
+    assert span.attributes['tracegraph.run.outcome'] == 'interrupted'  # type: ignore[index]
+    assert span.attributes['tracegraph.run.steps'] == 2  # type: ignore[index]
+    assert span.status.status_code == StatusCode.UNSET
+    assert run.timeline.outcome == 'interrupted'
+
+
+async def test_cancellation_is_interrupted(otel: Pipeline) -> None:
+    started = asyncio.Event()
+
+    @dataclass
+    class Slow(BaseNode[None, None, None]):
+        async def run(self, ctx: GraphRunContext) -> End[None]:
+            started.set()
+            await asyncio.sleep(30)
+            return End(None)
+
+    graph = Graph(nodes=[Slow], name='slow', instrumentation=otel.settings())
+    task = asyncio.create_task(graph.run(Slow()))
+    await asyncio.wait_for(started.wait(), 5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    node, run = otel.span('run node Slow'), otel.span('run graph slow')
+    assert node.attributes['tracegraph.node.outcome'] == 'interrupted'  # type: ignore[index]
+    assert run.attributes['tracegraph.run.outcome'] == 'interrupted'  # type: ignore[index]
+    assert node.status.status_code == StatusCode.UNSET and run.status.status_code == StatusCode.UNSET
+    assert node.events == () and run.events == ()
+
+
+async def test_spans_opened_in_a_node_nest_under_its_span(otel: Pipeline) -> None:
+    tracer = otel.tracer_provider.get_tracer('user')
+
+    @dataclass
+    class Fetch(BaseNode[None, None, str]):
+        async def run(self, ctx: GraphRunContext) -> End[str]:
+            with tracer.start_as_current_span('GET /weather'):
+                await asyncio.sleep(0)
+            return End('sunny')
+
+    graph = Graph(nodes=[Fetch], name='weather', instrumentation=otel.settings())
+    async with graph.iter(Fetch()) as run:
+        with tracer.start_as_current_span('between steps'):
+            pass
+        await run.next()
+    user, node, run_span = otel.span('GET /weather'), otel.span('run node Fetch'), otel.span('run graph weather')
+    assert user.parent is not None and user.parent.span_id == node.context.span_id
+    between = otel.span('between steps')
+    assert between.parent is not None and between.parent.span_id == run_span.context.span_id
+
+
+async def test_next_from_another_task_keeps_parents(otel: Pipeline) -> None:
+    graph = make_graph(otel)
+    async with graph.iter(Tick(3), state=Counter()) as run:
+        while not isinstance(run.next_node, End):
+            await asyncio.create_task(run.next())
+    run_span = otel.span('run graph ticker')
+    assert [s.parent.span_id for s in otel.spans if s.name == 'run node Tick'] == [run_span.context.span_id] * 3  # type: ignore[union-attr]
+
+
+async def test_200_interleaved_runs_each_node_under_its_own_run(otel: Pipeline) -> None:
+    graph = make_graph(otel)
+    results = await asyncio.gather(*(graph.run(Tick(3), state=Counter()) for _ in range(200)))
+    assert len({r.trace_id for r in results}) == 200
+    runs = {s.context.span_id: s for s in otel.spans if s.name == 'run graph ticker'}
+    nodes = [s for s in otel.spans if s.name == 'run node Tick']
+    assert len(runs) == 200 and len(nodes) == 600
+    for node in nodes:
+        assert node.parent is not None
+        parent = runs[node.parent.span_id]
+        assert parent.attributes['tracegraph.run.id'] == node.attributes['tracegraph.run.id']  # type: ignore[index]
+        assert parent.context.trace_id == node.context.trace_id
+
+
+async def test_interleaved_runs_in_one_task(otel: Pipeline) -> None:
+    graph = make_graph(otel)
+    async with graph.iter(Tick(3), state=Counter()) as a, graph.iter(Tick(3), state=Counter()) as b:
+        for _ in range(3):
+            await a.next()
+            await b.next()
+    for run in (a, b):
+        node_parents = {
+            s.parent.span_id
+            for s in otel.spans
+            if s.name == 'run node Tick' and s.attributes['tracegraph.run.id'] == run.run_id
+        }  # type: ignore[index,union-attr]
+        run_span = next(
+            s for s in otel.spans if s.name == 'run graph ticker' and s.attributes['tracegraph.run.id'] == run.run_id
+        )  # type: ignore[index]
+        assert node_parents == {run_span.context.span_id}
+
+
+async def test_span_argument_start_as_current_span_is_the_run_span(otel: Pipeline) -> None:
+    graph = make_graph(otel)
+    tracer = otel.tracer_provider.get_tracer('app')
+    result = await graph.run(Tick(2), state=Counter(), span=tracer.start_as_current_span('my agent run'))
+    assert [s.name for s in otel.spans] == ['run node Tick', 'run node Tick', 'my agent run']
+    mine = otel.span('my agent run')
+    assert mine.attributes['tracegraph.run.outcome'] == 'completed'  # type: ignore[index]
+    assert mine.attributes['tracegraph.graph.name'] == 'ticker'  # type: ignore[index]
+    assert 'logfire.msg' not in (mine.attributes or {})
+    assert result.trace_id == f'{mine.context.trace_id:032x}'
+
+
+async def test_span_argument_already_started_span(otel: Pipeline) -> None:
+    graph = make_graph(otel)
+    started = otel.tracer_provider.get_tracer('app').start_span('started elsewhere')
+    with pytest.raises(ValueError, match='no luck'):
+        await graph.run(Fail(), state=Counter(), span=started)
+    span = otel.span('started elsewhere')
+    assert span.status.status_code == StatusCode.ERROR
+    assert otel.span('run node Fail').parent.span_id == span.context.span_id  # type: ignore[union-attr]
+    assert span.attributes['tracegraph.run.outcome'] == 'failed'  # type: ignore[index]
+
+
+async def test_span_argument_other_context_manager(otel: Pipeline) -> None:
+    entered: list[str] = []
+
+    @contextmanager
+    def audit() -> Iterator[None]:
+        entered.append('in')
+        yield
+        entered.append('out')
+
+    graph = make_graph(otel)
+    await graph.run(Tick(1), state=Counter(), span=audit())
+    await graph.run(Tick(1), state=Counter(), span=nullcontext())
+    assert entered == ['in', 'out']
+    assert [s.name for s in otel.spans].count('run graph ticker') == 2
+
+
+async def test_auto_instrument_false_records_nothing(otel: Pipeline) -> None:
+    graph = Graph(nodes=[Tick, Fail], auto_instrument=False, instrumentation=otel.settings())
+    result = await graph.run(Tick(2), state=Counter())
+    assert otel.spans == []
+    assert otel.metric_points('tracegraph.node.duration') == []
+    assert result.trace_id is None
+
+
+async def test_state_diff_and_full(otel: Pipeline) -> None:
+    @dataclass
+    class Account:
+        owner: str
+        balance: int
+        api_key: str
+
+    @dataclass
+    class Deposit(BaseNode[Account, None, int]):
+        amount: int
+
+        async def run(self, ctx: GraphRunContext[Account]) -> End[int]:
+            ctx.state.balance += self.amount
+            ctx.state.api_key = 'rotated-secret'
+            return End(ctx.state.balance)
+
+    diff_graph = Graph(nodes=[Deposit], name='bank', instrumentation=otel.settings(state='diff'))
+    await diff_graph.run(Deposit(5), state=Account('ada', 10, 'sk-1'))
+    node = otel.span('run node Deposit')
+    assert json.loads(node.attributes['tracegraph.state.diff']) == {  # type: ignore[index,arg-type]
+        'api_key': '[Scrubbed]',  # changed, but neither value is shown
+        'balance': {'old': 10, 'new': 15},
+    }
+    otel.exporter.clear()
+    full_graph = Graph(nodes=[Deposit], name='bank', instrumentation=otel.settings(state='full'))
+    await full_graph.run(Deposit(5), state=Account('ada', 10, 'sk-1'))
+    node = otel.span('run node Deposit')
+    assert node.attributes['tracegraph.state.before'] == '{"owner":"ada","balance":10,"api_key":"[Scrubbed]"}'  # type: ignore[index]
+    assert node.attributes['tracegraph.state.after'] == '{"owner":"ada","balance":15,"api_key":"[Scrubbed]"}'  # type: ignore[index]
+
+
+async def test_node_input_can_be_left_out_and_is_truncated(otel: Pipeline) -> None:
+    @dataclass
+    class Big(BaseNode[None, None, None]):
+        text: str
+
+        async def run(self, ctx: GraphRunContext) -> End[None]:
+            return End(None)
+
+    await Graph(nodes=[Big], name='big', instrumentation=otel.settings(max_attribute_length=40)).run(Big('x' * 100))
+    value = otel.span('run node Big').attributes['tracegraph.node.input']  # type: ignore[index]
+    assert value == '{"text":"xxxxxxxxxxxxxxxxx...[truncated]'
+    assert len(value) == 40  # type: ignore[arg-type]
+    otel.exporter.clear()
+    await Graph(nodes=[Big], name='big', instrumentation=otel.settings(include_node_input=False)).run(Big('x'))
+    assert 'tracegraph.node.input' not in (otel.span('run node Big').attributes or {})
+
+
+def test_settings_validation() -> None:
+    from tracegraph import InstrumentationSettings
+
+    with pytest.raises(ValueError, match=r"^`state` must be 'none', 'diff' or 'full', not 'all'\.$"):
+        InstrumentationSettings(state='all')  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r'^`max_attribute_length` must be at least 16, not 3\.$'):
+        InstrumentationSettings(max_attribute_length=3)

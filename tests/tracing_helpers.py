@@ -1,0 +1,58 @@
+"""A real OpenTelemetry SDK pipeline (in-memory span exporter and metric reader) for the tracing tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from tracegraph import InstrumentationSettings
+
+
+@dataclass
+class Pipeline:
+    tracer_provider: TracerProvider
+    exporter: InMemorySpanExporter
+    meter_provider: MeterProvider
+    reader: InMemoryMetricReader
+
+    def settings(self, **kwargs: Any) -> InstrumentationSettings:
+        return InstrumentationSettings(
+            tracer_provider=self.tracer_provider, meter_provider=self.meter_provider, **kwargs
+        )
+
+    @property
+    def spans(self) -> list[ReadableSpan]:
+        return list(self.exporter.get_finished_spans())
+
+    def span(self, name: str) -> ReadableSpan:
+        matches = [s for s in self.spans if s.name == name]
+        assert len(matches) == 1, f'{len(matches)} spans named {name!r}: {[s.name for s in self.spans]}'
+        return matches[0]
+
+    def metric_points(self, name: str) -> list[Any]:
+        data = self.reader.get_metrics_data()
+        points: list[Any] = []
+        for rm in data.resource_metrics if data else []:
+            for sm in rm.scope_metrics:
+                for metric in sm.metrics:
+                    if metric.name == name:
+                        points.extend(metric.data.data_points)
+        return points
+
+
+def make_pipeline() -> Pipeline:
+    exporter = InMemorySpanExporter()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    reader = InMemoryMetricReader()
+    return Pipeline(tracer_provider, exporter, MeterProvider(metric_readers=[reader]), reader)
+
+
+def hexid(value: int) -> str:
+    return f'{value:016x}' if value < 2**64 else f'{value:032x}'
