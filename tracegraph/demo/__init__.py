@@ -1,0 +1,5 @@
+"""`tracegraph demo`: example graphs run against the local dashboard."""
+
+from __future__ import annotations
+
+__all__ = ()
