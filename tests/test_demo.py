@@ -1,0 +1,44 @@
+"""`tracegraph demo --once`: example graphs sent through the real exporters to the embedded dashboard and stored."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from rich.console import Console
+
+from tracegraph.dashboard.store import Store
+from tracegraph.demo.main import demo
+from tracegraph.demo.runner import DEMO_RUNS
+
+
+def test_demo_once_stores_every_run(tmp_path: Path) -> None:
+    out = io.StringIO()
+    db = tmp_path / 'demo.duckdb'
+    assert demo(endpoint=None, once=True, db=db, port=0, console=Console(file=out, width=160)) == 0
+    printed = out.getvalue()
+    assert f'{DEMO_RUNS} runs sent (2 failed on purpose)' in printed
+    assert 'dashboard  http://127.0.0.1:' in printed
+    assert 'UpstreamError: https://api.example.com/items answered 503 3 times in a row' in printed
+
+    store = Store(db)
+    try:
+        graphs = {g.name: g.runs for g in store.graphs()}
+        assert graphs == {'thermostat': 9, 'flaky_fetch': 14, 'weather_agent': 2}
+        runs = store.runs(limit=100)
+        assert len(runs) == DEMO_RUNS
+        assert sorted(r.outcome for r in runs).count('failed') == 2
+        agent = next(r for r in runs if r.graph == 'weather_agent')
+        detail = store.run(agent.trace_id)
+        assert detail is not None
+        assert [n.node_id for n in detail.timeline.nodes] == [
+            'UserPromptNode',
+            'ModelRequestNode',
+            'CallToolsNode',
+            'ModelRequestNode',
+            'CallToolsNode',
+        ]
+        nested = {s.name for node in detail.nodes for s in node.children}
+        assert {'chat scripted-model', 'running tool get_weather'} <= nested
+    finally:
+        store.close()
