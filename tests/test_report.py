@@ -1,0 +1,81 @@
+"""`tracegraph report` figures from a JSON Lines span file written by the real file exporter."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from rich.console import Console
+
+from tracegraph import BaseNode, End, Graph, GraphRunContext, InstrumentationSettings
+from tracegraph.dashboard.report import build_report, load_span_file, render_report
+from tracegraph.exporters import JsonLinesSpanExporter
+
+pytestmark = pytest.mark.anyio
+
+
+@dataclass
+class Work(BaseNode[None, None, int]):
+    n: int
+
+    async def run(self, ctx: GraphRunContext) -> Work | Check | End[int]:
+        return Work(self.n - 1) if self.n > 0 else Check(self.n)
+
+
+@dataclass
+class Check(BaseNode[None, None, int]):
+    n: int
+
+    async def run(self, ctx: GraphRunContext) -> End[int]:
+        if self.n < 0:
+            raise ValueError('negative')
+        return End(self.n)
+
+
+async def test_report_from_span_file(tmp_path: Path) -> None:
+    path = tmp_path / 'spans.jsonl'
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(JsonLinesSpanExporter(path)))
+    graph = Graph(nodes=[Work, Check], name='work', instrumentation=InstrumentationSettings(tracer_provider=provider))
+    results = [await graph.run(Work(3)) for _ in range(3)]
+    with pytest.raises(ValueError, match='negative'):
+        await graph.run(Check(-1))
+    provider.shutdown()
+
+    store = load_span_file(path)
+    try:
+        report = build_report(store, source=str(path))
+    finally:
+        store.close()
+    [g] = report.graphs
+    assert (g.graph, g.runs, g.failed_runs) == ('work', 4, 1)
+    nodes = {n.node_id: n for n in g.nodes}
+    assert (nodes['Work'].count, nodes['Work'].error_rate) == (12, 0.0)
+    assert (nodes['Check'].count, nodes['Check'].error_rate) == (4, 0.25)
+    assert 0 < sum(n.share for n in g.nodes) <= 1
+    assert len(g.slowest) == 4
+    assert {r.trace_id for r in g.slowest} >= {r.trace_id for r in results}
+    assert g.slowest[0].duration >= g.slowest[-1].duration
+
+    out = io.StringIO()
+    render_report(report, Console(file=out, width=150))
+    text = out.getvalue()
+    assert 'work  4 runs, 1 failed' in text
+    assert '25.0%' in text  # Check's error rate
+    assert g.slowest[0].trace_id in text
+    assert report.model_dump(mode='json')['graphs'][0]['nodes'][0]['node_id'] == 'Work'
+
+
+def test_report_of_empty_file(tmp_path: Path) -> None:
+    path = tmp_path / 'empty.jsonl'
+    path.write_text('')
+    store = load_span_file(path)
+    report = build_report(store, source=str(path))
+    store.close()
+    out = io.StringIO()
+    render_report(report, Console(file=out, width=300))
+    assert out.getvalue() == f'no graph runs in {path}\n'

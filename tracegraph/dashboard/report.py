@@ -1,0 +1,138 @@
+"""`tracegraph report`: per-graph, per-node performance figures from a dashboard store or a JSON Lines span file."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+from pydantic import BaseModel
+from rich.console import Console
+from rich.table import Table
+
+from ..tracing.timeline import format_duration
+from .models import NodeStats, RunSummary
+from .store import Store
+
+__all__ = ('GraphReport', 'NodeReport', 'Report', 'build_report', 'load_span_file', 'render_report')
+
+
+class NodeReport(NodeStats):
+    """A node's figures, with its share of the graph's total run time."""
+
+    share: float
+    """Fraction (0 to 1) of the graph's summed run durations spent in this node's steps."""
+
+
+class GraphReport(BaseModel):
+    """One graph: its runs, their total time, its nodes and its slowest runs."""
+
+    graph: str
+    runs: int
+    failed_runs: int
+    total_run_time: float
+    """Seconds, summed over runs."""
+    nodes: list[NodeReport]
+    slowest: list[RunSummary]
+
+
+class Report(BaseModel):
+    """What `tracegraph report` shows (and prints with `--json`)."""
+
+    source: str
+    since: datetime | None
+    graphs: list[GraphReport]
+
+
+def build_report(store: Store, *, source: str, graph: str | None = None, since: datetime | None = None,
+                 slowest: int = 5) -> Report:  # fmt: skip
+    """Collect the report's figures from `store`.
+
+    Args:
+        store: where the spans are.
+        source: what to call the store in the report (a path).
+        graph: only this graph.
+        since: only runs and steps that started at or after this instant.
+        slowest: how many of the slowest runs to list per graph.
+    """
+    names = [g.name for g in store.graphs() if graph is None or g.name == graph]
+    start_ns = int(since.timestamp() * 1e9) if since else 0
+    graphs: list[GraphReport] = []
+    for name in names:
+        runs, failed, total_ns = store._query(  # pyright: ignore[reportPrivateUsage]
+            "SELECT count(*), count(*) FILTER (WHERE outcome = 'failed'), coalesce(sum(end_ns - start_ns), 0) "
+            'FROM spans WHERE is_run AND graph = ? AND start_ns >= ?',
+            [name, start_ns],
+        )[0]
+        if not runs:
+            continue
+        total = total_ns / 1e9
+        nodes = [
+            NodeReport(**stats.model_dump(), share=(stats.total / total) if total else 0.0)
+            for stats in store.node_stats(name, since=since)
+        ]
+        graphs.append(
+            GraphReport(
+                graph=name,
+                runs=runs,
+                failed_runs=failed,
+                total_run_time=total,
+                nodes=nodes,
+                slowest=store.runs(graph=name, since=since, limit=slowest, slowest=True),
+            )
+        )
+    return Report(source=source, since=since, graphs=graphs)
+
+
+def load_span_file(path: Path) -> Store:
+    """An in-memory store holding the spans of a JSON Lines span file written by the exporters' `file=` option.
+
+    Raises:
+        FileNotFoundError: `path` does not exist.
+        ValueError: a line is not a span (the error names the line).
+    """
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+
+    from ..exporters import read_spans
+    from .otlp import span_batch
+
+    spans = read_spans(path)
+    store = Store(':memory:')
+    if spans:
+        store.insert_spans(span_batch(encode_spans(spans)))
+    return store
+
+
+def render_report(report: Report, console: Console) -> None:
+    """Print the report as Rich tables: one per graph, then its slowest runs."""
+    if not report.graphs:
+        console.print(
+            f'no graph runs in {report.source}' + (f' since {report.since:%Y-%m-%d %H:%M}' if report.since else '')
+        )
+        return
+    for g in report.graphs:
+        table = Table(
+            title=f'[bold]{g.graph}[/]  {g.runs} runs, {g.failed_runs} failed, {format_duration(g.total_run_time)} in all',
+            title_justify='left',
+        )
+        for column in ('node', 'count', 'errors', 'p50', 'p95', 'p99', 'share of run time'):
+            table.add_column(column, justify='left' if column == 'node' else 'right')
+        for n in g.nodes:
+            errors = f'[red]{n.error_rate:.1%}[/]' if n.error_rate else '0%'
+            table.add_row(
+                n.node_id, str(n.count), errors, format_duration(n.p50), format_duration(n.p95),
+                format_duration(n.p99), f'{n.share:.1%}',
+            )  # fmt: skip
+        console.print(table)
+        slow = Table(title='slowest runs', title_justify='left', show_edge=False, box=None)
+        for column in ('trace id', 'duration', 'steps', 'outcome', 'started'):
+            slow.add_column(column)
+        for r in g.slowest:
+            slow.add_row(
+                r.trace_id,
+                format_duration(r.duration),
+                str(r.steps or 0),
+                r.outcome or '-',
+                f'{r.start:%Y-%m-%d %H:%M:%S}',
+            )
+        console.print(slow)
+        console.print()
