@@ -110,10 +110,8 @@ def render_report(report: Report, console: Console) -> None:
         )
         return
     for g in report.graphs:
-        table = Table(
-            title=f'[bold]{g.graph}[/]  {g.runs} runs, {g.failed_runs} failed, {format_duration(g.total_run_time)} in all',
-            title_justify='left',
-        )
+        summary = f'{g.runs} runs, {g.failed_runs} failed, {format_duration(g.total_run_time)} in all'
+        table = Table(title=f'[bold]{g.graph}[/]  {summary}', title_justify='left')
         for column in ('node', 'count', 'errors', 'p50', 'p95', 'p99', 'share of run time'):
             table.add_column(column, justify='left' if column == 'node' else 'right')
         for n in g.nodes:
