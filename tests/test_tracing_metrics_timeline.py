@@ -264,10 +264,18 @@ def test_logfire_configured_sees_the_spans_with_their_messages() -> None:
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
     exporter = InMemorySpanExporter()
-    logfire.configure(send_to_logfire=False, console=False, additional_span_processors=[SimpleSpanProcessor(exporter)])
+    logfire.configure(
+        send_to_logfire=False, console=False, inspect_arguments=False,
+        additional_span_processors=[SimpleSpanProcessor(exporter)],
+    )
     asyncio.run(hops.run(Hop(1)))
-    for span in exporter.get_finished_spans():
+    asyncio.run(hops.run(Hop(2), span=logfire.span('agent run {user}', user='ada')))
+    spans = exporter.get_finished_spans()
+    for span in spans:
         print(span.name, '|', span.attributes.get('logfire.msg'), '|', span.attributes.get('logfire.span_type'))
+    mine = spans[-1]
+    print(mine.attributes['tracegraph.run.outcome'], mine.attributes['tracegraph.graph.name'])
+    print(all(s.parent.span_id == mine.context.span_id for s in spans[-3:-1]))
     """
     )
     assert proc.returncode == 0, proc.stderr
@@ -276,4 +284,9 @@ def test_logfire_configured_sees_the_spans_with_their_messages() -> None:
         'run node Hop | run node Hop | span',
         'run node Hop | run node Hop | span',
         'run graph hops | run graph hops | span',
+        'run node Hop | run node Hop | span',
+        'run node Hop | run node Hop | span',
+        'agent run {user} | agent run ada | span',
+        'completed hops',
+        'True',
     ]
