@@ -1,0 +1,110 @@
+"""The `tracegraph_capture` pytest fixture (loaded through the `pytest11` entry point) and `TelemetryCapture`."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import subprocess
+import sys
+import threading
+
+import pytest
+from exporters_helpers import Explode, Increment, counter_graph
+from opentelemetry import trace
+
+from tracegraph.exporters import MetricPoint, TelemetryCapture
+from tracegraph.tracing import attributes as attr
+
+pytestmark = pytest.mark.anyio
+
+
+def test_the_plugin_is_registered_as_a_pytest11_entry_point() -> None:
+    entry_points = importlib.metadata.entry_points(group='pytest11')
+    assert [ep.value for ep in entry_points if ep.name == 'tracegraph'] == ['tracegraph.exporters.pytest_plugin']
+
+
+def test_importing_the_plugin_loads_none_of_the_exporters() -> None:
+    # pytest imports the plugin in every run of every project with tracegraph installed: it must stay light
+    code = (
+        'import sys, tracegraph.exporters.pytest_plugin\n'
+        "print(sorted(m for m in sys.modules if m.startswith('tracegraph.exporters.')))"
+    )
+    done = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "['tracegraph.exporters.pytest_plugin']\n"
+
+
+async def test_captures_spans_timelines_and_metrics(tracegraph_capture: TelemetryCapture) -> None:
+    await counter_graph().run(Increment(0))
+    assert tracegraph_capture.span_names() == ['run node Increment'] * 4 + ['run graph counter']
+    (timeline,) = tracegraph_capture.timelines()
+    assert (timeline.graph, timeline.outcome) == ('counter', 'completed')
+    assert [(n.step, n.node_id, n.next_node) for n in timeline.nodes] == [
+        (1, 'Increment', 'Increment'),
+        (2, 'Increment', 'Increment'),
+        (3, 'Increment', 'Increment'),
+        (4, 'Increment', 'End'),
+    ]
+    (node_duration,) = tracegraph_capture.metrics(attr.METRIC_NODE_DURATION)
+    assert node_duration.kind == 'histogram'
+    assert node_duration.unit == 's'
+    assert node_duration.count == 4
+    assert node_duration.explicit_bounds == attr.DURATION_BUCKETS
+    assert sum(node_duration.bucket_counts) == 4
+    assert node_duration.attributes == {
+        attr.GRAPH_NAME: 'counter',
+        attr.NODE_ID: 'Increment',
+        attr.NODE_OUTCOME: 'completed',
+    }
+    assert tracegraph_capture.metrics(attr.METRIC_RUN_STEPS) == [
+        MetricPoint(
+            name=attr.METRIC_RUN_STEPS, unit='{step}', attributes={attr.GRAPH_NAME: 'counter'}, kind='sum', value=4
+        )
+    ]
+
+
+async def test_each_test_sees_only_its_own_telemetry(tracegraph_capture: TelemetryCapture) -> None:
+    # the previous test ran the same graph: neither its spans nor its metrics show up here
+    with pytest.raises(ValueError, match='boom'):
+        await counter_graph().run(Explode())
+    assert tracegraph_capture.span_names() == ['run node Explode', 'run graph counter']
+    (timeline,) = tracegraph_capture.timelines()
+    assert timeline.outcome == 'failed'
+    assert timeline.nodes[0].error is not None
+    assert timeline.nodes[0].error.message == 'boom'
+    (steps,) = tracegraph_capture.metrics(attr.METRIC_RUN_STEPS)
+    assert steps.value == 1
+    (run_duration,) = tracegraph_capture.metrics(attr.METRIC_RUN_DURATION)
+    assert run_duration.attributes == {attr.GRAPH_NAME: 'counter', attr.RUN_OUTCOME: 'failed'}
+
+
+async def test_metrics_accumulate_across_reads_and_clear_resets(tracegraph_capture: TelemetryCapture) -> None:
+    graph = counter_graph()
+    await graph.run(Increment(2))
+    assert tracegraph_capture.metrics(attr.METRIC_RUN_STEPS)[0].value == 2
+    await graph.run(Increment(2))
+    assert tracegraph_capture.metrics(attr.METRIC_RUN_STEPS)[0].value == 4  # the second read adds, not replaces
+    assert len(tracegraph_capture.timelines()) == 2
+    tracegraph_capture.clear()
+    assert tracegraph_capture.spans == []
+    assert tracegraph_capture.metrics() == []
+
+
+def test_spans_from_other_threads_and_plain_sdk_spans_are_captured(tracegraph_capture: TelemetryCapture) -> None:
+    def work() -> None:
+        with trace.get_tracer('mine').start_as_current_span('from a thread'):
+            pass
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join()
+    assert tracegraph_capture.span_names() == ['from a thread']
+
+
+def test_nested_captures_restore_the_outer_one(tracegraph_capture: TelemetryCapture) -> None:
+    tracer = trace.get_tracer('mine')
+    with TelemetryCapture.start() as inner, tracer.start_as_current_span('inner'):
+        pass
+    with tracer.start_as_current_span('outer'):
+        pass
+    assert inner.span_names() == ['inner']
+    assert tracegraph_capture.span_names() == ['outer']

@@ -1,0 +1,132 @@
+"""The console exporter: one Rich timeline per run, printed when the run ends."""
+
+from __future__ import annotations
+
+import io
+import re
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from exporters_helpers import Explode, Increment, counter_graph, make_spans
+from opentelemetry.sdk.trace import TracerProvider
+from rich.console import Console
+
+from tracegraph.exporters import ConsoleTimelineProcessor, configure
+from tracegraph.exporters.console import render_timeline
+from tracegraph.tracing.timeline import NodeError, NodeRecord, NodeTimeline
+
+pytestmark = pytest.mark.anyio
+
+
+def test_render_timeline_layout() -> None:
+    t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    timeline = NodeTimeline(
+        run_id='r1',
+        trace_id=None,
+        graph='billing',
+        outcome='failed',
+        start=t0,
+        end=t0 + timedelta(seconds=3),
+        nodes=[
+            NodeRecord(
+                step=1,
+                node_id='Fetch',
+                span_id=None,
+                start=t0,
+                end=t0 + timedelta(seconds=1),
+                duration=1.0,
+                outcome='completed',
+                next_node='Charge',
+            ),
+            NodeRecord(
+                step=2,
+                node_id='Charge',
+                span_id=None,
+                start=t0 + timedelta(seconds=1),
+                end=t0 + timedelta(seconds=1.0004),
+                duration=0.0004,
+                outcome='completed',
+                next_node='Notify',
+            ),
+            NodeRecord(
+                step=3,
+                node_id='Notify',
+                span_id=None,
+                start=t0 + timedelta(seconds=1.5),
+                end=t0 + timedelta(seconds=3),
+                duration=1.5,
+                outcome='failed',
+                next_node=None,
+                error=NodeError(type='TimeoutError', message='smtp'),
+            ),
+        ],
+    )
+    out = io.StringIO()
+    Console(file=out, width=100).print(render_timeline(timeline, width=20))
+    assert [line.rstrip() for line in out.getvalue().splitlines()] == [
+        'billing  run r1  failed  3.000s',
+        'step  node    timeline              duration  outcome',
+        '   1  Fetch   ███████                1.000 s  completed → Charge',
+        '   2  Charge        █                 400 µs  completed → Notify',
+        '   3  Notify            ██████████   1.500 s  failed  TimeoutError: smtp',
+    ]
+
+
+async def test_a_real_run_prints_one_timeline_when_it_ends() -> None:
+    out = io.StringIO()
+    processor = ConsoleTimelineProcessor(out)
+    provider = TracerProvider()
+    provider.add_span_processor(processor)
+    graph = counter_graph(provider)
+    await graph.run(Increment(1))
+    lines = [line.rstrip() for line in out.getvalue().splitlines()]
+    assert re.fullmatch(r'counter  run [0-9a-f]{32}  completed  \d+\.\d{3}s', lines[0])
+    assert lines[1].split() == ['step', 'node', 'timeline', 'duration', 'outcome']
+    assert [re.sub(r'[█ ]+', ' ', line).split(' ', 3)[:3] for line in lines[2:]] == [
+        ['', '1', 'Increment'],
+        ['', '2', 'Increment'],
+        ['', '3', 'Increment'],
+    ]
+    assert [line.split('  ')[-1] for line in lines[2:]] == [
+        'completed → Increment',
+        'completed → Increment',
+        'completed → End',
+    ]
+
+    out.truncate(0)
+    out.seek(0)
+    with pytest.raises(ValueError, match='boom'):
+        await graph.run(Explode())
+    lines = [line.rstrip() for line in out.getvalue().splitlines()]
+    assert len(lines) == 3  # header, column titles, the one failed step
+    assert lines[0].split('  ')[2] == 'failed'
+    assert lines[2].endswith('failed  ValueError: boom')
+    provider.shutdown()
+
+
+async def test_configure_console_writes_to_the_given_stream() -> None:
+    out = io.StringIO()
+    with configure(console=out, metrics=False, set_global=False) as telemetry:
+        await counter_graph(telemetry.tracer_provider).run(Increment(3))
+    assert out.getvalue().count('counter  run ') == 1
+    assert 'completed → End' in out.getvalue()
+
+
+def test_spans_outside_runs_are_ignored_and_pending_runs_are_bounded() -> None:
+    out = io.StringIO()
+    processor = ConsoleTimelineProcessor(out, max_pending_runs=2)
+    spans = make_spans(runs=3, nodes=2)
+    node_spans = [s for s in spans if s.name.startswith('run node')]
+    run_spans = [s for s in spans if s.name.startswith('run graph')]
+    for span in node_spans:
+        processor.on_end(span)
+    assert list(processor._pending) == ['run0001', 'run0002']  # run0000 was forgotten
+    for span in run_spans:
+        processor.on_end(span)
+    text = out.getvalue()
+    assert [line.split()[2] for line in text.splitlines() if line.startswith('g  run ')] == [
+        'run0000',
+        'run0001',
+        'run0002',
+    ]
+    assert text.count('completed → ') == 4  # run0000 printed without its forgotten node steps

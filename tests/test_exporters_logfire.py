@@ -1,0 +1,98 @@
+"""Logfire: `logfire.configure()` alone shows tracegraph's spans; `configure()` afterwards joins its provider.
+
+Each case runs in a child process, because Logfire (like OpenTelemetry) sets process-wide providers.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from exporters_helpers import OtlpHttpReceiver
+
+
+def _run(code: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, 'PYTHONPATH': str(Path(__file__).parent)}
+    env.pop('LOGFIRE_TOKEN', None)
+    return subprocess.run(
+        [sys.executable, '-c', textwrap.dedent(code), *args], env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_logfire_configure_alone_sees_every_tracegraph_span() -> None:
+    done = _run(
+        """
+        import asyncio
+        import logfire
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+        from exporters_helpers import Explode, Increment, counter_graph
+
+        memory = InMemorySpanExporter()
+        logfire.configure(
+            send_to_logfire=False, console=False, additional_span_processors=[SimpleSpanProcessor(memory)]
+        )
+        graph = counter_graph()
+        asyncio.run(graph.run(Increment(2)))
+        try:
+            asyncio.run(graph.run(Explode()))
+        except ValueError:
+            pass
+        spans = memory.get_finished_spans()
+        ids = {s.context.span_id: s.name for s in spans}
+        for s in spans:
+            parent = ids.get(s.parent.span_id) if s.parent else None
+            print(s.name, '|', parent, '|', s.attributes['logfire.msg'], '|', s.status.status_code.name,
+                  '|', [e.name for e in s.events])
+        """
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        'run node Increment | run graph counter | run node Increment | UNSET | []',
+        'run node Increment | run graph counter | run node Increment | UNSET | []',
+        'run graph counter | None | run graph counter | UNSET | []',
+        "run node Explode | run graph counter | run node Explode | ERROR | ['exception']",
+        "run graph counter | None | run graph counter | ERROR | ['exception']",
+    ]
+    assert done.stderr == ''
+
+
+def test_configure_after_logfire_adds_exporters_to_its_provider_and_says_so_once() -> None:
+    with OtlpHttpReceiver() as receiver:
+        done = _run(
+            """
+            import asyncio, logging, sys
+            import logfire
+            from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+            from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+            from exporters_helpers import Increment, counter_graph
+            from tracegraph.exporters import configure
+
+            logging.basicConfig(level=logging.INFO, format='%(name)s: %(message)s', stream=sys.stdout)
+            memory = InMemorySpanExporter()
+            logfire.configure(
+                send_to_logfire=False, console=False, additional_span_processors=[SimpleSpanProcessor(memory)]
+            )
+            first = configure(endpoint=sys.argv[1], metrics=False)
+            second = configure(endpoint=sys.argv[1], metrics=False)
+            print('owns provider:', first.owns_tracer_provider, second.owns_tracer_provider)
+            asyncio.run(counter_graph().run(Increment(2)))
+            first.shutdown()
+            second.shutdown()
+            print('logfire saw', len(memory.get_finished_spans()))
+            """,
+            receiver.endpoint,
+        )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    announcements = [line for line in lines if 'already exists' in line]
+    assert len(announcements) == 1
+    assert announcements[0].startswith('tracegraph.exporters: tracegraph: a global TracerProvider (')
+    assert announcements[0].endswith('already exists; adding tracegraph exporters to it instead of replacing it')
+    assert 'owns provider: False False' in lines
+    assert 'logfire saw 3' in lines
+    # both handles exported every span once
+    assert sorted(s.span.name for s in receiver.spans()) == ['run graph counter'] * 2 + ['run node Increment'] * 4

@@ -1,0 +1,54 @@
+"""Exporters: one-call setup, OTLP over HTTP and gRPC, a durable spool, JSON Lines files, console and test capture.
+
+Importing this package is cheap and needs only the core dependencies: the OpenTelemetry SDK and the
+exporters are imported on first use of a name below (`pip install 'tracegraph[otlp]'`). The pytest plugin
+(`tracegraph.exporters.pytest_plugin`) is loaded by every pytest run, so this must never fail.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .capture import MetricPoint, TelemetryCapture
+    from .console import ConsoleTimelineProcessor
+    from .file import JsonLinesSpanExporter, read_spans
+    from .settings import ConfigurationError
+    from .setup import Telemetry, configure
+    from .spool import SpoolSpanExporter
+
+__all__ = (
+    'configure',
+    'Telemetry',
+    'ConfigurationError',
+    'SpoolSpanExporter',
+    'JsonLinesSpanExporter',
+    'read_spans',
+    'ConsoleTimelineProcessor',
+    'TelemetryCapture',
+    'MetricPoint',
+)
+
+_LAZY: dict[str, str] = {
+    'configure': 'setup',
+    'Telemetry': 'setup',
+    'ConfigurationError': 'settings',
+    'SpoolSpanExporter': 'spool',
+    'JsonLinesSpanExporter': 'file',
+    'read_spans': 'file',
+    'ConsoleTimelineProcessor': 'console',
+    'TelemetryCapture': 'capture',
+    'MetricPoint': 'capture',
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+    return getattr(importlib.import_module(f'{__name__}.{module}'), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

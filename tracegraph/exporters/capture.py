@@ -1,0 +1,226 @@
+"""In-memory capture of tracegraph's spans and metrics, for tests (the `tracegraph_capture` pytest fixture).
+
+OpenTelemetry lets a process set its global `TracerProvider` and `MeterProvider` only once, while a test
+suite wants a fresh capture per test. So the first capture installs ONE global pipeline for the whole
+process and every capture after it plugs into that pipeline:
+
+- traces: a `TracerProvider` whose only processor is a switch forwarding to the active capture (when a real
+  provider is already global, e.g. after `logfire.configure()`, the switch is added to it instead);
+- metrics: a `MeterProvider` with an in-memory reader using delta temporality; a capture drains the reader
+  when it starts and sums the deltas it collects afterwards, so it sees only what its own test recorded.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Generator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from opentelemetry import metrics, trace
+from opentelemetry.context import Context
+from opentelemetry.metrics._internal import _ProxyMeterProvider
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import (
+    AggregationTemporality,
+    Gauge,
+    Histogram,
+    InMemoryMetricReader,
+    Sum,
+)
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
+
+from ..tracing.timeline import NodeTimeline
+from .views import delta_temporality, metric_views
+
+__all__ = ('TelemetryCapture', 'MetricPoint')
+
+
+@dataclass(frozen=True, kw_only=True)
+class MetricPoint:
+    """One metric stream (name + attributes) summed over everything recorded while a capture was active."""
+
+    name: str
+    unit: str
+    attributes: dict[str, Any]
+    kind: Literal['sum', 'histogram', 'gauge']
+    value: float
+    """Counter total, histogram sum, or last gauge value."""
+    count: int = 0
+    """Number of histogram measurements (0 for counters and gauges)."""
+    explicit_bounds: tuple[float, ...] = ()
+    bucket_counts: tuple[int, ...] = ()
+
+
+class _SwitchProcessor(SpanProcessor):
+    """Forwards spans to the capture that is active now, and drops them when none is."""
+
+    def __init__(self) -> None:
+        self.target: TelemetryCapture | None = None
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        pass
+
+    def on_end(self, span: ReadableSpan) -> None:
+        target = self.target
+        if target is not None:
+            target._add_span(span)
+
+    def shutdown(self) -> None:
+        self.target = None
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+
+@dataclass(kw_only=True)
+class _Pipeline:
+    switch: _SwitchProcessor
+    reader: InMemoryMetricReader | None
+    """None when another library set the global MeterProvider before the first capture."""
+
+
+_pipeline: _Pipeline | None = None
+_pipeline_lock = threading.Lock()
+
+
+def _global_pipeline() -> _Pipeline:
+    global _pipeline
+    with _pipeline_lock:
+        if _pipeline is not None:
+            return _pipeline
+        switch = _SwitchProcessor()
+        current = trace.get_tracer_provider()
+        if isinstance(current, trace.ProxyTracerProvider):
+            provider = TracerProvider(resource=Resource.create({'service.name': 'tracegraph-capture'}))
+            provider.add_span_processor(switch)
+            trace.set_tracer_provider(provider)
+        else:
+            add = getattr(current, 'add_span_processor', None)
+            if add is None:
+                raise RuntimeError(
+                    f'tracegraph_capture cannot capture spans: the global TracerProvider is a '
+                    f'{type(current).__name__}, which does not accept span processors.'
+                )
+            add(switch)
+        reader: InMemoryMetricReader | None = None
+        if isinstance(metrics.get_meter_provider(), _ProxyMeterProvider):
+            reader = InMemoryMetricReader(preferred_temporality=delta_temporality())
+            metrics.set_meter_provider(MeterProvider(metric_readers=[reader], views=metric_views()))
+        _pipeline = _Pipeline(switch=switch, reader=reader)
+        return _pipeline
+
+
+@dataclass(kw_only=True)
+class TelemetryCapture:
+    """Spans and metrics captured in memory while active; get one from `TelemetryCapture.start()`.
+
+    Example:
+        ```python
+        from tracegraph.exporters import TelemetryCapture
+
+        with TelemetryCapture.start() as capture:
+            ...  # run graphs
+        print(capture.timelines())
+        ```
+    """
+
+    _pipeline: _Pipeline
+    _spans: list[ReadableSpan] = field(default_factory=list[ReadableSpan])
+    _metrics: dict[tuple[str, tuple[tuple[str, Any], ...]], MetricPoint] = field(
+        default_factory=dict[tuple[str, tuple[tuple[str, Any], ...]], MetricPoint]
+    )
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    @contextmanager
+    def start(cls) -> Generator[TelemetryCapture, None, None]:
+        """Capture until the block ends; the previous capture (if any) is restored afterwards."""
+        pipeline = _global_pipeline()
+        capture = cls(_pipeline=pipeline)
+        if pipeline.reader is not None:
+            pipeline.reader.get_metrics_data()  # drop deltas recorded before this capture
+        previous = pipeline.switch.target
+        pipeline.switch.target = capture
+        try:
+            yield capture
+        finally:
+            pipeline.switch.target = previous
+
+    def _add_span(self, span: ReadableSpan) -> None:
+        with self._lock:
+            self._spans.append(span)
+
+    @property
+    def spans(self) -> list[ReadableSpan]:
+        """The finished spans captured so far, in the order they ended."""
+        with self._lock:
+            return list(self._spans)
+
+    def span_names(self) -> list[str]:
+        """Names of the captured spans, in the order they ended."""
+        return [s.name for s in self.spans]
+
+    def timelines(self) -> list[NodeTimeline]:
+        """A `NodeTimeline` for every run whose run span ended while capturing, ordered by start time."""
+        return NodeTimeline.all_from_spans(self.spans)
+
+    def clear(self) -> None:
+        """Forget the spans and metrics captured so far."""
+        self.metrics()
+        with self._lock:
+            self._spans.clear()
+            self._metrics.clear()
+
+    def metrics(self, name: str | None = None) -> list[MetricPoint]:
+        """Every metric stream recorded while capturing (optionally only those called `name`).
+
+        Raises:
+            RuntimeError: when another library set the global `MeterProvider` before the first capture.
+        """
+        reader = self._pipeline.reader
+        if reader is None:
+            raise RuntimeError(
+                'tracegraph_capture cannot read metrics: a global MeterProvider was set before the first capture '
+                '(e.g. by logfire.configure()), and OpenTelemetry allows only one.'
+            )
+        data = reader.get_metrics_data()
+        with self._lock:
+            for resource_metrics in data.resource_metrics if data else ():
+                for scope_metrics in resource_metrics.scope_metrics:
+                    for metric in scope_metrics.metrics:
+                        self._merge(metric.name, metric.unit or '', metric.data)
+            points = list(self._metrics.values())
+        return [p for p in points if name is None or p.name == name]
+
+    def _merge(self, name: str, unit: str, data: Any) -> None:
+        for point in data.data_points:
+            attrs = dict(point.attributes or {})
+            key = (name, tuple(sorted(attrs.items())))
+            old = self._metrics.get(key)
+            if isinstance(data, Histogram):
+                bounds = tuple(point.explicit_bounds)
+                buckets = tuple(point.bucket_counts)
+                if old is not None:
+                    buckets = tuple(a + b for a, b in zip(old.bucket_counts, buckets))
+                self._metrics[key] = MetricPoint(
+                    name=name,
+                    unit=unit,
+                    attributes=attrs,
+                    kind='histogram',
+                    value=point.sum + (old.value if old else 0.0),
+                    count=point.count + (old.count if old else 0),
+                    explicit_bounds=bounds,
+                    bucket_counts=buckets,
+                )
+            elif isinstance(data, Sum):
+                value = point.value
+                if data.aggregation_temporality == AggregationTemporality.DELTA and old is not None:
+                    value += old.value
+                self._metrics[key] = MetricPoint(name=name, unit=unit, attributes=attrs, kind='sum', value=value)
+            elif isinstance(data, Gauge):
+                self._metrics[key] = MetricPoint(
+                    name=name, unit=unit, attributes=attrs, kind='gauge', value=point.value
+                )

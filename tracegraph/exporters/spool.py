@@ -1,0 +1,277 @@
+"""`SpoolSpanExporter`: spans go to local disk first, then to the backend from a background thread.
+
+`export()` only appends a record to the current segment file (see `segments`) and returns; a sender thread
+reads the oldest unacknowledged record, sends it, and moves the cursor past it once the backend answered
+2xx. Failures are retried with exponential backoff and jitter, or after the backend's `Retry-After`.
+Whatever is left when the process stops is sent by the next process using the same directory.
+Disk use stays under `max_bytes`: the oldest segments are dropped first, and every dropped span is
+counted in the `tracegraph.spool.dropped_spans` metric and logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from os import PathLike
+
+from opentelemetry import metrics
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from .segments import Dropped, Record, SegmentStore
+from .senders import Sender, SendResult, make_sender
+from .settings import OtlpTarget, check_spool_dir
+
+__all__ = ('SpoolSpanExporter', 'METRIC_SPOOL_DROPPED')
+
+METRIC_SPOOL_DROPPED = 'tracegraph.spool.dropped_spans'
+"""Counter of spans the spool gave up, attribute `reason` (`spool_full`, `batch_too_large`, `rejected`, `corrupt`)."""
+
+logger = logging.getLogger('tracegraph.exporters.spool')
+
+
+class SpoolSpanExporter(SpanExporter):
+    """A span exporter that stores batches on disk and delivers them from a background thread.
+
+    Args:
+        directory: the spool directory (created if missing); reuse it across restarts to resend what is left.
+        target: where to send (see `settings.resolve_target`); or give `sender`.
+        sender: a ready `Sender` (for tests and custom transports); `target` is ignored then.
+        max_bytes: bound on the segment files' total size; the oldest are dropped (and counted) beyond it.
+        segment_bytes: a segment is closed, and a new one started, once it reaches this size.
+        initial_backoff: seconds before the first retry; doubled on every further failure.
+        max_backoff: cap on the backoff, in seconds.
+        max_retry_after: cap on a backend's `Retry-After`, in seconds.
+        request_timeout: seconds to wait for one answer from the backend.
+        fsync: fsync each record, so batches survive a power loss and not only a crash of the process.
+        meter_provider: where the dropped-spans counter is recorded (the global one when None).
+
+    Raises:
+        SpoolLockedError: another live process uses `directory`.
+    """
+
+    def __init__(
+        self,
+        directory: str | PathLike[str],
+        *,
+        target: OtlpTarget | None = None,
+        sender: Sender | None = None,
+        max_bytes: int = 256 * 1024 * 1024,
+        segment_bytes: int = 4 * 1024 * 1024,
+        initial_backoff: float = 0.5,
+        max_backoff: float = 30.0,
+        max_retry_after: float = 300.0,
+        request_timeout: float = 10.0,
+        fsync: bool = True,
+        meter_provider: metrics.MeterProvider | None = None,
+    ) -> None:
+        if sender is None:
+            if target is None:
+                raise ValueError('SpoolSpanExporter needs a `target` or a `sender`.')
+            sender = make_sender(target, timeout=request_timeout)
+        if max_bytes <= 0 or segment_bytes <= 0:
+            raise ValueError(f'max_bytes and segment_bytes must be positive, got {max_bytes} and {segment_bytes}.')
+        try:
+            path = check_spool_dir(directory)
+            segment_bytes = min(segment_bytes, max_bytes)
+            self._store = SegmentStore(path, max_bytes=max_bytes, segment_bytes=segment_bytes, fsync=fsync)
+        except BaseException:
+            sender.close()
+            raise
+        self._sender = sender
+        self._initial_backoff = initial_backoff
+        self._max_backoff = max_backoff
+        self._max_retry_after = max_retry_after
+        meter = (meter_provider or metrics.get_meter_provider()).get_meter('tracegraph.exporters')
+        self._dropped_counter = meter.create_counter(
+            METRIC_SPOOL_DROPPED, unit='{span}', description='Spans the tracegraph spool gave up.'
+        )
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._failing = False
+        self._dropped: dict[str, int] = {}
+        self._sent_requests = 0
+        self._failed_requests = 0
+        self._generation = 0
+        self._thread = threading.Thread(target=self._run, name='tracegraph-spool-sender', daemon=True)
+        self._thread.start()
+
+    # --- SpanExporter --------------------------------------------------------------------------------------
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        """Store the batch on disk and wake the sender; SUCCESS means stored, not yet delivered."""
+        if not spans:
+            return SpanExportResult.SUCCESS
+        if self._stopping:
+            self._record_drop(Dropped(spans=len(spans), bytes=0, reason='shutdown'))
+            return SpanExportResult.FAILURE
+        payload = _encode(spans)
+        try:
+            dropped = self._store.append(payload, len(spans))
+        except OSError as e:
+            logger.error('tracegraph spool: cannot write to %s: %s', self._store.directory, e)
+            self._record_drop(Dropped(spans=len(spans), bytes=len(payload), reason='write_error'))
+            return SpanExportResult.FAILURE
+        for d in dropped:
+            self._record_drop(d)
+        with self._cond:
+            self._generation += 1
+            self._cond.notify_all()
+        return SpanExportResult.SUCCESS
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Wait until the backend acknowledged everything stored, or until the timeout.
+
+        Returns:
+            True when nothing is left to send; False on timeout (the rest stays on disk).
+        """
+        return self._wait(lambda: self._store.pending_spans == 0, timeout_millis / 1000)
+
+    def shutdown(self, timeout: float = 2.0) -> None:
+        """Give the sender up to `timeout` seconds to deliver (less when the backend is failing), then stop it.
+
+        Whatever was not delivered stays on disk for the next process using this directory.
+        """
+        if self._stopping:
+            return
+        self._wait(lambda: self._store.pending_spans == 0 or self._failing, timeout)
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        self._thread.join(timeout)
+        self._sender.close()
+        self._store.close()
+
+    # --- state ---------------------------------------------------------------------------------------------
+
+    @property
+    def pending_spans(self) -> int:
+        """Spans stored and not yet acknowledged by the backend."""
+        return self._store.pending_spans
+
+    @property
+    def disk_bytes(self) -> int:
+        """Bytes of segment files on disk (at most `max_bytes`)."""
+        return self._store.disk_bytes
+
+    @property
+    def dropped_spans(self) -> dict[str, int]:
+        """Spans given up so far by this process, by reason."""
+        with self._cond:
+            return dict(self._dropped)
+
+    @property
+    def sent_requests(self) -> int:
+        """Requests the backend acknowledged."""
+        return self._sent_requests
+
+    @property
+    def failed_requests(self) -> int:
+        """Requests that failed and were (or will be) retried."""
+        return self._failed_requests
+
+    # --- sender thread -------------------------------------------------------------------------------------
+
+    def _wait(self, done: Callable[[], bool], timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not done():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not self._thread.is_alive():
+                    return done()
+                self._cond.wait(min(remaining, 0.05))
+        return True
+
+    def _run(self) -> None:
+        attempts = 0
+        while not self._stopping:
+            generation = self._generation
+            record, corrupt = self._store.next_record()
+            if corrupt is not None:
+                self._record_drop(corrupt)
+            if record is None:
+                with self._cond:
+                    self._cond.notify_all()  # wakes force_flush() waiters
+                    self._cond.wait_for(lambda g=generation: self._stopping or self._generation != g, 1.0)
+                continue
+            result = self._send(record)
+            if result.outcome == 'retry':
+                attempts += 1
+                self._failed_requests += 1
+                self._failing = True
+                delay = self._delay(attempts, result.retry_after)
+                logger.warning(
+                    'tracegraph spool: sending %d spans failed (%s); retry %d in %.2fs',
+                    record.spans,
+                    result.detail,
+                    attempts,
+                    delay,
+                )
+                with self._cond:
+                    self._cond.notify_all()
+                    if not self._stopping:
+                        self._cond.wait_for(lambda: self._stopping, delay)
+                continue
+            attempts = 0
+            self._failing = False
+            if result.outcome == 'drop':
+                logger.error('tracegraph spool: backend refused %d spans for good (%s)', record.spans, result.detail)
+                self._record_drop(Dropped(spans=record.spans, bytes=len(record.payload), reason='rejected'))
+            elif result.rejected_spans:
+                logger.error('tracegraph spool: backend rejected %d spans (%s)', result.rejected_spans, result.detail)
+                self._record_drop(Dropped(spans=result.rejected_spans, bytes=0, reason='rejected'))
+            if result.outcome == 'ok':
+                self._sent_requests += 1
+            self._store.ack(record)
+            with self._cond:
+                self._cond.notify_all()
+
+    def _send(self, record: Record) -> SendResult:
+        try:
+            return self._sender.send(record.payload)
+        except Exception as e:  # a sender bug must not kill the thread and strand the spool
+            return SendResult(outcome='retry', detail=f'{type(e).__name__}: {e}')
+
+    def _delay(self, attempts: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return min(retry_after, self._max_retry_after)
+        backoff = min(self._max_backoff, self._initial_backoff * 2 ** (attempts - 1))
+        return backoff * (0.5 + random.random() / 2)  # jitter keeps many clients from retrying in lockstep
+
+    def _record_drop(self, dropped: Dropped) -> None:
+        if dropped.reason in ('spool_full', 'batch_too_large'):
+            logger.warning(
+                'tracegraph spool: disk bound reached (%s): dropped %d spans (%d bytes), oldest first',
+                dropped.reason,
+                dropped.spans,
+                dropped.bytes,
+            )
+        with self._cond:
+            self._dropped[dropped.reason] = self._dropped.get(dropped.reason, 0) + dropped.spans
+        if dropped.spans:
+            self._dropped_counter.add(dropped.spans, {'reason': dropped.reason})
+
+    def __repr__(self) -> str:
+        return f'SpoolSpanExporter({str(self._store.directory)!r}, pending_spans={self.pending_spans})'
+
+
+_CHUNK = 64
+
+
+def _encode(spans: Sequence[ReadableSpan]) -> bytes:
+    """One `ExportTraceServiceRequest` for the batch, encoded 64 spans at a time.
+
+    Encoding is pure Python and holds the GIL for milliseconds per hundred spans; between chunks this thread
+    sleeps for zero seconds, which hands the GIL to the thread running the graph if it is waiting. Serialized
+    requests concatenate into their merge, and repeated `resource_spans` are valid OTLP.
+    """
+    parts: list[bytes] = []
+    for start in range(0, len(spans), _CHUNK):
+        if start:
+            time.sleep(0)
+        parts.append(encode_spans(spans[start : start + _CHUNK]).SerializeToString())
+    return b''.join(parts)
