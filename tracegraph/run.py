@@ -42,6 +42,10 @@ def _qualified_name(cls: type) -> str:
     return cls.__qualname__ if module in (None, 'builtins') else f'{module}.{cls.__qualname__}'
 
 
+def _ns_to_utc(ns: int) -> datetime:
+    return datetime.fromtimestamp(ns / 1e9, tz=timezone.utc)
+
+
 @dataclass(kw_only=True)
 class _FailedStep:
     node_id: str
@@ -74,29 +78,29 @@ async def run_step(
     # The state is snapshotted before the node runs, so the step shows what the node started from.
     step = NodeStep(state=state, node=node, snapshot_state=graph.snapshot_state)
     ctx = GraphRunContext(state, deps)
+    result: BaseNode[StateT, DepsT, Any] | End[T]
     if trace is None:
         start = perf_counter()
         try:
             result = await node.run(ctx)
-            _next_id(result)
+            if not isinstance(result, (End, BaseNode)):
+                _next_id(result)  # raises the error naming the type
         except BaseException as error:
             if graph_run is not None:
                 graph_run._record_failure(node_id, step.start_ts, perf_counter() - start, None, error)
             raise
         step.duration = perf_counter() - start
     else:
-
-        def on_start(start_ns: int) -> None:
-            step.start_ts = datetime.fromtimestamp(start_ns / 1e9, tz=timezone.utc)
-
         try:
-            result, ids, duration_ns = await trace.run_node(node, node_id, lambda: node.run(ctx), _next_id, on_start)
+            result, ids, duration_ns = await trace.run_node(node, node_id, ctx, _next_id)
         except BaseException as error:
+            step.start_ts = _ns_to_utc(trace.last_start_ns)
             if graph_run is not None:
                 failed = trace.last_step
                 duration = (_utils.now_utc() - step.start_ts).total_seconds() if failed is None else failed.duration
                 graph_run._record_failure(node_id, step.start_ts, duration, failed and failed.span_id, error)
             raise
+        step.start_ts = _ns_to_utc(trace.last_start_ns)
         step.duration = duration_ns / 1e9
         step.trace_id = ids.trace_id
         step.span_id = ids.span_id
@@ -230,9 +234,16 @@ class GraphRun(Generic[StateT, DepsT, RunEndT]):
 
     async def __anext__(self) -> BaseNode[StateT, DepsT, RunEndT] | End[RunEndT]:
         """Run the next node; stops after the node that returned `End` (which is yielded last)."""
-        if isinstance(self._next_node, End):
+        node = self._next_node
+        if isinstance(node, End):
             raise StopAsyncIteration
-        return await self.next(self._next_node)
+        # `next()` inlined: one coroutine less per step.
+        if self._ended_at is not None:
+            raise exceptions.GraphRuntimeError('This graph run has already ended.')
+        self._next_node = await run_step(
+            self.graph, node, self.history, state=self.state, deps=self.deps, trace=self._trace, graph_run=self
+        )
+        return self._next_node
 
     def __repr__(self) -> str:
         return f'<GraphRun name={self.graph.name or "<unnamed>"} step={len(self.history) + 1}>'

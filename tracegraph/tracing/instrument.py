@@ -7,15 +7,18 @@ tracer provider nor a real meter provider is configured: then the run does no tr
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from contextlib import AbstractContextManager
-from typing import Any, TypeVar
+from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import metrics as otel_metrics
 from opentelemetry import trace
+from opentelemetry.environment_variables import OTEL_PYTHON_METER_PROVIDER, OTEL_PYTHON_TRACER_PROVIDER
+from opentelemetry.metrics import _internal as _metrics_api  # pyright: ignore[reportPrivateUsage]
 from opentelemetry.metrics._internal import _ProxyMeterProvider  # pyright: ignore[reportPrivateUsage]
 from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
 from pydantic_core import to_jsonable_python
@@ -27,7 +30,6 @@ from .settings import InstrumentationSettings
 
 __all__ = ('Instrumentation', 'RunTrace', 'NodeStepTrace', 'is_interruption', 'span_of')
 
-T = TypeVar('T')
 
 _JSON_SCHEMA_NODE = '{"type":"object","properties":{"tracegraph.node.input":{"type":"object"},' + (
     '"tracegraph.state.diff":{"type":"object"},"tracegraph.state.before":{},"tracegraph.state.after":{}}}'
@@ -52,8 +54,40 @@ def span_of(given: object, entered: object) -> Span | None:
     return None
 
 
+_MISSING = object()
+
+
+def _env_probe(name: str) -> Callable[[], bool]:
+    """A cheap `name in os.environ`, which otherwise raises and catches a KeyError on every miss.
+
+    `os.environ` keeps its entries in `_data` under encoded keys; when that is not there, the plain check is used.
+    """
+    data: object = getattr(os.environ, '_data', None)
+    encode: Callable[[str], object] | None = getattr(os.environ, 'encodekey', None)
+    if isinstance(data, dict) and encode is not None:
+        key = encode(name)
+        return lambda: key in data
+    return lambda: name in os.environ
+
+
+_tracer_provider_env = _env_probe(OTEL_PYTHON_TRACER_PROVIDER)
+_meter_provider_env = _env_probe(OTEL_PYTHON_METER_PROVIDER)
+
+
+def _no_global_provider(api_module: object, global_name: str, env_set: Callable[[], bool]) -> bool:
+    """Whether the API has no global provider and no environment variable naming one to load.
+
+    Then `get_tracer_provider()` / `get_meter_provider()` would hand out the API's proxy. This is the common
+    no-SDK case, checked on every run, so it avoids the getters' slower `os.environ` lookup.
+    """
+    return getattr(api_module, global_name, _MISSING) is None and not env_set()
+
+
 def _live_tracer_provider(provider: trace.TracerProvider | None) -> trace.TracerProvider | None:
-    provider = provider or trace.get_tracer_provider()
+    if not provider:
+        if _no_global_provider(trace, '_TRACER_PROVIDER', _tracer_provider_env):
+            return None
+        provider = trace.get_tracer_provider()
     # The API hands out a proxy until an SDK provider is set globally: nothing would be recorded.
     if isinstance(provider, (trace.ProxyTracerProvider, trace.NoOpTracerProvider)):
         return None
@@ -61,7 +95,10 @@ def _live_tracer_provider(provider: trace.TracerProvider | None) -> trace.Tracer
 
 
 def _live_meter_provider(provider: otel_metrics.MeterProvider | None) -> otel_metrics.MeterProvider | None:
-    provider = provider or otel_metrics.get_meter_provider()
+    if not provider:
+        if _no_global_provider(_metrics_api, '_METER_PROVIDER', _meter_provider_env):
+            return None
+        provider = otel_metrics.get_meter_provider()
     if isinstance(provider, (otel_metrics.NoOpMeterProvider, _ProxyMeterProvider)):
         return None
     return provider
@@ -194,6 +231,10 @@ class RunTrace:
         self._token: object | None = None
         self._metric_attrs = {attr.GRAPH_NAME: graph_name}
         self._state_getter: Callable[[], Any] | None = None
+        self._trace_hex_cache: tuple[int, str] | None = None
+        self._node_metric_attrs: dict[tuple[str, str], dict[str, str]] = {}
+        self.last_start_ns = 0
+        """Start of the last node step, in nanoseconds since the epoch."""
         self.last_step: NodeStepTrace | None = None
         """Ids and duration of the last node step, also when it raised."""
         self.span: Span | None = None
@@ -213,8 +254,9 @@ class RunTrace:
             attr.LOGFIRE_JSON_SCHEMA: _JSON_SCHEMA_RUN,
         }
         links: list[Link] = []
-        current = trace.get_current_span().get_span_context()
-        if resumed_from is not None and resumed_from[0] != f'{current.trace_id:032x}':
+        # The caller's trace is looked up only for a resumed run: a fresh one never links.
+        current_trace = trace.get_current_span().get_span_context().trace_id if resumed_from is not None else 0
+        if resumed_from is not None and resumed_from[0] != f'{current_trace:032x}':
             run_attrs[attr.RUN_RESUMED_FROM] = resumed_from[0]
             links.append(Link(trace.SpanContext(int(resumed_from[0], 16), int(resumed_from[1], 16), is_remote=True)))
         if adopted is not None:
@@ -241,21 +283,18 @@ class RunTrace:
         self._token = otel_context.attach(self.context)
 
     async def run_node(
-        self,
-        node: Any,
-        node_id: str,
-        run: Callable[[], Awaitable[T]],
-        next_id: Callable[[T], str],
-        on_start: Callable[[int], None],
-    ) -> tuple[T, NodeStepTrace, int]:
-        """Run one node step inside its span.
+        self, node: Any, node_id: str, ctx: Any, next_id: Callable[[Any], str]
+    ) -> tuple[Any, NodeStepTrace, int]:
+        """Run one node step, `await node.run(ctx)`, inside its span.
+
+        The step's start time (nanoseconds since the epoch) is in `last_start_ns` as soon as the node starts,
+        so a caller can read it also when the step raises.
 
         Args:
-            node: the node, recorded as `tracegraph.node.input`.
+            node: the node to run, recorded as `tracegraph.node.input`.
             node_id: its id.
-            run: calls the node's `run`.
+            ctx: the `GraphRunContext` handed to `node.run`.
             next_id: the id of what `run` returned; raises when it is neither a node nor `End`.
-            on_start: called with the step's start time in nanoseconds since the epoch, before the node runs.
 
         Returns:
             What `run` returned, the ids of the step's span, and the step's duration in nanoseconds.
@@ -263,10 +302,11 @@ class RunTrace:
         self.steps += 1
         settings = self._inst.settings
         start_ns = time.time_ns()
-        on_start(start_ns)
+        self.last_start_ns = start_ns
         span: Span | None = None
         token: object | None = None
         state_before: Any = None
+        state_getter = self._state_getter
         if self._tracer is not None:
             span_attrs: dict[str, Any] = {
                 attr.GRAPH_NAME: self.graph_name,
@@ -290,13 +330,13 @@ class RunTrace:
                 set_status_on_exception=False,
             )
             token = otel_context.attach(trace.set_span_in_context(span))
-        state_getter = self._state_getter
-        if span is not None and settings.state != 'none' and state_getter is not None:
-            state_before = to_jsonable_python(state_getter(), fallback=repr, serialize_unknown=True)
+            if settings.state != 'none' and state_getter is not None:
+                state_before = to_jsonable_python(state_getter(), fallback=repr, serialize_unknown=True)
         t0 = time.perf_counter_ns()
         outcome: attr.Outcome = 'completed'
+        nid: str | None = None
         try:
-            result = await run()
+            result = await node.run(ctx)
             nid = next_id(result)
         except BaseException as error:
             outcome = 'interrupted' if is_interruption(error) else 'failed'
@@ -306,29 +346,43 @@ class RunTrace:
                     span.record_exception(error, escaped=True)
                     span.set_status(Status(StatusCode.ERROR, f'{type(error).__name__}: {error}'))
             raise
-        else:
-            if span is not None:
-                span.set_attribute(attr.NODE_NEXT, nid)
         finally:
             duration_ns = time.perf_counter_ns() - t0
-            if span is not None and (ctx := span.get_span_context()).is_valid:
-                self.last_step = NodeStepTrace(f'{ctx.trace_id:032x}', f'{ctx.span_id:016x}', duration_ns / 1e9)
+            if span is not None and (span_ctx := span.get_span_context()).is_valid:
+                self.last_step = NodeStepTrace(
+                    self._trace_hex(span_ctx.trace_id), f'{span_ctx.span_id:016x}', duration_ns / 1e9
+                )
             else:
                 self.last_step = NodeStepTrace(None, None, duration_ns / 1e9)
             if span is not None:
-                span.set_attribute(attr.NODE_OUTCOME, outcome)
+                # One call (one lock) for both attributes; `next` only when the node returned one.
+                span.set_attributes(
+                    {attr.NODE_OUTCOME: outcome} if nid is None else {attr.NODE_NEXT: nid, attr.NODE_OUTCOME: outcome}
+                )
                 if state_getter is not None and settings.state != 'none':
                     self._record_state(span, state_before, state_getter())
                 if token is not None:
                     otel_context.detach(token)  # pyright: ignore[reportArgumentType]
                 span.end(end_time=start_ns + duration_ns)
             if self._instruments is not None:
-                self._instruments.node_duration.record(
-                    duration_ns / 1e9,
-                    {attr.GRAPH_NAME: self.graph_name, attr.NODE_ID: node_id, attr.NODE_OUTCOME: outcome},
-                )
-                self._instruments.run_steps.add(1, self._metric_attrs)
+                self._record_step_metrics(self._instruments, node_id, outcome, duration_ns)
         return result, self.last_step, duration_ns
+
+    def _trace_hex(self, trace_id: int) -> str:
+        # Every node span of a run shares the run's trace: format its id once.
+        cached = self._trace_hex_cache
+        if cached is None or cached[0] != trace_id:
+            cached = self._trace_hex_cache = (trace_id, f'{trace_id:032x}')
+        return cached[1]
+
+    def _record_step_metrics(self, instruments: _Instruments, node_id: str, outcome: str, duration_ns: int) -> None:
+        key = (node_id, outcome)
+        attrs = self._node_metric_attrs.get(key)
+        if attrs is None:
+            attrs = {attr.GRAPH_NAME: self.graph_name, attr.NODE_ID: node_id, attr.NODE_OUTCOME: outcome}
+            self._node_metric_attrs[key] = attrs
+        instruments.node_duration.record(duration_ns / 1e9, attrs)
+        instruments.run_steps.add(1, self._metric_attrs)
 
     def watch_state(self, getter: Callable[[], Any]) -> None:
         """Tell the trace how to read the run's state, for `InstrumentationSettings.state`."""
@@ -382,18 +436,20 @@ class RunTrace:
             outcome = 'completed' if ended and error is None else 'interrupted'
         if self.span is not None:
             span = self.span
-            span.set_attribute(attr.RUN_STEPS, self.steps)
-            span.set_attribute(attr.RUN_OUTCOME, outcome)
+            end_attrs: dict[str, Any] = {attr.RUN_STEPS: self.steps, attr.RUN_OUTCOME: outcome}
             if ended and outcome == 'completed':
                 settings = self._inst.settings
-                span.set_attribute(attr.RUN_OUTPUT, self._inst.scrubber.dumps(output, settings.max_attribute_length))
-            if self._token is not None:
-                otel_context.detach(self._token)  # pyright: ignore[reportArgumentType]
-                self._token = None
-            if self._owns_span:
-                span.end()
+                end_attrs[attr.RUN_OUTPUT] = self._inst.scrubber.dumps(output, settings.max_attribute_length)
+            span.set_attributes(end_attrs)  # one call, one lock
+        # Recorded while the run span is current, so an exemplar of this point links to the run's trace.
         if self._instruments is not None:
             self._instruments.run_duration.record(
                 time.perf_counter() - self._start, {attr.GRAPH_NAME: self.graph_name, attr.RUN_OUTCOME: outcome}
             )
+        if self.span is not None:
+            if self._token is not None:
+                otel_context.detach(self._token)  # pyright: ignore[reportArgumentType]
+                self._token = None
+            if self._owns_span:
+                self.span.end()
         return outcome

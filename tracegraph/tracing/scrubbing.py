@@ -35,6 +35,13 @@ DEFAULT_SCRUB_PATTERNS: tuple[str, ...] = (
 SCRUBBED = '[Scrubbed]'
 TRUNCATED_SUFFIX = '...[truncated]'
 
+# One encoder for every attribute: `json.dumps` with non-default options builds a new encoder per call.
+_ENCODER = json.JSONEncoder(separators=(',', ':'), ensure_ascii=False)
+# Values that `_scrub` hands back unchanged, checked by exact type before the slower `isinstance` tests.
+_LEAF_TYPES = frozenset({str, int, float, bool, type(None)})
+# Keys repeat from step to step (a node's fields); remembering their pattern matches is bounded by this.
+_KEY_CACHE_SIZE = 1024
+
 
 @dataclass(kw_only=True, frozen=True)
 class ScrubMatch:
@@ -83,6 +90,7 @@ class Scrubber:
         else:
             patterns = (*DEFAULT_SCRUB_PATTERNS, *options.extra_patterns)
             self._pattern = re.compile('|'.join(f'(?:{p})' for p in patterns), re.IGNORECASE)
+        self._key_matches: dict[str, re.Match[str] | None] = {}
 
     def jsonable(self, value: Any) -> Any:
         """`value` as JSON-able Python data (unknown objects as their `repr`), scrubbed."""
@@ -94,20 +102,31 @@ class Scrubber:
 
     def dumps(self, value: Any, max_length: int) -> str:
         """`value` as compact JSON, scrubbed, cut to `max_length` characters."""
-        return truncate(json.dumps(self.jsonable(value), separators=(',', ':'), ensure_ascii=False), max_length)
+        return truncate(_ENCODER.encode(self.jsonable(value)), max_length)
 
     def dumps_jsonable(self, data: Any, max_length: int) -> str:
         """Already JSON-able, already scrubbed `data` as compact JSON cut to `max_length` characters."""
-        return truncate(json.dumps(data, separators=(',', ':'), ensure_ascii=False), max_length)
+        return truncate(_ENCODER.encode(data), max_length)
+
+    def _match(self, key: str) -> re.Match[str] | None:
+        try:
+            return self._key_matches[key]
+        except KeyError:
+            match = self._pattern.search(key) if self._pattern else None
+            if len(self._key_matches) < _KEY_CACHE_SIZE:
+                self._key_matches[key] = match
+            return match
 
     def _scrub(self, data: Any, path: tuple[str | int, ...]) -> Any:
         if isinstance(data, Mapping):
             out: dict[str, Any] = {}
             for key, value in data.items():  # pyright: ignore[reportUnknownVariableType]
                 key = str(key)  # pyright: ignore[reportUnknownArgumentType]
-                match = self._pattern.search(key) if self._pattern else None
+                match = self._match(key)
                 if match is not None:
                     out[key] = self._replacement((*path, key), value, match)
+                elif type(value) in _LEAF_TYPES:  # pyright: ignore[reportUnknownArgumentType]
+                    out[key] = value
                 else:
                     out[key] = self._scrub(value, (*path, key))
             return out
