@@ -79,3 +79,32 @@ def test_report_of_empty_file(tmp_path: Path) -> None:
     out = io.StringIO()
     render_report(report, Console(file=out, width=300))
     assert out.getvalue() == f'no graph runs in {path}\n'
+
+
+def test_report_command_json_and_errors(tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    path = tmp_path / 'spans.jsonl'
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(JsonLinesSpanExporter(path)))
+    graph = Graph(nodes=[Work, Check], name='work', instrumentation=InstrumentationSettings(tracer_provider=provider))
+    graph.run_sync(Work(1))
+    provider.shutdown()
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, '-m', 'tracegraph.cli', 'report', *args]
+        return subprocess.run(command, capture_output=True, text=True, timeout=120, env={'COLUMNS': '200', 'PATH': ''})
+
+    done = cli('--file', str(path), '--json')
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert [(n['node_id'], n['count']) for n in data['graphs'][0]['nodes']] == [('Work', 2), ('Check', 1)]
+
+    missing = cli('--file', str(tmp_path / 'nope.jsonl'))
+    assert missing.returncode == 2
+    assert f'error: no span file at {tmp_path / "nope.jsonl"}' in ' '.join(missing.stderr.split())
+    bad_since = cli('--file', str(path), '--since', 'yesterday')
+    assert bad_since.returncode == 2
+    assert 'error: --since:' in bad_since.stderr

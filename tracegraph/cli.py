@@ -1,4 +1,4 @@
-"""The `tracegraph` command: `serve` (the local dashboard); `demo` and `report` are added beside it."""
+"""The `tracegraph` command: `serve` (the local dashboard), `demo` (example graphs shown there), `report`."""
 
 from __future__ import annotations
 
@@ -44,10 +44,14 @@ def serve(
         typer.Option(min=0.0, help='Delete spans older than this many days (checked at start and hourly).'),
     ] = None,
     max_body_mb: Annotated[float, typer.Option(min=0.001, help='Largest request body accepted, in MiB.')] = 16.0,
+    decode_workers: Annotated[
+        int | None,
+        typer.Option(min=0, help='Processes decoding span requests (default: one per core beyond the first).'),
+    ] = None,
     log_level: Annotated[str, typer.Option(help='uvicorn log level.')] = 'warning',
 ) -> None:
     """Run the local dashboard: an OTLP/HTTP receiver (POST /v1/traces, /v1/metrics), a DuckDB store and a web UI."""
-    from .dashboard.server import bind_socket, is_loopback, make_server
+    from .dashboard.server import bind_socket, default_decode_workers, is_loopback, make_server
     from .dashboard.store import Store, default_db_path
 
     path = db or default_db_path()
@@ -76,18 +80,86 @@ def serve(
         token=token,
         retention_days=retention_days,
         max_body=int(max_body_mb * 1024 * 1024),
+        decode_workers=default_decode_workers() if decode_workers is None else decode_workers,
         log_level=log_level,
     )
     try:
         server.run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C once it has shut down cleanly
+        pass
     finally:
         sock.close()
         store.close()
 
 
-# --- `tracegraph demo` and `tracegraph report` go here (issue 5). They reuse the dashboard's pieces:
-# `tracegraph.dashboard.server.ServerThread` to serve in the background, and `tracegraph.dashboard.store.Store`
-# (`runs`, `run`, `graphs`, `node_stats`, `edges`) for the numbers.
+@app.command()
+def demo(
+    endpoint: Annotated[
+        str | None,
+        typer.Option(help='Send to this dashboard (or any OTLP/HTTP endpoint) instead of starting the embedded one.'),
+    ] = None,
+    once: Annotated[bool, typer.Option(help='Exit after printing the runs instead of serving until Ctrl-C.')] = False,
+    db: Annotated[
+        Path | None, typer.Option(help='DuckDB file of the embedded dashboard (default: the user data directory).')
+    ] = None,
+    port: Annotated[int, typer.Option(help='Port of the embedded dashboard (a free one when it is busy).')] = 4318,
+) -> None:
+    """Run example graphs (state machine, flaky fetch with retries, concurrent runs, agent loop) and show them."""
+    from .demo.main import demo as run_demo
+
+    raise typer.Exit(run_demo(endpoint=endpoint, once=once, db=db, port=port, console=_out))
+
+
+@app.command()
+def report(
+    db: Annotated[Path | None, typer.Option(help='Dashboard store to read (default: the one `serve` uses).')] = None,
+    file: Annotated[
+        Path | None, typer.Option(help='JSON Lines span file written by `configure(file=...)` to read instead.')
+    ] = None,
+    graph: Annotated[str | None, typer.Option(help='Only this graph.')] = None,
+    since: Annotated[
+        str | None, typer.Option(help='Only runs since then: an ISO time or a duration back from now (30m, 6h, 7d).')
+    ] = None,
+    slowest: Annotated[int, typer.Option(min=0, help='How many of the slowest runs to list per graph.')] = 5,
+    json_output: Annotated[bool, typer.Option('--json', help='Print the report as JSON, for scripts.')] = False,
+) -> None:
+    """Performance per graph and node: count, error rate, p50/p95/p99, share of run time, and the slowest runs."""
+    from .dashboard.models import parse_since
+    from .dashboard.report import build_report, load_span_file, render_report
+    from .dashboard.store import Store, default_db_path
+
+    if db is not None and file is not None:
+        _err.print('[bold red]error:[/] give --db or --file, not both')
+        raise typer.Exit(2)
+    try:
+        since_at = parse_since(since) if since else None
+    except ValueError as exc:
+        _err.print(f'[bold red]error:[/] --since: {exc}')
+        raise typer.Exit(2) from None
+    if file is not None:
+        if not file.is_file():
+            _err.print(f'[bold red]error:[/] no span file at {file}')
+            raise typer.Exit(2)
+        try:
+            store = load_span_file(file)
+        except ValueError as exc:
+            _err.print(f'[bold red]error:[/] {exc}')
+            raise typer.Exit(2) from None
+        source = str(file)
+    else:
+        path = db or default_db_path()
+        if not path.is_file():
+            _err.print(f'[bold red]error:[/] no dashboard store at {path} (run `tracegraph serve` or pass --file)')
+            raise typer.Exit(2)
+        store, source = Store(path), str(path)
+    try:
+        result = build_report(store, source=source, graph=graph, since=since_at, slowest=slowest)
+    finally:
+        store.close()
+    if json_output:
+        _out.print_json(result.model_dump_json())
+    else:
+        render_report(result, _out)
 
 
 def main() -> None:

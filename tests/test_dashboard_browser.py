@@ -1,0 +1,146 @@
+"""The dashboard's pages in real headless Chromium (Debian's `chromium`, driven by Playwright)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from dashboard_helpers import SampleRun, emit_run, exporting_provider, running_server
+
+from tracegraph.dashboard.server import ServerThread
+
+CHROMIUM = Path('/usr/bin/chromium')
+OUTPUT = Path(__file__).resolve().parent.parent / 'test-output'
+ARGS = [
+    '--no-sandbox',
+    '--disable-gpu',
+    '--disable-quic',
+    '--no-first-run',
+    '--disable-background-networking',
+    '--disable-component-update',
+    '--disable-sync',
+]
+AGENT_STEPS = ('UserPromptNode', 'ModelRequestNode', 'CallToolsNode', 'ModelRequestNode', 'CallToolsNode')
+
+pytestmark = pytest.mark.browser
+
+if not CHROMIUM.exists():
+    if os.environ.get('CI'):
+        raise RuntimeError(f'{CHROMIUM} is missing on CI: install Debian chromium (apt-get install chromium).')
+    pytest.skip(f'{CHROMIUM} is missing: apt-get install chromium to run the browser tests', allow_module_level=True)
+
+from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402 - only once chromium is there
+
+
+@pytest.fixture(scope='module')
+def seeded() -> Iterator[tuple[ServerThread, list[SampleRun]]]:
+    with running_server() as server:
+        with exporting_provider(server.url) as (provider, _):
+            runs = [emit_run(provider, graph='pipeline', fail=i == 2) for i in range(4)]
+            runs.append(emit_run(provider, graph='agent', steps=AGENT_STEPS))
+        yield server, runs
+
+
+@pytest.fixture(scope='module')
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, timeout=30_000)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={'width': 1280, 'height': 900})
+    p = context.new_page()
+    p.set_default_timeout(10_000)
+    try:
+        yield p
+    finally:
+        context.close()
+
+
+def shot(page: Page, name: str) -> None:
+    OUTPUT.mkdir(exist_ok=True)
+    page.screenshot(path=str(OUTPUT / name), full_page=True)
+
+
+def test_runs_list(seeded: tuple[ServerThread, list[SampleRun]], page: Page) -> None:
+    server, runs = seeded
+    page.goto(server.url + '/')
+    rows = page.locator('table.runs tbody tr.run')
+    expect(rows).to_have_count(len(runs))
+    # newest first
+    assert rows.evaluate_all('rs => rs.map(r => r.dataset.trace)') == [r.trace_id for r in reversed(runs)]
+    expect(page.locator('.card')).to_have_count(2)
+    shot(page, 'dashboard-runs.png')
+    page.select_option('select[name=outcome]', 'failed')
+    page.click('form.filters button')
+    expect(rows).to_have_count(1)
+    assert rows.first.get_attribute('data-trace') == runs[2].trace_id
+    expect(rows.first.locator('.badge')).to_have_text('failed')
+
+
+def test_run_page_gantt(seeded: tuple[ServerThread, list[SampleRun]], page: Page) -> None:
+    server, runs = seeded
+    agent = runs[-1]
+    page.goto(server.url + '/')
+    page.click(f'tr[data-trace="{agent.trace_id}"] a.runlink')
+    bars = page.locator('svg.gantt rect.bar.node')
+    expect(bars).to_have_count(len(AGENT_STEPS))
+    info = bars.evaluate_all(
+        'bs => bs.map(b => [Number(b.dataset.step), b.dataset.node, b.getBBox().x, b.getBBox().width])'
+    )
+    assert [(step, node) for step, node, _, _ in info] == list(enumerate(AGENT_STEPS, start=1))
+    xs = [x for _, _, x, _ in info]
+    assert xs == sorted(xs) and len(set(xs)) == len(xs)
+    # each bar starts after the previous one ended (the steps are sequential)
+    assert all(info[i][2] + info[i][3] <= info[i + 1][2] + 0.5 for i in range(len(info) - 1))
+    # nested spans are drawn under the second step
+    expect(page.locator('svg.gantt rect.bar.span')).to_have_count(2)
+    bars.nth(1).hover()
+    tip = page.locator('#tip')
+    expect(tip).to_be_visible()
+    expect(tip).to_contain_text('step 2: ModelRequestNode')
+    expect(tip).to_contain_text('tracegraph.node.id')
+    shot(page, 'dashboard-run.png')
+
+
+def test_run_page_shows_the_exception(seeded: tuple[ServerThread, list[SampleRun]], page: Page) -> None:
+    server, runs = seeded
+    failed = runs[2]
+    page.goto(f'{server.url}/runs/{failed.trace_id}')
+    last = page.locator('svg.gantt rect.bar.node').last
+    assert last.get_attribute('data-outcome') == 'failed'
+    assert last.get_attribute('fill') == '#d9473f'
+    expect(page.locator('.exception h3')).to_have_text('Step 3 Answer raised ValueError: the answer is not 42')
+    expect(page.locator('.exception pre.traceback')).to_contain_text("raise ValueError('the answer is not 42')")
+    shot(page, 'dashboard-run-failed.png')
+
+
+def test_graph_page(seeded: tuple[ServerThread, list[SampleRun]], page: Page) -> None:
+    server, _ = seeded
+    page.goto(server.url + '/graphs/agent')
+    rows = page.locator('table.nodes tbody tr.node-row')
+    expect(rows).to_have_count(3)
+    assert rows.evaluate_all('rs => rs.map(r => r.dataset.node)') == [
+        'UserPromptNode',
+        'ModelRequestNode',
+        'CallToolsNode',
+    ]
+    cells = rows.nth(1).locator('td')
+    expect(cells.nth(1)).to_have_text('2')
+    expect(cells.nth(2)).to_have_text('0.0%')
+    expect(page.locator('svg.diagram g.gnode')).to_have_count(4)
+    edges = page.locator('svg.diagram g.edge')
+    expect(edges).to_have_count(4)
+    widths = edges.evaluate_all(
+        'es => es.map(e => [e.dataset.source, e.dataset.target, Number(e.querySelector("path").getAttribute("stroke-width"))])'
+    )
+    by_edge = {(s, t): w for s, t, w in widths}
+    assert by_edge[('ModelRequestNode', 'CallToolsNode')] > by_edge[('UserPromptNode', 'ModelRequestNode')]
+    shot(page, 'dashboard-graph.png')

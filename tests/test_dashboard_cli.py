@@ -1,0 +1,122 @@
+"""`tracegraph serve` as a user runs it: a real process on an ephemeral loopback port."""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from dashboard_helpers import emit_run, exporting_provider
+from typer.testing import CliRunner
+
+from tracegraph.cli import app
+from tracegraph.dashboard.server import is_loopback
+
+
+def _lines(proc: subprocess.Popen[str]) -> queue.Queue[str]:
+    out: queue.Queue[str] = queue.Queue()
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            out.put(line.rstrip('\n'))
+
+    threading.Thread(target=pump, daemon=True).start()
+    return out
+
+
+@pytest.fixture
+def serve_process(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], list[str]]]:
+    env = {**os.environ, 'COLUMNS': '250', 'XDG_DATA_HOME': str(tmp_path / 'data')}
+    proc = subprocess.Popen(
+        [sys.executable, '-m', 'tracegraph.cli', 'serve', '--port', '0', '--retention-days', '30'],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    lines = _lines(proc)
+    banner: list[str] = []
+    deadline = time.monotonic() + 30
+    while len(banner) < 4 and time.monotonic() < deadline:
+        try:
+            banner.append(lines.get(timeout=max(0.01, deadline - time.monotonic())))
+        except queue.Empty:
+            break
+    try:
+        yield proc, banner
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
+        assert proc.stdout is not None
+        proc.stdout.close()
+
+
+def test_serve_prints_where_and_serves(serve_process: tuple[subprocess.Popen[str], list[str]], tmp_path: Path) -> None:
+    proc, banner = serve_process
+    assert banner[0].startswith('tracegraph dashboard  http://127.0.0.1:'), banner
+    url = banner[0].split()[-1]
+    db = tmp_path / 'data' / 'tracegraph' / 'traces.duckdb'
+    assert banner[1:4] == [
+        f'  store      {db}',
+        f'  ingest     OTEL_EXPORTER_OTLP_ENDPOINT={url}',
+        '  retention  30 days',
+    ]
+    with exporting_provider(url) as (provider, _):
+        run = emit_run(provider)
+    with httpx.Client(base_url=url, timeout=10) as c:
+        assert [r['run_id'] for r in c.get('/api/runs').json()] == [run.run_id]
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=15) == 0
+    assert db.exists()
+
+
+def test_warns_when_exposed_without_token() -> None:
+    # A listener on 127.0.0.1 makes binding every interface on the same port fail: the warning is shown
+    # without this test ever listening beyond loopback.
+    with socket.socket() as taken:
+        taken.bind(('127.0.0.1', 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(app, ['serve', '--host', '0.0.0.0', '--port', str(port)], env={'COLUMNS': '250'})
+    assert result.exit_code == 1
+    assert result.output.splitlines() == [
+        'warning: binding 0.0.0.0 without --token: anyone who can reach this port can send spans and read your traces.',
+        f'error: cannot listen on 0.0.0.0:{port}: Address already in use',
+    ]
+
+
+def test_no_warning_on_loopback_or_with_token() -> None:
+    with socket.socket() as taken:
+        taken.bind(('127.0.0.1', 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        runner = CliRunner()
+        local = runner.invoke(app, ['serve', '--port', str(port)], env={'COLUMNS': '250'})
+        tokened = runner.invoke(
+            app, ['serve', '--host', '0.0.0.0', '--port', str(port), '--token', 't'], env={'COLUMNS': '250'}
+        )
+    assert local.output.splitlines() == [f'error: cannot listen on 127.0.0.1:{port}: Address already in use']
+    assert tokened.output.splitlines() == [f'error: cannot listen on 0.0.0.0:{port}: Address already in use']
+
+
+@pytest.mark.parametrize(
+    ('host', 'expected'),
+    [('127.0.0.1', True), ('127.0.0.2', True), ('localhost', True), ('::1', True), ('0.0.0.0', False), ('::', False)],
+)
+def test_is_loopback(host: str, expected: bool) -> None:
+    assert is_loopback(host) is expected

@@ -1,0 +1,21 @@
+"""The local dashboard: an OTLP/HTTP receiver, a DuckDB store of spans and a web UI, served by `tracegraph serve`.
+
+Needs the `dashboard` extra (DuckDB, Starlette, uvicorn).
+"""
+
+from __future__ import annotations
+
+from .models import Edge, GraphSummary, NodeSpans, NodeStats, RunDetail, RunSummary, SpanInfo
+from .store import Store, default_db_path
+
+__all__ = (
+    'Edge',
+    'GraphSummary',
+    'NodeSpans',
+    'NodeStats',
+    'RunDetail',
+    'RunSummary',
+    'SpanInfo',
+    'Store',
+    'default_db_path',
+)

@@ -1,0 +1,147 @@
+"""The shapes the store returns and the JSON API sends: runs, graphs, node statistics, edges, a run's detail."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from pydantic import BaseModel
+
+from ..tracing.timeline import NodeTimeline
+
+__all__ = (
+    'RunSummary',
+    'GraphSummary',
+    'NodeStats',
+    'Edge',
+    'SpanEvent',
+    'SpanInfo',
+    'NodeSpans',
+    'RunDetail',
+    'parse_time',
+    'parse_since',
+)
+
+
+class RunSummary(BaseModel):
+    """One graph run, as listed by `GET /api/runs`."""
+
+    trace_id: str
+    run_id: str
+    graph: str
+    start: datetime
+    duration: float
+    """Seconds."""
+    steps: int | None
+    outcome: str
+
+
+class GraphSummary(BaseModel):
+    """A graph seen in the store, as listed by `GET /api/graphs`."""
+
+    name: str
+    runs: int
+    last_seen: datetime
+
+
+class NodeStats(BaseModel):
+    """Duration statistics of one node of a graph, as listed by `GET /api/graphs/{graph}/nodes`."""
+
+    node_id: str
+    count: int
+    error_rate: float
+    """Share of the node's steps that failed, 0 to 1."""
+    p50: float
+    p95: float
+    p99: float
+    total: float
+    """Seconds spent in the node over all its steps."""
+
+
+class Edge(BaseModel):
+    """A transition seen between two nodes (`target` is `End` when the run ended there)."""
+
+    source: str
+    target: str
+    count: int
+
+
+class SpanEvent(BaseModel):
+    """An event recorded on a span, e.g. an `exception` with its stack trace."""
+
+    name: str
+    time: datetime
+    attributes: dict[str, Any]
+
+
+class SpanInfo(BaseModel):
+    """A stored span, as shown on the run page."""
+
+    span_id: str
+    parent_span_id: str | None
+    name: str
+    start: datetime
+    end: datetime
+    duration: float
+    status: str
+    """`UNSET`, `OK` or `ERROR`."""
+    status_message: str | None
+    depth: int
+    """Nesting depth below the node span (1 = a direct child); 0 for the run and node spans themselves."""
+    attributes: dict[str, Any]
+    events: list[SpanEvent]
+
+
+class NodeSpans(BaseModel):
+    """A node step's own span and the spans nested under it, in start order."""
+
+    step: int
+    node_id: str
+    span: SpanInfo
+    children: list[SpanInfo]
+
+
+class RunDetail(BaseModel):
+    """One run as served by `GET /api/runs/{trace_id}`: its `NodeTimeline` and the spans behind it."""
+
+    timeline: NodeTimeline
+    """Exactly the shared model; `NodeTimeline.model_validate(detail['timeline'])` rebuilds it."""
+    run_span: SpanInfo
+    nodes: list[NodeSpans]
+    """One per entry of `timeline.nodes`, same order."""
+    other_spans: list[SpanInfo]
+    """Spans of the trace under no node step of this run (e.g. a parent of the run span)."""
+
+
+_RELATIVE = re.compile(r'^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$')
+_UNITS = {'s': 1, 'm': 60, 'h': 3600, 'd': 86400, 'w': 604800}
+
+
+def parse_time(text: str) -> datetime:
+    """An ISO 8601 timestamp (naive means UTC).
+
+    Raises:
+        ValueError: with a message naming the problem.
+    """
+    try:
+        value = datetime.fromisoformat(text.strip().replace('Z', '+00:00'))
+    except ValueError:
+        raise ValueError(f'{text!r} is not an ISO 8601 timestamp.') from None
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def parse_since(text: str, *, now: datetime | None = None) -> datetime:
+    """A `since` bound: a duration back from now (`30m`, `6h`, `7d`, `2w`) or an ISO 8601 timestamp.
+
+    Raises:
+        ValueError: with a message naming the problem.
+    """
+    match = _RELATIVE.match(text)
+    if match:
+        seconds = float(match.group(1)) * _UNITS[match.group(2)]
+        return (now or datetime.now(timezone.utc)) - timedelta(seconds=seconds)
+    try:
+        return parse_time(text)
+    except ValueError:
+        raise ValueError(f'{text!r} is neither a duration like 30m, 6h, 7d nor an ISO 8601 timestamp.') from None

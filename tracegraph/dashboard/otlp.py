@@ -1,0 +1,273 @@
+"""Decoding of OTLP/HTTP request bodies (protobuf or JSON, optionally gzip) into columnar batches.
+
+The receiver turns one `ExportTraceServiceRequest` into one `SpanBatch`: a list per column, so the store
+inserts the whole request with a single statement.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from google.protobuf import json_format
+from google.protobuf.message import DecodeError, Message
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from ..tracing import attributes as attr
+from .anyvalue import attributes_dict, dumps
+from .metrics import MetricBatch, metric_batch
+
+__all__ = (
+    'PROTOBUF',
+    'JSON',
+    'OtlpError',
+    'SpanBatch',
+    'decompress',
+    'media_type',
+    'parse_traces',
+    'parse_metrics',
+    'span_batch',
+)
+
+PROTOBUF = 'application/x-protobuf'
+JSON = 'application/json'
+_STATUS_NAMES = ('UNSET', 'OK', 'ERROR')
+_M = TypeVar('_M', bound=Message)
+
+
+class OtlpError(Exception):
+    """A request the receiver refuses; `status` is the HTTP status to answer with."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+    def __reduce__(self) -> tuple[type[OtlpError], tuple[int, str]]:
+        # raised in decode worker processes: it must survive pickling with both arguments
+        return (OtlpError, (self.status, self.message))
+
+
+@dataclass(kw_only=True)
+class SpanBatch:
+    """The spans of one OTLP request, one list per stored column (see `store.SPAN_COLUMNS`)."""
+
+    columns: dict[str, list[Any]]
+    """Column name -> one value per span, in the order of `columns.SPAN_COLUMNS` (empty when `table` is set)."""
+    table: Any = None
+    """The same as a `pyarrow.Table`, when the batch was decoded in a worker process."""
+    rejected: int = 0
+    """Spans dropped because they were unusable (e.g. an invalid trace id)."""
+    errors: list[str] = field(default_factory=list[str])
+
+    def __len__(self) -> int:
+        return len(self.columns['trace_id']) if self.table is None else int(self.table.num_rows)
+
+    @property
+    def error_message(self) -> str:
+        """A message for the OTLP `partial_success` when spans were rejected."""
+        return '; '.join(self.errors[:3])
+
+
+def media_type(content_type: str | None) -> str:
+    """The bare media type of a Content-Type header, or raise 415 when it is neither protobuf nor JSON."""
+    bare = (content_type or '').split(';', 1)[0].strip().lower()
+    if bare in (PROTOBUF, JSON):
+        return bare
+    shown = bare or '(none)'
+    raise OtlpError(415, f'Unsupported media type {shown!r}: send application/x-protobuf or application/json.')
+
+
+def decompress(body: bytes, encoding: str | None, *, limit: int) -> bytes:
+    """Undo `Content-Encoding` (gzip or identity), refusing bodies that inflate past `limit` bytes."""
+    enc = (encoding or 'identity').strip().lower()
+    if enc == 'identity':
+        return body
+    if enc != 'gzip':
+        raise OtlpError(415, f'Unsupported Content-Encoding {enc!r}: send gzip or identity.')
+    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    try:
+        out = inflater.decompress(body, limit + 1)
+        if len(out) > limit or inflater.unconsumed_tail:
+            raise OtlpError(413, f'Request body is larger than {limit} bytes once decompressed.')
+        out += inflater.flush()
+    except zlib.error as exc:
+        raise OtlpError(400, f'Malformed gzip body: {exc}.') from None
+    if not inflater.eof:
+        raise OtlpError(400, 'Malformed gzip body: the stream is truncated.')
+    return out
+
+
+def parse_traces(body: bytes, media: str) -> SpanBatch:
+    """Decode an `ExportTraceServiceRequest` body into a `SpanBatch`."""
+    request = _parse(body, media, ExportTraceServiceRequest, _fix_trace_ids)
+    return span_batch(request)
+
+
+def parse_metrics(body: bytes, media: str) -> MetricBatch:
+    """Decode an `ExportMetricsServiceRequest` body into a `MetricBatch`."""
+    request = _parse(body, media, ExportMetricsServiceRequest, _fix_metric_ids)
+    return metric_batch(request)
+
+
+def _parse(body: bytes, media: str, cls: type[_M], fix: Callable[[dict[str, Any]], None]) -> _M:
+    if media == PROTOBUF:
+        try:
+            return cls.FromString(body)
+        except (DecodeError, RuntimeError, ValueError):
+            raise OtlpError(400, f'Malformed protobuf body: it is not a valid {cls.__name__}.') from None
+    try:
+        data = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise OtlpError(400, f'Malformed JSON body: {exc}.') from None
+    if not isinstance(data, dict):
+        raise OtlpError(400, f'Malformed JSON body: expected an object holding a {cls.__name__}.')
+    try:
+        obj: dict[str, Any] = data  # pyright: ignore[reportUnknownVariableType]
+        fix(obj)
+        return json_format.ParseDict(obj, cls(), ignore_unknown_fields=True)
+    except (json_format.ParseError, TypeError, AttributeError) as exc:
+        raise OtlpError(400, f'Invalid OTLP JSON: {exc}') from None
+
+
+def _hex_to_b64(owner: dict[str, Any], key: str) -> None:
+    # OTLP/JSON spells ids in hex, where protobuf's JSON mapping expects base64.
+    value = owner.get(key)
+    if value is None or value == '':
+        return
+    if not isinstance(value, str):
+        raise OtlpError(400, f'Invalid OTLP JSON: {key} must be a hex string, got {type(value).__name__}.')
+    try:
+        raw = bytes.fromhex(value)
+    except ValueError:
+        raise OtlpError(400, f'Invalid OTLP JSON: {key} {value!r} is not hex.') from None
+    owner[key] = base64.b64encode(raw).decode()
+
+
+def _items(owner: Any, key: str) -> list[dict[str, Any]]:
+    if not isinstance(owner, dict):
+        return []
+    value = owner.get(key)  # pyright: ignore[reportUnknownMemberType,reportUnknownVariableType]
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []  # pyright: ignore[reportUnknownVariableType]
+
+
+def _fix_trace_ids(data: dict[str, Any]) -> None:
+    for rs in _items(data, 'resourceSpans'):
+        for ss in _items(rs, 'scopeSpans'):
+            for span in _items(ss, 'spans'):
+                for key in ('traceId', 'spanId', 'parentSpanId'):
+                    _hex_to_b64(span, key)
+                for link in _items(span, 'links'):
+                    _hex_to_b64(link, 'traceId')
+                    _hex_to_b64(link, 'spanId')
+
+
+def _fix_metric_ids(data: dict[str, Any]) -> None:
+    for rm in _items(data, 'resourceMetrics'):
+        for sm in _items(rm, 'scopeMetrics'):
+            for metric in _items(sm, 'metrics'):
+                for kind in ('gauge', 'sum', 'histogram', 'exponentialHistogram', 'summary'):
+                    for point in _items(metric.get(kind), 'dataPoints'):
+                        for ex in _items(point, 'exemplars'):
+                            _hex_to_b64(ex, 'traceId')
+                            _hex_to_b64(ex, 'spanId')
+
+
+def _int_or_none(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    return None
+
+
+def _str_or_none(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def span_batch(request: ExportTraceServiceRequest) -> SpanBatch:
+    """Flatten a decoded request into columns; spans without valid ids are rejected, repeats dropped."""
+    names = (
+        'trace_id', 'span_id', 'parent_span_id', 'name', 'kind', 'start_ns', 'end_ns', 'status_code',
+        'status_message', 'service_name', 'scope_name', 'graph', 'run_id', 'node_id', 'step', 'steps',
+        'outcome', 'next_node', 'is_run', 'attributes', 'events', 'resource',
+    )  # fmt: skip
+    cols: dict[str, list[Any]] = {n: [] for n in names}
+    (trace_id, span_id, parent_id, name, kind, start, end, status_code, status_message, service, scope,
+     graph, run_id, node_id, step, steps, outcome, next_node, is_run, attrs_col, events_col, resource_col) = (
+        cols[n] for n in names
+    )  # fmt: skip
+    none_cols = (graph, run_id, node_id, step, steps, outcome, next_node)
+    seen: set[tuple[bytes, bytes]] = set()
+    batch = SpanBatch(columns=cols)
+    for rs in request.resource_spans:
+        resource = attributes_dict(rs.resource.attributes)
+        resource_json = dumps(resource)
+        service_name = _str_or_none(resource.get('service.name'))
+        for ss in rs.scope_spans:
+            scope_name = ss.scope.name or None
+            for span in ss.spans:
+                tid, sid = span.trace_id, span.span_id
+                if len(tid) != 16 or len(sid) != 8 or not any(tid) or not any(sid):
+                    batch.rejected += 1
+                    batch.errors.append(f'span {span.name!r} has an invalid trace or span id')
+                    continue
+                key = (tid, sid)
+                if key in seen:
+                    continue
+                seen.add(key)
+                a = attributes_dict(span.attributes)
+                status = span.status
+                code = _STATUS_NAMES[status.code] if 0 <= status.code < 3 else 'UNSET'
+                rid = a.get(attr.RUN_ID)
+                nid = a.get(attr.NODE_ID)
+                start_ns = span.start_time_unix_nano
+                trace_id.append(tid.hex())
+                span_id.append(sid.hex())
+                parent_id.append(span.parent_span_id.hex() or None)
+                name.append(span.name)
+                kind.append(span.kind)
+                start.append(start_ns)
+                end.append(span.end_time_unix_nano or start_ns)
+                status_code.append(code)
+                status_message.append(status.message or None)
+                service.append(service_name)
+                scope.append(scope_name)
+                attrs_col.append(dumps(a))
+                events = span.events
+                events_col.append(
+                    dumps(
+                        [
+                            {'name': e.name, 'time_ns': e.time_unix_nano, 'attributes': attributes_dict(e.attributes)}
+                            for e in events
+                        ]
+                    )
+                    if events
+                    else None
+                )
+                resource_col.append(resource_json)
+                if isinstance(rid, str):
+                    run_span = nid is None
+                    declared = a.get(attr.RUN_OUTCOME if run_span else attr.NODE_OUTCOME)
+                    graph.append(_str_or_none(a.get(attr.GRAPH_NAME)))
+                    run_id.append(rid)
+                    node_id.append(None if run_span else str(nid))
+                    step.append(_int_or_none(a.get(attr.NODE_STEP)))
+                    steps.append(_int_or_none(a.get(attr.RUN_STEPS)) if run_span else None)
+                    outcome.append(
+                        declared if isinstance(declared, str) else ('failed' if code == 'ERROR' else 'completed')
+                    )
+                    next_node.append(_str_or_none(a.get(attr.NODE_NEXT)))
+                    is_run.append(run_span)
+                else:  # any other span: kept, with no graph columns
+                    for col in none_cols:
+                        col.append(None)
+                    is_run.append(False)
+    return batch

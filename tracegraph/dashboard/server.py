@@ -1,0 +1,172 @@
+"""Running the dashboard: in the foreground (`tracegraph serve`) or in a background thread (tests, `demo`)."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import uvicorn
+
+from .app import create_app
+from .receiver import DEFAULT_MAX_BODY
+from .store import Store
+
+__all__ = (
+    'DEFAULT_HOST',
+    'DEFAULT_PORT',
+    'ServerThread',
+    'is_loopback',
+    'bind_socket',
+    'make_server',
+    'default_decode_workers',
+)
+
+DEFAULT_HOST = '127.0.0.1'
+DEFAULT_PORT = 4318
+"""The OTLP/HTTP port, so `OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318` reaches the dashboard."""
+
+
+def default_decode_workers() -> int:
+    """One decode process per core beyond the first (0 on a single core)."""
+    return max(0, (os.cpu_count() or 1) - 1)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` only accepts connections from this machine."""
+    if host == 'localhost':
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A listening socket on `host:port` (`port=0` picks a free one, read it from `getsockname()`)."""
+    family = socket.AF_INET6 if ':' in host else socket.AF_INET
+    # IPPROTO_TCP explicitly: asyncio only sets TCP_NODELAY on accepted sockets whose proto says TCP, and without
+    # it every small reply waits out the client's delayed ACK (~40 ms).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
+def make_server(
+    store: Store,
+    *,
+    token: str | None = None,
+    retention_days: float | None = None,
+    max_body: int = DEFAULT_MAX_BODY,
+    decode_workers: int = 0,
+    log_level: str = 'warning',
+) -> uvicorn.Server:
+    """A uvicorn server for the dashboard app over `store`; run it with `server.run(sockets=[...])`."""
+    app = create_app(
+        store, token=token, retention_days=retention_days, max_body=max_body, decode_workers=decode_workers
+    )
+    config = uvicorn.Config(app, log_level=log_level, access_log=False, lifespan='on', timeout_graceful_shutdown=5)
+    return uvicorn.Server(config)
+
+
+@dataclass(kw_only=True)
+class ServerThread:
+    """The dashboard served from a background thread, e.g. for tests or `tracegraph demo`.
+
+    Example:
+        ```python
+        from tracegraph.dashboard.server import ServerThread
+
+        with ServerThread(db=':memory:') as server:
+            print(server.url.startswith('http://127.0.0.1:'))
+            #> True
+        ```
+    """
+
+    db: str | Path = ':memory:'
+    host: str = DEFAULT_HOST
+    port: int = 0
+    """0 picks a free port."""
+    token: str | None = None
+    retention_days: float | None = None
+    max_body: int = DEFAULT_MAX_BODY
+    decode_workers: int = 0
+    """Processes decoding large span requests; 0 (the default here) decodes in threads."""
+    startup_timeout: float = 20.0
+    store: Store | None = field(default=None, init=False)
+    _server: uvicorn.Server | None = field(default=None, init=False)
+    _thread: threading.Thread | None = field(default=None, init=False)
+    _sock: socket.socket | None = field(default=None, init=False)
+    _url: str | None = field(default=None, init=False)
+
+    @property
+    def url(self) -> str:
+        """`http://host:port` of the running server."""
+        assert self._url is not None, 'the server was never started'
+        return self._url
+
+    def start(self) -> ServerThread:
+        """Bind the socket, open the store and serve until `stop()`; waits (bounded) until it answers.
+
+        Raises:
+            OSError: the address is taken (nothing is left open then).
+            RuntimeError: the server did not start in `startup_timeout` seconds.
+        """
+        self._sock = bind_socket(self.host, self.port)
+        host, port = self._sock.getsockname()[:2]
+        self._url = f'http://{host}:{port}' if ':' not in host else f'http://[{host}]:{port}'
+        try:
+            self.store = Store(self.db)
+        except BaseException:
+            self._sock.close()
+            self._sock = None
+            raise
+        self._server = make_server(
+            self.store,
+            token=self.token,
+            retention_days=self.retention_days,
+            max_body=self.max_body,
+            decode_workers=self.decode_workers,
+        )
+        server, sock = self._server, self._sock
+        self._thread = threading.Thread(
+            target=lambda: server.run(sockets=[sock]), name='tracegraph-dashboard', daemon=True
+        )
+        self._thread.start()
+        deadline = time.monotonic() + self.startup_timeout
+        while not server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError('The dashboard server did not start.')
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        """Stop serving (bounded wait), then close the store."""
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=self.startup_timeout)
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+
+    def __enter__(self) -> ServerThread:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,346 @@
+"""The dashboard's DuckDB store: spans and metric points in, runs, timelines and node statistics out.
+
+One `Store` per database file, safe to share between threads: each call works on its own DuckDB cursor,
+and writes are serialised so deduplication sees every committed span.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import threading
+from collections.abc import Generator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from .columns import SPAN_COLUMNS, arrow, arrow_table
+from .dedup import RecentKeys, span_key
+from .groupcommit import GroupCommitter
+from .metrics import METRIC_COLUMNS, MetricBatch
+from .models import Edge, GraphSummary, NodeStats, RunDetail, RunSummary
+from .otlp import SpanBatch
+from .rundetail import StoredSpan, build_run_detail
+
+__all__ = ('SPAN_COLUMNS', 'Store', 'default_db_path')
+
+
+def default_db_path() -> Path:
+    """`$XDG_DATA_HOME/tracegraph/traces.duckdb` (`~/.local/share/...` without it)."""
+    base = os.environ.get('XDG_DATA_HOME') or str(Path.home() / '.local' / 'share')
+    return Path(base) / 'tracegraph' / 'traces.duckdb'
+
+
+def _ns(value: datetime) -> int:
+    return int(value.timestamp() * 1_000_000) * 1000
+
+
+def _dt(ns: int) -> datetime:
+    return datetime.fromtimestamp(ns / 1e9, tz=timezone.utc)
+
+
+@dataclass(kw_only=True)
+class _Table:
+    name: str
+    columns: tuple[tuple[str, str], ...]
+
+    def ddl(self) -> str:
+        cols = ', '.join(f'"{n}" {t}' for n, t in self.columns)
+        return f'CREATE TABLE IF NOT EXISTS {self.name} ({cols})'
+
+
+_SPANS = _Table(name='spans', columns=SPAN_COLUMNS)
+_METRICS = _Table(name='metrics', columns=METRIC_COLUMNS)
+
+
+CHECKPOINT_THRESHOLD = '256MB'
+"""WAL size at which DuckDB folds the log into the database file."""
+
+
+def _keys(trace_ids: Sequence[str], span_ids: Sequence[str]) -> list[tuple[str, str]]:
+    return list(zip(trace_ids, span_ids))
+
+
+def _merge_span_columns(batches: Sequence[dict[str, list[Any]]]) -> dict[str, list[Any]]:
+    """Columns end to end, each (trace_id, span_id) once (each batch is repeat-free already)."""
+    if len(batches) == 1:
+        return batches[0]
+    merged: dict[str, list[Any]] = {n: [] for n, _ in SPAN_COLUMNS}
+    seen: set[tuple[str, str]] = set()
+    for cols in batches:
+        keys = _keys(cols['trace_id'], cols['span_id'])
+        if seen.isdisjoint(keys):
+            for name, values in merged.items():
+                values.extend(cols[name])
+        else:  # the same spans in two concurrent requests (an exporter retrying early): keep the first
+            rows = [i for i, key in enumerate(keys) if key not in seen]
+            for name, values in merged.items():
+                column = cols[name]
+                values.extend(column[i] for i in rows)
+        seen.update(keys)
+    return merged
+
+
+def _merge_span_tables(tables: Sequence[Any]) -> Any:
+    """Arrow tables end to end, each (trace_id, span_id) once."""
+    if len(tables) == 1:
+        return tables[0]
+    pa = arrow()
+    seen: set[tuple[str, str]] = set()
+    kept: list[Any] = []
+    for table in tables:
+        keys = _keys(table.column('trace_id').to_pylist(), table.column('span_id').to_pylist())
+        if not seen.isdisjoint(keys):
+            table = table.filter(pa.array([key not in seen for key in keys]))
+        seen.update(keys)
+        kept.append(table)
+    return pa.concat_tables(kept)
+
+
+class Store:
+    """A DuckDB database of spans and metric points.
+
+    Example:
+        ```python
+        from tracegraph.dashboard.store import Store
+
+        with Store(':memory:') as store:
+            print(store.runs(limit=5))
+            #> []
+        ```
+    """
+
+    def __init__(self, path: str | Path, *, use_arrow: bool = True) -> None:
+        """Open (creating when missing) the database at `path` (`:memory:` for a throwaway one)."""
+        self.path = str(path)
+        if self.path != ':memory:':
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        # A bigger WAL between checkpoints: each checkpoint rewrites the table's last, growing row group, so
+        # checkpointing every 16 MB (the default) makes steady ingest rewrite the same rows many times.
+        self._con = duckdb.connect(self.path, config={'checkpoint_threshold': CHECKPOINT_THRESHOLD})
+        self._write_lock = threading.Lock()
+        self._arrow = use_arrow and arrow() is not None
+        self._pc: Any = importlib.import_module('pyarrow.compute') if self._arrow else None
+        self._span_writer = GroupCommitter[SpanBatch](write=self._write_spans)
+        self._metric_writer = GroupCommitter[MetricBatch](write=self._write_metrics)
+        with self._cursor() as cur:
+            cur.execute(_SPANS.ddl())
+            cur.execute(_METRICS.ddl())
+            latest = cur.execute('SELECT max(start_ns) FROM spans').fetchone()
+        self._recent = RecentKeys(floor_ns=latest[0] if latest and latest[0] is not None else -1)
+
+    def close(self) -> None:
+        """Checkpoint and close the database."""
+        with self._write_lock:
+            self._con.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _cursor(self) -> Generator[duckdb.DuckDBPyConnection]:
+        cur = self._con.cursor()
+        try:
+            yield cur
+        finally:
+            cur.close()
+
+    # --- writing -------------------------------------------------------------------------------------------------
+
+    def _relation_sql(self, cur: duckdb.DuckDBPyConnection, layout: _Table, rows: Any) -> str:
+        """Make `rows` readable as relation `batch` on `cur`; returns the SELECT that reads it.
+
+        With pyarrow, `rows` is an Arrow table that DuckDB scans without copying; without it, a dict of columns
+        bound as list parameters and unnested in the same statement (see `_params`). Either way one statement.
+        """
+        if self._arrow:
+            cur.register('batch', rows)
+            return 'SELECT * FROM batch'
+        selects = ', '.join(f'unnest(${i + 1}::{t.split()[0]}[]) AS "{n}"' for i, (n, t) in enumerate(layout.columns))
+        return f'SELECT {selects}'
+
+    def _params(self, layout: _Table, rows: Any) -> list[Any] | None:
+        return None if self._arrow else [rows[n] for n, _ in layout.columns]
+
+    def insert_spans(self, batch: SpanBatch) -> None:
+        """Store a batch, skipping spans already stored; returns once it is committed.
+
+        Batches handed in concurrently (from several threads) are merged into one statement by group commit;
+        otherwise each batch is one statement.
+        """
+        if len(batch):
+            self._span_writer.submit(batch)
+
+    def insert_metrics(self, batch: MetricBatch) -> None:
+        """Store a batch of metric points; returns once it is committed."""
+        if len(batch):
+            self._metric_writer.submit(batch)
+
+    def _write_spans(self, batches: Sequence[SpanBatch]) -> None:
+        """One INSERT for `batches`, skipping spans already stored (same trace_id and span_id).
+
+        When `RecentKeys` shows the batches cannot repeat a stored span, the INSERT reads the batch alone;
+        otherwise it looks the stored spans up, bounded to the batches' start-time range (a span sent again
+        carries its start time again), which lets DuckDB skip older row groups by their zone maps.
+        """
+        if self._arrow:
+            rows = _merge_span_tables(
+                [b.table if b.table is not None else arrow_table(b.columns, SPAN_COLUMNS) for b in batches]
+            )
+            starts = rows.column('start_ns')
+            low, high = int(self._pc.min(starts).as_py()), int(self._pc.max(starts).as_py())
+            trace_ids, span_ids = rows.column('trace_id').to_pylist(), rows.column('span_id').to_pylist()
+        else:
+            rows = _merge_span_columns([b.table.to_pydict() if b.table is not None else b.columns for b in batches])
+            low, high = min(rows['start_ns']), max(rows['start_ns'])
+            trace_ids, span_ids = rows['trace_id'], rows['span_id']
+        keys = [span_key(t, s) for t, s in zip(trace_ids, span_ids)]
+        cols = ', '.join(f'"{n}"' for n, _ in SPAN_COLUMNS)
+        with self._write_lock, self._cursor() as cur:
+            select = self._relation_sql(cur, _SPANS, rows)
+            sql = f'INSERT INTO spans ({cols}) {select}'
+            if self._recent.may_repeat(keys, low):
+                sql = (
+                    f'INSERT INTO spans ({cols}) SELECT b.* FROM ({select}) AS b WHERE NOT EXISTS ('
+                    f'SELECT 1 FROM spans s WHERE s.start_ns BETWEEN {low} AND {high} '
+                    'AND s.trace_id = b.trace_id AND s.span_id = b.span_id)'
+                )
+            cur.execute(sql, self._params(_SPANS, rows))
+            self._recent.add(keys, high)
+
+    def _write_metrics(self, batches: Sequence[MetricBatch]) -> None:
+        columns = {n: [v for b in batches for v in b.columns[n]] for n, _ in METRIC_COLUMNS}
+        rows = arrow_table(columns, METRIC_COLUMNS) if self._arrow else columns
+        with self._write_lock, self._cursor() as cur:
+            select = self._relation_sql(cur, _METRICS, rows)
+            cols = ', '.join(f'"{n}"' for n, _ in METRIC_COLUMNS)
+            cur.execute(f'INSERT INTO metrics ({cols}) {select}', self._params(_METRICS, rows))
+
+    def apply_retention(self, days: float, *, now: datetime | None = None) -> int:
+        """Delete spans that ended, and metric points taken, more than `days` days ago; returns spans deleted."""
+        cutoff = _ns((now or datetime.now(timezone.utc)) - timedelta(days=days))
+        with self._write_lock, self._cursor() as cur:
+            row = cur.execute('DELETE FROM spans WHERE end_ns < ?', [cutoff]).fetchone()
+            cur.execute('DELETE FROM metrics WHERE time_ns < ?', [cutoff])
+        return int(row[0]) if row else 0
+
+    # --- reading -------------------------------------------------------------------------------------------------
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self._cursor() as cur:
+            return cur.execute(sql, list(params)).fetchall()
+
+    def span_count(self) -> int:
+        """How many spans are stored."""
+        return int(self._query('SELECT count(*) FROM spans')[0][0])
+
+    def metric_count(self) -> int:
+        """How many metric points are stored."""
+        return int(self._query('SELECT count(*) FROM metrics')[0][0])
+
+    def runs(
+        self,
+        *,
+        graph: str | None = None,
+        outcome: str | None = None,
+        limit: int = 50,
+        before: datetime | None = None,
+        since: datetime | None = None,
+        slowest: bool = False,
+    ) -> list[RunSummary]:
+        """Runs newest first (or slowest first), filtered by graph, outcome and start time.
+
+        Args:
+            graph: only runs of this graph.
+            outcome: only runs that ended so (`completed`, `failed`, `interrupted`).
+            limit: at most this many.
+            before: only runs that started before this instant (the `start` of the last run of a page).
+            since: only runs that started at or after this instant.
+            slowest: order by duration, longest first, instead of newest first.
+        """
+        where, params = ['is_run'], list[Any]()
+        for clause, value in (
+            ('graph = ?', graph),
+            ('outcome = ?', outcome),
+            ('start_ns < ?', _ns(before) if before else None),
+            ('start_ns >= ?', _ns(since) if since else None),
+        ):
+            if value is not None:
+                where.append(clause)
+                params.append(value)
+        order = 'end_ns - start_ns DESC' if slowest else 'start_ns DESC'
+        rows = self._query(
+            'SELECT trace_id, run_id, graph, start_ns, end_ns - start_ns, steps, outcome FROM spans '
+            f'WHERE {" AND ".join(where)} ORDER BY {order} LIMIT ?',
+            [*params, max(0, limit)],
+        )
+        return [
+            RunSummary(
+                trace_id=r[0], run_id=r[1], graph=r[2] or '', start=_dt(r[3]), duration=r[4] / 1e9, steps=r[5],
+                outcome=r[6],
+            )
+            for r in rows
+        ]  # fmt: skip
+
+    def run(self, trace_id: str, *, run_id: str | None = None) -> RunDetail | None:
+        """The run of trace `trace_id` (the outermost one, or `run_id`) with its timeline and nested spans.
+
+        Returns None when the trace holds no such run.
+        """
+        rows = self._query(
+            'SELECT span_id, parent_span_id, name, start_ns, end_ns, status_code, status_message, attributes, events, '
+            'run_id, node_id, is_run FROM spans WHERE trace_id = ? ORDER BY start_ns, span_id',
+            [trace_id.lower()],
+        )
+        spans = [
+            StoredSpan(
+                trace_hex=trace_id.lower(), span_hex=r[0], parent_hex=r[1], name=r[2], start_ns=r[3], end_ns=r[4],
+                status_name=r[5], status_message=r[6], attrs=json.loads(r[7]) if r[7] else {},
+                event_list=json.loads(r[8]) if r[8] else [], run_id=r[9], node_id=r[10], is_run=r[11],
+            )
+            for r in rows
+        ]  # fmt: skip
+        return build_run_detail(spans, run_id=run_id)
+
+    def graphs(self) -> list[GraphSummary]:
+        """Every graph with runs stored: its name, how many runs and when the last one started, newest first."""
+        rows = self._query(
+            'SELECT graph, count(*), max(start_ns) FROM spans WHERE is_run AND graph IS NOT NULL '
+            'GROUP BY graph ORDER BY 3 DESC'
+        )
+        return [GraphSummary(name=r[0], runs=r[1], last_seen=_dt(r[2])) for r in rows]
+
+    def node_stats(self, graph: str, *, since: datetime | None = None) -> list[NodeStats]:
+        """Per node of `graph`: step count, error rate and duration percentiles (seconds), by average step."""
+        rows = self._query(
+            "SELECT node_id, count(*), avg(CASE WHEN outcome = 'failed' THEN 1.0 ELSE 0.0 END), "
+            'quantile_cont(end_ns - start_ns, [0.5, 0.95, 0.99]), sum(end_ns - start_ns) '
+            'FROM spans WHERE graph = ? AND node_id IS NOT NULL AND start_ns >= ? '
+            'GROUP BY node_id ORDER BY avg(step), node_id',
+            [graph, _ns(since) if since else 0],
+        )
+        return [
+            NodeStats(
+                node_id=r[0], count=r[1], error_rate=float(r[2]), p50=r[3][0] / 1e9, p95=r[3][1] / 1e9,
+                p99=r[3][2] / 1e9, total=r[4] / 1e9,
+            )
+            for r in rows
+        ]  # fmt: skip
+
+    def edges(self, graph: str, *, since: datetime | None = None) -> list[Edge]:
+        """Transitions seen in `graph` (node -> the node it returned, `End` included), most frequent first."""
+        rows = self._query(
+            'SELECT node_id, next_node, count(*) FROM spans '
+            'WHERE graph = ? AND node_id IS NOT NULL AND next_node IS NOT NULL AND start_ns >= ? '
+            'GROUP BY ALL ORDER BY 3 DESC, 1, 2',
+            [graph, _ns(since) if since else 0],
+        )
+        return [Edge(source=r[0], target=r[1], count=r[2]) for r in rows]

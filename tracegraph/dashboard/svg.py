@@ -1,0 +1,184 @@
+"""Server-side SVG: a run's Gantt chart and a graph's diagram. Pure functions from models to markup."""
+
+from __future__ import annotations
+
+import json
+import math
+from html import escape
+from typing import Any
+
+from .models import Edge, NodeStats, RunDetail, SpanInfo
+
+__all__ = ('OUTCOME_COLOURS', 'fmt_duration', 'gantt_svg', 'diagram_svg', 'p95_colour')
+
+OUTCOME_COLOURS = {'completed': '#2f9e6e', 'failed': '#d9473f', 'interrupted': '#e39b21', 'running': '#5b7fd6'}
+_SPAN_COLOUR = '#8aa2c8'
+_SPAN_ERROR_COLOUR = '#e58a84'
+_LABEL_W = 230
+_CHART_W = 760
+_ROW_H = 22
+_AXIS_H = 24
+
+
+def fmt_duration(seconds: float) -> str:
+    """A short human duration: `850µs`, `12.3ms`, `4.21s`, `3m 05s`."""
+    if seconds < 0.001:
+        return f'{seconds * 1e6:.0f}µs'
+    if seconds < 1:
+        return f'{seconds * 1e3:.1f}ms'
+    if seconds < 120:
+        return f'{seconds:.2f}s'
+    return f'{int(seconds // 60)}m {int(seconds % 60):02d}s'
+
+
+def _duration_label(x: float, width: float, y: float, seconds: float) -> str:
+    # right of the bar when it fits in the chart, else left of it (never over it)
+    if x + width + 60 <= _LABEL_W + _CHART_W + 20:
+        return f'<text class="dur" x="{x + width + 4:.1f}" y="{y}">{fmt_duration(seconds)}</text>'
+    return f'<text class="dur" x="{x - 4:.1f}" y="{y}" text-anchor="end">{fmt_duration(seconds)}</text>'
+
+
+def _tip(title: str, span: SpanInfo, extra: dict[str, Any]) -> str:
+    data = {'title': title, 'duration': fmt_duration(span.duration), 'status': span.status, **extra}
+    data['attributes'] = span.attributes
+    return escape(json.dumps(data, default=str), quote=True)
+
+
+def _nice_step(total: float) -> float:
+    raw = total / 6 if total > 0 else 1.0
+    mag = 10 ** math.floor(math.log10(raw))
+    return next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
+
+
+def gantt_svg(detail: RunDetail) -> str:
+    """One row per node step (coloured by outcome) followed by the spans nested under it, on a shared time axis."""
+    tl = detail.timeline
+    start = tl.start
+    end = max([tl.end or start, *(n.end for n in tl.nodes)])
+    total = max((end - start).total_seconds(), 1e-9)
+    scale = _CHART_W / total
+
+    def x_of(t: float) -> float:
+        return _LABEL_W + max(0.0, min(_CHART_W, t * scale))
+
+    rows: list[str] = []
+    y = _AXIS_H
+    for record, spans in zip(tl.nodes, detail.nodes):
+        offset = (record.start - start).total_seconds()
+        x, w = x_of(offset), max(2.0, record.duration * scale)
+        colour = OUTCOME_COLOURS.get(record.outcome, '#888')
+        label = f'{record.step}. {record.node_id}'
+        tip = _tip(
+            f'step {record.step}: {record.node_id}', spans.span, {'outcome': record.outcome, 'next': record.next_node}
+        )
+        rows.append(
+            f'<g class="row"><text class="label" x="8" y="{y + 15}">{escape(label)}</text>'
+            f'<rect class="bar node" data-step="{record.step}" data-node="{escape(record.node_id)}" '
+            f'data-outcome="{record.outcome}" data-tip="{tip}" x="{x:.1f}" y="{y + 3}" width="{w:.1f}" '
+            f'height="{_ROW_H - 6}" rx="3" fill="{colour}"/>'
+            f'{_duration_label(x, w, y + 15, record.duration)}</g>'
+        )
+        y += _ROW_H
+        for child in spans.children:
+            c_off = (child.start - start).total_seconds()
+            cx, cw = x_of(c_off), max(1.5, child.duration * scale)
+            fill = _SPAN_ERROR_COLOUR if child.status == 'ERROR' else _SPAN_COLOUR
+            indent = 8 + 14 * child.depth
+            rows.append(
+                f'<g class="row child"><text class="label sub" x="{indent}" y="{y + 14}">'
+                f'{escape(child.name[:40])}</text>'
+                f'<rect class="bar span" data-tip="{_tip(child.name, child, {})}" x="{cx:.1f}" y="{y + 5}" '
+                f'width="{cw:.1f}" height="{_ROW_H - 10}" rx="2" fill="{fill}"/></g>'
+            )
+            y += _ROW_H
+    tick = _nice_step(total)
+    axis: list[str] = []
+    t = 0.0
+    while t <= total * 1.0001:
+        tx = x_of(t)
+        axis.append(
+            f'<line class="grid" x1="{tx:.1f}" y1="{_AXIS_H - 4}" x2="{tx:.1f}" y2="{y}"/>'
+            f'<text class="tick" x="{tx:.1f}" y="{_AXIS_H - 8}">{fmt_duration(t) if t else "0"}</text>'
+        )
+        t += tick
+    height = y + 6
+    width = _LABEL_W + _CHART_W + 20
+    return (
+        f'<svg class="gantt" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
+        f'role="img" aria-label="Gantt chart of the run">{"".join(axis)}{"".join(rows)}</svg>'
+    )
+
+
+def p95_colour(p95: float, worst: float) -> str:
+    """Green for the fastest nodes through amber to red for the slowest p95 of the graph."""
+    share = 0.0 if worst <= 0 else min(1.0, p95 / worst)
+    return f'hsl({120 * (1 - share):.0f}, 62%, 42%)'
+
+
+def diagram_svg(stats: list[NodeStats], edges: list[Edge]) -> str:
+    """The graph as seen: nodes left to right in step order (then `End`), arcs above for forward transitions,
+    below for backward ones; node colour by p95, edge width by count."""
+    order = [s.node_id for s in stats]
+    for e in edges:
+        for n in (e.source, e.target):
+            if n not in order and n != 'End':
+                order.append(n)
+    if any(e.target == 'End' for e in edges):
+        order.append('End')
+    if not order:
+        return '<p class="empty">No node steps recorded yet.</p>'
+    by_id = {s.node_id: s for s in stats}
+    worst = max((s.p95 for s in stats), default=0.0)
+    gap, box_w, box_h = 190, 150, 44
+    xs = {n: 40 + i * gap for i, n in enumerate(order)}
+    drawn = [e for e in edges if e.source in xs and e.target in xs]
+
+    def lift_of(e: Edge) -> float:
+        return 60.0 if e.source == e.target else 30 + abs(xs[e.target] - xs[e.source]) * 0.25
+
+    up = max((lift_of(e) for e in drawn if xs[e.target] >= xs[e.source]), default=0.0)
+    down = max((lift_of(e) for e in drawn if xs[e.target] < xs[e.source]), default=0.0)
+    top = 20 + up
+    height = top + box_h + down + 20
+    width = 40 + (len(order) - 1) * gap + box_w + 40
+    max_count = max((e.count for e in edges), default=1)
+    paths: list[str] = []
+    for e in drawn:
+        stroke = 1.5 + 6 * math.log1p(e.count) / math.log1p(max_count)
+        sx, tx = xs[e.source] + box_w / 2, xs[e.target] + box_w / 2
+        label = f'{e.source} → {e.target}: {e.count}'
+        if e.source == e.target:
+            d = f'M {sx - 20} {top} C {sx - 50} {top - 60}, {sx + 50} {top - 60}, {sx + 20} {top}'
+            lx, ly = sx, top - 48
+        else:
+            forward = tx > sx
+            lift = lift_of(e)
+            y0 = top if forward else top + box_h
+            cy = y0 - lift if forward else y0 + lift
+            y1 = y0 - 2 if forward else y0 + 2  # the arrowhead stops short of the box instead of under it
+            d = f'M {sx - 8} {y0} C {sx - 8} {cy}, {tx + 8} {cy}, {tx + 8} {y1}'
+            lx, ly = (sx + tx) / 2, (y0 - lift * 0.75 - 5) if forward else (y0 + lift * 0.75 + 14)
+        paths.append(
+            f'<g class="edge" data-source="{escape(e.source)}" data-target="{escape(e.target)}" data-count="{e.count}">'
+            f'<path d="{d}" stroke-width="{stroke:.1f}" marker-end="url(#arrow)"><title>{escape(label)}</title></path>'
+            f'<text class="edge-label" x="{lx:.0f}" y="{ly:.0f}">{e.count}</text></g>'
+        )
+    boxes: list[str] = []
+    for n in order:
+        s = by_id.get(n)
+        fill = '#55606e' if s is None else p95_colour(s.p95, worst)
+        sub = 'end of run' if s is None else f'p95 {fmt_duration(s.p95)} · {s.count}×'
+        boxes.append(
+            f'<g class="gnode" data-node="{escape(n)}"><rect x="{xs[n]}" y="{top}" width="{box_w}" height="{box_h}" '
+            f'rx="8" fill="{fill}"/><text class="gname" x="{xs[n] + box_w / 2}" y="{top + 19}">{escape(n[:20])}</text>'
+            f'<text class="gsub" x="{xs[n] + box_w / 2}" y="{top + 35}">{escape(sub)}</text></g>'
+        )
+    defs = (
+        '<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="11" markerHeight="11" '
+        'markerUnits="userSpaceOnUse" '
+        'orient="auto-start-reverse"><path d="M 0 0 L 10 5 L 0 10 z" fill="#7c8796"/></marker></defs>'
+    )
+    return (
+        f'<svg class="diagram" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
+        f'aria-label="Graph diagram">{defs}{"".join(paths)}{"".join(boxes)}</svg>'
+    )
