@@ -7,26 +7,17 @@ import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pydantic
 import pytest
 from opentelemetry.sdk.metrics.export import HistogramDataPoint, NumberDataPoint
-from tracing_helpers import Pipeline, make_pipeline
+from tracing_helpers import Pipeline
 
 from tracegraph import BaseNode, End, Graph, GraphRunContext, NodeStep, NodeTimeline, ScrubbingOptions
 from tracegraph.tracing import attributes as attr
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def otel() -> Iterator[Pipeline]:
-    pipeline = make_pipeline()
-    yield pipeline
-    pipeline.tracer_provider.shutdown()
-    pipeline.meter_provider.shutdown()
 
 
 @dataclass

@@ -12,19 +12,11 @@ import pytest
 from dirty_equals import IsStr
 from inline_snapshot import snapshot
 from opentelemetry.trace import SpanKind, StatusCode
-from tracing_helpers import Pipeline, make_pipeline
+from tracing_helpers import Pipeline
 
 from tracegraph import BaseNode, End, Graph, GraphRunContext
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def otel() -> Iterator[Pipeline]:
-    pipeline = make_pipeline()
-    yield pipeline
-    pipeline.tracer_provider.shutdown()
-    pipeline.meter_provider.shutdown()
 
 
 @dataclass
