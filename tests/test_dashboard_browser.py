@@ -144,3 +144,32 @@ def test_graph_page(seeded: tuple[ServerThread, list[SampleRun]], page: Page) ->
     by_edge = {(s, t): w for s, t, w in widths}
     assert by_edge[('ModelRequestNode', 'CallToolsNode')] > by_edge[('UserPromptNode', 'ModelRequestNode')]
     shot(page, 'dashboard-graph.png')
+
+
+def test_demo_runs_in_the_browser(page: Page) -> None:
+    """`tracegraph demo` sends its runs through the real exporters; the dashboard lists and draws them."""
+    import subprocess
+    import sys
+
+    from tracegraph.demo.runner import DEMO_RUNS
+
+    with running_server() as server:
+        command = [sys.executable, '-m', 'tracegraph.cli', 'demo', '--once', '--endpoint', server.url]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=180)
+        assert done.returncode == 0, done.stderr
+        page.goto(server.url + '/?limit=100')
+        rows = page.locator('table.runs tbody tr.run')
+        expect(rows).to_have_count(DEMO_RUNS)
+        text = page.locator('table.runs').inner_text()
+        for graph in ('thermostat', 'flaky_fetch', 'weather_agent'):
+            assert graph in text
+        shot(page, 'demo-runs.png')
+
+        agent = page.locator('table.runs tbody tr.run', has_text='weather_agent').first
+        agent.locator('a.runlink').click()
+        bars = page.locator('svg.gantt rect.bar.node')
+        expect(bars).to_have_count(5)
+        nodes = bars.evaluate_all('bs => bs.map(b => b.dataset.node)')
+        assert nodes == ['UserPromptNode', 'ModelRequestNode', 'CallToolsNode', 'ModelRequestNode', 'CallToolsNode']
+        expect(page.locator('svg.gantt rect.bar.span').first).to_be_visible()  # the model call and tool spans
+        shot(page, 'demo-agent-run.png')
