@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import anyio.to_thread
 
 from .columns import SPAN_COLUMNS, arrow, arrow_table
-from .otlp import OtlpError, SpanBatch, parse_traces
+from .otlp import SpanBatch, parse_traces, read_or_400
 
 __all__ = ('DecodePool', 'decode_traces')
 
@@ -28,12 +28,7 @@ logger = logging.getLogger('tracegraph.dashboard')
 
 def decode_traces(body: bytes, media: str) -> SpanBatch:
     """`parse_traces`, with any failure reported as a 400 `OtlpError` (the body is at fault, never the store)."""
-    try:
-        return parse_traces(body, media)
-    except OtlpError:
-        raise
-    except Exception as exc:
-        raise OtlpError(400, f'Could not read the request: {type(exc).__name__}: {exc}') from None
+    return read_or_400(parse_traces, body, media)
 
 
 def _decode_to_arrow(body: bytes, media: str) -> SpanBatch:

@@ -31,6 +31,7 @@ __all__ = (
     'media_type',
     'parse_traces',
     'parse_metrics',
+    'read_or_400',
     'span_batch',
 )
 
@@ -113,6 +114,22 @@ def parse_metrics(body: bytes, media: str) -> MetricBatch:
     """Decode an `ExportMetricsServiceRequest` body into a `MetricBatch`."""
     request = _parse(body, media, ExportMetricsServiceRequest, _fix_metric_ids)
     return metric_batch(request)
+
+
+_B = TypeVar('_B')
+
+
+def read_or_400(parse: Callable[[bytes, str], _B], body: bytes, media: str) -> _B:
+    """`parse(body, media)`, with any failure reported as a 400 `OtlpError`.
+
+    A body the decoder chokes on is the client's problem (400), never a storage failure (503, retried).
+    """
+    try:
+        return parse(body, media)
+    except OtlpError:
+        raise
+    except Exception as exc:
+        raise OtlpError(400, f'Could not read the request: {type(exc).__name__}: {exc}') from None
 
 
 def _parse(body: bytes, media: str, cls: type[_M], fix: Callable[[dict[str, Any]], None]) -> _M:

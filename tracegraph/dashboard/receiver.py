@@ -20,8 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from .decodepool import DecodePool
-from .metrics import MetricBatch
-from .otlp import JSON, PROTOBUF, OtlpError, decompress, media_type, parse_metrics
+from .otlp import JSON, PROTOBUF, OtlpError, decompress, media_type, parse_metrics, read_or_400
 from .store import Store
 
 __all__ = ('DEFAULT_MAX_BODY', 'Receiver', 'error_response')
@@ -40,16 +39,6 @@ def error_response(status: int, message: str, media: str | None) -> Response:
         body = Status(code=code, message=message).SerializeToString()
         return Response(body, status_code=status, media_type=PROTOBUF)
     return Response(json.dumps({'code': code, 'message': message}), status_code=status, media_type=JSON)
-
-
-def _decode_metrics(body: bytes, media: str) -> MetricBatch:
-    # A body the decoder chokes on is the client's problem (400), never a storage failure (503, retried).
-    try:
-        return parse_metrics(body, media)
-    except OtlpError:
-        raise
-    except Exception as exc:
-        raise OtlpError(400, f'Could not read the request: {type(exc).__name__}: {exc}') from None
 
 
 _Ingest = Callable[[bytes, str], Awaitable[tuple[bytes, dict[str, Any]]]]
@@ -103,7 +92,7 @@ class Receiver:
         return reply.SerializeToString(), json_reply
 
     async def _ingest_metrics(self, body: bytes, media: str) -> tuple[bytes, dict[str, Any]]:
-        batch = await anyio.to_thread.run_sync(_decode_metrics, body, media)
+        batch = await anyio.to_thread.run_sync(read_or_400, parse_metrics, body, media)
         await anyio.to_thread.run_sync(self.store.insert_metrics, batch)
         return ExportMetricsServiceResponse().SerializeToString(), {}
 

@@ -303,6 +303,7 @@ class RunTrace:
         settings = self._inst.settings
         start_ns = time.time_ns()
         self.last_start_ns = start_ns
+        self.last_step = None  # a failure before the node runs must not report the previous step's span
         span: Span | None = None
         token: object | None = None
         state_before: Any = None
