@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from time import perf_counter
+from time import perf_counter, time_ns
 from typing import TYPE_CHECKING, Any, Generic
 
 from typing_extensions import TypeVar
@@ -75,11 +74,11 @@ async def run_step(
     node_id = node.get_id()
     if node_id not in graph.node_defs:
         raise exceptions.GraphRuntimeError(f'Node `{node}` is not in the graph.')
-    # The state is snapshotted before the node runs, so the step shows what the node started from.
-    step = NodeStep(state=state, node=node, snapshot_state=graph.snapshot_state)
     ctx = GraphRunContext(state, deps)
     result: BaseNode[StateT, DepsT, Any] | End[T]
+    # The state is snapshotted before the node runs, so the step shows what the node started from.
     if trace is None:
+        step = NodeStep(state=state, node=node, snapshot_state=graph.snapshot_state)
         start = perf_counter()
         try:
             result = await node.run(ctx)
@@ -91,17 +90,17 @@ async def run_step(
             raise
         step.duration = perf_counter() - start
     else:
+        start_ns = time_ns()
+        step = NodeStep(state=state, node=node, start_ts=_ns_to_utc(start_ns), snapshot_state=graph.snapshot_state)
         try:
-            result, ids, duration_ns = await trace.run_node(node, node_id, ctx, _next_id)
+            result, ids = await trace.run_node(node, node_id, ctx, _next_id, start_ns)
         except BaseException as error:
-            step.start_ts = _ns_to_utc(trace.last_start_ns)
             if graph_run is not None:
                 failed = trace.last_step
-                duration = (_utils.now_utc() - step.start_ts).total_seconds() if failed is None else failed.duration
+                duration = (time_ns() - start_ns) / 1e9 if failed is None else failed.duration
                 graph_run._record_failure(node_id, step.start_ts, duration, failed and failed.span_id, error)
             raise
-        step.start_ts = _ns_to_utc(trace.last_start_ns)
-        step.duration = duration_ns / 1e9
+        step.duration = ids.duration
         step.trace_id = ids.trace_id
         step.span_id = ids.span_id
     history.append(step)
@@ -209,7 +208,7 @@ class GraphRun(Generic[StateT, DepsT, RunEndT]):
         if self._trace is not None:
             return self._trace.run_id
         if self._run_id is None:
-            self._run_id = uuid.uuid4().hex
+            self._run_id = _utils.uuid4_hex()
         return self._run_id
 
     async def next(

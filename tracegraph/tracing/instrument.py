@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-import uuid
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
@@ -23,6 +22,7 @@ from opentelemetry.metrics._internal import _ProxyMeterProvider  # pyright: igno
 from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
 from pydantic_core import to_jsonable_python
 
+from .. import _utils
 from .._version import __version__
 from . import attributes as attr
 from .scrubbing import Scrubber, ScrubbingOptions
@@ -221,7 +221,7 @@ class RunTrace:
         self._tracer = tracer
         self._instruments = instruments
         self.graph_name = graph_name
-        self.run_id = uuid.uuid4().hex
+        self.run_id = _utils.uuid4_hex()
         self.steps = 0
         self._start = time.perf_counter()
         self._failure: BaseException | None = None
@@ -231,10 +231,11 @@ class RunTrace:
         self._token: object | None = None
         self._metric_attrs = {attr.GRAPH_NAME: graph_name}
         self._state_getter: Callable[[], Any] | None = None
+        """Reads the run's state, when the settings record it."""
+        settings = instrumentation.settings
+        self._input_limit = settings.max_attribute_length if settings.include_node_input else None
         self._trace_hex_cache: tuple[int, str] | None = None
         self._node_metric_attrs: dict[tuple[str, str], dict[str, str]] = {}
-        self.last_start_ns = 0
-        """Start of the last node step, in nanoseconds since the epoch."""
         self.last_step: NodeStepTrace | None = None
         """Ids and duration of the last node step, also when it raised."""
         self.span: Span | None = None
@@ -283,91 +284,124 @@ class RunTrace:
         self._token = otel_context.attach(self.context)
 
     async def run_node(
-        self, node: Any, node_id: str, ctx: Any, next_id: Callable[[Any], str]
-    ) -> tuple[Any, NodeStepTrace, int]:
+        self, node: Any, node_id: str, ctx: Any, next_id: Callable[[Any], str], start_ns: int
+    ) -> tuple[Any, NodeStepTrace]:
         """Run one node step, `await node.run(ctx)`, inside its span.
 
-        The step's start time (nanoseconds since the epoch) is in `last_start_ns` as soon as the node starts,
-        so a caller can read it also when the step raises.
+        When the step raises, `last_step` holds its span ids and duration (None if it failed before the node ran).
 
         Args:
             node: the node to run, recorded as `tracegraph.node.input`.
             node_id: its id.
             ctx: the `GraphRunContext` handed to `node.run`.
             next_id: the id of what `run` returned; raises when it is neither a node nor `End`.
+            start_ns: when the step started, in nanoseconds since the epoch (`time.time_ns()`).
 
         Returns:
-            What `run` returned, the ids of the step's span, and the step's duration in nanoseconds.
+            What `run` returned, and the step's span ids and duration.
         """
         self.steps += 1
-        settings = self._inst.settings
-        start_ns = time.time_ns()
-        self.last_start_ns = start_ns
         self.last_step = None  # a failure before the node runs must not report the previous step's span
-        span: Span | None = None
-        token: object | None = None
-        state_before: Any = None
+        tracer = self._tracer
+        if tracer is None:
+            return await self._run_untraced(node, node_id, ctx, next_id)
+        span_attrs: dict[str, Any] = {
+            attr.GRAPH_NAME: self.graph_name,
+            attr.RUN_ID: self.run_id,
+            attr.NODE_ID: node_id,
+            attr.NODE_STEP: self.steps,
+            attr.LOGFIRE_MSG_TEMPLATE: attr.NODE_SPAN_TEMPLATE,
+            attr.LOGFIRE_MSG: f'run node {node_id}',
+            attr.LOGFIRE_SPAN_TYPE: 'span',
+        }
+        if self._input_limit is not None:
+            span_attrs[attr.NODE_INPUT] = self._inst.scrubber.dumps(node, self._input_limit)
+            span_attrs[attr.LOGFIRE_JSON_SCHEMA] = _JSON_SCHEMA_NODE
+        elif self._state_getter is not None:
+            span_attrs[attr.LOGFIRE_JSON_SCHEMA] = _JSON_SCHEMA_NODE
+        span = tracer.start_span(
+            f'run node {node_id}',
+            context=self.context,
+            kind=SpanKind.INTERNAL,
+            attributes=span_attrs,
+            start_time=start_ns,
+            record_exception=False,
+            set_status_on_exception=False,
+        )
+        token = otel_context.attach(trace.set_span_in_context(span))
         state_getter = self._state_getter
-        if self._tracer is not None:
-            span_attrs: dict[str, Any] = {
-                attr.GRAPH_NAME: self.graph_name,
-                attr.RUN_ID: self.run_id,
-                attr.NODE_ID: node_id,
-                attr.NODE_STEP: self.steps,
-                attr.LOGFIRE_MSG_TEMPLATE: attr.NODE_SPAN_TEMPLATE,
-                attr.LOGFIRE_MSG: f'run node {node_id}',
-                attr.LOGFIRE_SPAN_TYPE: 'span',
-                attr.LOGFIRE_JSON_SCHEMA: _JSON_SCHEMA_NODE,
-            }
-            if settings.include_node_input:
-                span_attrs[attr.NODE_INPUT] = self._inst.scrubber.dumps(node, settings.max_attribute_length)
-            span = self._tracer.start_span(
-                f'run node {node_id}',
-                context=self.context,
-                kind=SpanKind.INTERNAL,
-                attributes=span_attrs,
-                start_time=start_ns,
-                record_exception=False,
-                set_status_on_exception=False,
-            )
-            token = otel_context.attach(trace.set_span_in_context(span))
-            if settings.state != 'none' and state_getter is not None:
-                state_before = to_jsonable_python(state_getter(), fallback=repr, serialize_unknown=True)
+        state_before = (
+            to_jsonable_python(state_getter(), fallback=repr, serialize_unknown=True) if state_getter else None
+        )
         t0 = time.perf_counter_ns()
-        outcome: attr.Outcome = 'completed'
-        nid: str | None = None
         try:
             result = await node.run(ctx)
             nid = next_id(result)
         except BaseException as error:
-            outcome = 'interrupted' if is_interruption(error) else 'failed'
+            duration_ns = time.perf_counter_ns() - t0
+            self.last_step = self._step_trace(span, duration_ns)
+            outcome: attr.Outcome = 'interrupted' if is_interruption(error) else 'failed'
             if outcome == 'failed':
                 self.fail(error)
-                if span is not None:
-                    span.record_exception(error, escaped=True)
-                    span.set_status(Status(StatusCode.ERROR, f'{type(error).__name__}: {error}'))
-            raise
-        finally:
-            duration_ns = time.perf_counter_ns() - t0
-            if span is not None and (span_ctx := span.get_span_context()).is_valid:
-                self.last_step = NodeStepTrace(
-                    self._trace_hex(span_ctx.trace_id), f'{span_ctx.span_id:016x}', duration_ns / 1e9
-                )
-            else:
-                self.last_step = NodeStepTrace(None, None, duration_ns / 1e9)
-            if span is not None:
-                # One call (one lock) for both attributes; `next` only when the node returned one.
-                span.set_attributes(
-                    {attr.NODE_OUTCOME: outcome} if nid is None else {attr.NODE_NEXT: nid, attr.NODE_OUTCOME: outcome}
-                )
-                if state_getter is not None and settings.state != 'none':
-                    self._record_state(span, state_before, state_getter())
-                if token is not None:
-                    otel_context.detach(token)  # pyright: ignore[reportArgumentType]
-                span.end(end_time=start_ns + duration_ns)
+                span.record_exception(error, escaped=True)
+                span.set_status(Status(StatusCode.ERROR, f'{type(error).__name__}: {error}'))
+            span.set_attribute(attr.NODE_OUTCOME, outcome)
+            self._end_node_span(span, token, state_getter, state_before, start_ns + duration_ns)
             if self._instruments is not None:
                 self._record_step_metrics(self._instruments, node_id, outcome, duration_ns)
-        return result, self.last_step, duration_ns
+            raise
+        duration_ns = time.perf_counter_ns() - t0
+        span_ctx = span.get_span_context()
+        step = self.last_step = (
+            NodeStepTrace(self._trace_hex(span_ctx.trace_id), f'{span_ctx.span_id:016x}', duration_ns / 1e9)
+            if span_ctx.is_valid
+            else NodeStepTrace(None, None, duration_ns / 1e9)
+        )
+        # Two single sets cost the SDK less than one `set_attributes` call with a dict.
+        span.set_attribute(attr.NODE_NEXT, nid)
+        span.set_attribute(attr.NODE_OUTCOME, 'completed')
+        self._end_node_span(span, token, state_getter, state_before, start_ns + duration_ns)
+        if self._instruments is not None:
+            self._record_step_metrics(self._instruments, node_id, 'completed', duration_ns)
+        return result, step
+
+    async def _run_untraced(
+        self, node: Any, node_id: str, ctx: Any, next_id: Callable[[Any], str]
+    ) -> tuple[Any, NodeStepTrace]:
+        # Metrics without a tracer provider: time the step, record it, no span.
+        instruments = self._instruments
+        t0 = time.perf_counter_ns()
+        try:
+            result = await node.run(ctx)
+            next_id(result)
+        except BaseException as error:
+            duration_ns = time.perf_counter_ns() - t0
+            self.last_step = NodeStepTrace(None, None, duration_ns / 1e9)
+            outcome: attr.Outcome = 'interrupted' if is_interruption(error) else 'failed'
+            if outcome == 'failed':
+                self.fail(error)
+            if instruments is not None:
+                self._record_step_metrics(instruments, node_id, outcome, duration_ns)
+            raise
+        duration_ns = time.perf_counter_ns() - t0
+        step = self.last_step = NodeStepTrace(None, None, duration_ns / 1e9)
+        if instruments is not None:
+            self._record_step_metrics(instruments, node_id, 'completed', duration_ns)
+        return result, step
+
+    def _step_trace(self, span: Span, duration_ns: int) -> NodeStepTrace:
+        span_ctx = span.get_span_context()
+        if not span_ctx.is_valid:
+            return NodeStepTrace(None, None, duration_ns / 1e9)
+        return NodeStepTrace(self._trace_hex(span_ctx.trace_id), f'{span_ctx.span_id:016x}', duration_ns / 1e9)
+
+    def _end_node_span(
+        self, span: Span, token: object, state_getter: Callable[[], Any] | None, state_before: Any, end_ns: int
+    ) -> None:
+        if state_getter is not None:
+            self._record_state(span, state_before, state_getter())
+        otel_context.detach(token)  # pyright: ignore[reportArgumentType]
+        span.end(end_time=end_ns)
 
     def _trace_hex(self, trace_id: int) -> str:
         # Every node span of a run shares the run's trace: format its id once.
@@ -387,7 +421,8 @@ class RunTrace:
 
     def watch_state(self, getter: Callable[[], Any]) -> None:
         """Tell the trace how to read the run's state, for `InstrumentationSettings.state`."""
-        self._state_getter = getter
+        if self._inst.settings.state != 'none':
+            self._state_getter = getter
 
     def _record_state(self, span: Span, before: Any, state: Any) -> None:
         settings = self._inst.settings

@@ -6,13 +6,12 @@ case-insensitively and anywhere in the key: `db_password`, `Authorization`, `use
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic_core import to_jsonable_python
+from pydantic_core import to_json, to_jsonable_python
 
 __all__ = ('DEFAULT_SCRUB_PATTERNS', 'SCRUBBED', 'ScrubMatch', 'ScrubbingOptions', 'Scrubber', 'TRUNCATED_SUFFIX')
 
@@ -35,8 +34,8 @@ DEFAULT_SCRUB_PATTERNS: tuple[str, ...] = (
 SCRUBBED = '[Scrubbed]'
 TRUNCATED_SUFFIX = '...[truncated]'
 
-# One encoder for every attribute: `json.dumps` with non-default options builds a new encoder per call.
-_ENCODER = json.JSONEncoder(separators=(',', ':'), ensure_ascii=False)
+# Every lowercase ASCII text one of `DEFAULT_SCRUB_PATTERNS` matches (case-insensitively) contains one of these.
+_DEFAULT_LITERALS = re.compile('passw|secret|token|key|auth|credential|cookie|session|ssn|credit')
 # Values that `_scrub` hands back unchanged, checked by exact type before the slower `isinstance` tests.
 _LEAF_TYPES = frozenset({str, int, float, bool, type(None)})
 # Keys repeat from step to step (a node's fields); remembering their pattern matches is bounded by this.
@@ -91,6 +90,8 @@ class Scrubber:
             patterns = (*DEFAULT_SCRUB_PATTERNS, *options.extra_patterns)
             self._pattern = re.compile('|'.join(f'(?:{p})' for p in patterns), re.IGNORECASE)
         self._key_matches: dict[str, re.Match[str] | None] = {}
+        # With the default patterns, JSON whose text holds none of their literals has no key to scrub.
+        self._literals = _DEFAULT_LITERALS if options is not None and not options.extra_patterns else None
 
     def jsonable(self, value: Any) -> Any:
         """`value` as JSON-able Python data (unknown objects as their `repr`), scrubbed."""
@@ -102,11 +103,23 @@ class Scrubber:
 
     def dumps(self, value: Any, max_length: int) -> str:
         """`value` as compact JSON, scrubbed, cut to `max_length` characters."""
-        return truncate(_ENCODER.encode(self.jsonable(value)), max_length)
+        if self._pattern is None or self._literals is not None:
+            # Fast path, run for every node step: serialise in Rust, and walk the data only when a key may match.
+            text = to_json(value, fallback=repr, serialize_unknown=True).decode()
+            if self._pattern is None or not self._may_need_scrubbing(text):
+                return truncate(text, max_length)
+        return truncate(to_json(self.jsonable(value), fallback=repr, serialize_unknown=True).decode(), max_length)
 
     def dumps_jsonable(self, data: Any, max_length: int) -> str:
         """Already JSON-able, already scrubbed `data` as compact JSON cut to `max_length` characters."""
-        return truncate(_ENCODER.encode(data), max_length)
+        return truncate(to_json(data, fallback=repr, serialize_unknown=True).decode(), max_length)
+
+    def _may_need_scrubbing(self, text: str) -> bool:
+        # JSON never escapes letters, so each literal in a key is in the text. Non-ASCII text takes the full walk:
+        # re.IGNORECASE matches letters (like 'ſ' for 's') that `lower()` leaves alone.
+        if self._literals is None or not text.isascii():
+            return True
+        return self._literals.search(text.lower()) is not None
 
     def _match(self, key: str) -> re.Match[str] | None:
         try:
