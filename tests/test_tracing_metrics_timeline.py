@@ -16,6 +16,7 @@ from tracing_helpers import Pipeline
 
 from tracegraph import BaseNode, End, Graph, GraphRunContext, NodeStep, NodeTimeline, ScrubbingOptions
 from tracegraph.tracing import attributes as attr
+from tracegraph.tracing import instrument
 
 pytestmark = pytest.mark.anyio
 
@@ -54,6 +55,38 @@ async def test_metrics(otel: Pipeline) -> None:
     assert {p.attributes[attr.RUN_OUTCOME]: p.count for p in run_points} == {'completed': 1, 'failed': 1}  # type: ignore[index]
     steps: list[NumberDataPoint] = otel.metric_points(attr.METRIC_RUN_STEPS)
     assert [(dict(p.attributes or {}), p.value) for p in steps] == [({attr.GRAPH_NAME: 'steps'}, 5)]
+
+
+def _steps_counted(otel: Pipeline) -> float:
+    return sum(p.value for p in otel.metric_points(attr.METRIC_RUN_STEPS))
+
+
+async def test_steps_are_counted_in_batches_and_all_by_the_end(otel: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
+    graph = Graph(nodes=[Step, Boom], name='steps', instrumentation=otel.settings())
+    monkeypatch.setattr(instrument, '_STEP_COUNT_INTERVAL_NS', 3600 * 10**9)
+    async with graph.iter(Step(5)) as run:
+        for _ in range(3):
+            await run.next()
+        assert _steps_counted(otel) == 0  # not counted yet: the batch waits up to the interval
+    assert _steps_counted(otel) == 3  # leaving the run counts what it ran
+
+    monkeypatch.setattr(instrument, '_STEP_COUNT_INTERVAL_NS', 0)
+    async with graph.iter(Step(5)) as run:
+        await run.next()
+        await run.next()
+        assert _steps_counted(otel) == 5  # interval elapsed: counted as they run
+        async for _ in run:
+            pass
+    assert _steps_counted(otel) == 3 + 6
+
+
+async def test_node_duration_exemplars_name_the_node_span(otel: Pipeline) -> None:
+    graph = Graph(nodes=[Step, Boom], name='steps', instrumentation=otel.settings())
+    await graph.run(Step(1))
+    node_span_ids = {s.context.span_id for s in otel.spans if s.name == 'run node Step'}
+    (point,) = otel.metric_points(attr.METRIC_NODE_DURATION)
+    assert point.exemplars
+    assert {e.span_id for e in point.exemplars} <= node_span_ids
 
 
 async def test_metrics_can_be_turned_off(otel: Pipeline) -> None:

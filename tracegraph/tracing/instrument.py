@@ -55,6 +55,8 @@ def span_of(given: object, entered: object) -> Span | None:
 
 
 _MISSING = object()
+_STEP_COUNT_INTERVAL_NS = 1_000_000_000
+"""How long node steps may wait to be added to the `tracegraph.run.steps` counter (they all are when the run ends)."""
 
 
 def _env_probe(name: str) -> Callable[[], bool]:
@@ -236,6 +238,8 @@ class RunTrace:
         self._input_limit = settings.max_attribute_length if settings.include_node_input else None
         self._trace_hex_cache: tuple[int, str] | None = None
         self._node_metric_attrs: dict[tuple[str, str], dict[str, str]] = {}
+        self._uncounted_steps = 0
+        self._steps_counted_at = time.perf_counter_ns()
         self.last_step: NodeStepTrace | None = None
         """Ids and duration of the last node step, also when it raised."""
         self.span: Span | None = None
@@ -346,9 +350,9 @@ class RunTrace:
                 span.record_exception(error, escaped=True)
                 span.set_status(Status(StatusCode.ERROR, f'{type(error).__name__}: {error}'))
             span.set_attribute(attr.NODE_OUTCOME, outcome)
-            self._end_node_span(span, token, state_getter, state_before, start_ns + duration_ns)
             if self._instruments is not None:
                 self._record_step_metrics(self._instruments, node_id, outcome, duration_ns)
+            self._end_node_span(span, token, state_getter, state_before, start_ns + duration_ns)
             raise
         duration_ns = time.perf_counter_ns() - t0
         span_ctx = span.get_span_context()
@@ -360,9 +364,10 @@ class RunTrace:
         # Two single sets cost the SDK less than one `set_attributes` call with a dict.
         span.set_attribute(attr.NODE_NEXT, nid)
         span.set_attribute(attr.NODE_OUTCOME, 'completed')
-        self._end_node_span(span, token, state_getter, state_before, start_ns + duration_ns)
         if self._instruments is not None:
+            # While the node span is current: the duration's exemplar names the node span.
             self._record_step_metrics(self._instruments, node_id, 'completed', duration_ns)
+        self._end_node_span(span, token, state_getter, state_before, start_ns + duration_ns)
         return result, step
 
     async def _run_untraced(
@@ -417,7 +422,18 @@ class RunTrace:
             attrs = {attr.GRAPH_NAME: self.graph_name, attr.NODE_ID: node_id, attr.NODE_OUTCOME: outcome}
             self._node_metric_attrs[key] = attrs
         instruments.node_duration.record(duration_ns / 1e9, attrs)
-        instruments.run_steps.add(1, self._metric_attrs)
+        # Steps are counted in batches: an SDK counter add costs as much as a small span's attributes. The count
+        # is at most a second behind, and complete when the run ends.
+        self._uncounted_steps += 1
+        now = time.perf_counter_ns()
+        if now - self._steps_counted_at >= _STEP_COUNT_INTERVAL_NS:
+            self._count_steps(instruments, now)
+
+    def _count_steps(self, instruments: _Instruments, now: int) -> None:
+        if self._uncounted_steps:
+            instruments.run_steps.add(self._uncounted_steps, self._metric_attrs)
+            self._uncounted_steps = 0
+        self._steps_counted_at = now
 
     def watch_state(self, getter: Callable[[], Any]) -> None:
         """Tell the trace how to read the run's state, for `InstrumentationSettings.state`."""
@@ -479,6 +495,7 @@ class RunTrace:
             span.set_attributes(end_attrs)  # one call, one lock
         # Recorded while the run span is current, so an exemplar of this point links to the run's trace.
         if self._instruments is not None:
+            self._count_steps(self._instruments, time.perf_counter_ns())
             self._instruments.run_duration.record(
                 time.perf_counter() - self._start, {attr.GRAPH_NAME: self.graph_name, attr.RUN_OUTCOME: outcome}
             )
