@@ -226,7 +226,8 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
         history = history if history is not None else []
         with ExitStack() as stack:
             entered = stack.enter_context(span) if span is not None else None
-            graph_run = GraphRun[StateT, DepsT, T](self, start_node, history=history, state=state, deps=deps)
+            # Not `GraphRun[StateT, DepsT, T](...)`: subscripting at run time builds a generic alias per run.
+            graph_run: GraphRun[StateT, DepsT, T] = GraphRun(self, start_node, history=history, state=state, deps=deps)
             if self._instrumentation is not None:
                 trace = self._instrumentation.start_run(
                     graph_name=self.name or 'unnamed_graph',
