@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from .settings import ConfigurationError
     from .setup import Telemetry, configure
     from .spool import SpoolSpanExporter
+    from .yielding import YieldingSpanExporter
 
 __all__ = (
     'configure',
@@ -28,6 +29,7 @@ __all__ = (
     'ConsoleTimelineProcessor',
     'TelemetryCapture',
     'MetricPoint',
+    'YieldingSpanExporter',
 )
 
 _LAZY: dict[str, str] = {
@@ -40,6 +42,7 @@ _LAZY: dict[str, str] = {
     'ConsoleTimelineProcessor': 'console',
     'TelemetryCapture': 'capture',
     'MetricPoint': 'capture',
+    'YieldingSpanExporter': 'yielding',
 }
 
 
