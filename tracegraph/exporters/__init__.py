@@ -17,7 +17,6 @@ if TYPE_CHECKING:
     from .settings import ConfigurationError
     from .setup import Telemetry, configure
     from .spool import SpoolSpanExporter
-    from .yielding import YieldingSpanExporter
 
 __all__ = (
     'configure',
@@ -29,7 +28,6 @@ __all__ = (
     'ConsoleTimelineProcessor',
     'TelemetryCapture',
     'MetricPoint',
-    'YieldingSpanExporter',
 )
 
 _LAZY: dict[str, str] = {
@@ -42,7 +40,6 @@ _LAZY: dict[str, str] = {
     'ConsoleTimelineProcessor': 'console',
     'TelemetryCapture': 'capture',
     'MetricPoint': 'capture',
-    'YieldingSpanExporter': 'yielding',
 }
 
 

@@ -29,7 +29,6 @@ from .settings import (
     resolve_target,
 )
 from .views import metric_views
-from .yielding import YieldingSpanExporter
 
 if TYPE_CHECKING:
     from .spool import SpoolSpanExporter
@@ -200,7 +199,7 @@ def configure(
     if file_path is not None:
         from .file import JsonLinesSpanExporter
 
-        processors.append(BatchSpanProcessor(YieldingSpanExporter(JsonLinesSpanExporter(file_path))))
+        processors.append(BatchSpanProcessor(JsonLinesSpanExporter(file_path)))
     if spool_path is not None:
         from .segments import SpoolLockedError
         from .spool import SpoolSpanExporter
@@ -217,7 +216,7 @@ def configure(
         telemetry_kwargs['spool'] = spool
         processors.append(BatchSpanProcessor(spool))
     elif use_otlp:
-        processors.append(BatchSpanProcessor(YieldingSpanExporter(_otlp_span_exporter(trace_target))))
+        processors.append(BatchSpanProcessor(_otlp_span_exporter(trace_target)))
 
     telemetry = _install(resource, processors, meter_provider, set_global=set_global, **telemetry_kwargs)
     atexit.register(telemetry.shutdown)
