@@ -236,6 +236,15 @@ class RunTrace:
         """Reads the run's state, when the settings record it."""
         settings = instrumentation.settings
         self._input_limit = settings.max_attribute_length if settings.include_node_input else None
+        # What every node span of the run carries; each step adds its node id, step and message.
+        self._node_attrs: dict[str, Any] = {
+            attr.GRAPH_NAME: graph_name,
+            attr.RUN_ID: self.run_id,
+            attr.LOGFIRE_MSG_TEMPLATE: attr.NODE_SPAN_TEMPLATE,
+            attr.LOGFIRE_SPAN_TYPE: 'span',
+        }
+        if settings.include_node_input or settings.state != 'none':
+            self._node_attrs[attr.LOGFIRE_JSON_SCHEMA] = _JSON_SCHEMA_NODE
         self._trace_hex_cache: tuple[int, str] | None = None
         self._node_metric_attrs: dict[tuple[str, str], dict[str, str]] = {}
         self._uncounted_steps = 0
@@ -308,21 +317,16 @@ class RunTrace:
         self.last_step = None  # a failure before the node runs must not report the previous step's span
         tracer = self._tracer
         if tracer is None:
-            return await self._run_untraced(node, node_id, ctx, next_id)
-        span_attrs: dict[str, Any] = {
-            attr.GRAPH_NAME: self.graph_name,
-            attr.RUN_ID: self.run_id,
+            assert self._instruments is not None, 'a run with neither spans nor metrics gets no RunTrace'
+            return await self._run_untraced(self._instruments, node, node_id, ctx, next_id)
+        span_attrs = {
+            **self._node_attrs,
             attr.NODE_ID: node_id,
             attr.NODE_STEP: self.steps,
-            attr.LOGFIRE_MSG_TEMPLATE: attr.NODE_SPAN_TEMPLATE,
             attr.LOGFIRE_MSG: f'run node {node_id}',
-            attr.LOGFIRE_SPAN_TYPE: 'span',
         }
         if self._input_limit is not None:
             span_attrs[attr.NODE_INPUT] = self._inst.scrubber.dumps(node, self._input_limit)
-            span_attrs[attr.LOGFIRE_JSON_SCHEMA] = _JSON_SCHEMA_NODE
-        elif self._state_getter is not None:
-            span_attrs[attr.LOGFIRE_JSON_SCHEMA] = _JSON_SCHEMA_NODE
         span = tracer.start_span(
             f'run node {node_id}',
             context=self.context,
@@ -351,30 +355,24 @@ class RunTrace:
                 span.set_status(Status(StatusCode.ERROR, f'{type(error).__name__}: {error}'))
             span.set_attribute(attr.NODE_OUTCOME, outcome)
             if self._instruments is not None:
-                self._record_step_metrics(self._instruments, node_id, outcome, duration_ns)
+                self._record_step_metrics(self._instruments, node_id, outcome, t0, duration_ns)
             self._end_node_span(span, token, state_getter, state_before, start_ns + duration_ns)
             raise
         duration_ns = time.perf_counter_ns() - t0
-        span_ctx = span.get_span_context()
-        step = self.last_step = (
-            NodeStepTrace(self._trace_hex(span_ctx.trace_id), f'{span_ctx.span_id:016x}', duration_ns / 1e9)
-            if span_ctx.is_valid
-            else NodeStepTrace(None, None, duration_ns / 1e9)
-        )
+        step = self.last_step = self._step_trace(span, duration_ns)
         # Two single sets cost the SDK less than one `set_attributes` call with a dict.
         span.set_attribute(attr.NODE_NEXT, nid)
         span.set_attribute(attr.NODE_OUTCOME, 'completed')
         if self._instruments is not None:
             # While the node span is current: the duration's exemplar names the node span.
-            self._record_step_metrics(self._instruments, node_id, 'completed', duration_ns)
+            self._record_step_metrics(self._instruments, node_id, 'completed', t0, duration_ns)
         self._end_node_span(span, token, state_getter, state_before, start_ns + duration_ns)
         return result, step
 
     async def _run_untraced(
-        self, node: Any, node_id: str, ctx: Any, next_id: Callable[[Any], str]
+        self, instruments: _Instruments, node: Any, node_id: str, ctx: Any, next_id: Callable[[Any], str]
     ) -> tuple[Any, NodeStepTrace]:
         # Metrics without a tracer provider: time the step, record it, no span.
-        instruments = self._instruments
         t0 = time.perf_counter_ns()
         try:
             result = await node.run(ctx)
@@ -385,13 +383,11 @@ class RunTrace:
             outcome: attr.Outcome = 'interrupted' if is_interruption(error) else 'failed'
             if outcome == 'failed':
                 self.fail(error)
-            if instruments is not None:
-                self._record_step_metrics(instruments, node_id, outcome, duration_ns)
+            self._record_step_metrics(instruments, node_id, outcome, t0, duration_ns)
             raise
         duration_ns = time.perf_counter_ns() - t0
         step = self.last_step = NodeStepTrace(None, None, duration_ns / 1e9)
-        if instruments is not None:
-            self._record_step_metrics(instruments, node_id, 'completed', duration_ns)
+        self._record_step_metrics(instruments, node_id, 'completed', t0, duration_ns)
         return result, step
 
     def _step_trace(self, span: Span, duration_ns: int) -> NodeStepTrace:
@@ -415,7 +411,9 @@ class RunTrace:
             cached = self._trace_hex_cache = (trace_id, f'{trace_id:032x}')
         return cached[1]
 
-    def _record_step_metrics(self, instruments: _Instruments, node_id: str, outcome: str, duration_ns: int) -> None:
+    def _record_step_metrics(
+        self, instruments: _Instruments, node_id: str, outcome: str, start_perf_ns: int, duration_ns: int
+    ) -> None:
         key = (node_id, outcome)
         attrs = self._node_metric_attrs.get(key)
         if attrs is None:
@@ -425,7 +423,7 @@ class RunTrace:
         # Steps are counted in batches: an SDK counter add costs as much as a small span's attributes. The count
         # is at most a second behind, and complete when the run ends.
         self._uncounted_steps += 1
-        now = time.perf_counter_ns()
+        now = start_perf_ns + duration_ns  # the step's end on the perf_counter clock: no second read
         if now - self._steps_counted_at >= _STEP_COUNT_INTERVAL_NS:
             self._count_steps(instruments, now)
 

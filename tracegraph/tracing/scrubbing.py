@@ -117,9 +117,8 @@ class Scrubber:
     def _may_need_scrubbing(self, text: str) -> bool:
         # JSON never escapes letters, so each literal in a key is in the text. Non-ASCII text takes the full walk:
         # re.IGNORECASE matches letters (like 'ſ' for 's') that `lower()` leaves alone.
-        if self._literals is None or not text.isascii():
-            return True
-        return self._literals.search(text.lower()) is not None
+        literals = self._literals
+        return literals is None or not text.isascii() or literals.search(text.lower()) is not None
 
     def _match(self, key: str) -> re.Match[str] | None:
         try:
