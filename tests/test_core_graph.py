@@ -22,6 +22,7 @@ from tracegraph import (
     GraphSetupError,
     NodeStep,
 )
+from tracegraph._utils import get_event_loop
 from tracegraph.nodes import NodeDef
 
 pytestmark = pytest.mark.anyio
@@ -247,8 +248,11 @@ async def test_driving_errors() -> None:
         with pytest.raises(GraphRuntimeError) as exc_info:
             await run.next()
         assert exc_info.value.message == 'This graph run has already ended.'
-        with pytest.raises(GraphRuntimeError, match=r'^This graph run has already ended\.$'):
-            await run.next(Start())
+        # As in the classic engine, an explicit node still runs after `End` (only `next()` without one refuses).
+        assert await run.next(Start(3)) == End(3)
+    # ... and after the run's `async with` was left, outside the run's trace.
+    assert await run.next(Start(4)) == End(4)
+    assert [s.node for s in run.history if isinstance(s, NodeStep)] == [Start(2), Start(3), Start(4)]
 
     async with g.iter(Start()) as run:
         with pytest.raises(GraphRuntimeError) as exc_info:
@@ -307,11 +311,16 @@ def test_run_sync_in_thread_without_loop() -> None:
 
     def worker() -> None:
         results.append(never_42_graph.run_sync(Increment(), state=MyState(40)).output)
+        # The classic engine runs on the thread's loop, made and set as current by `get_event_loop`, and keeps it.
+        loop = get_event_loop()
+        results.append(never_42_graph.run_sync(Increment(), state=MyState(1)).output)
+        assert get_event_loop() is loop and not loop.is_closed()
+        loop.close()
 
     thread = threading.Thread(target=worker)
     thread.start()
     thread.join(timeout=30)
-    assert results == [41]
+    assert results == [41, 2]
 
 
 async def test_run_sync_inside_running_loop_is_a_clear_error() -> None:
@@ -322,15 +331,15 @@ async def test_run_sync_inside_running_loop_is_a_clear_error() -> None:
     )
 
 
-async def test_history_snapshots_state_before_each_step() -> None:
+async def test_history_snapshots_state_after_each_step() -> None:
     state = MyState(1)
     result = await never_42_graph.run(Increment(), state=state)
     steps = result.history
     assert isinstance(steps[0], NodeStep)
     assert isinstance(steps[1], NodeStep)
     assert isinstance(steps[2], EndStep)
-    assert steps[0].state == MyState(1)  # before Increment ran
-    assert steps[1].state == MyState(2)  # before Check42 ran
+    assert steps[0].state == MyState(2)  # after Increment ran (the classic `NodeStep.state`)
+    assert steps[1].state == MyState(2)  # after Check42 ran
     assert steps[0].state is not state
     assert steps[0].start_ts.tzinfo is not None and steps[0].start_ts.utcoffset().total_seconds() == 0  # type: ignore[union-attr]
     assert steps[0].duration is not None and steps[0].duration >= 0
@@ -347,7 +356,10 @@ async def test_custom_snapshot_state() -> None:
 
     g = Graph(nodes=[Increment, Check42], snapshot_state=snapshot_state)
     result = await g.run(Increment(), state=MyState(5))
-    assert [s.state for s in result.history if isinstance(s, NodeStep)] == [MyState(500), MyState(600)]
+    assert [s.state for s in result.history if isinstance(s, NodeStep)] == [
+        MyState(600),
+        MyState(600),
+    ]  # snapshotted after each node ran
     assert len(copies) == 2
 
 

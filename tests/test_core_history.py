@@ -3,47 +3,23 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
 
 import pydantic
 import pytest
 from dirty_equals import IsFloat, IsStr
 from inline_snapshot import snapshot
+from shop_graph import AddItem, Cart, Pay, shop
+from tracing_helpers import Pipeline
 
-from tracegraph import BaseNode, End, EndStep, Graph, GraphRunContext, NodeStep
+from tracegraph import EndStep, Graph, NodeStep
 
 pytestmark = pytest.mark.anyio
 
 
-@dataclass
-class Cart:
-    items: list[str] = field(default_factory=list)
-    paid: bool = False
-
-
-@dataclass
-class AddItem(BaseNode[Cart, None, str]):
-    item: str
-    then: list[str] = field(default_factory=list)
-
-    async def run(self, ctx: GraphRunContext[Cart]) -> AddItem | Pay:
-        ctx.state.items.append(self.item)
-        if self.then:
-            return AddItem(self.then[0], self.then[1:])
-        return Pay(when=datetime(2026, 1, 2, 3, 4, 5))
-
-
-@dataclass
-class Pay(BaseNode[Cart, None, str]):
-    when: datetime
-
-    async def run(self, ctx: GraphRunContext[Cart]) -> End[str]:
-        ctx.state.paid = True
-        return End(f'paid for {len(ctx.state.items)} items')
-
-
-shop = Graph(nodes=[AddItem, Pay])
+FIXTURES = Path(__file__).parent / 'fixtures'
 
 
 async def test_dump_and_load_round_trip() -> None:
@@ -52,13 +28,11 @@ async def test_dump_and_load_round_trip() -> None:
     data = json.loads(dumped)
     assert data[0] == snapshot(
         {
-            'state': {'items': [], 'paid': False},
+            'state': {'items': ['apple'], 'paid': False},
             'node': {'item': 'apple', 'then': ['pear'], 'node_id': 'AddItem'},
             'start_ts': IsStr(regex=r'\d{4}-\d\d-\d\dT.*Z'),
             'duration': IsFloat(),
             'kind': 'node',
-            'trace_id': None,
-            'span_id': None,
         }
     )
     assert data[2]['node'] == {'when': '2026-01-02T03:04:05', 'node_id': 'Pay'}
@@ -102,3 +76,56 @@ async def test_resume_from_loaded_history() -> None:
 def test_history_type_adapter_needs_a_graph() -> None:
     with pytest.raises(RuntimeError, match="needs the graph's nodes"):
         pydantic.TypeAdapter(NodeStep[Cart, str])
+
+
+def pin_times(history: list[Any]) -> None:
+    """Give every step fixed, distinct times and durations: the same function as tests/fixtures/make_classic.py."""
+    t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    for i, step in enumerate(history):
+        if step.kind == 'node':
+            step.start_ts = t0 + timedelta(seconds=i)
+            step.duration = 0.25 * (i + 1)
+        else:
+            step.ts = t0 + timedelta(seconds=i)
+
+
+async def test_untraced_history_is_byte_for_byte_the_classic_json() -> None:
+    """The fixtures were written by pydantic_graph 0.0.37 running the same graph (tests/fixtures/make_classic.py)."""
+    result = await shop.run(AddItem('apple', ['pear']), state=Cart())
+    pin_times(result.history)
+    assert shop.dump_history(result.history) == (FIXTURES / 'classic_shop_history.json').read_bytes()
+    assert shop.dump_history(result.history, indent=2) == (FIXTURES / 'classic_shop_history_indent2.json').read_bytes()
+
+
+async def test_classic_history_loads_and_resumes() -> None:
+    """A history written by the classic engine, loaded, and a run continued from it."""
+    classic = (FIXTURES / 'classic_shop_history.json').read_bytes()
+    history = shop.load_history(classic)
+    assert [type(s).__name__ for s in history] == ['NodeStep', 'NodeStep', 'NodeStep', 'EndStep']
+    first = history[0]
+    assert isinstance(first, NodeStep)
+    assert first.state == Cart(items=['apple'])
+    assert (first.trace_id, first.span_id) == (None, None)
+    assert shop.dump_history(history) == classic  # nothing added on the way through
+
+    # Resume: drop the end, pay again from the state the last AddItem left.
+    partial = history[:2]
+    last = partial[-1]
+    assert isinstance(last, NodeStep)
+    state = last.state
+    async with shop.iter(Pay(when=datetime(2026, 1, 2)), history=partial, state=state) as run:
+        async for _ in run:
+            pass
+    assert run.result is not None and run.result.output == 'paid for 2 items'
+    assert [s.kind for s in partial] == ['node', 'node', 'node', 'end']
+    assert isinstance(partial[2], NodeStep) and partial[2].state == Cart(items=['apple', 'pear'], paid=True)
+
+
+async def test_traced_history_carries_span_ids(otel: Pipeline) -> None:
+    traced = Graph(nodes=[AddItem, Pay], instrumentation=otel.settings())
+    result = await traced.run(AddItem('apple'), state=Cart())
+    data = json.loads(traced.dump_history(result.history))
+    spans = {f'{s.context.span_id:016x}': s for s in otel.spans if s.name.startswith('run node')}
+    assert [step['span_id'] in spans for step in data if step['kind'] == 'node'] == [True, True]
+    assert {step['trace_id'] for step in data if step['kind'] == 'node'} == {result.trace_id}
+    assert traced.load_history(traced.dump_history(result.history)) == result.history

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-import random
+import asyncio
 import types
+import warnings
 from datetime import datetime, timezone
 from typing import Any, Final, TypeVar, Union, get_args, get_origin
 
 from typing_extensions import TypeAliasType, TypeIs
 
+from .tracing.ids import uuid4_hex
+
 __all__ = (
+    'get_event_loop',
     'Unset',
     'UNSET',
     'is_set',
@@ -46,17 +50,27 @@ def now_utc() -> datetime:
     return datetime.now(tz=timezone.utc)
 
 
-_UUID4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
-_UUID4_SET = (0x4000 << 64) | (0x8000 << 48)
+def get_event_loop() -> asyncio.AbstractEventLoop:
+    """The running event loop, else this thread's current one, else a new loop set as the current one.
 
-
-def uuid4_hex() -> str:
-    """A random version-4 UUID as 32 hex digits, like `uuid.uuid4().hex`.
-
-    Drawn from `random` (reseeded in forked children), as OpenTelemetry draws its trace ids: run ids must be
-    unique, not secret, and `uuid.uuid4()` reads `os.urandom`, a system call per run.
+    What `run_sync` runs on, so that objects bound to a loop (clients, locks) survive from one call to the next.
+    Unlike `asyncio.get_event_loop()` on recent Pythons, it never warns and never fails for want of a loop.
     """
-    return f'{(random.getrandbits(128) & _UUID4_CLEAR) | _UUID4_SET:032x}'
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    with warnings.catch_warnings():
+        # Asking for the current loop when there is none is deprecated (3.12+) or an error (3.14+): create one.
+        warnings.simplefilter('ignore', DeprecationWarning)
+        try:
+            loop = asyncio.get_event_loop()
+        except RuntimeError:
+            loop = None
+    if loop is None or loop.is_closed():
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+    return loop
 
 
 def get_union_args(tp: Any) -> tuple[Any, ...]:

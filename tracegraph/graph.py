@@ -23,6 +23,7 @@ from .history import EndStep, HistoryStep, NodeStep, StateT, deep_copy_state, no
 from .nodes import BaseNode, DepsT, End, NodeDef, RunEndT
 from .run import GraphRun, GraphRunResult, run_step
 from .tracing.instrument import Instrumentation
+from .tracing.runtrace import RunTrace
 from .tracing.settings import InstrumentationSettings
 
 __all__ = ('Graph', 'GraphRun', 'GraphRunResult')
@@ -76,7 +77,6 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
     instrumentation: InstrumentationSettings = field(repr=False)
     _state_type: type[StateT] | _utils.Unset = field(repr=False)
     _run_end_type: type[RunEndT] | _utils.Unset = field(repr=False)
-    _auto_instrument: bool = field(repr=False)
 
     def __init__(
         self,
@@ -96,7 +96,7 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
             name: the graph's name; inferred from the variable it is assigned to on the first run when None.
             state_type: the state's type, inferred from the nodes' generic parameters when not given.
             run_end_type: the output's type, inferred from the nodes' generic parameters when not given.
-            snapshot_state: copies the state into each `NodeStep` of the history.
+            snapshot_state: copies the state into each `NodeStep` of the history, after its node ran.
             auto_instrument: record spans and metrics of runs (when an OpenTelemetry SDK is configured).
             instrumentation: what to record and where; defaults to `InstrumentationSettings()`.
 
@@ -106,7 +106,6 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
         self.name = name
         self._state_type = state_type
         self._run_end_type = run_end_type
-        self._auto_instrument = auto_instrument
         self.snapshot_state = snapshot_state
         self.instrumentation = instrumentation or InstrumentationSettings()
         self._instrumentation = Instrumentation(self.instrumentation) if auto_instrument else None
@@ -176,7 +175,7 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
         infer_name: bool = True,
         span: AbstractContextManager[Any] | None = None,
     ) -> GraphRunResult[StateT, T]:
-        """Run the graph from synchronous code, on a new event loop; see `run`.
+        """Run the graph from synchronous code, on this thread's event loop (made when it has none); see `run`.
 
         Raises:
             GraphRuntimeError: when called from a thread whose event loop is running (use `await graph.run(...)`).
@@ -192,7 +191,10 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
             )
         if infer_name and self.name is None:
             self._infer_name(inspect.currentframe())
-        return asyncio.run(self.run(start_node, state=state, deps=deps, infer_name=False, span=span))
+        # The thread's own loop, kept between calls as the classic engine does: clients bound to it survive.
+        return _utils.get_event_loop().run_until_complete(
+            self.run(start_node, state=state, deps=deps, infer_name=False, span=span)
+        )
 
     @asynccontextmanager
     async def iter(
@@ -226,19 +228,21 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
         history = history if history is not None else []
         with ExitStack() as stack:
             entered = stack.enter_context(span) if span is not None else None
-            # Not `GraphRun[StateT, DepsT, T](...)`: subscripting at run time builds a generic alias per run.
-            graph_run: GraphRun[StateT, DepsT, T] = GraphRun(self, start_node, history=history, state=state, deps=deps)
-            if self._instrumentation is not None:
-                trace = self._instrumentation.start_run(
+            trace = (
+                self._instrumentation.start_run(
                     graph_name=self.name or 'unnamed_graph',
                     start_node_id=start_node.get_id(),
                     given_span=span,
                     entered_span=entered,
                     resumed_from=_last_span(history),
                 )
-                if trace is not None:
-                    trace.watch_state(lambda: graph_run.state)
-                graph_run._trace = trace
+                if self._instrumentation is not None
+                else RunTrace()
+            )
+            # Not `GraphRun[StateT, DepsT, T](...)`: subscripting at run time builds a generic alias per run.
+            graph_run: GraphRun[StateT, DepsT, T] = GraphRun(
+                self, start_node, history=history, state=state, deps=deps, trace=trace
+            )
             try:
                 yield graph_run
             except BaseException as error:
@@ -262,7 +266,16 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
         """
         if infer_name and self.name is None:
             self._infer_name(inspect.currentframe())
-        return await run_step(self, node, history, state=state, deps=deps, trace=None)
+        if self._instrumentation is None:
+            return await run_step(self, node, history, state=state, deps=deps, trace=RunTrace())
+        # Outside a run: the node span is a child of the current span, and no run span is opened.
+        trace = self._instrumentation.start_run(
+            graph_name=self.name or 'unnamed_graph', start_node_id='', run_span=False
+        )
+        try:
+            return await run_step(self, node, history, state=state, deps=deps, trace=trace)
+        finally:
+            trace.finish(ended=False, error=None, output=None)
 
     def dump_history(
         self: Graph[StateT, DepsT, T], history: list[HistoryStep[StateT, T]], *, indent: int | None = None

@@ -69,16 +69,25 @@ class _NodeSchema:
         )
 
 
+def _is_none(value: object) -> bool:
+    return value is None
+
+
 nodes_schema_var: ContextVar[Sequence[type[BaseNode[Any, Any, Any]]]] = ContextVar('tracegraph_nodes_schema')
 """The node classes a `NodeStep` schema may hold; set while a graph builds its `history_type_adapter`."""
 
 
 @dataclass
 class NodeStep(Generic[StateT, RunEndT]):
-    """One node run: the state before it, the node, when it started and how long it took."""
+    """One node run: the state after it, the node, when it started and how long it took.
+
+    Appended to the history after the node's `run` returned (a node that raises appends no step), as in the classic
+    engine. `trace_id` and `span_id` are in its JSON only when a span ran the step, so the history of an untraced
+    run dumps to exactly the classic bytes.
+    """
 
     state: StateT
-    """The run's state before the node ran, snapshotted with `snapshot_state`."""
+    """The state of the graph after the node has been run, snapshotted with `snapshot_state`."""
     node: Annotated[BaseNode[StateT, Any, RunEndT], _NodeSchema()]
     """The node that ran."""
     start_ts: datetime = field(default_factory=_utils.now_utc)
@@ -91,9 +100,9 @@ class NodeStep(Generic[StateT, RunEndT]):
         default=deep_copy_state, repr=False
     )
     """How `state` is copied when the step is made, so later changes to the run's state don't reach it."""
-    trace_id: str | None = None
+    trace_id: Annotated[str | None, pydantic.Field(exclude_if=_is_none)] = None
     """32-hex id of the trace whose span ran this node, None when nothing was recording."""
-    span_id: str | None = None
+    span_id: Annotated[str | None, pydantic.Field(exclude_if=_is_none)] = None
     """16-hex id of the span that ran this node, None when nothing was recording."""
 
     def __post_init__(self) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from time import perf_counter, time_ns
 from typing import TYPE_CHECKING, Any, Generic
 
 from typing_extensions import TypeVar
@@ -14,7 +13,8 @@ from . import _utils, exceptions
 from .history import EndStep, HistoryStep, NodeStep, StateT
 from .nodes import BaseNode, DepsT, End, GraphRunContext, RunEndT
 from .tracing import attributes as attr
-from .tracing.instrument import RunTrace, is_interruption
+from .tracing.outcome import step_outcome
+from .tracing.runtrace import RunTrace
 from .tracing.timeline import NodeError, NodeRecord, NodeTimeline, RunOutcome
 
 if TYPE_CHECKING:
@@ -25,33 +25,15 @@ __all__ = ('GraphRun', 'GraphRunResult', 'run_step')
 T = TypeVar('T', default=Any)
 
 
-def _next_id(result: object) -> str:
-    if isinstance(result, End):
-        return attr.END_NODE_ID
-    if isinstance(result, BaseNode):
-        return result.get_id()
-    raise exceptions.GraphRuntimeError(
-        f'Invalid node return type: `{type(result).__name__}`. Expected `BaseNode` or `End`.'
-    )
-
-
 def _qualified_name(cls: type) -> str:
     # The name OpenTelemetry's `record_exception` writes as `exception.type`, so both timelines agree.
     module = cls.__module__
     return cls.__qualname__ if module in (None, 'builtins') else f'{module}.{cls.__qualname__}'
 
 
-def _ns_to_utc(ns: int) -> datetime:
+def ns_to_utc(ns: int) -> datetime:
+    """Nanoseconds since the epoch as a UTC-aware datetime."""
     return datetime.fromtimestamp(ns / 1e9, tz=timezone.utc)
-
-
-@dataclass(kw_only=True)
-class _FailedStep:
-    node_id: str
-    start_ts: datetime
-    duration: float
-    span_id: str | None
-    error: BaseException
 
 
 async def run_step(
@@ -61,10 +43,12 @@ async def run_step(
     *,
     state: StateT,
     deps: DepsT,
-    trace: RunTrace | None,
-    graph_run: GraphRun[StateT, DepsT, T] | None = None,
+    trace: RunTrace,
 ) -> BaseNode[StateT, DepsT, Any] | End[T]:
-    """Run `node`, append its `NodeStep` (and the `EndStep` when it ends the run) to `history`, return what it returned.
+    """Run `node` through `trace`, then append its `NodeStep` (and the `EndStep` when it ended the run) to `history`.
+
+    As in the classic engine, the step is appended after the node ran, with the state as the node left it; a node
+    that raises appends no step.
 
     Raises:
         GraphRuntimeError: `node` is `End` or not in the graph, or its `run` returned neither a node nor `End`.
@@ -75,35 +59,36 @@ async def run_step(
     if node_id not in graph.node_defs:
         raise exceptions.GraphRuntimeError(f'Node `{node}` is not in the graph.')
     ctx = GraphRunContext(state, deps)
-    result: BaseNode[StateT, DepsT, Any] | End[T]
-    # The state is snapshotted before the node runs, so the step shows what the node started from.
-    if trace is None:
-        step = NodeStep(state=state, node=node, snapshot_state=graph.snapshot_state)
-        start = perf_counter()
-        try:
-            result = await node.run(ctx)
-            if not isinstance(result, (End, BaseNode)):
-                _next_id(result)  # raises the error naming the type
-        except BaseException as error:
-            if graph_run is not None:
-                graph_run._record_failure(node_id, step.start_ts, perf_counter() - start, None, error)
-            raise
-        step.duration = perf_counter() - start
+    step = trace.start_step(node, node_id, state)
+    try:
+        result = await node.run(ctx)
+    except BaseException as error:
+        trace.fail_step(step, error, state)
+        raise
+    bad_return: exceptions.GraphRuntimeError | None = None
+    if isinstance(result, End):
+        trace.end_step(step, attr.END_NODE_ID, state)
+    elif isinstance(result, BaseNode):
+        trace.end_step(step, result.get_id(), state)
     else:
-        start_ns = time_ns()
-        step = NodeStep(state=state, node=node, start_ts=_ns_to_utc(start_ns), snapshot_state=graph.snapshot_state)
-        try:
-            result, ids = await trace.run_node(node, node_id, ctx, _next_id, start_ns)
-        except BaseException as error:
-            if graph_run is not None:
-                failed = trace.last_step
-                duration = (time_ns() - start_ns) / 1e9 if failed is None else failed.duration
-                graph_run._record_failure(node_id, step.start_ts, duration, failed and failed.span_id, error)
-            raise
-        step.duration = ids.duration
-        step.trace_id = ids.trace_id
-        step.span_id = ids.span_id
-    history.append(step)
+        bad_return = exceptions.GraphRuntimeError(
+            f'Invalid node return type: `{type(result).__name__}`. Expected `BaseNode` or `End`.'
+        )
+        trace.fail_step(step, bad_return, state)
+    history.append(
+        NodeStep(
+            state=state,
+            node=node,
+            start_ts=ns_to_utc(step.start_ns),
+            duration=step.duration,
+            snapshot_state=graph.snapshot_state,
+            trace_id=step.trace_id,
+            span_id=step.span_id,
+        )
+    )
+    if bad_return is not None:
+        # As the classic engine does: the node ran (its step is in the history), what it returned is what is wrong.
+        raise bad_return
     if isinstance(result, End):
         history.append(EndStep(result=result))
     return result
@@ -159,6 +144,7 @@ class GraphRun(Generic[StateT, DepsT, RunEndT]):
         state: StateT,
         deps: DepsT,
         auto_instrument: bool = True,
+        trace: RunTrace | None = None,
     ) -> None:
         """Create a run of `graph` starting at `start_node`; `Graph.iter` is the usual way to get one.
 
@@ -168,20 +154,21 @@ class GraphRun(Generic[StateT, DepsT, RunEndT]):
             history: the history so far (appended to in place); non-empty when resuming.
             state: the state shared by the run's nodes.
             deps: the dependencies handed to the run's nodes.
-            auto_instrument: kept for compatibility; instrumentation is decided by `Graph.iter`.
+            auto_instrument: kept for the classic signature; `Graph.iter` decides the instrumentation.
+            trace: the run's trace, from `Instrumentation.start_run`; one that records nothing when None.
         """
         self.graph = graph
         self.history = history
         self.state = state
         self.deps = deps
         self._next_node: BaseNode[StateT, DepsT, RunEndT] | End[RunEndT] = start_node
-        self._trace: RunTrace | None = None
+        self._trace = trace if trace is not None else RunTrace()
+        self._steps_trace = self._trace
+        """What node steps run through: the run's trace, and one recording nothing once the run was left."""
         self._history_start = len(history)
         self._started_at = _utils.now_utc()
         self._ended_at: datetime | None = None
         self._outcome: RunOutcome = 'running'
-        self._failed: _FailedStep | None = None
-        self._run_id: str | None = None
 
     @property
     def next_node(self) -> BaseNode[StateT, DepsT, RunEndT] | End[RunEndT]:
@@ -200,16 +187,17 @@ class GraphRun(Generic[StateT, DepsT, RunEndT]):
     @property
     def trace_id(self) -> str | None:
         """32-hex id of the run's trace, None when nothing is recording it."""
-        return self._trace.trace_id if self._trace is not None else None
+        return self._trace.trace_id
+
+    @property
+    def traceparent(self) -> str | None:
+        """The W3C `traceparent` of the run span (to hand to outgoing calls), None when nothing is recording it."""
+        return self._trace.traceparent
 
     @property
     def run_id(self) -> str:
         """The run's id, as in its spans' `tracegraph.run.id` attribute."""
-        if self._trace is not None:
-            return self._trace.run_id
-        if self._run_id is None:
-            self._run_id = _utils.uuid4_hex()
-        return self._run_id
+        return self._trace.run_id
 
     async def next(
         self: GraphRun[StateT, DepsT, T], node: BaseNode[StateT, DepsT, T] | None = None
@@ -217,14 +205,14 @@ class GraphRun(Generic[StateT, DepsT, RunEndT]):
         """Run `node` (default: `next_node`) and return the node it returned, or `End` when the run is over.
 
         Raises:
-            GraphRuntimeError: the run has already ended, or `node` is not in the graph.
+            GraphRuntimeError: no `node` was given and the run has already ended, or `node` is not in the graph.
         """
-        if isinstance(self._next_node, End) or self._ended_at is not None:
-            raise exceptions.GraphRuntimeError('This graph run has already ended.')
         if node is None:
+            if isinstance(self._next_node, End):
+                raise exceptions.GraphRuntimeError('This graph run has already ended.')
             node = self._next_node
         self._next_node = await run_step(
-            self.graph, node, self.history, state=self.state, deps=self.deps, trace=self._trace, graph_run=self
+            self.graph, node, self.history, state=self.state, deps=self.deps, trace=self._steps_trace
         )
         return self._next_node
 
@@ -237,31 +225,22 @@ class GraphRun(Generic[StateT, DepsT, RunEndT]):
         if isinstance(node, End):
             raise StopAsyncIteration
         # `next()` inlined: one coroutine less per step.
-        if self._ended_at is not None:
-            raise exceptions.GraphRuntimeError('This graph run has already ended.')
         self._next_node = await run_step(
-            self.graph, node, self.history, state=self.state, deps=self.deps, trace=self._trace, graph_run=self
+            self.graph, node, self.history, state=self.state, deps=self.deps, trace=self._steps_trace
         )
         return self._next_node
 
     def __repr__(self) -> str:
         return f'<GraphRun name={self.graph.name or "<unnamed>"} step={len(self.history) + 1}>'
 
-    def _record_failure(
-        self, node_id: str, start_ts: datetime, duration: float, span_id: str | None, error: BaseException
-    ) -> None:
-        self._failed = _FailedStep(node_id=node_id, start_ts=start_ts, duration=duration, span_id=span_id, error=error)
-
     def _finish(self, error: BaseException | None) -> None:
-        ended = isinstance(self._next_node, End)
-        output = self._next_node.data if isinstance(self._next_node, End) else None
+        """The run's `async with` was left (with `error`, if any): end its trace and decide its outcome."""
+        node = self._next_node
+        ended = isinstance(node, End)
         self._ended_at = _utils.now_utc()
-        if self._trace is not None:
-            self._outcome = self._trace.finish(ended=ended, error=error, output=output)
-        elif self._failed is not None or (error is not None and not is_interruption(error)):
-            self._outcome = 'failed'
-        else:
-            self._outcome = 'completed' if ended and error is None else 'interrupted'
+        self._outcome = self._trace.finish(ended=ended, error=error, output=node.data if ended else None)
+        # Nodes run after this (the classic API allows it) are not part of the run's trace any more.
+        self._steps_trace = RunTrace(run_id=self._trace.run_id)
 
     @property
     def timeline(self) -> NodeTimeline:
@@ -288,17 +267,18 @@ class GraphRun(Generic[StateT, DepsT, RunEndT]):
                     next_node=next_node,
                 )
             )
-        if (failed := self._failed) is not None:
-            error = failed.error
+        if (failed := self._trace.failed_step) is not None:
+            error, step = failed.error, failed.step
+            start = ns_to_utc(step.start_ns)
             records.append(
                 NodeRecord(
                     step=len(records) + 1,
-                    node_id=failed.node_id,
-                    span_id=failed.span_id,
-                    start=failed.start_ts,
-                    end=failed.start_ts + timedelta(seconds=failed.duration),
-                    duration=failed.duration,
-                    outcome='interrupted' if is_interruption(error) else 'failed',
+                    node_id=step.node_id,
+                    span_id=step.span_id,
+                    start=start,
+                    end=start + timedelta(seconds=step.duration),
+                    duration=step.duration,
+                    outcome=step_outcome(error),
                     next_node=None,
                     error=NodeError(type=_qualified_name(type(error)), message=str(error)),
                 )

@@ -1,12 +1,12 @@
 """Spans and metrics of graph runs, through the plain OpenTelemetry API.
 
-`Instrumentation.start_run` is called once per run and returns a `RunTrace`, or None when neither a real
-tracer provider nor a real meter provider is configured: then the run does no tracing work at all.
+`Instrumentation.start_run` is called once per run and returns its `RunTrace`: a `RecordingRunTrace` when a real
+tracer or meter provider is configured, otherwise the base `RunTrace`, which records nothing, so the run does no
+tracing work at all (and the engine still has a single code path).
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
 import time
 from collections.abc import Callable
@@ -22,24 +22,20 @@ from opentelemetry.metrics._internal import _ProxyMeterProvider  # pyright: igno
 from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
 from pydantic_core import to_jsonable_python
 
-from .. import _utils
 from .._version import __version__
 from . import attributes as attr
+from .outcome import is_interruption, run_outcome, step_outcome
+from .runtrace import NodeStepTrace, RunTrace
 from .scrubbing import Scrubber, ScrubbingOptions
 from .settings import InstrumentationSettings
 
-__all__ = ('Instrumentation', 'RunTrace', 'NodeStepTrace', 'is_interruption', 'span_of')
+__all__ = ('Instrumentation', 'RecordingRunTrace', 'span_of')
 
 
 _JSON_SCHEMA_NODE = '{"type":"object","properties":{"tracegraph.node.input":{"type":"object"},' + (
     '"tracegraph.state.diff":{"type":"object"},"tracegraph.state.before":{},"tracegraph.state.after":{}}}'
 )
 _JSON_SCHEMA_RUN = '{"type":"object","properties":{"tracegraph.run.output":{}}}'
-
-
-def is_interruption(error: BaseException) -> bool:
-    """Whether `error` stops a run from outside (cancellation, Ctrl-C) rather than being a failure of it."""
-    return isinstance(error, (asyncio.CancelledError, GeneratorExit, KeyboardInterrupt))
 
 
 def span_of(given: object, entered: object) -> Span | None:
@@ -162,11 +158,12 @@ class Instrumentation:
         *,
         graph_name: str,
         start_node_id: str,
-        given_span: AbstractContextManager[Any] | None,
-        entered_span: object,
-        resumed_from: tuple[str, str] | None,
-    ) -> RunTrace | None:
-        """Open the run's span (or adopt the given one) and make it current; None when nothing would be recorded.
+        given_span: AbstractContextManager[object] | None = None,
+        entered_span: object = None,
+        resumed_from: tuple[str, str] | None = None,
+        run_span: bool = True,
+    ) -> RunTrace:
+        """Open the run's span (or adopt the given one) and make it current.
 
         Args:
             graph_name: the graph's name.
@@ -174,12 +171,17 @@ class Instrumentation:
             given_span: the `span=` argument, already entered.
             entered_span: what entering `given_span` returned.
             resumed_from: (trace id, span id) of the last step of a resumed history, when it has one.
+            run_span: False for node steps run outside a run (`Graph.next`): their spans are children of the
+                current span, and no run span or run metrics are recorded.
+
+        Returns:
+            A `RecordingRunTrace`, or the base `RunTrace` (which records nothing) when no provider would record.
         """
         tracer = self._tracer()
         instruments = self._metrics()
         if tracer is None and instruments is None:
-            return None
-        return RunTrace(
+            return RunTrace()
+        return RecordingRunTrace(
             self,
             tracer=tracer,
             instruments=instruments,
@@ -188,22 +190,11 @@ class Instrumentation:
             adopted=span_of(given_span, entered_span) if given_span is not None else None,
             given_is_span=isinstance(given_span, Span),
             resumed_from=resumed_from,
+            run_span=run_span,
         )
 
 
-class NodeStepTrace:
-    """What the trace of one node step recorded: its span ids and outcome."""
-
-    __slots__ = ('duration', 'span_id', 'trace_id')
-
-    def __init__(self, trace_id: str | None, span_id: str | None, duration: float) -> None:
-        self.trace_id = trace_id
-        self.span_id = span_id
-        self.duration = duration
-        """Seconds."""
-
-
-class RunTrace:
+class RecordingRunTrace(RunTrace):
     """The spans and metrics of one run: its run span, a child span per node step, and the durations."""
 
     def __init__(
@@ -217,24 +208,23 @@ class RunTrace:
         adopted: Span | None,
         given_is_span: bool,
         resumed_from: tuple[str, str] | None,
+        run_span: bool = True,
     ) -> None:
         """Start tracing a run; see `Instrumentation.start_run`."""
+        super().__init__()
         self._inst = instrumentation
         self._tracer = tracer
         self._instruments = instruments
+        self._has_run = run_span
         self.graph_name = graph_name
-        self.run_id = _utils.uuid4_hex()
-        self.steps = 0
         self._start = time.perf_counter()
-        self._failure: BaseException | None = None
         self._owns_span = adopted is None
         # A span passed in already started is not an exception-recording context manager: we record for it.
         self._record_on_run_span = adopted is None or given_is_span
         self._token: object | None = None
         self._metric_attrs = {attr.GRAPH_NAME: graph_name}
-        self._state_getter: Callable[[], Any] | None = None
-        """Reads the run's state, when the settings record it."""
         settings = instrumentation.settings
+        self._record_state_mode = settings.state
         self._input_limit = settings.max_attribute_length if settings.include_node_input else None
         # What every node span of the run carries; each step adds its node id, step and message.
         self._node_attrs: dict[str, Any] = {
@@ -249,13 +239,9 @@ class RunTrace:
         self._node_metric_attrs: dict[tuple[str, str], dict[str, str]] = {}
         self._uncounted_steps = 0
         self._steps_counted_at = time.perf_counter_ns()
-        self.last_step: NodeStepTrace | None = None
-        """Ids and duration of the last node step, also when it raised."""
-        self.span: Span | None = None
-        self.trace_id: str | None = None
-        """32-hex trace id of the run span, None when it is not recording."""
         self.context: otel_context.Context | None = None
-        if tracer is None:
+        """The run span's context, the parent of every node span (None: the current context at each step)."""
+        if tracer is None or not run_span:
             return
 
         run_attrs: dict[str, Any] = {
@@ -274,7 +260,7 @@ class RunTrace:
             run_attrs[attr.RUN_RESUMED_FROM] = resumed_from[0]
             links.append(Link(trace.SpanContext(int(resumed_from[0], 16), int(resumed_from[1], 16), is_remote=True)))
         if adopted is not None:
-            self.span = adopted
+            span = adopted
             # The adopted span keeps its own message: only tracegraph's attributes are added.
             for key, value in run_attrs.items():
                 if not key.startswith('logfire.'):
@@ -282,7 +268,7 @@ class RunTrace:
             for link in links:
                 adopted.add_link(link.context, {attr.RUN_RESUMED_FROM: resumed_from[0] if resumed_from else ''})
         else:
-            self.span = tracer.start_span(
+            span = tracer.start_span(
                 f'run graph {graph_name}',
                 kind=SpanKind.INTERNAL,
                 attributes=run_attrs,
@@ -290,35 +276,19 @@ class RunTrace:
                 record_exception=False,
                 set_status_on_exception=False,
             )
-        self.context = trace.set_span_in_context(self.span)
-        if self.span.is_recording():
-            self.trace_id = f'{self.span.get_span_context().trace_id:032x}'
+        self.span = span
+        self.context = trace.set_span_in_context(span)
+        if span.is_recording():
+            self.trace_id = f'{span.get_span_context().trace_id:032x}'
         # Current while the caller's `async with` body runs, so spans it opens between steps nest under the run.
         self._token = otel_context.attach(self.context)
 
-    async def run_node(
-        self, node: Any, node_id: str, ctx: Any, next_id: Callable[[Any], str], start_ns: int
-    ) -> tuple[Any, NodeStepTrace]:
-        """Run one node step, `await node.run(ctx)`, inside its span.
-
-        When the step raises, `last_step` holds its span ids and duration (None if it failed before the node ran).
-
-        Args:
-            node: the node to run, recorded as `tracegraph.node.input`.
-            node_id: its id.
-            ctx: the `GraphRunContext` handed to `node.run`.
-            next_id: the id of what `run` returned; raises when it is neither a node nor `End`.
-            start_ns: when the step started, in nanoseconds since the epoch (`time.time_ns()`).
-
-        Returns:
-            What `run` returned, and the step's span ids and duration.
-        """
-        self.steps += 1
-        self.last_step = None  # a failure before the node runs must not report the previous step's span
+    def start_step(self, node: object, node_id: str, state: object) -> NodeStepTrace:
+        """Open the step's node span (a child of the run span) and make it current while the node runs."""
+        step = super().start_step(node, node_id, state)
         tracer = self._tracer
         if tracer is None:
-            assert self._instruments is not None, 'a run with neither spans nor metrics gets no RunTrace'
-            return await self._run_untraced(self._instruments, node, node_id, ctx, next_id)
+            return step
         span_attrs = {
             **self._node_attrs,
             attr.NODE_ID: node_id,
@@ -332,76 +302,58 @@ class RunTrace:
             context=self.context,
             kind=SpanKind.INTERNAL,
             attributes=span_attrs,
-            start_time=start_ns,
+            start_time=step.start_ns,
             record_exception=False,
             set_status_on_exception=False,
         )
-        token = otel_context.attach(trace.set_span_in_context(span))
-        state_getter = self._state_getter
-        state_before = (
-            to_jsonable_python(state_getter(), fallback=repr, serialize_unknown=True) if state_getter else None
-        )
-        t0 = time.perf_counter_ns()
-        try:
-            result = await node.run(ctx)
-            nid = next_id(result)
-        except BaseException as error:
-            duration_ns = time.perf_counter_ns() - t0
-            self.last_step = self._step_trace(span, duration_ns)
-            outcome: attr.Outcome = 'interrupted' if is_interruption(error) else 'failed'
-            if outcome == 'failed':
-                self.fail(error)
-                span.record_exception(error, escaped=True)
-                span.set_status(Status(StatusCode.ERROR, f'{type(error).__name__}: {error}'))
-            span.set_attribute(attr.NODE_OUTCOME, outcome)
-            if self._instruments is not None:
-                self._record_step_metrics(self._instruments, node_id, outcome, t0, duration_ns)
-            self._end_node_span(span, token, state_getter, state_before, start_ns + duration_ns)
-            raise
-        duration_ns = time.perf_counter_ns() - t0
-        step = self.last_step = self._step_trace(span, duration_ns)
-        # Two single sets cost the SDK less than one `set_attributes` call with a dict.
-        span.set_attribute(attr.NODE_NEXT, nid)
-        span.set_attribute(attr.NODE_OUTCOME, 'completed')
+        step.span = span
+        span_ctx = span.get_span_context()
+        if span_ctx.is_valid:
+            step.trace_id = self._trace_hex(span_ctx.trace_id)
+            step.span_id = f'{span_ctx.span_id:016x}'
+        step.token = otel_context.attach(trace.set_span_in_context(span))
+        if self._record_state_mode != 'none':
+            step.state_before = to_jsonable_python(state, fallback=repr, serialize_unknown=True)
+        # The node's own time starts now: the span's set-up above is not the node's.
+        step.perf_start_ns = time.perf_counter_ns()
+        return step
+
+    def end_step(self, step: NodeStepTrace, next_node_id: str, state: object) -> None:
+        """End the node span as completed, naming the node that comes next, and record the step's duration."""
+        duration_ns = step.stop()
+        span = step.span
+        if span is not None:
+            # Two single sets cost the SDK less than one `set_attributes` call with a dict.
+            span.set_attribute(attr.NODE_NEXT, next_node_id)
+            span.set_attribute(attr.NODE_OUTCOME, 'completed')
         if self._instruments is not None:
             # While the node span is current: the duration's exemplar names the node span.
-            self._record_step_metrics(self._instruments, node_id, 'completed', t0, duration_ns)
-        self._end_node_span(span, token, state_getter, state_before, start_ns + duration_ns)
-        return result, step
+            self._record_step_metrics(self._instruments, step.node_id, 'completed', step.perf_start_ns, duration_ns)
+        if span is not None:
+            self._end_node_span(step, span, state, step.start_ns + duration_ns)
 
-    async def _run_untraced(
-        self, instruments: _Instruments, node: Any, node_id: str, ctx: Any, next_id: Callable[[Any], str]
-    ) -> tuple[Any, NodeStepTrace]:
-        # Metrics without a tracer provider: time the step, record it, no span.
-        t0 = time.perf_counter_ns()
-        try:
-            result = await node.run(ctx)
-            next_id(result)
-        except BaseException as error:
-            duration_ns = time.perf_counter_ns() - t0
-            self.last_step = NodeStepTrace(None, None, duration_ns / 1e9)
-            outcome: attr.Outcome = 'interrupted' if is_interruption(error) else 'failed'
-            if outcome == 'failed':
-                self.fail(error)
-            self._record_step_metrics(instruments, node_id, outcome, t0, duration_ns)
-            raise
-        duration_ns = time.perf_counter_ns() - t0
-        step = self.last_step = NodeStepTrace(None, None, duration_ns / 1e9)
-        self._record_step_metrics(instruments, node_id, 'completed', t0, duration_ns)
-        return result, step
+    def fail_step(self, step: NodeStepTrace, error: BaseException, state: object) -> None:
+        """End the node span as failed (the exception recorded, status ERROR) or interrupted."""
+        super().fail_step(step, error, state)
+        duration_ns = round(step.duration * 1e9)
+        outcome = step_outcome(error)
+        span = step.span
+        if outcome == 'failed':
+            self._record_failure(error)
+            if span is not None:
+                span.record_exception(error, escaped=True)
+                span.set_status(Status(StatusCode.ERROR, f'{type(error).__name__}: {error}'))
+        if span is not None:
+            span.set_attribute(attr.NODE_OUTCOME, outcome)
+        if self._instruments is not None:
+            self._record_step_metrics(self._instruments, step.node_id, outcome, step.perf_start_ns, duration_ns)
+        if span is not None:
+            self._end_node_span(step, span, state, step.start_ns + duration_ns)
 
-    def _step_trace(self, span: Span, duration_ns: int) -> NodeStepTrace:
-        span_ctx = span.get_span_context()
-        if not span_ctx.is_valid:
-            return NodeStepTrace(None, None, duration_ns / 1e9)
-        return NodeStepTrace(self._trace_hex(span_ctx.trace_id), f'{span_ctx.span_id:016x}', duration_ns / 1e9)
-
-    def _end_node_span(
-        self, span: Span, token: object, state_getter: Callable[[], Any] | None, state_before: Any, end_ns: int
-    ) -> None:
-        if state_getter is not None:
-            self._record_state(span, state_before, state_getter())
-        otel_context.detach(token)  # pyright: ignore[reportArgumentType]
+    def _end_node_span(self, step: NodeStepTrace, span: Span, state: object, end_ns: int) -> None:
+        if self._record_state_mode != 'none':
+            self._record_state(span, step.state_before, state)
+        otel_context.detach(step.token)  # pyright: ignore[reportArgumentType]
         span.end(end_time=end_ns)
 
     def _trace_hex(self, trace_id: int) -> str:
@@ -424,7 +376,7 @@ class RunTrace:
         # is at most a second behind, and complete when the run ends.
         self._uncounted_steps += 1
         now = start_perf_ns + duration_ns  # the step's end on the perf_counter clock: no second read
-        if now - self._steps_counted_at >= _STEP_COUNT_INTERVAL_NS:
+        if not self._has_run or now - self._steps_counted_at >= _STEP_COUNT_INTERVAL_NS:
             self._count_steps(instruments, now)
 
     def _count_steps(self, instruments: _Instruments, now: int) -> None:
@@ -433,18 +385,12 @@ class RunTrace:
             self._uncounted_steps = 0
         self._steps_counted_at = now
 
-    def watch_state(self, getter: Callable[[], Any]) -> None:
-        """Tell the trace how to read the run's state, for `InstrumentationSettings.state`."""
-        if self._inst.settings.state != 'none':
-            self._state_getter = getter
-
-    def _record_state(self, span: Span, before: Any, state: Any) -> None:
-        settings = self._inst.settings
+    def _record_state(self, span: Span, before: object, state: object) -> None:
         scrubber = self._inst.scrubber
         # Diffed before scrubbing, so a secret that changed shows as changed (its values scrubbed).
         after = to_jsonable_python(state, fallback=repr, serialize_unknown=True)
-        limit = settings.max_attribute_length
-        if settings.state == 'full':
+        limit = self._inst.settings.max_attribute_length
+        if self._record_state_mode == 'full':
             span.set_attribute(attr.STATE_BEFORE, scrubber.dumps_jsonable(scrubber.scrub(before), limit))
             span.set_attribute(attr.STATE_AFTER, scrubber.dumps_jsonable(scrubber.scrub(after), limit))
             return
@@ -460,30 +406,22 @@ class RunTrace:
             diff['state'] = {'old': before, 'new': after}
         span.set_attribute(attr.STATE_DIFF, scrubber.dumps_jsonable(scrubber.scrub(dict(sorted(diff.items()))), limit))
 
-    def fail(self, error: BaseException) -> None:
+    def _record_failure(self, error: BaseException) -> None:
         """Record `error` as the run's failure on the run span (once, however often it is reported)."""
-        if self._failure is error:
+        if self._recorded_failure is error:
             return
-        self._failure = error
+        self._recorded_failure = error
         if self.span is not None and self._record_on_run_span:
             self.span.record_exception(error, escaped=True)
             self.span.set_status(Status(StatusCode.ERROR, f'{type(error).__name__}: {error}'))
 
-    def finish(self, *, ended: bool, error: BaseException | None, output: Any) -> attr.Outcome:
-        """End the run: set its outcome and output, end the span if it is ours, record the run's duration.
+    _recorded_failure: BaseException | None = None
 
-        Args:
-            ended: whether the run reached `End`.
-            error: the exception leaving the run, if any.
-            output: the run's output, when it ended.
-        """
+    def finish(self, *, ended: bool, error: BaseException | None, output: object) -> attr.Outcome:
+        """End the run: set its outcome and output, end the span if it is ours, record the run's duration."""
+        outcome = run_outcome(ended=ended, error=error, failure=self.failure)
         if error is not None and not is_interruption(error):
-            outcome: attr.Outcome = 'failed'
-            self.fail(error)
-        elif self._failure is not None:
-            outcome = 'failed'
-        else:
-            outcome = 'completed' if ended and error is None else 'interrupted'
+            self._record_failure(error)
         if self.span is not None:
             span = self.span
             end_attrs: dict[str, Any] = {attr.RUN_STEPS: self.steps, attr.RUN_OUTCOME: outcome}
@@ -494,9 +432,10 @@ class RunTrace:
         # Recorded while the run span is current, so an exemplar of this point links to the run's trace.
         if self._instruments is not None:
             self._count_steps(self._instruments, time.perf_counter_ns())
-            self._instruments.run_duration.record(
-                time.perf_counter() - self._start, {attr.GRAPH_NAME: self.graph_name, attr.RUN_OUTCOME: outcome}
-            )
+            if self._has_run:
+                self._instruments.run_duration.record(
+                    time.perf_counter() - self._start, {attr.GRAPH_NAME: self.graph_name, attr.RUN_OUTCOME: outcome}
+                )
         if self.span is not None:
             if self._token is not None:
                 otel_context.detach(self._token)  # pyright: ignore[reportArgumentType]

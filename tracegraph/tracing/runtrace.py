@@ -1,0 +1,140 @@
+"""The seam between the engine and the tracing layer: `RunTrace`, the trace of one run, and its node steps.
+
+The engine drives every run through a `RunTrace`: `start_step` before a node runs, `end_step` or `fail_step` after,
+`finish` when the run's `async with` is left. This base class records nothing — it is what a run gets when no
+OpenTelemetry SDK is configured (as a non-recording span is in OpenTelemetry) — so the engine has one code path and
+the untraced run is the same code as the traced one. `tracing.instrument` subclasses it to record spans and metrics.
+The tracing layer never imports the engine: nodes, states and outputs are plain objects here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from time import perf_counter_ns, time_ns
+
+from opentelemetry.trace import Span
+
+from .attributes import Outcome
+from .ids import uuid4_hex
+from .outcome import is_interruption, run_outcome
+
+__all__ = ('RunTrace', 'NodeStepTrace', 'FailedStep')
+
+
+class NodeStepTrace:
+    """One node step as its run's trace saw it: when it started, how long it ran, and the span that ran it."""
+
+    __slots__ = (
+        'duration',
+        'node_id',
+        'perf_start_ns',
+        'span',
+        'span_id',
+        'start_ns',
+        'state_before',
+        'token',
+        'trace_id',
+    )
+
+    def __init__(self, node_id: str, start_ns: int, perf_start_ns: int) -> None:
+        self.node_id = node_id
+        self.start_ns = start_ns
+        """When the step started, in nanoseconds since the epoch."""
+        self.perf_start_ns = perf_start_ns
+        """When the step started on the `perf_counter_ns` clock, which durations are measured on."""
+        self.duration = 0.0
+        """Seconds the node's `run` took, set when the step ends."""
+        self.trace_id: str | None = None
+        """32-hex id of the trace of the node span, None when nothing recorded the step."""
+        self.span_id: str | None = None
+        """16-hex id of the node span, None when nothing recorded the step."""
+        self.span: Span | None = None
+        self.token: object = None
+        self.state_before: object = None
+
+    def stop(self) -> int:
+        """Set `duration` from the clock; returns it in nanoseconds."""
+        duration_ns = perf_counter_ns() - self.perf_start_ns
+        self.duration = duration_ns / 1e9
+        return duration_ns
+
+
+@dataclass(frozen=True, kw_only=True)
+class FailedStep:
+    """The node step that raised, and what it raised."""
+
+    step: NodeStepTrace
+    error: BaseException
+
+
+class RunTrace:
+    """The trace of one run; this base records nothing and costs next to nothing.
+
+    Example:
+        ```python
+        from tracegraph.tracing.runtrace import RunTrace
+
+        trace = RunTrace()
+        step = trace.start_step('node input', 'Increment', state=None)
+        trace.end_step(step, 'End', state=None)
+        print(trace.steps, step.span_id, trace.finish(ended=True, error=None, output=1))
+        #> 1 None completed
+        ```
+    """
+
+    trace_id: str | None = None
+    """32-hex id of the run's trace, None when nothing records it."""
+    span: Span | None = None
+    """The run span, None when nothing records it."""
+
+    def __init__(self, run_id: str | None = None) -> None:
+        """Start the trace of a run whose id is `run_id` (a new one, made when first read, when None)."""
+        self._run_id = run_id
+        self.steps = 0
+        """Node steps started so far."""
+        self.failure: BaseException | None = None
+        """The exception a node step raised, unless it was an interruption."""
+        self.failed_step: FailedStep | None = None
+        """The last node step that raised, with its exception."""
+
+    @property
+    def run_id(self) -> str:
+        """The run's id (`tracegraph.run.id`)."""
+        if self._run_id is None:
+            self._run_id = uuid4_hex()
+        return self._run_id
+
+    @property
+    def traceparent(self) -> str | None:
+        """The W3C `traceparent` of the run span, None when nothing records it."""
+        span = self.span
+        if span is None:
+            return None
+        ctx = span.get_span_context()
+        if not ctx.is_valid:
+            return None
+        return f'00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{int(ctx.trace_flags):02x}'
+
+    def start_step(self, node: object, node_id: str, state: object) -> NodeStepTrace:
+        """A node step begins: `node` (id `node_id`) is about to run with the run's `state`."""
+        self.steps += 1
+        return NodeStepTrace(node_id, time_ns(), perf_counter_ns())
+
+    def end_step(self, step: NodeStepTrace, next_node_id: str, state: object) -> None:
+        """The step's node returned the node whose id is `next_node_id` (`End` for the end); `state` is after it ran."""
+        step.stop()
+
+    def fail_step(self, step: NodeStepTrace, error: BaseException, state: object) -> None:
+        """The step's node raised `error` (or was interrupted by it)."""
+        step.stop()
+        self.failed_step = FailedStep(step=step, error=error)
+        if not is_interruption(error):
+            self.failure = error
+
+    def finish(self, *, ended: bool, error: BaseException | None, output: object) -> Outcome:
+        """The run's `async with` was left: with `error` (if any), after reaching `End` with `output` when `ended`.
+
+        Returns:
+            The run's outcome, decided by `run_outcome`.
+        """
+        return run_outcome(ended=ended, error=error, failure=self.failure)
