@@ -99,34 +99,54 @@ def test_mermaid_image_and_save(
     mermaid_ink: tuple[str, list[tuple[str, dict[str, list[str]]]]], tmp_path: Path
 ) -> None:
     base_url, requests = mermaid_ink
-    image = quiz.mermaid_image(base_url=base_url, image_type='png', theme='dark', width=300, scale=2)
+    image = quiz.mermaid_image(base_url=base_url)
     path, params = requests[-1]
     assert path.startswith('/img/')
     assert base64.b64decode(path.removeprefix('/img/')).decode() == quiz.mermaid_code()
-    assert params == {'type': ['png'], 'theme': ['dark'], 'width': ['300'], 'scale': ['2']}
+    assert params == {}  # the default (jpeg) sends no `type`, as the classic engine does
     assert image == b'IMAGE:' + path.encode()
 
-    quiz.mermaid_save(tmp_path / 'quiz.svg', base_url=base_url)
-    assert requests[-1][0].startswith('/svg/')
-    assert (tmp_path / 'quiz.svg').read_bytes().startswith(b'IMAGE:/svg/')
+    quiz.mermaid_image(base_url=base_url, image_type='jpeg')
+    assert requests[-1][1] == {'type': ['jpeg']}
+    quiz.mermaid_image(
+        base_url=base_url, image_type='png', theme='dark', background_color='!white', width=300, height=200, scale=2
+    )
+    assert requests[-1][1] == {
+        'type': ['png'],
+        'bgColor': ['!white'],
+        'theme': ['dark'],
+        'width': ['300'],
+        'height': ['200'],
+        'scale': ['2'],
+    }
+    quiz.mermaid_image(base_url=base_url, image_type='webp', scale=1.5)  # sent as given: the service judges it
+    assert requests[-1][1] == {'type': ['webp'], 'scale': ['1.5']}
 
-    quiz.mermaid_save(tmp_path / 'quiz.pdf', base_url=base_url, pdf_fit=True, pdf_paper='a4')
-    assert requests[-1][0].startswith('/pdf/') and requests[-1][1] == {'fit': [''], 'paper': ['a4']}
+    quiz.mermaid_save(tmp_path / 'quiz.svg', base_url=base_url)
+    assert requests[-1][0].startswith('/svg/') and requests[-1][1] == {}
+    assert (tmp_path / 'quiz.svg').read_bytes().startswith(b'IMAGE:/svg/')
+    quiz.mermaid_save(tmp_path / 'quiz.jpg', base_url=base_url)
+    assert requests[-1][0].startswith('/img/') and requests[-1][1] == {}
+    quiz.mermaid_save(tmp_path / 'quiz.png', base_url=base_url)
+    assert requests[-1][1] == {'type': ['png']}
+
+    quiz.mermaid_save(tmp_path / 'quiz.pdf', base_url=base_url, pdf_fit=True, pdf_landscape=True, pdf_paper='a4')
+    assert requests[-1][0].startswith('/pdf/') and requests[-1][1] == {'fit': [''], 'landscape': [''], 'paper': ['a4']}
 
 
 def test_mermaid_image_errors(mermaid_ink: tuple[str, list[tuple[str, dict[str, list[str]]]]]) -> None:
+    import httpx
+
     base_url, _ = mermaid_ink
-    with pytest.raises(
-        RuntimeError, match=r'^The mermaid.ink service answered 500 Internal Server Error: render failed$'
-    ):
+    with pytest.raises(httpx.HTTPStatusError) as exc_info:
         quiz.mermaid_image(base_url=base_url, background_color='fail')
-    with pytest.raises(ValueError, match='`scale` needs `width` or `height` to be set too.'):
-        quiz.mermaid_image(base_url=base_url, scale=2)
+    assert str(exc_info.value) == '500 error generating image:\nrender failed'  # the classic message
+    assert exc_info.value.response.status_code == 500
 
     import socket
 
     with socket.socket() as s:  # a port nobody listens on
         s.bind(('127.0.0.1', 0))
         closed = f'http://127.0.0.1:{s.getsockname()[1]}'
-    with pytest.raises(RuntimeError, match=rf'^Could not reach the mermaid.ink service at {closed}: '):
+    with pytest.raises(httpx.ConnectError, match=rf'^Could not reach the mermaid.ink service at {closed}: '):
         quiz.mermaid_image(base_url=closed)

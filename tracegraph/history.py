@@ -16,7 +16,7 @@ from typing_extensions import TypeVar
 from . import _utils
 from .nodes import BaseNode, End, RunEndT
 
-__all__ = ('StateT', 'NodeStep', 'EndStep', 'HistoryStep', 'deep_copy_state', 'nodes_schema_var')
+__all__ = ('StateT', 'NodeStep', 'EndStep', 'HistoryStep', 'deep_copy_state', 'nodes_schema_var', 'CustomNodeSchema')
 
 StateT = TypeVar('StateT', default=None)
 """Type of a graph's state."""
@@ -67,6 +67,10 @@ class _NodeSchema:
             validate,
             serialization=core_schema.plain_serializer_function_ser_schema(serialize, info_arg=True),
         )
+
+
+CustomNodeSchema = _NodeSchema
+"""The classic name of the `node` field's schema, for code that builds its own history models."""
 
 
 def _is_none(value: object) -> bool:

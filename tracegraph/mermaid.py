@@ -133,7 +133,7 @@ class MermaidConfig(TypedDict, total=False):
     height: int
     """Image height in pixels."""
     scale: float
-    """Scale factor from 1 to 3; needs `width` or `height`."""
+    """Scale factor from 1 to 3; mermaid.ink accepts it only with `width` or `height`."""
     direction: StateDiagramDirection
     """Direction of flow."""
     httpx_client: httpx.Client
@@ -147,7 +147,8 @@ def request_image(graph: Graph[Any, Any, Any], /, **kwargs: Unpack[MermaidConfig
 
     Raises:
         ImportError: when httpx (the `mermaid` extra) is not installed.
-        RuntimeError: when the service cannot be reached or answers with an error.
+        httpx.HTTPStatusError: when the service answers with an error (`{status} error generating image:\n{body}`).
+        httpx.TransportError: when the service cannot be reached (the same class httpx raised, naming the address).
     """
     try:
         import httpx
@@ -167,7 +168,7 @@ def request_image(graph: Graph[Any, Any, Any], /, **kwargs: Unpack[MermaidConfig
         direction=kwargs.get('direction'),
     )
     encoded = base64.b64encode(code.encode()).decode('ascii')
-    image_type = kwargs.get('image_type', 'jpeg')
+    image_type = kwargs.get('image_type')
     base_url = kwargs.get('base_url', DEFAULT_MERMAID_INK_URL).rstrip('/')
     if image_type == 'pdf':
         url = f'{base_url}/pdf/{encoded}'
@@ -175,27 +176,30 @@ def request_image(graph: Graph[Any, Any, Any], /, **kwargs: Unpack[MermaidConfig
         url = f'{base_url}/svg/{encoded}'
     else:
         url = f'{base_url}/img/{encoded}'
-    params = _image_params(kwargs, image_type)
+    params = _image_params(kwargs)
 
     client = kwargs.get('httpx_client') or httpx.Client()
     try:
         response = client.get(url, params=params, timeout=30)
-    except httpx.HTTPError as e:
-        raise RuntimeError(f'Could not reach the mermaid.ink service at {base_url}: {e}') from e
+    except httpx.TransportError as e:
+        # The same exception type, so `except httpx.ConnectError` keeps working, with the address in the message.
+        raise type(e)(f'Could not reach the mermaid.ink service at {base_url}: {e}', request=e.request) from e
     finally:
         if 'httpx_client' not in kwargs:
             client.close()
     if not response.is_success:
-        raise RuntimeError(
-            f'The mermaid.ink service answered {response.status_code} {response.reason_phrase}: {response.text[:500]}'
+        raise httpx.HTTPStatusError(
+            f'{response.status_code} error generating image:\n{response.text}',
+            request=response.request,
+            response=response,
         )
     return response.content
 
 
-def _image_params(config: MermaidConfig, image_type: str) -> dict[str, str]:
-    params: dict[str, str] = {}
-    if image_type not in ('pdf', 'svg'):
-        params['type'] = image_type
+def _image_params(config: MermaidConfig) -> dict[str, str | float]:
+    """The query string mermaid.ink reads, with the keys and values the classic pydantic_graph sends."""
+    params: dict[str, str | float] = {}
+    image_type = config.get('image_type')
     if image_type == 'pdf':
         if config.get('pdf_fit'):
             params['fit'] = ''
@@ -203,18 +207,19 @@ def _image_params(config: MermaidConfig, image_type: str) -> dict[str, str]:
             params['landscape'] = ''
         if paper := config.get('pdf_paper'):
             params['paper'] = paper
+    elif image_type is not None and image_type != 'svg':
+        # Only an explicit type is sent: without one mermaid.ink renders its default, jpeg.
+        params['type'] = image_type
     if background := config.get('background_color'):
         params['bgColor'] = background
     if theme := config.get('theme'):
         params['theme'] = theme
     if width := config.get('width'):
-        params['width'] = str(width)
+        params['width'] = width
     if height := config.get('height'):
-        params['height'] = str(height)
+        params['height'] = height
     if scale := config.get('scale'):
-        if not (width or height):
-            raise ValueError('`scale` needs `width` or `height` to be set too.')
-        params['scale'] = str(scale)
+        params['scale'] = scale
     return params
 
 
@@ -226,8 +231,7 @@ def save_image(path: Path | str, graph: Graph[Any, Any, Any], /, **kwargs: Unpac
     path = Path(path)
     if 'image_type' not in kwargs:
         suffix = path.suffix.lower().lstrip('.')
+        # `.jpg` / `.jpeg` need no type: jpeg is the service's default, and the classic engine sends none for them.
         if suffix in ('png', 'webp', 'svg', 'pdf'):
             kwargs['image_type'] = suffix  # pyright: ignore[reportGeneralTypeIssues]
-        elif suffix in ('jpg', 'jpeg'):
-            kwargs['image_type'] = 'jpeg'
     path.write_bytes(request_image(graph, **kwargs))

@@ -113,9 +113,7 @@ class BaseNode(ABC, Generic[StateT, DepsT, NodeRunEndT]):
         try:
             hints = get_type_hints(cls.run, localns=local_ns, include_extras=True)
         except NameError as e:
-            raise exceptions.GraphSetupError(
-                f'Cannot resolve the return annotation of `{cls.__qualname__}.run`: {e}'
-            ) from e
+            raise _UnresolvedReturnHint(f'Cannot resolve the return annotation of `{cls.__qualname__}.run`: {e}') from e
         if 'return' not in hints:
             raise exceptions.GraphSetupError(f'Node {cls} is missing a return type hint on its `run` method')
 
@@ -144,6 +142,11 @@ class BaseNode(ABC, Generic[StateT, DepsT, NodeRunEndT]):
         )
 
 
+class _UnresolvedReturnHint(exceptions.GraphSetupError, NameError):
+    """A name in a `run` return annotation is not defined: a setup error, and the `NameError` the classic engine let
+    through, so code catching either keeps working."""
+
+
 @dataclass
 class End(Generic[RunEndT]):
     """Returned by a node to end the run with `data` as its output."""
@@ -163,7 +166,7 @@ class Edge:
     """Text shown on the edge in mermaid diagrams."""
 
 
-@dataclass(kw_only=True)
+@dataclass
 class NodeDef(Generic[StateT, DepsT, NodeRunEndT]):
     """What a graph knows of one node class: its id, note and outgoing edges."""
 

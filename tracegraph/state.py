@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from .history import EndStep, HistoryStep, NodeStep, StateT, deep_copy_state, nodes_schema_var
+from .history import CustomNodeSchema, EndStep, HistoryStep, NodeStep, StateT, deep_copy_state, nodes_schema_var
 
-__all__ = ('StateT', 'NodeStep', 'EndStep', 'HistoryStep', 'deep_copy_state', 'nodes_schema_var')
+__all__ = ('StateT', 'NodeStep', 'EndStep', 'HistoryStep', 'deep_copy_state', 'nodes_schema_var', 'CustomNodeSchema')
