@@ -24,7 +24,7 @@ def test_demo_once_stores_every_run(tmp_path: Path) -> None:
     store = Store(db)
     try:
         graphs = {g.name: g.runs for g in store.graphs()}
-        assert graphs == {'thermostat': 9, 'flaky_fetch': 14, 'weather_agent': 2}
+        assert graphs == {'thermostat': 9, 'flaky_fetch': 14, 'weather_agent': 2, 'expense_approval': 2}
         runs = store.runs(limit=100)
         assert len(runs) == DEMO_RUNS
         assert sorted(r.outcome for r in runs).count('failed') == 2
@@ -40,5 +40,15 @@ def test_demo_once_stores_every_run(tmp_path: Path) -> None:
         ]
         nested = {s.name for node in detail.nodes for s in node.children}
         assert {'chat scripted-model', 'running tool get_weather'} <= nested
+
+        # The approval flow was interrupted for a person and resumed from its file: two runs that link both ways.
+        first, second = sorted((r for r in runs if r.graph == 'expense_approval'), key=lambda r: r.start)
+        assert (first.outcome, second.outcome) == ('interrupted', 'completed')
+        resumed = store.run(second.trace_id)
+        original = store.run(first.trace_id)
+        assert resumed is not None and original is not None
+        assert [(r.trace_id, r.run_id) for r in resumed.resumed_from] == [(first.trace_id, first.run_id)]
+        assert [(r.trace_id, r.run_id) for r in original.resumed_by] == [(second.trace_id, second.run_id)]
+        assert [n.node_id for n in resumed.timeline.nodes] == ['AwaitApproval', 'PayOut']
     finally:
         store.close()

@@ -305,3 +305,48 @@ def test_settings_validation() -> None:
         InstrumentationSettings(state='all')  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r'^`max_attribute_length` must be at least 16, not 3\.$'):
         InstrumentationSettings(max_attribute_length=3)
+
+
+async def test_history_state_is_after_and_span_diff_is_before_after(otel: Pipeline) -> None:
+    """The history holds the state each node left; the node span's diff shows what it started from and left."""
+    graph = make_graph(otel, state='diff')
+    result = await graph.run(Tick(3), state=Counter())
+    assert [s.state for s in result.history if s.kind == 'node'] == [Counter(1), Counter(2), Counter(3)]
+    diffs = [json.loads(s.attributes['tracegraph.state.diff']) for s in otel.spans if s.name == 'run node Tick']  # type: ignore[index,arg-type]
+    assert diffs == [{'count': {'old': 0, 'new': 1}}, {'count': {'old': 1, 'new': 2}}, {'count': {'old': 2, 'new': 3}}]
+
+
+async def test_a_failing_node_appends_no_step(otel: Pipeline) -> None:
+    graph = make_graph(otel)
+    history: list = []  # type: ignore[type-arg]
+    with pytest.raises(ValueError, match='no luck'):
+        async with graph.iter(Tick(2), history=history, state=Counter()) as run:
+            await run.next()
+            await run.next(Fail())
+    assert [s.node for s in history] == [Tick(2)]
+    assert [(n.node_id, n.outcome) for n in run.timeline.nodes] == [('Tick', 'completed'), ('Fail', 'failed')]
+    assert otel.span('run node Fail').status.status_code == StatusCode.ERROR
+
+
+async def test_graph_next_outside_a_run_opens_a_node_span_under_the_current_span(otel: Pipeline) -> None:
+    graph = make_graph(otel)
+    tracer = otel.tracer_provider.get_tracer('test')
+    history: list = []  # type: ignore[type-arg]
+    with tracer.start_as_current_span('caller') as caller:
+        node = await graph.next(Tick(2), history, state=Counter())
+        await graph.next(node, history, state=Counter(1))  # type: ignore[arg-type]
+    ticks = [s for s in otel.spans if s.name == 'run node Tick']
+    assert len(ticks) == 2 and not any(s.name.startswith('run graph') for s in otel.spans)
+    assert {s.parent.span_id for s in ticks if s.parent} == {caller.get_span_context().span_id}
+    assert [s.span_id for s in history if s.kind == 'node'] == [f'{s.context.span_id:016x}' for s in ticks]  # type: ignore[union-attr]
+    assert [p.value for p in otel.metric_points('tracegraph.run.steps')] == [2]  # counted, no run recorded
+    assert otel.metric_points('tracegraph.run.duration') == []
+
+
+async def test_nodes_run_after_the_run_was_left_are_not_in_its_trace(otel: Pipeline) -> None:
+    graph = make_graph(otel)
+    async with graph.iter(Tick(1), state=Counter()) as run:
+        await run.next()
+    assert await run.next(Tick(5)) == Tick(5)  # the classic API lets it run
+    assert [s.name for s in otel.spans] == ['run node Tick', 'run graph ticker']
+    assert otel.span('run graph ticker').attributes['tracegraph.run.steps'] == 1  # type: ignore[index]

@@ -7,6 +7,8 @@ from .exceptions import GraphRuntimeError, GraphSetupError
 from .graph import Graph
 from .history import EndStep, HistoryStep, NodeStep
 from .nodes import BaseNode, Edge, End, GraphRunContext
+from .persistence import EndSnapshot, NodeSnapshot, Snapshot
+from .persistence.in_mem import FullStatePersistence, SimpleStatePersistence
 from .run import GraphRun, GraphRunResult
 from .tracing import InstrumentationSettings, NodeTimeline, ScrubbingOptions
 
@@ -24,6 +26,11 @@ __all__ = (
     'NodeStep',
     'GraphSetupError',
     'GraphRuntimeError',
+    'NodeSnapshot',
+    'EndSnapshot',
+    'Snapshot',
+    'FullStatePersistence',
+    'SimpleStatePersistence',
     'InstrumentationSettings',
     'ScrubbingOptions',
     'NodeTimeline',

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import types
 import warnings
+from collections.abc import Callable
 from datetime import datetime, timezone
+from functools import partial
 from typing import Any, Final, TypeVar, Union, get_args, get_origin
 
-from typing_extensions import TypeAliasType, TypeIs
+from opentelemetry.trace import Span
+from typing_extensions import ParamSpec, TypeAliasType, TypeIs
 
 from .tracing.ids import uuid4_hex
+from .tracing.instrument import span_of
+from .tracing.propagation import traceparent_of
 
 __all__ = (
     'get_event_loop',
@@ -23,6 +29,9 @@ __all__ = (
     'unpack_annotated',
     'comma_and',
     'get_parent_namespace',
+    'run_in_executor',
+    'get_traceparent',
+    'infer_obj_name',
 )
 
 T = TypeVar('T')
@@ -113,3 +122,40 @@ def get_parent_namespace(frame: types.FrameType | None) -> dict[str, Any] | None
     if back.f_locals is back.f_globals:
         return None
     return dict(back.f_locals)
+
+
+_P = ParamSpec('_P')
+_R = TypeVar('_R')
+
+
+async def run_in_executor(func: Callable[_P, _R], *args: _P.args, **kwargs: _P.kwargs) -> _R:
+    """Run the blocking `func(*args, **kwargs)` in the running loop's default executor and await its result."""
+    return await asyncio.get_running_loop().run_in_executor(None, partial(func, *args, **kwargs))
+
+
+def get_traceparent(span: object) -> str | None:
+    """The W3C `traceparent` of an OpenTelemetry span, or of the span a logfire span wraps; None for anything else."""
+    inner: Span | None = span_of(span, span)
+    return traceparent_of(inner)
+
+
+def infer_obj_name(obj: object, *, depth: int) -> str | None:
+    """The name of the variable holding `obj` in the frame `depth` frames above this function's caller.
+
+    Locals are searched first, then the frame's globals when they differ; None when no variable holds it.
+    """
+    frame = inspect.currentframe()
+    for _ in range(depth):
+        if frame is None:
+            return None
+        frame = frame.f_back
+    if frame is None:
+        return None
+    for name, item in frame.f_locals.items():
+        if item is obj:
+            return name
+    if frame.f_locals is not frame.f_globals:
+        for name, item in frame.f_globals.items():
+            if item is obj:
+                return name
+    return None

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-__all__ = ('GraphSetupError', 'GraphRuntimeError')
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .persistence import SnapshotStatus
+
+__all__ = ('GraphSetupError', 'GraphRuntimeError', 'GraphNodeStatusError')
 
 
 class GraphSetupError(TypeError):
@@ -25,3 +30,18 @@ class GraphRuntimeError(RuntimeError):
     def __init__(self, message: str) -> None:
         self.message = message
         super().__init__(message)
+
+
+class GraphNodeStatusError(GraphRuntimeError):
+    """A persisted node snapshot was to be run in a status other than `created` or `pending`."""
+
+    def __init__(self, actual_status: SnapshotStatus) -> None:
+        self.actual_status = actual_status
+        """The status the snapshot had."""
+        super().__init__(f"Incorrect snapshot status {actual_status!r}, must be 'created' or 'pending'.")
+
+    @classmethod
+    def check(cls, status: SnapshotStatus) -> None:
+        """Raise unless a snapshot in `status` may be run."""
+        if status not in {'created', 'pending'}:
+            raise cls(status)

@@ -16,13 +16,17 @@ from typing import Annotated, Any, Generic
 
 import pydantic
 import typing_extensions
+from opentelemetry.context import Context
 from typing_extensions import TypeVar
 
 from . import _utils, exceptions, mermaid
 from .history import EndStep, HistoryStep, NodeStep, StateT, deep_copy_state, nodes_schema_var
 from .nodes import BaseNode, DepsT, End, NodeDef, RunEndT
+from .persistence import BaseStatePersistence
+from .persistence._utils import recording_traceparent
 from .run import GraphRun, GraphRunResult, run_step
 from .tracing.instrument import Instrumentation
+from .tracing.propagation import context_from_traceparent, current_traceparent, parse_traceparent
 from .tracing.runtrace import RunTrace
 from .tracing.settings import InstrumentationSettings
 
@@ -75,6 +79,7 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
     node_defs: dict[str, NodeDef[StateT, DepsT, RunEndT]]
     snapshot_state: Callable[[StateT], StateT]
     instrumentation: InstrumentationSettings = field(repr=False)
+    yield_start_node: bool = field(repr=False)
     _state_type: type[StateT] | _utils.Unset = field(repr=False)
     _run_end_type: type[RunEndT] | _utils.Unset = field(repr=False)
 
@@ -88,6 +93,7 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
         snapshot_state: Callable[[StateT], StateT] = deep_copy_state,
         auto_instrument: bool = True,
         instrumentation: InstrumentationSettings | None = None,
+        yield_start_node: bool = False,
     ) -> None:
         """Create a graph and check its edges.
 
@@ -99,6 +105,9 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
             snapshot_state: copies the state into each `NodeStep` of the history, after its node ran.
             auto_instrument: record spans and metrics of runs (when an OpenTelemetry SDK is configured).
             instrumentation: what to record and where; defaults to `InstrumentationSettings()`.
+            yield_start_node: `async for node in run` yields the start node first, before running it, as
+                pydantic_graph 0.0.54 and later do (upstream PR #1412); the default, False, is the classic
+                behaviour (up to 0.0.53), where the first node yielded is the one the start node returned.
 
         Raises:
             GraphSetupError: a node id is used twice, an edge leads to a node not in `nodes`, or a return hint is bad.
@@ -108,6 +117,7 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
         self._run_end_type = run_end_type
         self.snapshot_state = snapshot_state
         self.instrumentation = instrumentation or InstrumentationSettings()
+        self.yield_start_node = yield_start_node
         self._instrumentation = Instrumentation(self.instrumentation) if auto_instrument else None
 
         parent_namespace = _utils.get_parent_namespace(inspect.currentframe())
@@ -141,6 +151,7 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
         *,
         state: StateT = None,
         deps: DepsT = None,
+        persistence: BaseStatePersistence[StateT, T] | None = None,
         infer_name: bool = True,
         span: AbstractContextManager[Any] | None = None,
     ) -> GraphRunResult[StateT, T]:
@@ -150,16 +161,19 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
             start_node: the first node to run.
             state: the state shared by the run's nodes (mutated in place).
             deps: the dependencies handed to the run's nodes.
+            persistence: where to record the run's snapshots (the 0.0.40+ API); a classic history when None.
             infer_name: infer the graph's name from the caller's variables when it has none.
             span: a context manager entered around the run; when it is or yields an OpenTelemetry span,
                 that span is the run span.
 
         Returns:
-            The output, final state, history and trace id of the run.
+            The output, final state, history, persistence and trace id of the run.
         """
         if infer_name and self.name is None:
             self._infer_name(inspect.currentframe())
-        async with self.iter(start_node, state=state, deps=deps, infer_name=False, span=span) as graph_run:
+        async with self.iter(
+            start_node, state=state, deps=deps, persistence=persistence, infer_name=False, span=span
+        ) as graph_run:
             async for _ in graph_run:
                 pass
         result = graph_run.result
@@ -172,6 +186,7 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
         *,
         state: StateT = None,
         deps: DepsT = None,
+        persistence: BaseStatePersistence[StateT, T] | None = None,
         infer_name: bool = True,
         span: AbstractContextManager[Any] | None = None,
     ) -> GraphRunResult[StateT, T]:
@@ -193,7 +208,7 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
             self._infer_name(inspect.currentframe())
         # The thread's own loop, kept between calls as the classic engine does: clients bound to it survive.
         return _utils.get_event_loop().run_until_complete(
-            self.run(start_node, state=state, deps=deps, infer_name=False, span=span)
+            self.run(start_node, state=state, deps=deps, persistence=persistence, infer_name=False, span=span)
         )
 
     @asynccontextmanager
@@ -204,8 +219,10 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
         history: list[HistoryStep[StateT, T]] | None = None,
         state: StateT = None,
         deps: DepsT = None,
+        persistence: BaseStatePersistence[StateT, T] | None = None,
         infer_name: bool = True,
         span: AbstractContextManager[Any] | None = None,
+        yield_start_node: bool | None = None,
     ) -> AsyncGenerator[GraphRun[StateT, DepsT, T]]:
         """Start a run and hand it over to be driven by `async for` or `await run.next(...)`.
 
@@ -213,35 +230,44 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
 
         Args:
             start_node: the first node to run.
-            history: the history so far, appended to in place; pass a loaded history to resume a run.
+            history: the history so far, appended to in place; pass a loaded history to resume a run (the classic
+                API). Not together with `persistence`.
             state: the state shared by the run's nodes.
             deps: the dependencies handed to the run's nodes.
+            persistence: where to record the run's snapshots (the 0.0.40+ API), so it can be resumed with
+                `iter_from_persistence`. Not together with `history`.
             infer_name: infer the graph's name from the caller's variables when it has none.
             span: a context manager entered around the run; when it is or yields an OpenTelemetry span,
                 that span is the run span.
+            yield_start_node: `async for` yields the start node before running it, as pydantic_graph 0.0.54+
+                does; default: the graph's `yield_start_node` (False, the classic behaviour).
 
         Yields:
             The `GraphRun`.
+
+        Raises:
+            TypeError: both `history` and `persistence` were given.
         """
         if infer_name and self.name is None:
             self._infer_name(inspect.currentframe())
-        history = history if history is not None else []
-        with ExitStack() as stack:
-            entered = stack.enter_context(span) if span is not None else None
-            trace = (
-                self._instrumentation.start_run(
-                    graph_name=self.name or 'unnamed_graph',
-                    start_node_id=start_node.get_id(),
-                    given_span=span,
-                    entered_span=entered,
-                    resumed_from=_last_span(history),
-                )
-                if self._instrumentation is not None
-                else RunTrace()
+        if history is not None and persistence is not None:
+            raise TypeError(
+                'Pass `history=` (the classic API) or `persistence=` (the 0.0.40+ API) to a run, not both; '
+                'a `FullStatePersistence` keeps every step of a persisted run.'
             )
-            # Not `GraphRun[StateT, DepsT, T](...)`: subscripting at run time builds a generic alias per run.
-            graph_run: GraphRun[StateT, DepsT, T] = GraphRun(
-                self, start_node, history=history, state=state, deps=deps, trace=trace
+        if persistence is not None:
+            persistence.set_graph_types(self)
+        with ExitStack() as stack:
+            graph_run = self._start_run(
+                stack,
+                start_node,
+                history=history if history is not None else [],
+                state=state,
+                deps=deps,
+                persistence=persistence,
+                span=span,
+                yield_start_node=yield_start_node,
+                resumed_from=_last_span(history) if history else None,
             )
             try:
                 yield graph_run
@@ -249,6 +275,130 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
                 graph_run._finish(error)
                 raise
             graph_run._finish(None)
+
+    @asynccontextmanager
+    async def iter_from_persistence(
+        self: Graph[StateT, DepsT, T],
+        persistence: BaseStatePersistence[StateT, T],
+        *,
+        deps: DepsT = None,
+        span: AbstractContextManager[Any] | None = None,
+        infer_name: bool = True,
+        join_trace: bool = False,
+        yield_start_node: bool | None = None,
+    ) -> AsyncGenerator[GraphRun[StateT, DepsT, T]]:
+        """Continue a persisted run from its next `created` snapshot (in this process or another one).
+
+        The new run span links to the trace of the run that made the snapshot and carries
+        `tracegraph.run.resumed_from`; with `join_trace=True` it is a child of that run's span instead, so every
+        part of the run is one trace.
+
+        Args:
+            persistence: the persistence the run recorded its snapshots in.
+            deps: the dependencies handed to the run's nodes.
+            span: a context manager entered around the run; see `iter`.
+            infer_name: infer the graph's name from the caller's variables when it has none.
+            join_trace: continue the trace of the run that made the snapshot instead of linking to it.
+            yield_start_node: see `iter`.
+
+        Raises:
+            GraphRuntimeError: the persistence holds no snapshot waiting to run.
+        """
+        if infer_name and self.name is None:
+            self._infer_name(inspect.currentframe())
+        persistence.set_graph_types(self)
+        snapshot = await persistence.load_next()
+        if snapshot is None:
+            raise exceptions.GraphRuntimeError('Unable to restore snapshot from state persistence.')
+        snapshot.node.set_snapshot_id(snapshot.id)
+        origin = parse_traceparent(snapshot.traceparent)
+        with ExitStack() as stack:
+            graph_run = self._start_run(
+                stack,
+                snapshot.node,
+                history=[],
+                state=snapshot.state,
+                deps=deps,
+                persistence=persistence,
+                span=span,
+                yield_start_node=yield_start_node,
+                snapshot_id=snapshot.id,
+                resumed_from=(f'{origin.trace_id:032x}', f'{origin.span_id:016x}') if origin is not None else None,
+                parent=context_from_traceparent(snapshot.traceparent) if join_trace else None,
+            )
+            try:
+                yield graph_run
+            except BaseException as error:
+                graph_run._finish(error)
+                raise
+            graph_run._finish(None)
+
+    async def initialize(
+        self: Graph[StateT, DepsT, T],
+        node: BaseNode[StateT, DepsT, T],
+        persistence: BaseStatePersistence[StateT, T],
+        *,
+        state: StateT = None,
+        infer_name: bool = True,
+    ) -> None:
+        """Record `node` as the first snapshot of a run in `persistence`, to be run by `iter_from_persistence`."""
+        if infer_name and self.name is None:
+            self._infer_name(inspect.currentframe())
+        persistence.set_graph_types(self)
+        with recording_traceparent(current_traceparent()):
+            await persistence.snapshot_node(state, node)
+
+    def _start_run(
+        self: Graph[StateT, DepsT, T],
+        stack: ExitStack,
+        start_node: BaseNode[StateT, DepsT, T],
+        *,
+        history: list[HistoryStep[StateT, T]],
+        state: StateT,
+        deps: DepsT,
+        persistence: BaseStatePersistence[StateT, T] | None,
+        span: AbstractContextManager[Any] | None,
+        yield_start_node: bool | None,
+        resumed_from: tuple[str, str] | None,
+        snapshot_id: str | None = None,
+        parent: Context | None = None,
+    ) -> GraphRun[StateT, DepsT, T]:
+        """Enter `span` on `stack`, start the run's trace and build its `GraphRun` (for `iter` and
+        `iter_from_persistence`, whose `async with` bodies end it with `GraphRun._finish`)."""
+        entered = stack.enter_context(span) if span is not None else None
+        trace = (
+            self._instrumentation.start_run(
+                graph_name=self.name or 'unnamed_graph',
+                start_node_id=start_node.get_id(),
+                given_span=span,
+                entered_span=entered,
+                resumed_from=resumed_from,
+                parent=parent,
+            )
+            if self._instrumentation is not None
+            else RunTrace()
+        )
+        # Not `GraphRun[StateT, DepsT, T](...)`: subscripting at run time builds a generic alias per run.
+        return GraphRun(
+            self,
+            start_node,
+            history=history,
+            state=state,
+            deps=deps,
+            trace=trace,
+            persistence=persistence,
+            snapshot_id=snapshot_id,
+            yield_start_node=self.yield_start_node if yield_start_node is None else yield_start_node,
+        )
+
+    def get_nodes(self) -> Sequence[type[BaseNode[StateT, DepsT, RunEndT]]]:
+        """The graph's node classes."""
+        return [node_def.node for node_def in self.node_defs.values()]
+
+    @cached_property
+    def inferred_types(self) -> tuple[type[StateT], type[RunEndT]]:
+        """The state and output types, as given or inferred from the nodes' generic parameters."""
+        return self._get_state_type(), self._get_run_end_type()
 
     async def next(
         self: Graph[StateT, DepsT, T],

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 import inspect
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, is_dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, get_origin, get_type_hints
+from uuid import uuid4
 
-from typing_extensions import Never, TypeVar
+from typing_extensions import Never, Self, TypeVar
 
 from . import _utils, exceptions
 
@@ -16,7 +18,18 @@ if TYPE_CHECKING:
 else:
     StateT = TypeVar('StateT', default=None)
 
-__all__ = ('GraphRunContext', 'BaseNode', 'End', 'Edge', 'NodeDef', 'DepsT', 'RunEndT', 'NodeRunEndT')
+__all__ = (
+    'GraphRunContext',
+    'BaseNode',
+    'End',
+    'Edge',
+    'NodeDef',
+    'DepsT',
+    'StateT',
+    'RunEndT',
+    'NodeRunEndT',
+    'generate_snapshot_id',
+)
 
 RunEndT = TypeVar('RunEndT', covariant=True, default=None)
 """Type of the value a graph run ends with."""
@@ -80,10 +93,37 @@ class BaseNode(ABC, Generic[StateT, DepsT, NodeRunEndT]):
         """
         ...
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # A 1.x node overrides `get_node_id`; the engine asks `get_id`, which then is the same method.
+        if 'get_node_id' in cls.__dict__ and 'get_id' not in cls.__dict__:
+            cls.get_id = cls.__dict__['get_node_id']
+
     @classmethod
     def get_id(cls) -> str:
-        """The node's id in its graph: the class name unless overridden."""
+        """The node's id in its graph: the class name unless overridden (as `get_id` or `get_node_id`)."""
         return cls.__name__
+
+    @classmethod
+    def get_node_id(cls) -> str:
+        """The node's id under its pydantic_graph 1.x name: `get_id()`."""
+        return cls.get_id()
+
+    def get_snapshot_id(self) -> str:
+        """The id of the persistence snapshot this node instance belongs to, made (`{node_id}:{hex}`) when asked."""
+        snapshot_id: str | None = self.__dict__.get('__snapshot_id')
+        if snapshot_id is None:
+            snapshot_id = generate_snapshot_id(self.get_id())
+            object.__setattr__(self, '__snapshot_id', snapshot_id)  # also on frozen dataclasses
+        return snapshot_id
+
+    def set_snapshot_id(self, snapshot_id: str) -> None:
+        """Tie this node instance to the persistence snapshot `snapshot_id` (done when a run is restored)."""
+        object.__setattr__(self, '__snapshot_id', snapshot_id)
+
+    def deep_copy(self) -> Self:
+        """A deep copy of the node (its snapshot id included)."""
+        return copy.deepcopy(self)
 
     @classmethod
     def get_note(cls) -> str | None:
@@ -153,6 +193,33 @@ class End(Generic[RunEndT]):
 
     data: RunEndT
     """The run's output."""
+
+    def deep_copy_data(self) -> End[RunEndT]:
+        """A copy whose `data` is deep-copied, with the same snapshot id."""
+        if self.data is None:
+            return self
+        end = End(copy.deepcopy(self.data))
+        end.set_snapshot_id(self.get_snapshot_id())
+        return end
+
+    def get_snapshot_id(self) -> str:
+        """The id of the end snapshot of the run (`end:{hex}`), made when first asked."""
+        snapshot_id: str | None = self.__dict__.get('__snapshot_id')
+        if snapshot_id is None:
+            snapshot_id = self.__dict__['__snapshot_id'] = generate_snapshot_id('end')
+        return snapshot_id
+
+    def set_snapshot_id(self, set_id: str) -> None:
+        """Tie this `End` to the snapshot `set_id`."""
+        self.__dict__['__snapshot_id'] = set_id
+
+
+def generate_snapshot_id(node_id: str) -> str:
+    """A new snapshot id for a node whose id is `node_id`: `{node_id}:{32 hex}`.
+
+    Looked up here at every call, so tests can patch `tracegraph.nodes.generate_snapshot_id` for stable ids.
+    """
+    return f'{node_id}:{uuid4().hex}'
 
 
 @dataclass(frozen=True)

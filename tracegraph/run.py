@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic
 
 from typing_extensions import TypeVar
@@ -12,13 +12,17 @@ from typing_extensions import TypeVar
 from . import _utils, exceptions
 from .history import EndStep, HistoryStep, NodeStep, StateT
 from .nodes import BaseNode, DepsT, End, GraphRunContext, RunEndT
+from .persistence._utils import recording_traceparent
+from .persistence.in_mem import SimpleStatePersistence
 from .tracing import attributes as attr
 from .tracing.outcome import step_outcome
+from .tracing.propagation import current_traceparent
 from .tracing.runtrace import RunTrace
 from .tracing.timeline import NodeError, NodeRecord, NodeTimeline, RunOutcome
 
 if TYPE_CHECKING:
     from .graph import Graph
+    from .persistence import BaseStatePersistence
 
 __all__ = ('GraphRun', 'GraphRunResult', 'run_step')
 
@@ -31,11 +35,6 @@ def _qualified_name(cls: type) -> str:
     return cls.__qualname__ if module in (None, 'builtins') else f'{module}.{cls.__qualname__}'
 
 
-def ns_to_utc(ns: int) -> datetime:
-    """Nanoseconds since the epoch as a UTC-aware datetime."""
-    return datetime.fromtimestamp(ns / 1e9, tz=timezone.utc)
-
-
 async def run_step(
     graph: Graph[StateT, DepsT, T],
     node: BaseNode[StateT, DepsT, T],
@@ -44,6 +43,7 @@ async def run_step(
     state: StateT,
     deps: DepsT,
     trace: RunTrace,
+    snapshot_id: str | None = None,
 ) -> BaseNode[StateT, DepsT, Any] | End[T]:
     """Run `node` through `trace`, then append its `NodeStep` (and the `EndStep` when it ended the run) to `history`.
 
@@ -59,17 +59,16 @@ async def run_step(
     if node_id not in graph.node_defs:
         raise exceptions.GraphRuntimeError(f'Node `{node}` is not in the graph.')
     ctx = GraphRunContext(state, deps)
-    step = trace.start_step(node, node_id, state)
+    step = trace.start_step(node, node_id, state, snapshot_id)
     try:
         result = await node.run(ctx)
     except BaseException as error:
         trace.fail_step(step, error, state)
         raise
-    bad_return: exceptions.GraphRuntimeError | None = None
-    if isinstance(result, End):
-        trace.end_step(step, attr.END_NODE_ID, state)
-    elif isinstance(result, BaseNode):
-        trace.end_step(step, result.get_id(), state)
+    ended = isinstance(result, End)
+    if ended or isinstance(result, BaseNode):
+        trace.end_step(step, result, state)
+        bad_return = None
     else:
         bad_return = exceptions.GraphRuntimeError(
             f'Invalid node return type: `{type(result).__name__}`. Expected `BaseNode` or `End`.'
@@ -79,7 +78,7 @@ async def run_step(
         NodeStep(
             state=state,
             node=node,
-            start_ts=ns_to_utc(step.start_ns),
+            start_ts=step.start_ts,
             duration=step.duration,
             snapshot_state=graph.snapshot_state,
             trace_id=step.trace_id,
@@ -89,8 +88,8 @@ async def run_step(
     if bad_return is not None:
         # As the classic engine does: the node ran (its step is in the history), what it returned is what is wrong.
         raise bad_return
-    if isinstance(result, End):
-        history.append(EndStep(result=result))
+    if ended:
+        history.append(EndStep(result=result))  # pyright: ignore[reportArgumentType]
     return result
 
 
@@ -145,6 +144,10 @@ class GraphRun(Generic[StateT, DepsT, RunEndT]):
         deps: DepsT,
         auto_instrument: bool = True,
         trace: RunTrace | None = None,
+        persistence: BaseStatePersistence[StateT, RunEndT] | None = None,
+        snapshot_id: str | None = None,
+        traceparent: str | None = None,
+        yield_start_node: bool = False,
     ) -> None:
         """Create a run of `graph` starting at `start_node`; `Graph.iter` is the usual way to get one.
 
@@ -156,6 +159,10 @@ class GraphRun(Generic[StateT, DepsT, RunEndT]):
             deps: the dependencies handed to the run's nodes.
             auto_instrument: kept for the classic signature; `Graph.iter` decides the instrumentation.
             trace: the run's trace, from `Instrumentation.start_run`; one that records nothing when None.
+            persistence: where the run's snapshots go (the 0.0.40+ API); None for a classic `history=` run.
+            snapshot_id: the id of the snapshot `start_node` was restored from, when resuming from persistence.
+            traceparent: kept for the 1.x signature; the run's traceparent is its trace's.
+            yield_start_node: `async for` yields the start node first, before running it (pydantic_graph 0.0.54+).
         """
         self.graph = graph
         self.history = history
@@ -165,6 +172,10 @@ class GraphRun(Generic[StateT, DepsT, RunEndT]):
         self._trace = trace if trace is not None else RunTrace()
         self._steps_trace = self._trace
         """What node steps run through: the run's trace, and one recording nothing once the run was left."""
+        self.persistence = persistence
+        """Where the run's snapshots go; None for a classic (`history=`) run."""
+        self._snapshot_id = snapshot_id
+        self._yield_start_node = yield_start_node
         self._history_start = len(history)
         self._started_at = _utils.now_utc()
         self._ended_at: datetime | None = None
@@ -181,7 +192,12 @@ class GraphRun(Generic[StateT, DepsT, RunEndT]):
         if not isinstance(self._next_node, End):
             return None
         return GraphRunResult(
-            self._next_node.data, state=self.state, history=self.history, trace_id=self.trace_id, _run=self
+            self._next_node.data,
+            state=self.state,
+            history=self.history,
+            trace_id=self.trace_id,
+            persistence=self.persistence,
+            _run=self,
         )
 
     @property
@@ -211,10 +227,44 @@ class GraphRun(Generic[StateT, DepsT, RunEndT]):
             if isinstance(self._next_node, End):
                 raise exceptions.GraphRuntimeError('This graph run has already ended.')
             node = self._next_node
-        self._next_node = await run_step(
-            self.graph, node, self.history, state=self.state, deps=self.deps, trace=self._steps_trace
-        )
+        if self.persistence is not None:
+            self._next_node = await self._persisted_step(self.persistence, node)
+        else:
+            self._next_node = await run_step(
+                self.graph, node, self.history, state=self.state, deps=self.deps, trace=self._steps_trace
+            )
         return self._next_node
+
+    async def _persisted_step(
+        self: GraphRun[StateT, DepsT, T], persistence: BaseStatePersistence[StateT, T], node: BaseNode[StateT, DepsT, T]
+    ) -> BaseNode[StateT, DepsT, T] | End[T]:
+        """One step of a persisted run: snapshot the node unless it is, record its run, snapshot what came next."""
+        snapshot_id = node.get_snapshot_id()
+        # Snapshots made during these calls record the run span's traceparent, whatever the persistence.
+        with recording_traceparent(self._trace.traceparent or current_traceparent()):
+            if snapshot_id != self._snapshot_id:
+                await persistence.snapshot_node_if_new(snapshot_id, self.state, node)
+                self._snapshot_id = snapshot_id
+            if not isinstance(node, BaseNode):  # pyright: ignore[reportUnnecessaryIsInstance]
+                raise TypeError(f'`next` must be called with a `BaseNode` instance, got {node!r}.')
+            if node.get_id() not in self.graph.node_defs:
+                raise exceptions.GraphRuntimeError(f'Node `{node}` is not in the graph.')
+            async with persistence.record_run(snapshot_id):
+                result = await run_step(
+                    self.graph,
+                    node,
+                    self.history,
+                    state=self.state,
+                    deps=self.deps,
+                    trace=self._steps_trace,
+                    snapshot_id=snapshot_id,
+                )
+            self._snapshot_id = result.get_snapshot_id()
+            if isinstance(result, End):
+                await persistence.snapshot_end(self.state, result)
+            else:
+                await persistence.snapshot_node(self.state, result)
+        return result
 
     def __aiter__(self) -> AsyncIterator[BaseNode[StateT, DepsT, RunEndT] | End[RunEndT]]:
         return self
@@ -222,8 +272,13 @@ class GraphRun(Generic[StateT, DepsT, RunEndT]):
     async def __anext__(self) -> BaseNode[StateT, DepsT, RunEndT] | End[RunEndT]:
         """Run the next node; stops after the node that returned `End` (which is yielded last)."""
         node = self._next_node
+        if self._yield_start_node:
+            self._yield_start_node = False
+            return node
         if isinstance(node, End):
             raise StopAsyncIteration
+        if self.persistence is not None:
+            return await self.next(node)
         # `next()` inlined: one coroutine less per step.
         self._next_node = await run_step(
             self.graph, node, self.history, state=self.state, deps=self.deps, trace=self._steps_trace
@@ -240,7 +295,7 @@ class GraphRun(Generic[StateT, DepsT, RunEndT]):
         self._ended_at = _utils.now_utc()
         self._outcome = self._trace.finish(ended=ended, error=error, output=node.data if ended else None)
         # Nodes run after this (the classic API allows it) are not part of the run's trace any more.
-        self._steps_trace = RunTrace(run_id=self._trace.run_id)
+        self._steps_trace = RunTrace()
 
     @property
     def timeline(self) -> NodeTimeline:
@@ -269,7 +324,7 @@ class GraphRun(Generic[StateT, DepsT, RunEndT]):
             )
         if (failed := self._trace.failed_step) is not None:
             error, step = failed.error, failed.step
-            start = ns_to_utc(step.start_ns)
+            start = step.start_ts
             records.append(
                 NodeRecord(
                     step=len(records) + 1,
@@ -294,9 +349,9 @@ class GraphRun(Generic[StateT, DepsT, RunEndT]):
         )
 
 
-@dataclass
+@dataclass(init=False)
 class GraphRunResult(Generic[StateT, RunEndT]):
-    """A finished run: its output, final state and history."""
+    """A finished run: its output, final state and history (classic) or persistence (0.0.40+)."""
 
     output: RunEndT
     """The data of the `End` the run ended with."""
@@ -306,7 +361,44 @@ class GraphRunResult(Generic[StateT, RunEndT]):
     """Every step of the run."""
     trace_id: str | None = field(default=None, repr=False)
     """32-hex id of the run's trace, None when nothing recorded it."""
-    _run: GraphRun[StateT, Any, RunEndT] | None = field(default=None, repr=False, compare=False)
+
+    def __init__(
+        self,
+        output: RunEndT,
+        state: StateT,
+        history: list[HistoryStep[StateT, RunEndT]] | None = None,
+        trace_id: str | None = None,
+        *,
+        persistence: BaseStatePersistence[StateT, RunEndT] | None = None,
+        _run: GraphRun[StateT, Any, RunEndT] | None = None,
+    ) -> None:
+        """A result: the classic fields positionally (`output, state, history`), the 1.x `persistence=` by name."""
+        self.output = output
+        self.state = state
+        self.history = history if history is not None else []
+        self.trace_id = trace_id
+        self._persistence = persistence
+        self._run = _run
+
+    @property
+    def persistence(self) -> BaseStatePersistence[StateT, RunEndT]:
+        """Where the run's snapshots went: the run's own, or for a classic run a `SimpleStatePersistence` of its end."""
+        if self._persistence is None:
+            from .persistence import EndSnapshot
+
+            self._persistence = SimpleStatePersistence(EndSnapshot(state=self.state, result=End(self.output)))
+        return self._persistence
+
+    @property
+    def traceparent(self) -> str | None:
+        """The W3C `traceparent` of the run span, None when nothing recorded the run."""
+        return self._run.traceparent if self._run is not None else None
+
+    def _traceparent(self, *, required: bool = True) -> str | None:
+        """`traceparent`, as pydantic_graph 1.x spells it; with `required`, a run with no span is an error."""
+        if self.traceparent is None and required:
+            raise exceptions.GraphRuntimeError('No span was created for this graph run.')
+        return self.traceparent
 
     @property
     def timeline(self) -> NodeTimeline:

@@ -19,6 +19,7 @@ __all__ = (
     'SpanInfo',
     'NodeSpans',
     'RunDetail',
+    'RunRef',
     'parse_time',
     'parse_since',
 )
@@ -102,6 +103,16 @@ class NodeSpans(BaseModel):
     children: list[SpanInfo]
 
 
+class RunRef(BaseModel):
+    """Another part of a run interrupted and resumed (`iter_from_persistence`, or a `history=` resume)."""
+
+    trace_id: str
+    run_id: str
+    graph: str | None
+    start: datetime
+    outcome: str | None
+
+
 class RunDetail(BaseModel):
     """One run as served by `GET /api/runs/{trace_id}`: its `NodeTimeline` and the spans behind it."""
 
@@ -112,6 +123,11 @@ class RunDetail(BaseModel):
     """One per entry of `timeline.nodes`, same order."""
     other_spans: list[SpanInfo]
     """Spans of the trace under no node step of this run (e.g. a parent of the run span)."""
+    resumed_from: list[RunRef] = []
+    """The earlier parts this run continues: the runs of the trace it names in `tracegraph.run.resumed_from`, and
+    the earlier runs of its own trace when it was resumed with `join_trace=True`."""
+    resumed_by: list[RunRef] = []
+    """The later parts that continue this run, in this trace or linking to it."""
 
 
 _RELATIVE = re.compile(r'^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$')

@@ -160,6 +160,17 @@ class Pages:
         return layout(f'Graph {graph}', body)
 
 
+def _resumed_panel(detail: RunDetail) -> str:
+    """Links to the other parts of a run that was interrupted and resumed, earlier and later."""
+    items = [
+        f'<li>{label} <a href="{_run_href(ref.trace_id, ref.run_id)}">run <code>{escape(ref.run_id)}</code></a> '
+        f'{_badge(ref.outcome or "running")} started {_time(ref.start)} UTC</li>'
+        for label, refs in (('resumed from', detail.resumed_from), ('resumed by', detail.resumed_by))
+        for ref in refs
+    ]
+    return f'<section class="panel resumed"><h2>Resumed run</h2><ul>{"".join(items)}</ul></section>'
+
+
 def _run_body(detail: RunDetail) -> str:
     tl = detail.timeline
     duration = fmt_duration(tl.duration) if tl.duration is not None else 'running'
@@ -201,6 +212,8 @@ def _run_body(detail: RunDetail) -> str:
         f'{head}<section class="panel"><h2>Timeline</h2><div class="legend">{legend}</div>'
         f'<div class="scroll">{gantt_svg(detail)}</div><p class="hint">Hover a bar for its attributes.</p></section>'
     )
+    if detail.resumed_from or detail.resumed_by:
+        body += _resumed_panel(detail)
     if errors:
         body += f'<section class="panel"><h2>Exceptions</h2>{"".join(errors)}</section>'
     body += (

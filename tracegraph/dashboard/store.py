@@ -19,11 +19,12 @@ from typing import Any
 
 import duckdb
 
+from ..tracing.attributes import RUN_RESUMED_FROM
 from .columns import SPAN_COLUMNS, arrow, arrow_table
 from .dedup import RecentKeys, span_key
 from .groupcommit import GroupCommitter
 from .metrics import METRIC_COLUMNS, MetricBatch
-from .models import Edge, GraphSummary, NodeStats, RunDetail, RunSummary
+from .models import Edge, GraphSummary, NodeStats, RunDetail, RunRef, RunSummary
 from .otlp import SpanBatch
 from .rundetail import StoredSpan, build_run_detail
 
@@ -308,7 +309,29 @@ class Store:
             )
             for r in rows
         ]  # fmt: skip
-        return build_run_detail(spans, run_id=run_id)
+        detail = build_run_detail(spans, run_id=run_id)
+        if detail is not None:
+            self._link_resumed_parts(detail)
+        return detail
+
+    def _link_resumed_parts(self, detail: RunDetail) -> None:
+        """Fill `resumed_from` / `resumed_by`: the other parts of a run that was interrupted and resumed."""
+        trace_id = (detail.timeline.trace_id or '').lower()
+        origin = detail.run_span.attributes.get(RUN_RESUMED_FROM)
+        start_ns = _ns(detail.timeline.start)
+        refs = self._query(
+            'SELECT trace_id, run_id, graph, start_ns, outcome, '
+            f'json_extract_string(attributes, \'$."{RUN_RESUMED_FROM}"\') FROM spans '
+            'WHERE is_run AND run_id IS NOT NULL AND run_id <> ? AND ('
+            # the runs of the trace this one resumes, the runs of this trace (join_trace), the runs resuming it
+            f"trace_id = ? OR trace_id = ? OR (attributes LIKE '%resumed_from%' AND "
+            f'json_extract_string(attributes, \'$."{RUN_RESUMED_FROM}"\') = ?)) ORDER BY start_ns',
+            [detail.timeline.run_id, str(origin or '').lower(), trace_id, trace_id],
+        )
+        for ref_trace, ref_run, graph, ref_start, outcome, ref_origin in refs:
+            ref = RunRef(trace_id=ref_trace, run_id=ref_run, graph=graph, start=_dt(ref_start), outcome=outcome)
+            later = ref_origin == trace_id or (ref_trace == trace_id and ref_start > start_ns)
+            (detail.resumed_by if later else detail.resumed_from).append(ref)
 
     def graphs(self) -> list[GraphSummary]:
         """Every graph with runs stored: its name, how many runs and when the last one started, newest first."""

@@ -1,4 +1,5 @@
-"""The demo's example graphs: a looping state machine, a flaky fetch with retries, and an agent loop.
+"""The demo's example graphs: a looping state machine, a flaky fetch with retries, an agent loop, and an approval
+flow that is interrupted to wait for a person and resumed from its persisted snapshots.
 
 Each node sleeps a few milliseconds so their timelines have something to show; randomness is seeded per run,
 so a demo run is repeatable.
@@ -37,6 +38,12 @@ __all__ = (
     'ModelRequestNode',
     'CallToolsNode',
     'weather_agent',
+    'Expense',
+    'Decision',
+    'SubmitExpense',
+    'AwaitApproval',
+    'PayOut',
+    'expense_approval',
 )
 
 _tracer = trace.get_tracer('tracegraph.demo')
@@ -240,3 +247,55 @@ class CallToolsNode(BaseNode[AgentState, AgentDeps, str]):
 
 
 weather_agent = Graph(nodes=[UserPromptNode, ModelRequestNode, CallToolsNode], name='weather_agent')
+
+
+@dataclass
+class Expense:
+    """An expense claim waiting for a manager's decision."""
+
+    employee: str
+    amount: float
+    approved_by: str | None = None
+    history: list[str] = field(default_factory=list[str])
+
+
+@dataclass
+class Decision:
+    """A manager's answer, handed to the resumed run as its deps."""
+
+    approve: bool
+    manager: str
+
+
+@dataclass
+class SubmitExpense(BaseNode[Expense, 'Decision | None', str]):
+    async def run(self, ctx: GraphRunContext[Expense, Decision | None]) -> AwaitApproval:
+        await asyncio.sleep(0.004)
+        ctx.state.history.append(f'submitted {ctx.state.amount:.2f}')
+        return AwaitApproval()
+
+
+@dataclass
+class AwaitApproval(BaseNode[Expense, 'Decision | None', str]):
+    """Needs a person: the run is left before this node, and resumed with the `Decision` as deps."""
+
+    async def run(self, ctx: GraphRunContext[Expense, Decision | None]) -> PayOut | End[str]:
+        await asyncio.sleep(0.002)
+        decision = ctx.deps
+        if decision is None or not decision.approve:
+            ctx.state.history.append('rejected')
+            return End(f'{ctx.state.employee}: rejected')
+        ctx.state.approved_by = decision.manager
+        ctx.state.history.append(f'approved by {decision.manager}')
+        return PayOut()
+
+
+@dataclass
+class PayOut(BaseNode[Expense, 'Decision | None', str]):
+    async def run(self, ctx: GraphRunContext[Expense, Decision | None]) -> End[str]:
+        await asyncio.sleep(0.006)
+        ctx.state.history.append('paid')
+        return End(f'{ctx.state.employee}: paid {ctx.state.amount:.2f}')
+
+
+expense_approval = Graph(nodes=[SubmitExpense, AwaitApproval, PayOut], name='expense_approval')

@@ -3,22 +3,30 @@
 from __future__ import annotations
 
 import asyncio
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 
 from ..nodes import End
+from ..persistence.file import FileStatePersistence
 from ..tracing.timeline import NodeTimeline
 from .graphs import (
     AgentDeps,
     AgentState,
+    AwaitApproval,
+    Decision,
+    Expense,
     Fetch,
     FetchState,
     ModelResponse,
     ReadTemperature,
     Room,
     ScriptedModel,
+    SubmitExpense,
     ToolCall,
     UpstreamError,
     UserPromptNode,
+    expense_approval,
     flaky_fetch,
     thermostat,
     weather_agent,
@@ -26,7 +34,7 @@ from .graphs import (
 
 __all__ = ('DEMO_RUNS', 'run_demo')
 
-DEMO_RUNS = 3 + 8 + 12 + 2
+DEMO_RUNS = 3 + 8 + 12 + 2 + 2
 """How many graph runs `run_demo` makes (for a progress bar)."""
 
 
@@ -63,6 +71,23 @@ async def _agent(city: str) -> NodeTimeline:
     return run.timeline
 
 
+async def _expense(folder: Path) -> list[NodeTimeline]:
+    """An approval flow interrupted to wait for a manager, then resumed from its file: two runs, one story."""
+    persistence = FileStatePersistence(folder / 'expense-ada.json')
+    async with expense_approval.iter(
+        SubmitExpense(), state=Expense(employee='ada', amount=42.5), persistence=persistence
+    ) as first:
+        async for node in first:
+            if isinstance(node, AwaitApproval):
+                break  # no decision yet: the process could stop here; the snapshot waits in the file
+    # ... later, maybe in another process, the manager decides: the run continues from the file, its trace linked.
+    decision = Decision(approve=True, manager='grace')
+    async with expense_approval.iter_from_persistence(persistence, deps=decision) as second:
+        async for _ in second:
+            pass
+    return [first.timeline, second.timeline]
+
+
 async def run_demo(on_run: Callable[[NodeTimeline], None] = lambda _: None) -> list[NodeTimeline]:
     """Run every demo graph and return their timelines in the order they finished.
 
@@ -86,4 +111,8 @@ async def run_demo(on_run: Callable[[NodeTimeline], None] = lambda _: None) -> l
     await asyncio.gather(*(record(job) for job in concurrent))
     for city in ('Lisbon', 'Oslo'):
         await record(asyncio.ensure_future(_agent(city)))
+    with tempfile.TemporaryDirectory(prefix='tracegraph-demo-') as folder:
+        for timeline in await _expense(Path(folder)):
+            timelines.append(timeline)
+            on_run(timeline)
     return timelines

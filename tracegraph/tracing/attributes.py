@@ -22,6 +22,7 @@ __all__ = (
     'NODE_NEXT',
     'NODE_INPUT',
     'NODE_OUTCOME',
+    'SNAPSHOT_ID',
     'STATE_DIFF',
     'STATE_BEFORE',
     'STATE_AFTER',
@@ -59,6 +60,8 @@ NODE_STEP: Final = 'tracegraph.step'
 NODE_NEXT: Final = 'tracegraph.node.next'
 NODE_INPUT: Final = 'tracegraph.node.input'
 NODE_OUTCOME: Final = 'tracegraph.node.outcome'
+SNAPSHOT_ID: Final = 'tracegraph.snapshot.id'
+"""Id of the persistence snapshot a node span ran (runs given `persistence=` only)."""
 STATE_DIFF: Final = 'tracegraph.state.diff'
 STATE_BEFORE: Final = 'tracegraph.state.before'
 STATE_AFTER: Final = 'tracegraph.state.after'

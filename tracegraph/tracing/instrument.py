@@ -11,6 +11,7 @@ import os
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from datetime import datetime, timezone
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -161,6 +162,7 @@ class Instrumentation:
         given_span: AbstractContextManager[object] | None = None,
         entered_span: object = None,
         resumed_from: tuple[str, str] | None = None,
+        parent: otel_context.Context | None = None,
         run_span: bool = True,
     ) -> RunTrace:
         """Open the run's span (or adopt the given one) and make it current.
@@ -171,6 +173,8 @@ class Instrumentation:
             given_span: the `span=` argument, already entered.
             entered_span: what entering `given_span` returned.
             resumed_from: (trace id, span id) of the last step of a resumed history, when it has one.
+            parent: the context the run span is a child of (default: the current one); a resumed run given the
+                context of the run it continues joins that run's trace.
             run_span: False for node steps run outside a run (`Graph.next`): their spans are children of the
                 current span, and no run span or run metrics are recorded.
 
@@ -190,6 +194,7 @@ class Instrumentation:
             adopted=span_of(given_span, entered_span) if given_span is not None else None,
             given_is_span=isinstance(given_span, Span),
             resumed_from=resumed_from,
+            parent=parent,
             run_span=run_span,
         )
 
@@ -208,6 +213,7 @@ class RecordingRunTrace(RunTrace):
         adopted: Span | None,
         given_is_span: bool,
         resumed_from: tuple[str, str] | None,
+        parent: otel_context.Context | None = None,
         run_span: bool = True,
     ) -> None:
         """Start tracing a run; see `Instrumentation.start_run`."""
@@ -255,7 +261,7 @@ class RecordingRunTrace(RunTrace):
         }
         links: list[Link] = []
         # The caller's trace is looked up only for a resumed run: a fresh one never links.
-        current_trace = trace.get_current_span().get_span_context().trace_id if resumed_from is not None else 0
+        current_trace = trace.get_current_span(parent).get_span_context().trace_id if resumed_from is not None else 0
         if resumed_from is not None and resumed_from[0] != f'{current_trace:032x}':
             run_attrs[attr.RUN_RESUMED_FROM] = resumed_from[0]
             links.append(Link(trace.SpanContext(int(resumed_from[0], 16), int(resumed_from[1], 16), is_remote=True)))
@@ -270,6 +276,7 @@ class RecordingRunTrace(RunTrace):
         else:
             span = tracer.start_span(
                 f'run graph {graph_name}',
+                context=parent,
                 kind=SpanKind.INTERNAL,
                 attributes=run_attrs,
                 links=links,
@@ -283,12 +290,15 @@ class RecordingRunTrace(RunTrace):
         # Current while the caller's `async with` body runs, so spans it opens between steps nest under the run.
         self._token = otel_context.attach(self.context)
 
-    def start_step(self, node: object, node_id: str, state: object) -> NodeStepTrace:
+    def start_step(self, node: object, node_id: str, state: object, snapshot_id: str | None = None) -> NodeStepTrace:
         """Open the step's node span (a child of the run span) and make it current while the node runs."""
-        step = super().start_step(node, node_id, state)
+        self.steps += 1
         tracer = self._tracer
         if tracer is None:
-            return step
+            return super().start_step(node, node_id, state, snapshot_id)
+        start_ns = time.time_ns()  # one wall-clock read for the span and the history
+        step = NodeStepTrace(node_id, datetime.fromtimestamp(start_ns / 1e9, tz=timezone.utc), 0)
+        step.start_ns = start_ns
         span_attrs = {
             **self._node_attrs,
             attr.NODE_ID: node_id,
@@ -297,6 +307,8 @@ class RecordingRunTrace(RunTrace):
         }
         if self._input_limit is not None:
             span_attrs[attr.NODE_INPUT] = self._inst.scrubber.dumps(node, self._input_limit)
+        if snapshot_id is not None:
+            span_attrs[attr.SNAPSHOT_ID] = snapshot_id
         span = tracer.start_span(
             f'run node {node_id}',
             context=self.context,
@@ -318,13 +330,15 @@ class RecordingRunTrace(RunTrace):
         step.perf_start_ns = time.perf_counter_ns()
         return step
 
-    def end_step(self, step: NodeStepTrace, next_node_id: str, state: object) -> None:
+    def end_step(self, step: NodeStepTrace, next_node: object, state: object) -> None:
         """End the node span as completed, naming the node that comes next, and record the step's duration."""
         duration_ns = step.stop()
         span = step.span
         if span is not None:
+            # A node names itself with `get_id()`; the run's `End` has none.
+            get_id: Callable[[], str] | None = getattr(next_node, 'get_id', None)
             # Two single sets cost the SDK less than one `set_attributes` call with a dict.
-            span.set_attribute(attr.NODE_NEXT, next_node_id)
+            span.set_attribute(attr.NODE_NEXT, get_id() if get_id is not None else attr.END_NODE_ID)
             span.set_attribute(attr.NODE_OUTCOME, 'completed')
         if self._instruments is not None:
             # While the node span is current: the duration's exemplar names the node span.

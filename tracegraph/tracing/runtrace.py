@@ -10,47 +10,43 @@ The tracing layer never imports the engine: nodes, states and outputs are plain 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from time import perf_counter_ns, time_ns
+from datetime import datetime, timezone
+from time import perf_counter_ns
 
 from opentelemetry.trace import Span
 
 from .attributes import Outcome
 from .ids import uuid4_hex
 from .outcome import is_interruption, run_outcome
+from .propagation import traceparent_of
 
 __all__ = ('RunTrace', 'NodeStepTrace', 'FailedStep')
 
 
 class NodeStepTrace:
-    """One node step as its run's trace saw it: when it started, how long it ran, and the span that ran it."""
+    """One node step as its run's trace saw it: when it started, how long it ran, and the span that ran it.
 
-    __slots__ = (
-        'duration',
-        'node_id',
-        'perf_start_ns',
-        'span',
-        'span_id',
-        'start_ns',
-        'state_before',
-        'token',
-        'trace_id',
-    )
+    Only the times are set on every step; the span's fields keep their class defaults when nothing records it.
+    """
 
-    def __init__(self, node_id: str, start_ns: int, perf_start_ns: int) -> None:
+    duration: float = 0.0
+    """Seconds the node's `run` took, set when the step ends."""
+    trace_id: str | None = None
+    """32-hex id of the trace of the node span, None when nothing recorded the step."""
+    span_id: str | None = None
+    """16-hex id of the node span, None when nothing recorded the step."""
+    start_ns: int = 0
+    """When the step started, in nanoseconds since the epoch (set when a span records the step)."""
+    span: Span | None = None
+    token: object = None
+    state_before: object = None
+
+    def __init__(self, node_id: str, start_ts: datetime, perf_start_ns: int) -> None:
         self.node_id = node_id
-        self.start_ns = start_ns
-        """When the step started, in nanoseconds since the epoch."""
+        self.start_ts = start_ts
+        """When the step started (UTC)."""
         self.perf_start_ns = perf_start_ns
         """When the step started on the `perf_counter_ns` clock, which durations are measured on."""
-        self.duration = 0.0
-        """Seconds the node's `run` took, set when the step ends."""
-        self.trace_id: str | None = None
-        """32-hex id of the trace of the node span, None when nothing recorded the step."""
-        self.span_id: str | None = None
-        """16-hex id of the node span, None when nothing recorded the step."""
-        self.span: Span | None = None
-        self.token: object = None
-        self.state_before: object = None
 
     def stop(self) -> int:
         """Set `duration` from the clock; returns it in nanoseconds."""
@@ -77,8 +73,8 @@ class RunTrace:
         trace = RunTrace()
         step = trace.start_step('node input', 'Increment', state=None)
         trace.end_step(step, 'End', state=None)
-        print(trace.steps, step.span_id, trace.finish(ended=True, error=None, output=1))
-        #> 1 None completed
+        print(step.duration >= 0, step.span_id, trace.finish(ended=True, error=None, output=1))
+        #> True None completed
         ```
     """
 
@@ -90,8 +86,8 @@ class RunTrace:
     def __init__(self, run_id: str | None = None) -> None:
         """Start the trace of a run whose id is `run_id` (a new one, made when first read, when None)."""
         self._run_id = run_id
-        self.steps = 0
-        """Node steps started so far."""
+        self.steps: int = 0
+        """Node steps started so far (counted by a trace that records them)."""
         self.failure: BaseException | None = None
         """The exception a node step raised, unless it was an interruption."""
         self.failed_step: FailedStep | None = None
@@ -107,22 +103,18 @@ class RunTrace:
     @property
     def traceparent(self) -> str | None:
         """The W3C `traceparent` of the run span, None when nothing records it."""
-        span = self.span
-        if span is None:
-            return None
-        ctx = span.get_span_context()
-        if not ctx.is_valid:
-            return None
-        return f'00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{int(ctx.trace_flags):02x}'
+        return traceparent_of(self.span)
 
-    def start_step(self, node: object, node_id: str, state: object) -> NodeStepTrace:
-        """A node step begins: `node` (id `node_id`) is about to run with the run's `state`."""
-        self.steps += 1
-        return NodeStepTrace(node_id, time_ns(), perf_counter_ns())
+    def start_step(self, node: object, node_id: str, state: object, snapshot_id: str | None = None) -> NodeStepTrace:
+        """A node step begins: `node` (id `node_id`) is about to run with the run's `state`.
 
-    def end_step(self, step: NodeStepTrace, next_node_id: str, state: object) -> None:
-        """The step's node returned the node whose id is `next_node_id` (`End` for the end); `state` is after it ran."""
-        step.stop()
+        `snapshot_id` is the id of the persistence snapshot the step runs, when the run is persisted.
+        """
+        return NodeStepTrace(node_id, datetime.now(timezone.utc), perf_counter_ns())
+
+    def end_step(self, step: NodeStepTrace, next_node: object, state: object) -> None:
+        """The step's node returned `next_node` (a node, or the run's `End`); `state` is as the node left it."""
+        step.duration = (perf_counter_ns() - step.perf_start_ns) / 1e9
 
     def fail_step(self, step: NodeStepTrace, error: BaseException, state: object) -> None:
         """The step's node raised `error` (or was interrupted by it)."""

@@ -1,0 +1,45 @@
+"""A run interrupted and resumed from its persistence is shown as one story: each part links to the others."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from dashboard_helpers import exporting_provider, running_server
+from persisted_graph import Article, Draft, articles
+
+from tracegraph import FullStatePersistence, Graph
+from tracegraph.tracing.settings import InstrumentationSettings
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.mark.parametrize('join_trace', [False, True], ids=['linked', 'one_trace'])
+async def test_resumed_run_pages_link_both_ways(join_trace: bool) -> None:
+    with running_server() as server, exporting_provider(server.url) as (provider, _):
+        graph = Graph(
+            nodes=list(articles.get_nodes()),
+            name='articles',
+            instrumentation=InstrumentationSettings(tracer_provider=provider),
+        )
+        persistence = FullStatePersistence()
+        async with graph.iter(Draft(), state=Article('T'), persistence=persistence) as first:
+            await first.next()  # leave after the first step
+        async with graph.iter_from_persistence(persistence, join_trace=join_trace) as second:
+            async for _ in second:
+                pass
+        provider.force_flush()
+        assert first.trace_id is not None and second.trace_id is not None
+        assert (second.trace_id == first.trace_id) is join_trace
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            later = client.get(f'/api/runs/{second.trace_id}', params={'run_id': second.run_id}).json()
+            earlier = client.get(f'/api/runs/{first.trace_id}', params={'run_id': first.run_id}).json()
+            page = client.get(f'/runs/{second.trace_id}', params={'run_id': second.run_id}).text
+    assert [(r['trace_id'], r['run_id'], r['outcome']) for r in later['resumed_from']] == [
+        (first.trace_id, first.run_id, 'interrupted')
+    ]
+    assert later['resumed_by'] == []
+    assert [(r['trace_id'], r['run_id'], r['outcome']) for r in earlier['resumed_by']] == [
+        (second.trace_id, second.run_id, 'completed')
+    ]
+    assert '<h2>Resumed run</h2>' in page
+    assert f'href="/runs/{first.trace_id}?run_id={first.run_id}"' in page

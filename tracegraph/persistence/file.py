@@ -1,0 +1,186 @@
+"""`FileStatePersistence`: a run's snapshots in one JSON file, shared safely by several processes.
+
+On disk: `{json_file}` holds the JSON list of snapshots (pydantic_graph's format, indented by 2), and
+`{json_file}.lock` is an empty file whose `flock` serialises every read-modify-write of the list across threads and
+processes. A write goes to `{json_file}.{pid}.tmp`, is fsynced and renamed over the file, so a process killed
+mid-write leaves the previous list whole; the kernel drops a dead process's lock, so nothing has to be cleaned up.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import AsyncGenerator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from time import perf_counter
+from typing import Any, TypeVar
+
+import pydantic
+
+from .. import _utils as _graph_utils
+from .. import exceptions
+from ..nodes import BaseNode, End
+from . import (
+    BaseStatePersistence,
+    EndSnapshot,
+    NodeSnapshot,
+    RunEndT,
+    Snapshot,
+    SnapshotStatus,
+    StateT,
+    _utils,
+    build_snapshot_list_type_adapter,
+    find_runnable,
+)
+
+__all__ = ('FileStatePersistence',)
+
+_R = TypeVar('_R')
+
+
+@dataclass
+class FileStatePersistence(BaseStatePersistence[StateT, RunEndT]):
+    """A run's snapshots in the JSON file `json_file`: use one file per run, for every step of it.
+
+    Example:
+        ```python
+        from pathlib import Path
+
+        from tracegraph.persistence.file import FileStatePersistence
+
+        persistence = FileStatePersistence(Path('runs') / 'run_123abc.json')
+        print(persistence.json_file.name)
+        #> run_123abc.json
+        ```
+    """
+
+    json_file: Path
+    """The file holding the run's snapshots."""
+    _snapshots_type_adapter: pydantic.TypeAdapter[list[Snapshot[StateT, RunEndT]]] | None = field(
+        default=None, init=False, repr=False
+    )
+
+    def __post_init__(self) -> None:
+        self.json_file = Path(self.json_file)
+
+    async def snapshot_node(self, state: StateT, next_node: BaseNode[StateT, Any, RunEndT]) -> None:
+        snapshot = NodeSnapshot(state=state, node=next_node)
+        await self._locked(lambda snapshots: snapshots.append(snapshot))
+
+    async def snapshot_node_if_new(
+        self, snapshot_id: str, state: StateT, next_node: BaseNode[StateT, Any, RunEndT]
+    ) -> None:
+        snapshot = NodeSnapshot(state=state, node=next_node)
+
+        def add_if_new(snapshots: list[Snapshot[StateT, RunEndT]]) -> bool:
+            if any(s.id == snapshot_id for s in snapshots):
+                return False
+            snapshots.append(snapshot)
+            return True
+
+        await self._locked(add_if_new)
+
+    async def snapshot_end(self, state: StateT, end: End[RunEndT]) -> None:
+        snapshot = EndSnapshot(state=state, result=end)
+        await self._locked(lambda snapshots: snapshots.append(snapshot))
+
+    def record_run(self, snapshot_id: str) -> AbstractAsyncContextManager[None]:
+        return self._record_run(snapshot_id)
+
+    @asynccontextmanager
+    async def _record_run(self, snapshot_id: str) -> AsyncGenerator[None]:
+        def start(snapshots: list[Snapshot[StateT, RunEndT]]) -> bool:
+            snapshot = find_runnable(snapshots, snapshot_id)
+            snapshot.status = 'running'
+            snapshot.start_ts = _utils.now_utc()
+            return True
+
+        await self._locked(start)
+        started = perf_counter()
+        try:
+            yield
+        except Exception:
+            await self._locked(self._finisher(snapshot_id, perf_counter() - started, 'error'))
+            raise
+        await self._locked(self._finisher(snapshot_id, perf_counter() - started, 'success'))
+
+    def _finisher(
+        self, snapshot_id: str, duration: float, status: SnapshotStatus
+    ) -> Callable[[list[Snapshot[StateT, RunEndT]]], bool]:
+        def finish(snapshots: list[Snapshot[StateT, RunEndT]]) -> bool:
+            snapshot = next(s for s in snapshots if s.id == snapshot_id)
+            assert isinstance(snapshot, NodeSnapshot), 'record_run started only a node snapshot'
+            snapshot.duration = duration
+            snapshot.status = status
+            return True
+
+        return finish
+
+    async def load_next(self) -> NodeSnapshot[StateT, RunEndT] | None:
+        found: list[NodeSnapshot[StateT, RunEndT]] = []
+
+        def take_next(snapshots: list[Snapshot[StateT, RunEndT]]) -> bool:
+            for snapshot in snapshots:
+                if isinstance(snapshot, NodeSnapshot) and snapshot.status == 'created':
+                    snapshot.status = 'pending'
+                    found.append(snapshot)
+                    return True
+            return False
+
+        await self._locked(take_next)
+        return found[0] if found else None
+
+    async def load_all(self) -> list[Snapshot[StateT, RunEndT]]:
+        return await _graph_utils.run_in_executor(self._with_lock, self._read)
+
+    def should_set_types(self) -> bool:
+        return self._snapshots_type_adapter is None
+
+    def set_types(self, state_type: type[StateT], run_end_type: type[RunEndT]) -> None:
+        self._snapshots_type_adapter = build_snapshot_list_type_adapter(state_type, run_end_type)
+
+    async def _locked(self, change: Callable[[list[Snapshot[StateT, RunEndT]]], object]) -> None:
+        """Read the list, apply `change` (which returns False when it changed nothing) and write it back, all under
+        the file lock, in a worker thread."""
+
+        def read_change_write() -> None:
+            snapshots = self._read()
+            if change(snapshots) is not False:
+                self._write(snapshots)
+
+        await _graph_utils.run_in_executor(self._with_lock, read_change_write)
+
+    def _with_lock(self, func: Callable[[], _R]) -> _R:
+        self.json_file.parent.mkdir(parents=True, exist_ok=True)
+        lock_path = self.json_file.with_name(f'{self.json_file.name}.lock')
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # released by the kernel if this process dies
+            return func()
+        finally:
+            os.close(fd)
+
+    def _adapter(self) -> pydantic.TypeAdapter[list[Snapshot[StateT, RunEndT]]]:
+        if self._snapshots_type_adapter is None:
+            raise exceptions.GraphRuntimeError(
+                'FileStatePersistence has no types yet: call `persistence.set_graph_types(graph)` (a run does) first.'
+            )
+        return self._snapshots_type_adapter
+
+    def _read(self) -> list[Snapshot[StateT, RunEndT]]:
+        try:
+            content = self.json_file.read_bytes()
+        except FileNotFoundError:
+            return []
+        return self._adapter().validate_json(content)
+
+    def _write(self, snapshots: list[Snapshot[StateT, RunEndT]]) -> None:
+        data = self._adapter().dump_json(snapshots, indent=2)
+        tmp = self.json_file.with_name(f'{self.json_file.name}.{os.getpid()}.tmp')
+        with open(tmp, 'wb') as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.json_file)
