@@ -40,11 +40,57 @@ CLASSIC_NAMES = {
 }  # fmt: skip
 
 
-@pytest.mark.parametrize('module', list(CLASSIC_NAMES), ids=lambda m: f'tracegraph{m}')
-def test_classic_module_names_are_importable(module: str) -> None:
+PERSISTENCE_ERA_NAMES = {
+    '': ['FullStatePersistence', 'SimpleStatePersistence', 'NodeSnapshot', 'EndSnapshot', 'Snapshot'],
+    '.basenode': [
+        'BaseNode', 'DepsT', 'Edge', 'End', 'GraphRunContext', 'NodeDef', 'NodeRunEndT', 'RunEndT', 'StateT',
+        'generate_snapshot_id',
+    ],
+    '.nodes': ['generate_snapshot_id'],
+    '.persistence': [
+        'BaseStatePersistence', 'EndSnapshot', 'NodeSnapshot', 'RunEndT', 'Snapshot', 'SnapshotStatus', 'StateT',
+        'UNSET_SNAPSHOT_ID', 'build_snapshot_list_type_adapter',
+    ],
+    '.persistence.in_mem': ['FullStatePersistence', 'SimpleStatePersistence'],
+    '.persistence.file': ['FileStatePersistence'],
+    '.persistence._utils': ['CustomNodeSchema', 'nodes_type_context', 'now_utc', 'set_nodes_type_context'],
+    '._utils': ['AbstractSpan', 'get_traceparent', 'infer_obj_name', 'run_in_executor'],
+    '.exceptions': [
+        'GraphBuildingError', 'GraphNodeStatusError', 'GraphRuntimeError', 'GraphSetupError', 'GraphValidationError',
+    ],
+}  # fmt: skip
+"""Read off pydantic_graph 1.107.10's modules (the BaseNode runner and its persistence)."""
+
+
+@pytest.mark.parametrize(
+    ('module', 'names'),
+    [*CLASSIC_NAMES.items(), *PERSISTENCE_ERA_NAMES.items()],
+    ids=[f'0.0.37:tracegraph{m}' for m in CLASSIC_NAMES] + [f'1.107:tracegraph{m}' for m in PERSISTENCE_ERA_NAMES],
+)
+def test_classic_module_names_are_importable(module: str, names: list[str]) -> None:
     mod = importlib.import_module(f'tracegraph{module}')
-    missing = [name for name in CLASSIC_NAMES[module] if not hasattr(mod, name)]
+    missing = [name for name in names if not hasattr(mod, name)]
     assert missing == []
+
+
+@pytest.mark.anyio
+async def test_1x_utils_helpers() -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+
+    assert await _utils.run_in_executor(lambda a, b=0: a + b, 2, b=3) == 5
+    with TracerProvider().get_tracer('t').start_as_current_span('s') as span:
+        ctx = span.get_span_context()
+        assert _utils.get_traceparent(span) == f'00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{int(ctx.trace_flags):02x}'
+    assert _utils.get_traceparent(object()) is None
+
+    def caller() -> str | None:
+        named_thing = object()
+        return inner(named_thing)
+
+    def inner(obj: object) -> str | None:
+        return _utils.infer_obj_name(obj, depth=2)
+
+    assert caller() == 'named_thing'
 
 
 def test_public_modules_export_what_the_classic_ones_export() -> None:

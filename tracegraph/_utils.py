@@ -9,7 +9,7 @@ import warnings
 from collections.abc import Callable
 from datetime import datetime, timezone
 from functools import partial
-from typing import Any, Final, TypeVar, Union, get_args, get_origin
+from typing import Any, Final, TypeAlias, TypeVar, Union, get_args, get_origin
 
 from opentelemetry.trace import Span
 from typing_extensions import ParamSpec, TypeAliasType, TypeIs
@@ -30,6 +30,7 @@ __all__ = (
     'comma_and',
     'get_parent_namespace',
     'run_in_executor',
+    'AbstractSpan',
     'get_traceparent',
     'infer_obj_name',
 )
@@ -131,6 +132,10 @@ _R = TypeVar('_R')
 async def run_in_executor(func: Callable[_P, _R], *args: _P.args, **kwargs: _P.kwargs) -> _R:
     """Run the blocking `func(*args, **kwargs)` in the running loop's default executor and await its result."""
     return await asyncio.get_running_loop().run_in_executor(None, partial(func, *args, **kwargs))
+
+
+AbstractSpan: TypeAlias = Span
+"""What pydantic_graph 1.x accepts as a span: an OpenTelemetry span (a logfire span is one, wrapped)."""
 
 
 def get_traceparent(span: object) -> str | None:

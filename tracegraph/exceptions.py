@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from .persistence import SnapshotStatus
 
-__all__ = ('GraphSetupError', 'GraphRuntimeError', 'GraphNodeStatusError')
+__all__ = ('GraphSetupError', 'GraphRuntimeError', 'GraphNodeStatusError', 'GraphBuildingError', 'GraphValidationError')
 
 
 class GraphSetupError(TypeError):
@@ -45,3 +45,25 @@ class GraphNodeStatusError(GraphRuntimeError):
         """Raise unless a snapshot in `status` may be run."""
         if status not in {'created', 'pending'}:
             raise cls(status)
+
+
+class GraphBuildingError(ValueError):
+    """Raised by pydantic_graph 1.x's graph builder; defined so code that catches it keeps importing (no builder here)."""
+
+    message: str
+    """What is wrong."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+        super().__init__(message)
+
+
+class GraphValidationError(ValueError):
+    """Raised by pydantic_graph 1.x's graph validation; defined so code that catches it keeps importing."""
+
+    message: str
+    """What is wrong."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+        super().__init__(message)
