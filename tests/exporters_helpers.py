@@ -176,6 +176,8 @@ class Receiver:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
+        self.bodies: list[bytes] = []
+        """Every request body received, as it came over the wire."""
         self.replies: list[Reply] = []
         self.trace_requests: list[trace_service_pb2.ExportTraceServiceRequest] = []
         self.metric_requests: list[metrics_service_pb2.ExportMetricsServiceRequest] = []
@@ -261,6 +263,8 @@ class OtlpHttpReceiver(Receiver):
 
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get('Content-Length', '0')))
+                with receiver.lock:
+                    receiver.bodies.append(body)
                 if self.path == '/v1/metrics':
                     receiver._accept_metrics(metrics_service_pb2.ExportMetricsServiceRequest.FromString(body))
                     self._answer(200, metrics_service_pb2.ExportMetricsServiceResponse().SerializeToString())

@@ -48,7 +48,7 @@ class GraphNodeStatusError(GraphRuntimeError):
 
 
 class GraphBuildingError(ValueError):
-    """Raised by pydantic_graph 1.x's graph builder; defined so code that catches it keeps importing (no builder here)."""
+    """Raised by pydantic_graph 1.x's graph builder; defined so code that catches it still imports (no builder)."""
 
     message: str
     """What is wrong."""

@@ -15,7 +15,7 @@ from .nodes import BaseNode, DepsT, End, GraphRunContext, RunEndT
 from .persistence._utils import recording_traceparent
 from .persistence.in_mem import SimpleStatePersistence
 from .tracing import attributes as attr
-from .tracing.outcome import step_outcome
+from .tracing.outcome import error_type, step_outcome
 from .tracing.propagation import current_traceparent
 from .tracing.runtrace import RunTrace
 from .tracing.timeline import NodeError, NodeRecord, NodeTimeline, RunOutcome
@@ -27,12 +27,6 @@ if TYPE_CHECKING:
 __all__ = ('GraphRun', 'GraphRunResult', 'run_step')
 
 T = TypeVar('T', default=Any)
-
-
-def _qualified_name(cls: type) -> str:
-    # The name OpenTelemetry's `record_exception` writes as `exception.type`, so both timelines agree.
-    module = cls.__module__
-    return cls.__qualname__ if module in (None, 'builtins') else f'{module}.{cls.__qualname__}'
 
 
 async def run_step(
@@ -335,7 +329,7 @@ class GraphRun(Generic[StateT, DepsT, RunEndT]):
                     duration=step.duration,
                     outcome=step_outcome(error),
                     next_node=None,
-                    error=NodeError(type=_qualified_name(type(error)), message=str(error)),
+                    error=NodeError(type=error_type(error), message=str(error)),
                 )
             )
         return NodeTimeline(

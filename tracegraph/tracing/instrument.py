@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+import traceback
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from datetime import datetime, timezone
@@ -25,7 +26,7 @@ from pydantic_core import to_jsonable_python
 
 from .._version import __version__
 from . import attributes as attr
-from .outcome import is_interruption, run_outcome, step_outcome
+from .outcome import error_type, is_interruption, run_outcome, step_outcome
 from .runtrace import NodeStepTrace, RunTrace
 from .scrubbing import Scrubber, ScrubbingOptions
 from .settings import InstrumentationSettings
@@ -355,8 +356,7 @@ class RecordingRunTrace(RunTrace):
         if outcome == 'failed':
             self._record_failure(error)
             if span is not None:
-                span.record_exception(error, escaped=True)
-                span.set_status(Status(StatusCode.ERROR, f'{type(error).__name__}: {error}'))
+                self._record_exception(span, error)
         if span is not None:
             span.set_attribute(attr.NODE_OUTCOME, outcome)
         if self._instruments is not None:
@@ -426,8 +426,21 @@ class RecordingRunTrace(RunTrace):
             return
         self._recorded_failure = error
         if self.span is not None and self._record_on_run_span:
-            self.span.record_exception(error, escaped=True)
-            self.span.set_status(Status(StatusCode.ERROR, f'{type(error).__name__}: {error}'))
+            self._record_exception(self.span, error)
+
+    def _record_exception(self, span: Span, error: BaseException) -> None:
+        """`span.record_exception` and an ERROR status, with the secrets in the message and stack trace scrubbed."""
+        scrub = self._inst.scrubber.text
+        span.add_event(
+            'exception',
+            {
+                'exception.type': error_type(error),
+                'exception.message': scrub(str(error)),
+                'exception.stacktrace': scrub(''.join(traceback.format_exception(error))),
+                'exception.escaped': 'True',
+            },
+        )
+        span.set_status(Status(StatusCode.ERROR, scrub(f'{type(error).__name__}: {error}')))
 
     _recorded_failure: BaseException | None = None
 

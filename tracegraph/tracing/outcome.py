@@ -6,7 +6,7 @@ import asyncio
 
 from .attributes import Outcome
 
-__all__ = ('is_interruption', 'step_outcome', 'run_outcome')
+__all__ = ('is_interruption', 'step_outcome', 'run_outcome', 'error_type')
 
 
 def is_interruption(error: BaseException) -> bool:
@@ -43,3 +43,10 @@ def run_outcome(*, ended: bool, error: BaseException | None, failure: BaseExcept
     if failure is not None or (error is not None and not is_interruption(error)):
         return 'failed'
     return 'completed' if ended and error is None else 'interrupted'
+
+
+def error_type(error: BaseException) -> str:
+    """The qualified name of `error`'s class, as OpenTelemetry writes `exception.type`: `ValueError`, `pkg.MyError`."""
+    cls = type(error)
+    module = cls.__module__
+    return cls.__qualname__ if module in (None, 'builtins') else f'{module}.{cls.__qualname__}'

@@ -1,7 +1,17 @@
-"""Scrubbing secrets out of the JSON that tracegraph puts on spans, and cutting it to a set length.
+"""Scrubbing secrets out of everything tracegraph puts on spans, and cutting it to a set length.
 
-A value is scrubbed when any key on its path (a field, a dict key) matches one of the patterns,
-case-insensitively and anywhere in the key: `db_password`, `Authorization`, `user.session_id`.
+Two kinds of rule, both on by default:
+
+- **Keys.** A value is scrubbed when any key on its path (a field, a dict key, or the first item of a two-item
+  list or tuple, as `[('Authorization', 'Bearer x')]` headers are held) matches one of `DEFAULT_SCRUB_PATTERNS`,
+  case-insensitively and anywhere in the key: `db_password`, `Authorization`, `user.session_id`.
+- **Values.** Inside every string (a field's value, an object written as its `repr`, an exception's message and
+  stack trace, a span status) the secret part of `DEFAULT_VALUE_PATTERNS` is replaced: URL credentials
+  (`https://user:[Scrubbed]@host`, DSNs alike), `?api_key=` and other secret query values, `password=` /
+  `token: ` pairs in free text, `Bearer` tokens, and JWT-shaped strings.
+
+What is not scrubbed: secrets under keys and in text that match no pattern (add yours with
+`ScrubbingOptions.extra_patterns` / `extra_value_patterns`), and span names (node and graph ids).
 """
 
 from __future__ import annotations
@@ -13,7 +23,15 @@ from typing import Any
 
 from pydantic_core import to_json, to_jsonable_python
 
-__all__ = ('DEFAULT_SCRUB_PATTERNS', 'SCRUBBED', 'ScrubMatch', 'ScrubbingOptions', 'Scrubber', 'TRUNCATED_SUFFIX')
+__all__ = (
+    'DEFAULT_SCRUB_PATTERNS',
+    'DEFAULT_VALUE_PATTERNS',
+    'SCRUBBED',
+    'ScrubMatch',
+    'ScrubbingOptions',
+    'Scrubber',
+    'TRUNCATED_SUFFIX',
+)
 
 DEFAULT_SCRUB_PATTERNS: tuple[str, ...] = (
     'password',
@@ -28,14 +46,42 @@ DEFAULT_SCRUB_PATTERNS: tuple[str, ...] = (
     r'private[._ -]?key',
     'ssn',
     r'credit[._ -]?card',
+    r'(?<![a-z])pwd(?![a-z])',
+    'passphrase',
+    'bearer',
+    r'(?<![a-z])jwt(?![a-z])',
+    r'(?<![a-z])dsn(?![a-z])',
+    r'access[._ -]?key(?:[._ -]?id)?',
+    'signature',
 )
-"""Regular expressions matched against keys; `auth` does not match `author(s)`."""
+"""Regular expressions matched against keys; `auth` does not match `author(s)`, and the short words (`pwd`, `jwt`,
+`dsn`) match as words only, so `spinner` or `keyboard` stay."""
+
+_SECRET_WORD = (
+    r'(?:password|passwd|pwd|passphrase|secret|token|api[_-]?key|access[_-]?key(?:[_-]?id)?|auth|signature|sig)'
+)
+DEFAULT_VALUE_PATTERNS: tuple[str, ...] = (
+    # `scheme://user:password@host`: the password (a DSN is one too).
+    r'(?<=://)[^/\s:@]*:(?P<secret>[^/\s@]+)(?=@)',
+    # `?api_key=...`, `&token=...`: the query value.
+    rf'(?i)[?&;]{_SECRET_WORD}=(?P<secret>[^&#\s]+)',
+    # `password=...`, `token: ...`, `api_key='...'` in free text and in reprs.
+    rf'(?i)(?<![a-z]){_SECRET_WORD}s?\b["\']?\s*[=:]\s*["\']?(?P<secret>[^\s,;&"\')\]}}]+)',
+    # `Bearer <token>` (an Authorization header's value).
+    r'(?i)\bbearer\s+(?P<secret>[A-Za-z0-9._~+/=-]+)',
+    # JWT-shaped strings.
+    r'(?P<secret>\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,})',
+)
+"""Regular expressions matched inside strings; the `secret` group (the whole match without one) is replaced."""
 
 SCRUBBED = '[Scrubbed]'
 TRUNCATED_SUFFIX = '...[truncated]'
 
-# Every lowercase ASCII text one of `DEFAULT_SCRUB_PATTERNS` matches (case-insensitively) contains one of these.
-_DEFAULT_LITERALS = re.compile('passw|secret|token|key|auth|credential|cookie|session|ssn|credit')
+# Every lowercase ASCII text one of the default key or value patterns matches contains one of these.
+_DEFAULT_LITERALS = re.compile(
+    'passw|passp|pwd|secret|token|key|auth|credential|cookie|session|ssn|credit|bearer|jwt|dsn|access|signature|sig='
+    '|://|eyj'
+)
 # Values that `_scrub` hands back unchanged, checked by exact type before the slower `isinstance` tests.
 _LEAF_TYPES = frozenset({str, int, float, bool, type(None)})
 # Keys repeat from step to step (a node's fields); remembering their pattern matches is bounded by this.
@@ -73,9 +119,13 @@ class ScrubbingOptions:
     """
 
     extra_patterns: Sequence[str] = ()
-    """Regular expressions scrubbed in addition to `DEFAULT_SCRUB_PATTERNS`."""
+    """Regular expressions matched against keys, in addition to `DEFAULT_SCRUB_PATTERNS`."""
+    extra_value_patterns: Sequence[str] = ()
+    """Regular expressions matched inside strings, in addition to `DEFAULT_VALUE_PATTERNS` (a `secret` group
+    names the part to replace; the whole match without one)."""
     callback: Callable[[ScrubMatch], Any] | None = None
-    """Called for every value about to be scrubbed; a return value other than None is kept instead."""
+    """Called for every value about to be scrubbed (for a value pattern, `value` is the secret text); a return
+    value other than None is kept instead."""
 
 
 class Scrubber:
@@ -89,9 +139,19 @@ class Scrubber:
         else:
             patterns = (*DEFAULT_SCRUB_PATTERNS, *options.extra_patterns)
             self._pattern = re.compile('|'.join(f'(?:{p})' for p in patterns), re.IGNORECASE)
+        self._values = (
+            None
+            if options is None
+            # A secret already replaced by an earlier pattern is not a secret for a later one.
+            else [
+                re.compile(p.replace('(?P<secret>', r'(?!\[Scrubbed\])(?P<secret>'))
+                for p in (*DEFAULT_VALUE_PATTERNS, *options.extra_value_patterns)
+            ]
+        )
         self._key_matches: dict[str, re.Match[str] | None] = {}
-        # With the default patterns, JSON whose text holds none of their literals has no key to scrub.
-        self._literals = _DEFAULT_LITERALS if options is not None and not options.extra_patterns else None
+        # With the default patterns, JSON whose text holds none of their literals has nothing to scrub.
+        default = options is not None and not options.extra_patterns and not options.extra_value_patterns
+        self._literals = _DEFAULT_LITERALS if default else None
 
     def jsonable(self, value: Any) -> Any:
         """`value` as JSON-able Python data (unknown objects as their `repr`), scrubbed."""
@@ -109,6 +169,12 @@ class Scrubber:
             if self._pattern is None or not self._may_need_scrubbing(text):
                 return truncate(text, max_length)
         return truncate(to_json(self.jsonable(value), fallback=repr, serialize_unknown=True).decode(), max_length)
+
+    def text(self, text: str, max_length: int | None = None) -> str:
+        """`text` (an exception message, a stack trace, a status) with the secrets in it replaced, and cut."""
+        if self._values is not None and self._may_need_scrubbing(text):
+            text = self._scrub_text(text, ())
+        return text if max_length is None else truncate(text, max_length)
 
     def dumps_jsonable(self, data: Any, max_length: int) -> str:
         """Already JSON-able, already scrubbed `data` as compact JSON cut to `max_length` characters."""
@@ -130,6 +196,8 @@ class Scrubber:
             return match
 
     def _scrub(self, data: Any, path: tuple[str | int, ...]) -> Any:
+        if isinstance(data, str):
+            return self._scrub_text(data, path)
         if isinstance(data, Mapping):
             out: dict[str, Any] = {}
             for key, value in data.items():  # pyright: ignore[reportUnknownVariableType]
@@ -137,14 +205,38 @@ class Scrubber:
                 match = self._match(key)
                 if match is not None:
                     out[key] = self._replacement((*path, key), value, match)
-                elif type(value) in _LEAF_TYPES:  # pyright: ignore[reportUnknownArgumentType]
+                elif type(value) in _LEAF_TYPES and type(value) is not str:  # pyright: ignore[reportUnknownArgumentType]
                     out[key] = value
                 else:
                     out[key] = self._scrub(value, (*path, key))
             return out
         if isinstance(data, list):
-            return [self._scrub(v, (*path, i)) for i, v in enumerate(data)]  # pyright: ignore[reportUnknownVariableType,reportUnknownArgumentType]
+            items: list[Any] = data  # pyright: ignore[reportUnknownVariableType]
+            # A (key, value) pair, as headers are often held: `[('Authorization', 'Bearer x')]`.
+            if len(items) == 2 and isinstance(items[0], str) and (match := self._match(items[0])) is not None:
+                return [items[0], self._replacement((*path, 1), items[1], match)]
+            return [self._scrub(v, (*path, i)) for i, v in enumerate(items)]
         return data
+
+    def _scrub_text(self, text: str, path: tuple[str | int, ...]) -> str:
+        if self._values is None:
+            return text
+        for pattern in self._values:
+            if pattern.search(text) is not None:
+                text = pattern.sub(lambda m: self._replace_secret(m, path), text)
+        return text
+
+    def _replace_secret(self, match: re.Match[str], path: tuple[str | int, ...]) -> str:
+        group = 'secret' if 'secret' in match.re.groupindex else 0
+        start, end = match.span(group)
+        replacement = SCRUBBED
+        if self._callback is not None:
+            kept = self._callback(ScrubMatch(path=path, value=match.group(group), pattern_match=match))
+            if kept is not None:
+                replacement = str(kept)
+        whole = match.group(0)
+        offset = match.start()
+        return whole[: start - offset] + replacement + whole[end - offset :]
 
     def _replacement(self, path: tuple[str | int, ...], value: Any, match: re.Match[str]) -> Any:
         if self._callback is not None:
