@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from time import perf_counter_ns
 from typing import TYPE_CHECKING, Any, Generic
 
 from typing_extensions import TypeVar
@@ -17,7 +18,7 @@ from .persistence.in_mem import SimpleStatePersistence
 from .tracing import attributes as attr
 from .tracing.outcome import error_type, step_outcome
 from .tracing.propagation import current_traceparent
-from .tracing.runtrace import RunTrace
+from .tracing.runtrace import NodeStepTrace, RunTrace
 from .tracing.timeline import NodeError, NodeRecord, NodeTimeline, RunOutcome
 
 if TYPE_CHECKING:
@@ -85,6 +86,22 @@ async def run_step(
     if ended:
         history.append(EndStep(result=result))  # pyright: ignore[reportArgumentType]
     return result
+
+
+class _AfterRunTrace(RunTrace):
+    """What node steps run through once their run's `async with` was left: nothing recorded, nothing kept.
+
+    One instance serves every finished run, so it keeps no state of a step (each gets its own record).
+    """
+
+    def start_step(self, node: object, node_id: str, state: object, snapshot_id: str | None = None) -> NodeStepTrace:
+        return NodeStepTrace(node_id, _utils.now_utc(), perf_counter_ns())
+
+    def fail_step(self, step: NodeStepTrace, error: BaseException, state: object) -> None:
+        step.stop()
+
+
+_AFTER_RUN = _AfterRunTrace()
 
 
 class GraphRun(Generic[StateT, DepsT, RunEndT]):
@@ -289,7 +306,7 @@ class GraphRun(Generic[StateT, DepsT, RunEndT]):
         self._ended_at = _utils.now_utc()
         self._outcome = self._trace.finish(ended=ended, error=error, output=node.data if ended else None)
         # Nodes run after this (the classic API allows it) are not part of the run's trace any more.
-        self._steps_trace = RunTrace()
+        self._steps_trace = _AFTER_RUN
 
     @property
     def timeline(self) -> NodeTimeline:

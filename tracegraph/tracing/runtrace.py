@@ -23,6 +23,11 @@ from .propagation import traceparent_of
 __all__ = ('RunTrace', 'NodeStepTrace', 'FailedStep')
 
 
+_now = datetime.now
+_UTC = timezone.utc
+_perf_ns = perf_counter_ns
+
+
 class NodeStepTrace:
     """One node step as its run's trace saw it: when it started, how long it ran, and the span that ran it.
 
@@ -50,7 +55,7 @@ class NodeStepTrace:
 
     def stop(self) -> int:
         """Set `duration` from the clock; returns it in nanoseconds."""
-        duration_ns = perf_counter_ns() - self.perf_start_ns
+        duration_ns = _perf_ns() - self.perf_start_ns
         self.duration = duration_ns / 1e9
         return duration_ns
 
@@ -83,15 +88,22 @@ class RunTrace:
     span: Span | None = None
     """The run span, None when nothing records it."""
 
+    steps: int = 0
+    """Node steps started so far (counted by a trace that records them)."""
+    failure: BaseException | None = None
+    """The exception a node step raised, unless it was an interruption."""
+    failed_step: FailedStep | None = None
+    """The last node step that raised, with its exception."""
+    _run_id: str | None = None
+    _step: NodeStepTrace | None = None
+
     def __init__(self, run_id: str | None = None) -> None:
-        """Start the trace of a run whose id is `run_id` (a new one, made when first read, when None)."""
-        self._run_id = run_id
-        self.steps: int = 0
-        """Node steps started so far (counted by a trace that records them)."""
-        self.failure: BaseException | None = None
-        """The exception a node step raised, unless it was an interruption."""
-        self.failed_step: FailedStep | None = None
-        """The last node step that raised, with its exception."""
+        """Start the trace of a run whose id is `run_id` (a new one, made when first read, when None).
+
+        The fields above start as class defaults: an untraced run makes one of these per run.
+        """
+        if run_id is not None:
+            self._run_id = run_id
 
     @property
     def run_id(self) -> str:
@@ -108,18 +120,34 @@ class RunTrace:
     def start_step(self, node: object, node_id: str, state: object, snapshot_id: str | None = None) -> NodeStepTrace:
         """A node step begins: `node` (id `node_id`) is about to run with the run's `state`.
 
-        `snapshot_id` is the id of the persistence snapshot the step runs, when the run is persisted.
+        `snapshot_id` is the id of the persistence snapshot the step runs, when the run is persisted. The returned
+        record is read when the step ends; this base reuses one record per run (a run's steps are sequential),
+        since a no-op step is run on every node of every untraced run.
         """
-        return NodeStepTrace(node_id, datetime.now(timezone.utc), perf_counter_ns())
+        step = self._step
+        if step is None:
+            step = self._step = NodeStepTrace(node_id, _now(_UTC), _perf_ns())
+        else:
+            step.node_id = node_id
+            step.start_ts = _now(_UTC)
+            step.perf_start_ns = _perf_ns()
+        return step
 
     def end_step(self, step: NodeStepTrace, next_node: object, state: object) -> None:
         """The step's node returned `next_node` (a node, or the run's `End`); `state` is as the node left it."""
-        step.duration = (perf_counter_ns() - step.perf_start_ns) / 1e9
+        step.duration = (_perf_ns() - step.perf_start_ns) / 1e9
 
     def fail_step(self, step: NodeStepTrace, error: BaseException, state: object) -> None:
         """The step's node raised `error` (or was interrupted by it)."""
         step.stop()
-        self.failed_step = FailedStep(step=step, error=error)
+        kept = NodeStepTrace(step.node_id, step.start_ts, step.perf_start_ns)  # the record may be reused
+        kept.duration, kept.trace_id, kept.span_id, kept.start_ns = (
+            step.duration,
+            step.trace_id,
+            step.span_id,
+            step.start_ns,
+        )
+        self.failed_step = FailedStep(step=kept, error=error)
         if not is_interruption(error):
             self.failure = error
 
