@@ -6,6 +6,11 @@ reads the oldest unacknowledged record, sends it, and moves the cursor past it o
 Whatever is left when the process stops is sent by the next process using the same directory.
 Disk use stays under `max_bytes`: the oldest segments are dropped first, and every dropped span is
 counted in the `tracegraph.spool.dropped_spans` metric and logged.
+
+No fault stops the sender thread. When the disk is full, read-only or gone, batches are kept in a bounded memory
+buffer (the oldest dropped beyond `memory_bytes`, counted as `memory_full`) and written to disk, or sent straight
+from memory, as soon as that works again; every I/O error is retried with backoff, logged once per episode, and
+counted in `io_errors`.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import logging
 import random
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from os import PathLike
 
@@ -22,14 +28,15 @@ from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from .segments import Dropped, Record, SegmentStore
+from .segments import Dropped, Record, SegmentStore, SpoolWriteError
 from .senders import Sender, SendResult, make_sender
 from .settings import OtlpTarget, check_spool_dir
 
 __all__ = ('SpoolSpanExporter', 'METRIC_SPOOL_DROPPED')
 
 METRIC_SPOOL_DROPPED = 'tracegraph.spool.dropped_spans'
-"""Counter of spans the spool gave up, attribute `reason` (`spool_full`, `batch_too_large`, `rejected`, `corrupt`)."""
+"""Counter of spans the spool gave up, attribute `reason`: `spool_full`, `batch_too_large`, `rejected`, `corrupt`,
+`memory_full` (the disk unusable and the memory buffer full), `directory_removed`, `shutdown`."""
 
 logger = logging.getLogger('tracegraph.exporters.spool')
 
@@ -48,6 +55,7 @@ class SpoolSpanExporter(SpanExporter):
         max_retry_after: cap on a backend's `Retry-After`, in seconds.
         request_timeout: seconds to wait for one answer from the backend.
         fsync: fsync each record, so batches survive a power loss and not only a crash of the process.
+        memory_bytes: bound on the batches kept in memory while the disk cannot be written.
         meter_provider: where the dropped-spans counter is recorded (the global one when None).
 
     Raises:
@@ -67,6 +75,7 @@ class SpoolSpanExporter(SpanExporter):
         max_retry_after: float = 300.0,
         request_timeout: float = 10.0,
         fsync: bool = True,
+        memory_bytes: int = 32 * 1024 * 1024,
         meter_provider: metrics.MeterProvider | None = None,
     ) -> None:
         if sender is None:
@@ -97,6 +106,12 @@ class SpoolSpanExporter(SpanExporter):
         self._sent_requests = 0
         self._failed_requests = 0
         self._generation = 0
+        self._memory: deque[tuple[bytes, int]] = deque()
+        """Batches not on disk (it could not be written), oldest first: (payload, spans)."""
+        self._memory_bytes = 0
+        self._max_memory_bytes = memory_bytes
+        self._io_errors = 0
+        self._io_failing = False
         self._thread = threading.Thread(target=self._run, name='tracegraph-spool-sender', daemon=True)
         self._thread.start()
 
@@ -110,18 +125,31 @@ class SpoolSpanExporter(SpanExporter):
             self._record_drop(Dropped(spans=len(spans), bytes=0, reason='shutdown'))
             return SpanExportResult.FAILURE
         payload = _encode(spans)
-        try:
-            dropped = self._store.append(payload, len(spans))
-        except OSError as e:
-            logger.error('tracegraph spool: cannot write to %s: %s', self._store.directory, e)
-            self._record_drop(Dropped(spans=len(spans), bytes=len(payload), reason='write_error'))
-            return SpanExportResult.FAILURE
-        for d in dropped:
-            self._record_drop(d)
+        with self._cond:
+            behind = bool(self._memory)
+        if behind:
+            self._keep_in_memory(payload, len(spans))  # keep the order: the disk is still catching up
+        else:
+            try:
+                for d in self._store.append(payload, len(spans)):
+                    self._record_drop(d)
+            except OSError as e:
+                self._io_error('storing a batch', e)
+                self._keep_in_memory(payload, len(spans))
         with self._cond:
             self._generation += 1
             self._cond.notify_all()
         return SpanExportResult.SUCCESS
+
+    def _keep_in_memory(self, payload: bytes, spans: int) -> None:
+        with self._cond:
+            self._memory.append((payload, spans))
+            self._memory_bytes += len(payload)
+            while self._memory_bytes > self._max_memory_bytes and len(self._memory) > 1:
+                old, old_spans = self._memory.popleft()
+                self._memory_bytes -= len(old)
+                self._dropped['memory_full'] = self._dropped.get('memory_full', 0) + old_spans
+                self._dropped_counter.add(old_spans, {'reason': 'memory_full'})
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         """Wait until the backend acknowledged everything stored, or until the timeout.
@@ -129,7 +157,7 @@ class SpoolSpanExporter(SpanExporter):
         Returns:
             True when nothing is left to send; False on timeout (the rest stays on disk).
         """
-        return self._wait(lambda: self._store.pending_spans == 0, timeout_millis / 1000)
+        return self._wait(lambda: self.pending_spans == 0, timeout_millis / 1000)
 
     def shutdown(self, timeout: float = 2.0) -> None:
         """Give the sender up to `timeout` seconds to deliver (less when the backend is failing), then stop it.
@@ -138,7 +166,7 @@ class SpoolSpanExporter(SpanExporter):
         """
         if self._stopping:
             return
-        self._wait(lambda: self._store.pending_spans == 0 or self._failing, timeout)
+        self._wait(lambda: self.pending_spans == 0 or self._failing, timeout)
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
@@ -150,8 +178,21 @@ class SpoolSpanExporter(SpanExporter):
 
     @property
     def pending_spans(self) -> int:
-        """Spans stored and not yet acknowledged by the backend."""
-        return self._store.pending_spans
+        """Spans stored (on disk or, while it cannot be written, in memory) and not yet acknowledged."""
+        with self._cond:
+            in_memory = sum(n for _, n in self._memory)
+        return self._store.pending_spans + in_memory
+
+    @property
+    def memory_spans(self) -> int:
+        """Spans kept in memory because the disk could not be written."""
+        with self._cond:
+            return sum(n for _, n in self._memory)
+
+    @property
+    def io_errors(self) -> int:
+        """Disk operations (writes, reads, cursor updates) that failed and were retried."""
+        return self._io_errors
 
     @property
     def disk_bytes(self) -> int:
@@ -189,46 +230,108 @@ class SpoolSpanExporter(SpanExporter):
     def _run(self) -> None:
         attempts = 0
         while not self._stopping:
-            generation = self._generation
-            record, corrupt = self._store.next_record()
-            if corrupt is not None:
-                self._record_drop(corrupt)
-            if record is None:
-                with self._cond:
-                    self._cond.notify_all()  # wakes force_flush() waiters
-                    self._cond.wait_for(lambda g=generation: self._stopping or self._generation != g, 1.0)
-                continue
-            result = self._send(record)
-            if result.outcome == 'retry':
-                attempts += 1
-                self._failed_requests += 1
-                self._failing = True
-                delay = self._delay(attempts, result.retry_after)
-                logger.warning(
-                    'tracegraph spool: sending %d spans failed (%s); retry %d in %.2fs',
-                    record.spans,
-                    result.detail,
-                    attempts,
-                    delay,
-                )
+            try:
+                attempts = self._step(attempts)
+            except Exception as e:  # nothing may end this thread: an error is retried, the spool is not stranded
+                self._io_error('sending from the spool', e)
                 with self._cond:
                     self._cond.notify_all()
-                    if not self._stopping:
-                        self._cond.wait_for(lambda: self._stopping, delay)
-                continue
-            attempts = 0
-            self._failing = False
-            if result.outcome == 'drop':
-                logger.error('tracegraph spool: backend refused %d spans for good (%s)', record.spans, result.detail)
-                self._record_drop(Dropped(spans=record.spans, bytes=len(record.payload), reason='rejected'))
-            elif result.rejected_spans:
-                logger.error('tracegraph spool: backend rejected %d spans (%s)', result.rejected_spans, result.detail)
-                self._record_drop(Dropped(spans=result.rejected_spans, bytes=0, reason='rejected'))
-            if result.outcome == 'ok':
-                self._sent_requests += 1
-            self._store.ack(record)
+                    self._cond.wait_for(lambda: self._stopping, self._delay(min(self._io_errors, 8), None))
+
+    def _step(self, attempts: int) -> int:
+        """One round of the sender: send the oldest record (from disk, else from memory); returns the attempts."""
+        generation = self._generation
+        self._spill_memory()
+        record, corrupt = self._store.next_record()
+        if corrupt is not None:
+            self._record_drop(corrupt)
+        if record is None:
+            record = self._memory_record()
+        if record is None:
+            self._io_recovered()
+            with self._cond:
+                self._cond.notify_all()  # wakes force_flush() waiters
+                self._cond.wait_for(lambda g=generation: self._stopping or self._generation != g, 1.0)
+            return attempts
+        result = self._send(record)
+        if result.outcome == 'retry':
+            attempts += 1
+            self._failed_requests += 1
+            self._failing = True
+            delay = self._delay(attempts, result.retry_after)
+            logger.warning(
+                'tracegraph spool: sending %d spans failed (%s); retry %d in %.2fs',
+                record.spans,
+                result.detail,
+                attempts,
+                delay,
+            )
             with self._cond:
                 self._cond.notify_all()
+                if not self._stopping:
+                    self._cond.wait_for(lambda: self._stopping, delay)
+            return attempts
+        self._failing = False
+        if result.outcome == 'drop':
+            logger.error('tracegraph spool: backend refused %d spans for good (%s)', record.spans, result.detail)
+            self._record_drop(Dropped(spans=record.spans, bytes=len(record.payload), reason='rejected'))
+        elif result.rejected_spans:
+            logger.error('tracegraph spool: backend rejected %d spans (%s)', result.rejected_spans, result.detail)
+            self._record_drop(Dropped(spans=result.rejected_spans, bytes=0, reason='rejected'))
+        if result.outcome == 'ok':
+            self._sent_requests += 1
+        if record.segment < 0:
+            with self._cond:
+                payload, _spans = self._memory.popleft()
+                self._memory_bytes -= len(payload)
+        else:
+            self._store.ack(record)
+        with self._cond:
+            self._cond.notify_all()
+        return 0
+
+    def _spill_memory(self) -> None:
+        """Move batches kept in memory to disk, oldest first, while the disk takes them."""
+        while True:
+            with self._cond:
+                if not self._memory:
+                    return
+                payload, spans = self._memory[0]
+            try:
+                dropped = self._store.append(payload, spans)
+            except SpoolWriteError:
+                return  # still failing: sent from memory instead, and tried again next round
+            with self._cond:
+                self._memory.popleft()
+                self._memory_bytes -= len(payload)
+            for d in dropped:
+                self._record_drop(d)
+
+    def _memory_record(self) -> Record | None:
+        with self._cond:
+            if not self._memory:
+                return None
+            payload, spans = self._memory[0]
+        return Record(segment=-1, offset=0, end=0, spans=spans, payload=payload)
+
+    def _io_error(self, doing: str, error: BaseException) -> None:
+        self._io_errors += 1
+        if not self._io_failing:
+            self._io_failing = True
+            logger.error(
+                'tracegraph spool: %s failed (%s: %s); retrying with backoff, batches kept in memory meanwhile',
+                doing,
+                type(error).__name__,
+                error,
+            )
+
+    def _io_recovered(self) -> None:
+        if self._io_failing:
+            self._io_failing = False
+            logger.warning(
+                'tracegraph spool: %s works again after %d I/O errors', self._store.directory, self._io_errors
+            )
+        self._store.flush_cursor()
 
     def _send(self, record: Record) -> SendResult:
         try:
