@@ -7,9 +7,10 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
-from exporters_helpers import OtlpGrpcReceiver, OtlpHttpReceiver, Receiver, Reply, wait_until
+from exporters_helpers import OtlpGrpcReceiver, OtlpHttpReceiver, Receiver, Reply, free_port, wait_until
 
 _CHILD = textwrap.dedent(
     """
@@ -78,3 +79,60 @@ def test_sigkill_mid_export_then_restart_loses_nothing_http(tmp_path: Path) -> N
 def test_sigkill_mid_export_then_restart_loses_nothing_grpc(tmp_path: Path) -> None:
     with OtlpGrpcReceiver() as receiver:
         _kill_mid_export_and_restart(tmp_path, receiver, 'grpc')
+
+
+_GRAPH_CHILD = textwrap.dedent(
+    """
+    import sys, time
+    from exporters_helpers import Increment, counter_graph
+    from tracegraph.exporters import configure
+
+    spool_dir, endpoint = sys.argv[1:3]
+    configure(endpoint=endpoint, spool_dir=spool_dir, service_name='killed', metrics=False)
+    graph = counter_graph()
+    ended = 0
+    for _ in range(100_000):  # bounded: the parent kills us long before
+        graph.run_sync(Increment(0))
+        ended += 5  # 4 node spans and the run span, all ended when run_sync returns
+        print(ended, time.monotonic(), flush=True)
+        time.sleep(0.001)
+    """
+)
+
+
+def test_sigkill_loses_at_most_the_spans_of_the_last_200ms(tmp_path: Path) -> None:
+    """Graphs run through `configure(spool_dir=...)` with the backend down; a SIGKILL at a random moment leaves
+    on disk every span that ended more than 200 ms before it."""
+    from tracegraph.exporters.segments import SegmentStore
+
+    dead = f'http://127.0.0.1:{free_port()}'
+    env = {**os.environ, 'PYTHONPATH': str(Path(__file__).parent)}
+    env = {k: v for k, v in env.items() if not k.startswith('OTEL_')}
+    child = subprocess.Popen(
+        [sys.executable, '-c', _GRAPH_CHILD, str(tmp_path / 'spool'), dead],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout is not None
+    progress: list[tuple[int, float]] = []
+    try:
+        for line in child.stdout:
+            ended, at = line.split()
+            progress.append((int(ended), float(at)))
+            if len(progress) >= 300:
+                break
+        killed_at = time.monotonic()
+        child.send_signal(signal.SIGKILL)
+    finally:
+        child.kill()
+        child.communicate(timeout=10)
+    assert child.returncode == -signal.SIGKILL
+    due = max((n for n, at in progress if at <= killed_at - 0.2), default=0)
+    assert due >= 400
+    store = SegmentStore(tmp_path / 'spool', max_bytes=1 << 30, segment_bytes=1 << 22, fsync=False)
+    try:
+        assert store.pending_spans >= due, (store.pending_spans, due, progress[-1][0])
+    finally:
+        store.close()

@@ -223,6 +223,7 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
         infer_name: bool = True,
         span: AbstractContextManager[Any] | None = None,
         yield_start_node: bool | None = None,
+        _resume: _Resume | None = None,
     ) -> AsyncGenerator[GraphRun[StateT, DepsT, T]]:
         """Start a run and hand it over to be driven by `async for` or `await run.next(...)`.
 
@@ -255,19 +256,37 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
                 'Pass `history=` (the classic API) or `persistence=` (the 0.0.40+ API) to a run, not both; '
                 'a `FullStatePersistence` keeps every step of a persisted run.'
             )
-        if persistence is not None:
+        if persistence is not None and _resume is None:
             persistence.set_graph_types(self)
+        if history is None:
+            history = []
         with ExitStack() as stack:
-            graph_run = self._start_run(
-                stack,
+            entered = stack.enter_context(span) if span is not None else None
+            trace = (
+                self._instrumentation.start_run(
+                    graph_name=self.name or 'unnamed_graph',
+                    start_node_id=start_node.get_id(),
+                    given_span=span,
+                    entered_span=entered,
+                    resumed_from=(_last_span(history) if history else None)
+                    if _resume is None
+                    else _resume.resumed_from,
+                    parent=None if _resume is None else _resume.parent,
+                )
+                if self._instrumentation is not None
+                else RunTrace()
+            )
+            # Not `GraphRun[StateT, DepsT, T](...)`: subscripting at run time builds a generic alias per run.
+            graph_run: GraphRun[StateT, DepsT, T] = GraphRun(
+                self,
                 start_node,
-                history=history if history is not None else [],
+                history=history,
                 state=state,
                 deps=deps,
+                trace=trace,
                 persistence=persistence,
-                span=span,
-                yield_start_node=yield_start_node,
-                resumed_from=_last_span(history) if history else None,
+                snapshot_id=None if _resume is None else _resume.snapshot_id,
+                yield_start_node=self.yield_start_node if yield_start_node is None else yield_start_node,
             )
             try:
                 yield graph_run
@@ -312,26 +331,22 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
             raise exceptions.GraphRuntimeError('Unable to restore snapshot from state persistence.')
         snapshot.node.set_snapshot_id(snapshot.id)
         origin = parse_traceparent(snapshot.traceparent)
-        with ExitStack() as stack:
-            graph_run = self._start_run(
-                stack,
-                snapshot.node,
-                history=[],
-                state=snapshot.state,
-                deps=deps,
-                persistence=persistence,
-                span=span,
-                yield_start_node=yield_start_node,
-                snapshot_id=snapshot.id,
-                resumed_from=(f'{origin.trace_id:032x}', f'{origin.span_id:016x}') if origin is not None else None,
-                parent=context_from_traceparent(snapshot.traceparent) if join_trace else None,
-            )
-            try:
-                yield graph_run
-            except BaseException as error:
-                graph_run._finish(error)
-                raise
-            graph_run._finish(None)
+        resume = _Resume(
+            snapshot_id=snapshot.id,
+            resumed_from=(f'{origin.trace_id:032x}', f'{origin.span_id:016x}') if origin is not None else None,
+            parent=context_from_traceparent(snapshot.traceparent) if join_trace else None,
+        )
+        async with self.iter(
+            snapshot.node,
+            state=snapshot.state,
+            deps=deps,
+            persistence=persistence,
+            infer_name=False,
+            span=span,
+            yield_start_node=yield_start_node,
+            _resume=resume,
+        ) as graph_run:
+            yield graph_run
 
     async def initialize(
         self: Graph[StateT, DepsT, T],
@@ -347,49 +362,6 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
         persistence.set_graph_types(self)
         with recording_traceparent(current_traceparent()):
             await persistence.snapshot_node(state, node)
-
-    def _start_run(
-        self: Graph[StateT, DepsT, T],
-        stack: ExitStack,
-        start_node: BaseNode[StateT, DepsT, T],
-        *,
-        history: list[HistoryStep[StateT, T]],
-        state: StateT,
-        deps: DepsT,
-        persistence: BaseStatePersistence[StateT, T] | None,
-        span: AbstractContextManager[Any] | None,
-        yield_start_node: bool | None,
-        resumed_from: tuple[str, str] | None,
-        snapshot_id: str | None = None,
-        parent: Context | None = None,
-    ) -> GraphRun[StateT, DepsT, T]:
-        """Enter `span` on `stack`, start the run's trace and build its `GraphRun` (for `iter` and
-        `iter_from_persistence`, whose `async with` bodies end it with `GraphRun._finish`)."""
-        entered = stack.enter_context(span) if span is not None else None
-        trace = (
-            self._instrumentation.start_run(
-                graph_name=self.name or 'unnamed_graph',
-                start_node_id=start_node.get_id(),
-                given_span=span,
-                entered_span=entered,
-                resumed_from=resumed_from,
-                parent=parent,
-            )
-            if self._instrumentation is not None
-            else RunTrace()
-        )
-        # Not `GraphRun[StateT, DepsT, T](...)`: subscripting at run time builds a generic alias per run.
-        return GraphRun(
-            self,
-            start_node,
-            history=history,
-            state=state,
-            deps=deps,
-            trace=trace,
-            persistence=persistence,
-            snapshot_id=snapshot_id,
-            yield_start_node=self.yield_start_node if yield_start_node is None else yield_start_node,
-        )
 
     def get_nodes(self) -> Sequence[type[BaseNode[StateT, DepsT, RunEndT]]]:
         """The graph's node classes."""
@@ -566,6 +538,15 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
                 if item is self:
                     self.name = name
                     return
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Resume:
+    """How `iter_from_persistence` continues a run: the snapshot it starts from and the trace it continues."""
+
+    snapshot_id: str
+    resumed_from: tuple[str, str] | None
+    parent: Context | None
 
 
 def _last_span(history: Sequence[HistoryStep[Any, Any]]) -> tuple[str, str] | None:

@@ -187,6 +187,7 @@ class GraphRun(Generic[StateT, DepsT, RunEndT]):
         """Where the run's snapshots go; None for a classic (`history=`) run."""
         self._snapshot_id = snapshot_id
         self._yield_start_node = yield_start_node
+        self._special = yield_start_node or persistence is not None
         self._history_start = len(history)
         self._started_at = _utils.now_utc()
         self._ended_at: datetime | None = None
@@ -283,13 +284,17 @@ class GraphRun(Generic[StateT, DepsT, RunEndT]):
     async def __anext__(self) -> BaseNode[StateT, DepsT, RunEndT] | End[RunEndT]:
         """Run the next node; stops after the node that returned `End` (which is yielded last)."""
         node = self._next_node
-        if self._yield_start_node:
-            self._yield_start_node = False
-            return node
+        if self._special:  # one check on the common path for both 1.x behaviours
+            if self._yield_start_node:
+                self._yield_start_node = False
+                self._special = self.persistence is not None
+                return node
+            if self.persistence is not None:
+                if isinstance(node, End):
+                    raise StopAsyncIteration
+                return await self.next(node)
         if isinstance(node, End):
             raise StopAsyncIteration
-        if self.persistence is not None:
-            return await self.next(node)
         # `next()` inlined: one coroutine less per step.
         self._next_node = await run_step(
             self.graph, node, self.history, state=self.state, deps=self.deps, trace=self._steps_trace

@@ -123,6 +123,11 @@ class Telemetry:
         self.shutdown()
 
 
+SPOOL_SCHEDULE_DELAY_MILLIS = 100
+"""How long the batch processor in front of a spool holds spans before writing them (the SDK's default is 5 s):
+a SIGKILL loses at most the spans that ended in this window plus one write, under 200 ms."""
+
+
 def configure(
     *,
     service_name: str | None = None,
@@ -214,7 +219,8 @@ def configure(
             _close_prometheus(telemetry_kwargs)
             raise ConfigurationError(str(e)) from e
         telemetry_kwargs['spool'] = spool
-        processors.append(BatchSpanProcessor(spool))
+        # The spool's point is to survive a crash: a span waits at most this long in memory before it is on disk.
+        processors.append(BatchSpanProcessor(spool, schedule_delay_millis=SPOOL_SCHEDULE_DELAY_MILLIS))
     elif use_otlp:
         processors.append(BatchSpanProcessor(_otlp_span_exporter(trace_target)))
 
