@@ -242,3 +242,23 @@ def test_concurrent_writers_to_one_file(tmp_path: Path) -> None:
     assert len(snapshots) == 100
     assert titles == sorted(f'w{w}-{i}' for w in range(4) for i in range(25))
     assert not list(tmp_path.glob('*.tmp'))
+
+
+class ListPersistence(FullStatePersistence):
+    """A user's own persistence: stores snapshots it builds itself, with no tracing code of its own."""
+
+    async def snapshot_node(self, state: Any, next_node: BaseNode[Any, Any, Any]) -> None:
+        self.history.append(NodeSnapshot(state=state, node=next_node))
+
+    async def snapshot_end(self, state: Any, end: End[Any]) -> None:
+        self.history.append(EndSnapshot(state=state, result=end))
+
+
+async def test_a_custom_persistence_records_traceparents_without_extra_work(otel: Pipeline) -> None:
+    graph = traced_articles(otel)
+    persistence = ListPersistence(deep_copy=False)
+    result = await graph.run(Draft(), state=Article('T'), persistence=persistence)
+    assert result.traceparent is not None
+    assert [s.traceparent for s in persistence.history] == [result.traceparent] * 4
+    # Outside a run nothing is recorded: a snapshot made by hand has no traceparent.
+    assert NodeSnapshot(state=Article('x'), node=Draft()).traceparent is None

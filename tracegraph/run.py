@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from time import perf_counter_ns
+from datetime import datetime, timedelta, timezone
+from time import perf_counter_ns as _perf_ns
 from typing import TYPE_CHECKING, Any, Generic
 
 from typing_extensions import TypeVar
@@ -39,8 +39,11 @@ async def run_step(
     deps: DepsT,
     trace: RunTrace,
     snapshot_id: str | None = None,
+    ctx: GraphRunContext[StateT, DepsT] | None = None,
 ) -> BaseNode[StateT, DepsT, Any] | End[T]:
     """Run `node` through `trace`, then append its `NodeStep` (and the `EndStep` when it ended the run) to `history`.
+
+    `ctx` is the context handed to the node: a new `GraphRunContext(state, deps)` when None.
 
     As in the classic engine, the step is appended after the node ran, with the state as the node left it; a node
     that raises appends no step.
@@ -53,31 +56,37 @@ async def run_step(
     node_id = node.get_id()
     if node_id not in graph.node_defs:
         raise exceptions.GraphRuntimeError(f'Node `{node}` is not in the graph.')
-    ctx = GraphRunContext(state, deps)
-    step = trace.start_step(node, node_id, state, snapshot_id)
+    if ctx is None:
+        ctx = GraphRunContext(state, deps)
+    # One clock read for the history and the span; the node's duration starts after the span was opened.
+    start = _now(_UTC)
+    step = trace.start_step(node, node_id, state, start, snapshot_id) if trace.recording else None
+    t0 = _perf_ns()
     try:
         result = await node.run(ctx)
     except BaseException as error:
-        trace.fail_step(step, error, state)
+        trace.fail_step(step, node_id, start, (_perf_ns() - t0) / 1e9, error, state)
         raise
+    duration = (_perf_ns() - t0) / 1e9
     ended = isinstance(result, End)
     if ended or isinstance(result, BaseNode):
-        trace.end_step(step, result, state)
         bad_return = None
+        if step is not None:
+            trace.end_step(step, result, state, duration)
     else:
         bad_return = exceptions.GraphRuntimeError(
             f'Invalid node return type: `{type(result).__name__}`. Expected `BaseNode` or `End`.'
         )
-        trace.fail_step(step, bad_return, state)
+        trace.fail_step(step, node_id, start, duration, bad_return, state)
     history.append(
         NodeStep(
             state=state,
             node=node,
-            start_ts=step.start_ts,
-            duration=step.duration,
+            start_ts=start,
+            duration=duration,
             snapshot_state=graph.snapshot_state,
-            trace_id=step.trace_id,
-            span_id=step.span_id,
+            trace_id=None if step is None else step.trace_id,
+            span_id=None if step is None else step.span_id,
         )
     )
     if bad_return is not None:
@@ -88,17 +97,26 @@ async def run_step(
     return result
 
 
+_now = datetime.now
+_UTC = timezone.utc
+
+
 class _AfterRunTrace(RunTrace):
     """What node steps run through once their run's `async with` was left: nothing recorded, nothing kept.
 
-    One instance serves every finished run, so it keeps no state of a step (each gets its own record).
+    One instance serves every finished run, so it keeps nothing of a step.
     """
 
-    def start_step(self, node: object, node_id: str, state: object, snapshot_id: str | None = None) -> NodeStepTrace:
-        return NodeStepTrace(node_id, _utils.now_utc(), perf_counter_ns())
-
-    def fail_step(self, step: NodeStepTrace, error: BaseException, state: object) -> None:
-        step.stop()
+    def fail_step(
+        self,
+        step: NodeStepTrace | None,
+        node_id: str,
+        start: datetime,
+        duration: float,
+        error: BaseException,
+        state: object,
+    ) -> None:
+        pass
 
 
 _AFTER_RUN = _AfterRunTrace()
@@ -188,6 +206,7 @@ class GraphRun(Generic[StateT, DepsT, RunEndT]):
         self._snapshot_id = snapshot_id
         self._yield_start_node = yield_start_node
         self._special = yield_start_node or persistence is not None
+        self._ctx: GraphRunContext[StateT, DepsT] | None = None
         self._history_start = len(history)
         self._started_at = _utils.now_utc()
         self._ended_at: datetime | None = None
@@ -295,9 +314,14 @@ class GraphRun(Generic[StateT, DepsT, RunEndT]):
                 return await self.next(node)
         if isinstance(node, End):
             raise StopAsyncIteration
-        # `next()` inlined: one coroutine less per step.
+        # `next()` inlined: one coroutine less per step. The context is the last step's while it is unchanged (the
+        # same state and deps, no attribute added): what a new one would hold, without building it every step.
+        ctx = self._ctx
+        state = self.state
+        if ctx is None or ctx.state is not state or ctx.deps is not self.deps or len(ctx.__dict__) != 2:
+            ctx = self._ctx = GraphRunContext(state, self.deps)
         self._next_node = await run_step(
-            self.graph, node, self.history, state=self.state, deps=self.deps, trace=self._steps_trace
+            self.graph, node, self.history, state=state, deps=self.deps, trace=self._steps_trace, ctx=ctx
         )
         return self._next_node
 
@@ -339,16 +363,15 @@ class GraphRun(Generic[StateT, DepsT, RunEndT]):
                 )
             )
         if (failed := self._trace.failed_step) is not None:
-            error, step = failed.error, failed.step
-            start = step.start_ts
+            error = failed.error
             records.append(
                 NodeRecord(
                     step=len(records) + 1,
-                    node_id=step.node_id,
-                    span_id=step.span_id,
-                    start=start,
-                    end=start + timedelta(seconds=step.duration),
-                    duration=step.duration,
+                    node_id=failed.node_id,
+                    span_id=failed.span_id,
+                    start=failed.start,
+                    end=failed.start + timedelta(seconds=failed.duration),
+                    duration=failed.duration,
                     outcome=step_outcome(error),
                     next_node=None,
                     error=NodeError(type=error_type(error), message=str(error)),

@@ -162,7 +162,8 @@ class SpoolSpanExporter(SpanExporter):
     def shutdown(self, timeout: float = 2.0) -> None:
         """Give the sender up to `timeout` seconds to deliver (less when the backend is failing), then stop it.
 
-        Whatever was not delivered stays on disk for the next process using this directory.
+        Whatever was not delivered stays on disk for the next process using this directory; batches still only in
+        memory (the disk could not be written) get one last try at the disk, and are counted as lost otherwise.
         """
         if self._stopping:
             return
@@ -171,6 +172,14 @@ class SpoolSpanExporter(SpanExporter):
             self._stopping = True
             self._cond.notify_all()
         self._thread.join(timeout)
+        self._spill_memory()
+        with self._cond:
+            lost = sum(n for _, n in self._memory)
+            self._memory.clear()
+            self._memory_bytes = 0
+        if lost:
+            logger.error('tracegraph spool: %d spans kept in memory could not reach the disk before shutdown', lost)
+            self._record_drop(Dropped(spans=lost, bytes=0, reason='shutdown'))
         self._sender.close()
         self._store.close()
 

@@ -12,7 +12,7 @@ import time
 import traceback
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -27,7 +27,7 @@ from pydantic_core import to_jsonable_python
 from .._version import __version__
 from . import attributes as attr
 from .outcome import error_type, is_interruption, run_outcome, step_outcome
-from .runtrace import NodeStepTrace, RunTrace
+from .runtrace import NodeStepTrace, RunTrace, datetime_to_ns
 from .scrubbing import Scrubber, ScrubbingOptions
 from .settings import InstrumentationSettings
 
@@ -291,15 +291,17 @@ class RecordingRunTrace(RunTrace):
         # Current while the caller's `async with` body runs, so spans it opens between steps nest under the run.
         self._token = otel_context.attach(self.context)
 
-    def start_step(self, node: object, node_id: str, state: object, snapshot_id: str | None = None) -> NodeStepTrace:
+    recording = True
+
+    def start_step(
+        self, node: object, node_id: str, state: object, start: datetime, snapshot_id: str | None = None
+    ) -> NodeStepTrace:
         """Open the step's node span (a child of the run span) and make it current while the node runs."""
         self.steps += 1
+        step = NodeStepTrace(node_id, datetime_to_ns(start))
         tracer = self._tracer
         if tracer is None:
-            return super().start_step(node, node_id, state, snapshot_id)
-        start_ns = time.time_ns()  # one wall-clock read for the span and the history
-        step = NodeStepTrace(node_id, datetime.fromtimestamp(start_ns / 1e9, tz=timezone.utc), 0)
-        step.start_ns = start_ns
+            return step
         span_attrs = {
             **self._node_attrs,
             attr.NODE_ID: node_id,
@@ -327,32 +329,36 @@ class RecordingRunTrace(RunTrace):
         step.token = otel_context.attach(trace.set_span_in_context(span))
         if self._record_state_mode != 'none':
             step.state_before = to_jsonable_python(state, fallback=repr, serialize_unknown=True)
-        # The node's own time starts now: the span's set-up above is not the node's.
-        step.perf_start_ns = time.perf_counter_ns()
         return step
 
-    def end_step(self, step: NodeStepTrace, next_node: object, state: object) -> None:
+    def end_step(self, step: NodeStepTrace, next_node: object, state: object, duration: float) -> None:
         """End the node span as completed, naming the node that comes next, and record the step's duration."""
-        duration_ns = step.stop()
         span = step.span
         if span is not None:
             # A node names itself with `get_id()`; the run's `End` has none.
             get_id: Callable[[], str] | None = getattr(next_node, 'get_id', None)
-            # Two single sets cost the SDK less than one `set_attributes` call with a dict.
+            # Two single sets cost the SDK less than one `set_attribute` call with a dict.
             span.set_attribute(attr.NODE_NEXT, get_id() if get_id is not None else attr.END_NODE_ID)
             span.set_attribute(attr.NODE_OUTCOME, 'completed')
         if self._instruments is not None:
             # While the node span is current: the duration's exemplar names the node span.
-            self._record_step_metrics(self._instruments, step.node_id, 'completed', step.perf_start_ns, duration_ns)
+            self._record_step_metrics(self._instruments, step.node_id, 'completed', duration)
         if span is not None:
-            self._end_node_span(step, span, state, step.start_ns + duration_ns)
+            self._end_node_span(step, span, state, step.start_ns + round(duration * 1e9))
 
-    def fail_step(self, step: NodeStepTrace, error: BaseException, state: object) -> None:
+    def fail_step(
+        self,
+        step: NodeStepTrace | None,
+        node_id: str,
+        start: datetime,
+        duration: float,
+        error: BaseException,
+        state: object,
+    ) -> None:
         """End the node span as failed (the exception recorded, status ERROR) or interrupted."""
-        super().fail_step(step, error, state)
-        duration_ns = round(step.duration * 1e9)
+        super().fail_step(step, node_id, start, duration, error, state)
         outcome = step_outcome(error)
-        span = step.span
+        span = step.span if step is not None else None
         if outcome == 'failed':
             self._record_failure(error)
             if span is not None:
@@ -360,9 +366,9 @@ class RecordingRunTrace(RunTrace):
         if span is not None:
             span.set_attribute(attr.NODE_OUTCOME, outcome)
         if self._instruments is not None:
-            self._record_step_metrics(self._instruments, step.node_id, outcome, step.perf_start_ns, duration_ns)
-        if span is not None:
-            self._end_node_span(step, span, state, step.start_ns + duration_ns)
+            self._record_step_metrics(self._instruments, node_id, outcome, duration)
+        if step is not None and span is not None:
+            self._end_node_span(step, span, state, step.start_ns + round(duration * 1e9))
 
     def _end_node_span(self, step: NodeStepTrace, span: Span, state: object, end_ns: int) -> None:
         if self._record_state_mode != 'none':
@@ -377,19 +383,17 @@ class RecordingRunTrace(RunTrace):
             cached = self._trace_hex_cache = (trace_id, f'{trace_id:032x}')
         return cached[1]
 
-    def _record_step_metrics(
-        self, instruments: _Instruments, node_id: str, outcome: str, start_perf_ns: int, duration_ns: int
-    ) -> None:
+    def _record_step_metrics(self, instruments: _Instruments, node_id: str, outcome: str, duration: float) -> None:
         key = (node_id, outcome)
         attrs = self._node_metric_attrs.get(key)
         if attrs is None:
             attrs = {attr.GRAPH_NAME: self.graph_name, attr.NODE_ID: node_id, attr.NODE_OUTCOME: outcome}
             self._node_metric_attrs[key] = attrs
-        instruments.node_duration.record(duration_ns / 1e9, attrs)
+        instruments.node_duration.record(duration, attrs)
         # Steps are counted in batches: an SDK counter add costs as much as a small span's attributes. The count
         # is at most a second behind, and complete when the run ends.
         self._uncounted_steps += 1
-        now = start_perf_ns + duration_ns  # the step's end on the perf_counter clock: no second read
+        now = time.perf_counter_ns()
         if not self._has_run or now - self._steps_counted_at >= _STEP_COUNT_INTERVAL_NS:
             self._count_steps(instruments, now)
 

@@ -1,17 +1,18 @@
 """The seam between the engine and the tracing layer: `RunTrace`, the trace of one run, and its node steps.
 
-The engine drives every run through a `RunTrace`: `start_step` before a node runs, `end_step` or `fail_step` after,
-`finish` when the run's `async with` is left. This base class records nothing — it is what a run gets when no
-OpenTelemetry SDK is configured (as a non-recording span is in OpenTelemetry) — so the engine has one code path and
-the untraced run is the same code as the traced one. `tracing.instrument` subclasses it to record spans and metrics.
+The engine drives every run through a `RunTrace`. It times each node step itself, on one clock, and tells the trace:
+`start_step` before the node runs and `end_step` after it returned — both only when `recording` is true, as
+OpenTelemetry code asks `span.is_recording()` before it builds costly attributes — and `fail_step` when it raised;
+`finish` when the run's `async with` is left. This base class records nothing: it is what a run gets when no
+OpenTelemetry SDK is configured (as a non-recording span is in OpenTelemetry), so the untraced run is the same code
+as the traced one, minus two calls. `tracing.instrument` subclasses it to record spans and metrics.
 The tracing layer never imports the engine: nodes, states and outputs are plain objects here.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from time import perf_counter_ns
+from datetime import datetime, timedelta, timezone
 
 from opentelemetry.trace import Span
 
@@ -20,51 +21,45 @@ from .ids import uuid4_hex
 from .outcome import is_interruption, run_outcome
 from .propagation import traceparent_of
 
-__all__ = ('RunTrace', 'NodeStepTrace', 'FailedStep')
+__all__ = ('RunTrace', 'NodeStepTrace', 'FailedStep', 'datetime_to_ns')
 
 
-_now = datetime.now
-_UTC = timezone.utc
-_perf_ns = perf_counter_ns
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def datetime_to_ns(value: datetime) -> int:
+    """A UTC-aware datetime as integer nanoseconds since the epoch (exact to its microsecond)."""
+    return (value - _EPOCH) // _MICROSECOND * 1000
 
 
 class NodeStepTrace:
-    """One node step as its run's trace saw it: when it started, how long it ran, and the span that ran it.
+    """What a recording trace keeps of one node step between `start_step` and `end_step`: its span."""
 
-    Only the times are set on every step; the span's fields keep their class defaults when nothing records it.
-    """
+    __slots__ = ('node_id', 'span', 'span_id', 'start_ns', 'state_before', 'token', 'trace_id')
 
-    duration: float = 0.0
-    """Seconds the node's `run` took, set when the step ends."""
-    trace_id: str | None = None
-    """32-hex id of the trace of the node span, None when nothing recorded the step."""
-    span_id: str | None = None
-    """16-hex id of the node span, None when nothing recorded the step."""
-    start_ns: int = 0
-    """When the step started, in nanoseconds since the epoch (set when a span records the step)."""
-    span: Span | None = None
-    token: object = None
-    state_before: object = None
-
-    def __init__(self, node_id: str, start_ts: datetime, perf_start_ns: int) -> None:
+    def __init__(self, node_id: str, start_ns: int) -> None:
         self.node_id = node_id
-        self.start_ts = start_ts
-        """When the step started (UTC)."""
-        self.perf_start_ns = perf_start_ns
-        """When the step started on the `perf_counter_ns` clock, which durations are measured on."""
-
-    def stop(self) -> int:
-        """Set `duration` from the clock; returns it in nanoseconds."""
-        duration_ns = _perf_ns() - self.perf_start_ns
-        self.duration = duration_ns / 1e9
-        return duration_ns
+        self.start_ns = start_ns
+        """When the step started, in nanoseconds since the epoch (the engine's clock read)."""
+        self.trace_id: str | None = None
+        """32-hex id of the trace of the node span, None when the span is not recording."""
+        self.span_id: str | None = None
+        """16-hex id of the node span, None when the span is not recording."""
+        self.span: Span | None = None
+        self.token: object = None
+        self.state_before: object = None
 
 
 @dataclass(frozen=True, kw_only=True)
 class FailedStep:
     """The node step that raised, and what it raised."""
 
-    step: NodeStepTrace
+    node_id: str
+    start: datetime
+    duration: float
+    """Seconds."""
+    span_id: str | None
     error: BaseException
 
 
@@ -76,10 +71,8 @@ class RunTrace:
         from tracegraph.tracing.runtrace import RunTrace
 
         trace = RunTrace()
-        step = trace.start_step('node input', 'Increment', state=None)
-        trace.end_step(step, 'End', state=None)
-        print(step.duration >= 0, step.span_id, trace.finish(ended=True, error=None, output=1))
-        #> True None completed
+        print(trace.recording, trace.finish(ended=True, error=None, output=1))
+        #> False completed
         ```
     """
 
@@ -95,7 +88,6 @@ class RunTrace:
     failed_step: FailedStep | None = None
     """The last node step that raised, with its exception."""
     _run_id: str | None = None
-    _step: NodeStepTrace | None = None
 
     def __init__(self, run_id: str | None = None) -> None:
         """Start the trace of a run whose id is `run_id` (a new one, made when first read, when None).
@@ -117,37 +109,42 @@ class RunTrace:
         """The W3C `traceparent` of the run span, None when nothing records it."""
         return traceparent_of(self.span)
 
-    def start_step(self, node: object, node_id: str, state: object, snapshot_id: str | None = None) -> NodeStepTrace:
-        """A node step begins: `node` (id `node_id`) is about to run with the run's `state`.
+    recording: bool = False
+    """Whether the trace records node steps; the engine calls `start_step` / `end_step` only when it does."""
 
-        `snapshot_id` is the id of the persistence snapshot the step runs, when the run is persisted. The returned
-        record is read when the step ends; this base reuses one record per run (a run's steps are sequential),
-        since a no-op step is run on every node of every untraced run.
+    def start_step(
+        self, node: object, node_id: str, state: object, start: datetime, snapshot_id: str | None = None
+    ) -> NodeStepTrace:
+        """A node step begins (called only when `recording`): `node` (id `node_id`) is about to run on `state`.
+
+        Args:
+            node: the node, recorded as its input.
+            node_id: its id.
+            state: the run's state before the node runs.
+            start: when the step started (UTC), the engine's one clock read for the step.
+            snapshot_id: the id of the persistence snapshot the step runs, when the run is persisted.
         """
-        step = self._step
-        if step is None:
-            step = self._step = NodeStepTrace(node_id, _now(_UTC), _perf_ns())
-        else:
-            step.node_id = node_id
-            step.start_ts = _now(_UTC)
-            step.perf_start_ns = _perf_ns()
-        return step
+        return NodeStepTrace(node_id, datetime_to_ns(start))
 
-    def end_step(self, step: NodeStepTrace, next_node: object, state: object) -> None:
-        """The step's node returned `next_node` (a node, or the run's `End`); `state` is as the node left it."""
-        step.duration = (_perf_ns() - step.perf_start_ns) / 1e9
+    def end_step(self, step: NodeStepTrace, next_node: object, state: object, duration: float) -> None:
+        """The step's node returned `next_node` (a node, or the run's `End`) after `duration` seconds; `state` is
+        as the node left it (called only when `recording`)."""
 
-    def fail_step(self, step: NodeStepTrace, error: BaseException, state: object) -> None:
-        """The step's node raised `error` (or was interrupted by it)."""
-        step.stop()
-        kept = NodeStepTrace(step.node_id, step.start_ts, step.perf_start_ns)  # the record may be reused
-        kept.duration, kept.trace_id, kept.span_id, kept.start_ns = (
-            step.duration,
-            step.trace_id,
-            step.span_id,
-            step.start_ns,
-        )
-        self.failed_step = FailedStep(step=kept, error=error)
+    def fail_step(
+        self,
+        step: NodeStepTrace | None,
+        node_id: str,
+        start: datetime,
+        duration: float,
+        error: BaseException,
+        state: object,
+    ) -> None:
+        """The step's node raised `error` (or was interrupted by it) after `duration` seconds.
+
+        `step` is what `start_step` returned, None when the trace is not recording.
+        """
+        span_id = step.span_id if step is not None else None
+        self.failed_step = FailedStep(node_id=node_id, start=start, duration=duration, span_id=span_id, error=error)
         if not is_interruption(error):
             self.failure = error
 
