@@ -136,12 +136,46 @@ def test_torn_last_line_is_skipped_with_a_warning(tmp_path: Path, caplog: pytest
     ]
 
 
-def test_a_bad_line_in_the_middle_names_file_and_line(tmp_path: Path) -> None:
+def test_a_bad_line_in_the_middle_is_skipped_and_counted(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     path = tmp_path / 'f.jsonl'
-    path.write_text('{"resourceSpans":[]}\nnot json\n{"resourceSpans":[]}\n')
+    JsonLinesSpanExporter(path).export(make_spans())
+    with path.open('a') as f:
+        f.write('not json\n{"resourceSpans":[{"resou\n')  # a torn line, then more good lines after it
+    JsonLinesSpanExporter(path).export(make_spans())
+    assert len(read_spans(path)) == 8
+    assert caplog.record_tuples == [
+        (
+            'tracegraph.exporters.file',
+            logging.WARNING,
+            f'tracegraph: skipped 2 lines of {path} that are not trace requests (lines 5, 6)',
+        )
+    ]
     with pytest.raises(ValueError) as info:
-        read_spans(path)
-    assert str(info.value) == f'{path}:2: not an OTLP/JSON trace request: Expecting value: line 1 column 1 (char 0)'
+        read_spans(path, strict=True)
+    assert str(info.value) == f'{path}:5: not an OTLP/JSON trace request: Expecting value: line 1 column 1 (char 0)'
+
+
+def test_a_full_disk_leaves_no_torn_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A write that fails part-way is cut back: later batches append whole lines after the last good one."""
+    import errno
+    import os
+
+    from tracegraph.exporters import file as file_module
+
+    path = tmp_path / 'f.jsonl'
+    exporter = JsonLinesSpanExporter(path)
+    assert exporter.export(make_spans()).name == 'SUCCESS'
+    real_write = os.write
+
+    def half_then_enospc(fd: int, data: bytes | memoryview) -> int:
+        monkeypatch.setattr(file_module.os, 'write', real_write)
+        real_write(fd, bytes(data[: len(data) // 2]))
+        raise OSError(errno.ENOSPC, 'No space left on device')
+
+    monkeypatch.setattr(file_module.os, 'write', half_then_enospc)
+    assert exporter.export(make_spans()).name == 'FAILURE'
+    assert exporter.export(make_spans()).name == 'SUCCESS'
+    assert len(read_spans(path, strict=True)) == 8  # no torn line anywhere
 
 
 def test_reads_collector_style_lines_with_many_spans(tmp_path: Path) -> None:

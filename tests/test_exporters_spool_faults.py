@@ -246,3 +246,26 @@ def test_stray_files_are_skipped(tmp_path: Path, caplog: pytest.LogCaptureFixtur
         assert len(receiver.spans()) == len(spans)
     assert any('not a segment file' in r.getMessage() for r in caplog.records)
     assert wait_until(lambda: True)
+
+
+def test_telemetry_force_flush_waits_for_spool_delivery(tmp_path: Path) -> None:
+    from exporters_helpers import counter_graph, free_port
+
+    from tracegraph.exporters import configure
+
+    port = free_port()
+    telemetry = configure(
+        endpoint=f'http://127.0.0.1:{port}', spool_dir=tmp_path / 'spool', metrics=False, set_global=False
+    )
+    try:
+        graph = counter_graph(tracer_provider=telemetry.tracer_provider)
+        from exporters_helpers import Increment
+
+        graph.run_sync(Increment(0))
+        assert telemetry.force_flush(300) is False  # the backend is down: stored, not delivered
+        assert telemetry.spool is not None and telemetry.spool.pending_spans == 5
+        with OtlpHttpReceiver(port=port) as receiver:
+            assert telemetry.force_flush(30_000) is True
+            assert len(receiver.spans()) == 5
+    finally:
+        telemetry.shutdown()

@@ -201,16 +201,25 @@ class GraphRun(Generic[StateT, DepsT, RunEndT]):
         self._trace = trace if trace is not None else RunTrace()
         self._steps_trace = self._trace
         """What node steps run through: the run's trace, and one recording nothing once the run was left."""
-        self.persistence = persistence
-        """Where the run's snapshots go; None for a classic (`history=`) run."""
-        self._snapshot_id = snapshot_id
-        self._yield_start_node = yield_start_node
-        self._special = yield_start_node or persistence is not None
-        self._ctx: GraphRunContext[StateT, DepsT] | None = None
-        self._history_start = len(history)
+        if persistence is not None or yield_start_node:  # the 1.x behaviours; the class defaults otherwise
+            self.persistence = persistence
+            self._snapshot_id = snapshot_id
+            self._yield_start_node = yield_start_node
+            self._special = True
+        if history:
+            self._history_start = len(history)
         self._started_at = _utils.now_utc()
-        self._ended_at: datetime | None = None
-        self._outcome: RunOutcome = 'running'
+
+    persistence: BaseStatePersistence[StateT, RunEndT] | None = None
+    """Where the run's snapshots go; None for a classic (`history=`) run."""
+    _snapshot_id: str | None = None
+    _yield_start_node: bool = False
+    _special: bool = False
+    """Whether `__anext__` has a 1.x behaviour to apply (`persistence` or `yield_start_node`)."""
+    _ctx: GraphRunContext[Any, Any] | None = None
+    _history_start: int = 0
+    _ended_at: datetime | None = None
+    _outcome: RunOutcome = 'running'
 
     @property
     def next_node(self) -> BaseNode[StateT, DepsT, RunEndT] | End[RunEndT]:

@@ -10,6 +10,8 @@ files can be replayed into any Collector. A batch is appended with one `write()`
 from __future__ import annotations
 
 import base64
+import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -74,24 +76,33 @@ class JsonLinesSpanExporter(SpanExporter):
         self._closed = False
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        """Append the batch with a single `write()`."""
+        """Append the batch as whole lines: a write that fails part-way (a full disk) is cut back, so the file never
+        holds a torn line in its middle. Writers in several processes take turns through `flock`."""
         if self._closed:
             return SpanExportResult.FAILURE
         data = ''.join(span_to_json_line(s) + '\n' for s in spans).encode()
         with self._lock:
             try:
                 fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            except OSError as e:
+                logger.error('tracegraph: cannot open %s to append %d spans: %s', self.path, len(spans), e)
+                return SpanExportResult.FAILURE
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                start = os.fstat(fd).st_size
                 try:
                     view = memoryview(data)
                     while view:
                         view = view[os.write(fd, view) :]
                     if self.fsync:
                         os.fsync(fd)
-                finally:
-                    os.close(fd)
-            except OSError as e:
-                logger.error('tracegraph: cannot append %d spans to %s: %s', len(spans), self.path, e)
-                return SpanExportResult.FAILURE
+                except OSError as e:
+                    with contextlib.suppress(OSError):
+                        os.ftruncate(fd, start)  # no torn line left behind: shrinking needs no space
+                    logger.error('tracegraph: cannot append %d spans to %s: %s', len(spans), self.path, e)
+                    return SpanExportResult.FAILURE
+            finally:
+                os.close(fd)  # releases the lock
         return SpanExportResult.SUCCESS
 
     def shutdown(self) -> None:
@@ -103,11 +114,12 @@ class JsonLinesSpanExporter(SpanExporter):
         return True
 
 
-def read_spans(path: str | PathLike[str]) -> list[ReadableSpan]:
+def read_spans(path: str | PathLike[str], *, strict: bool = False) -> list[ReadableSpan]:
     """Read a JSON Lines file of OTLP/JSON trace requests back into SDK `ReadableSpan`s.
 
     Lines may hold any number of spans (so files from the Collector's `file` exporter work too). A torn last
-    line, left by a process killed while writing, is skipped with a warning.
+    line, left by a process killed while writing, is skipped with a warning; so is (unless `strict`) any other
+    line that is not a trace request, with one warning naming how many and where.
 
     Example:
         ```python
@@ -118,12 +130,13 @@ def read_spans(path: str | PathLike[str]) -> list[ReadableSpan]:
         ```
 
     Raises:
-        ValueError: for a line that is not an OTLP/JSON trace request, naming the file and line number.
+        ValueError: with `strict`, for a line that is not an OTLP/JSON trace request, naming the file and line.
     """
     file = Path(path)
-    text = file.read_text(encoding='utf-8')
+    text = file.read_text(encoding='utf-8', errors='replace')
     lines = text.split('\n')
     spans: list[ReadableSpan] = []
+    bad: list[int] = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -135,8 +148,16 @@ def read_spans(path: str | PathLike[str]) -> list[ReadableSpan]:
             if number == len(lines) and not text.endswith('\n'):
                 logger.warning('tracegraph: skipping the torn last line %d of %s', number, file)
                 break
-            raise ValueError(f'{file}:{number}: not an OTLP/JSON trace request: {e}') from e
+            if strict:
+                raise ValueError(f'{file}:{number}: not an OTLP/JSON trace request: {e}') from e
+            bad.append(number)
+            continue
         spans.extend(_spans_from_request(request))
+    if bad:
+        shown = ', '.join(map(str, bad[:10])) + (', ...' if len(bad) > 10 else '')
+        logger.warning(
+            'tracegraph: skipped %d lines of %s that are not trace requests (lines %s)', len(bad), file, shown
+        )
     return spans
 
 

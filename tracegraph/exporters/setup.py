@@ -86,11 +86,19 @@ class Telemetry:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
-        """Export everything buffered now; True when every processor and metric reader finished in time."""
+        """Export everything buffered now and, with a spool, wait until the backend acknowledged it.
+
+        Returns:
+            True when every processor and metric reader finished in time and the spool holds nothing unsent;
+            False otherwise (what is left stays in the spool and is sent later).
+        """
         if self.owns_tracer_provider:
             ok = bool(self.tracer_provider.force_flush(timeout_millis))
         else:
             ok = all(p.force_flush(timeout_millis) for p in self.span_processors)
+        if self.spool is not None:
+            # The batch processor only hands spans to the spool; delivery is the spool's to wait for.
+            ok = self.spool.force_flush(timeout_millis) and ok
         if self.meter_provider is not None:
             ok = self.meter_provider.force_flush(timeout_millis) and ok
         return ok
