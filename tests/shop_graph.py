@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
+from typing import Any
 
 from tracegraph import BaseNode, End, Graph, GraphRunContext
 
@@ -36,3 +37,14 @@ class Pay(BaseNode[Cart, None, str]):
 
 
 shop = Graph(nodes=[AddItem, Pay])
+
+
+def pin_times(history: list[Any]) -> None:
+    """Give every step of `history` fixed, distinct times and durations, so its JSON does not depend on the clock."""
+    t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    for i, step in enumerate(history):
+        if step.kind == 'node':
+            step.start_ts = t0 + timedelta(seconds=i)
+            step.duration = 0.25 * (i + 1)
+        else:
+            step.ts = t0 + timedelta(seconds=i)

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import pydantic
 import pytest
 from dirty_equals import IsFloat, IsStr
 from inline_snapshot import snapshot
-from shop_graph import AddItem, Cart, Pay, shop
+from shop_graph import AddItem, Cart, Pay, pin_times, shop
 from tracing_helpers import Pipeline
 
 from tracegraph import EndStep, Graph, NodeStep
@@ -76,17 +75,6 @@ async def test_resume_from_loaded_history() -> None:
 def test_history_type_adapter_needs_a_graph() -> None:
     with pytest.raises(RuntimeError, match="needs the graph's nodes"):
         pydantic.TypeAdapter(NodeStep[Cart, str])
-
-
-def pin_times(history: list[Any]) -> None:
-    """Give every step fixed, distinct times and durations: the same function as tests/fixtures/make_classic.py."""
-    t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
-    for i, step in enumerate(history):
-        if step.kind == 'node':
-            step.start_ts = t0 + timedelta(seconds=i)
-            step.duration = 0.25 * (i + 1)
-        else:
-            step.ts = t0 + timedelta(seconds=i)
 
 
 async def test_untraced_history_is_byte_for_byte_the_classic_json() -> None:

@@ -192,16 +192,21 @@ def test_short_writes_and_enospc_injected(tmp_path: Path, monkeypatch: pytest.Mo
         assert again.spans() == []
 
 
-def test_a_flipped_byte_loses_only_its_own_record(tmp_path: Path) -> None:
-    spans = make_spans(runs=160, nodes=4)  # 800 spans, 16 records of 50
+def _stored_segment(tmp_path: Path, spans: list[ReadableSpan], size: int) -> tuple[Path, bytearray]:
+    """Store `spans` in batches of `size` while the backend is down; the one segment file and its bytes."""
     with OtlpHttpReceiver() as receiver:
         receiver.script(*[Reply(status=503)] * 10_000)
         spool = _spool(tmp_path / 'spool', receiver.endpoint)
-        for batch in _batches(spans, 50):
+        for batch in _batches(spans, size):
             spool.export(batch)
         spool.shutdown(timeout=0.2)
     (segment,) = (tmp_path / 'spool').glob('*.seg')
-    data = bytearray(segment.read_bytes())
+    return segment, bytearray(segment.read_bytes())
+
+
+def test_a_flipped_byte_loses_only_its_own_record(tmp_path: Path) -> None:
+    spans = make_spans(runs=160, nodes=4)  # 800 spans, 16 records of 50
+    segment, data = _stored_segment(tmp_path, spans, 50)
     data[16 + 100] ^= 0xFF  # a payload byte of the first record
     segment.write_bytes(bytes(data))
     with OtlpHttpReceiver() as receiver:
@@ -215,14 +220,7 @@ def test_a_flipped_byte_loses_only_its_own_record(tmp_path: Path) -> None:
 
 def test_a_damaged_header_resynchronises_to_the_next_record(tmp_path: Path) -> None:
     spans = make_spans(runs=40, nodes=4)  # 200 spans, 4 records of 50
-    with OtlpHttpReceiver() as receiver:
-        receiver.script(*[Reply(status=503)] * 10_000)
-        spool = _spool(tmp_path / 'spool', receiver.endpoint)
-        for batch in _batches(spans, 50):
-            spool.export(batch)
-        spool.shutdown(timeout=0.2)
-    (segment,) = (tmp_path / 'spool').glob('*.seg')
-    data = bytearray(segment.read_bytes())
+    segment, data = _stored_segment(tmp_path, spans, 50)
     data[0:4] = b'XXXX'  # the first record's magic
     segment.write_bytes(bytes(data))
     with OtlpHttpReceiver() as receiver:

@@ -57,12 +57,22 @@ def _is_none(value: object) -> bool:
     return value is None
 
 
-def _current_traceparent() -> str | None:
-    return _utils.snapshot_traceparent.get()
+class _SnapshotIds:
+    """What both snapshot kinds do when made: take their node's snapshot id and the current run's traceparent."""
+
+    id: str
+    traceparent: str | None
+    node: Any
+
+    def __post_init__(self) -> None:
+        if self.id == UNSET_SNAPSHOT_ID:
+            self.id = self.node.get_snapshot_id()
+        if self.traceparent is None:
+            self.traceparent = _utils.snapshot_traceparent.get()
 
 
 @dataclass(kw_only=True)
-class NodeSnapshot(Generic[StateT, RunEndT]):
+class NodeSnapshot(_SnapshotIds, Generic[StateT, RunEndT]):
     """A node to run next, with the state it will run on."""
 
     state: StateT
@@ -82,15 +92,9 @@ class NodeSnapshot(Generic[StateT, RunEndT]):
     traceparent: Annotated[str | None, pydantic.Field(exclude_if=_is_none)] = None
     """W3C `traceparent` of the span that made the snapshot, None when nothing traced it (tracegraph's own field)."""
 
-    def __post_init__(self) -> None:
-        if self.id == UNSET_SNAPSHOT_ID:
-            self.id = self.node.get_snapshot_id()
-        if self.traceparent is None:
-            self.traceparent = _current_traceparent()
-
 
 @dataclass(kw_only=True)
-class EndSnapshot(Generic[StateT, RunEndT]):
+class EndSnapshot(_SnapshotIds, Generic[StateT, RunEndT]):
     """The end of a run: the final state and the `End` a node returned."""
 
     state: StateT
@@ -105,12 +109,6 @@ class EndSnapshot(Generic[StateT, RunEndT]):
     """The snapshot's id: the `End`'s `get_snapshot_id()`."""
     traceparent: Annotated[str | None, pydantic.Field(exclude_if=_is_none)] = None
     """W3C `traceparent` of the span that made the snapshot, None when nothing traced it (tracegraph's own field)."""
-
-    def __post_init__(self) -> None:
-        if self.id == UNSET_SNAPSHOT_ID:
-            self.id = self.node.get_snapshot_id()
-        if self.traceparent is None:
-            self.traceparent = _current_traceparent()
 
     @property
     def node(self) -> End[RunEndT]:
