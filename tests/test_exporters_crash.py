@@ -136,3 +136,78 @@ def test_sigkill_loses_at_most_the_spans_of_the_last_200ms(tmp_path: Path) -> No
         assert store.pending_spans >= due, (store.pending_spans, due, progress[-1][0])
     finally:
         store.close()
+
+
+_WORKER_CHILD = textwrap.dedent(
+    """
+    import sys, time
+    from exporters_helpers import make_spans
+    from tracegraph.exporters.settings import resolve_target
+    from tracegraph.exporters.spool import SpoolSpanExporter
+
+    spool_dir, endpoint, ids_file, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    target = resolve_target(endpoint=endpoint, protocol='http/protobuf', headers=None, signal='traces')
+    spool = SpoolSpanExporter(spool_dir, target=target, initial_backoff=0.02, max_backoff=0.1, request_timeout=5)
+    print(spool.directory, flush=True)
+    with open(ids_file, 'a') as ids:
+        for _ in range(count):
+            batch = make_spans(runs=1, nodes=3)
+            spool.export(batch)
+            ids.write(''.join(f'{s.context.span_id:016x}\\n' for s in batch))
+            ids.flush()
+    print('stored', flush=True)
+    go = sys.argv[5]
+    for _ in range(6000):  # bounded: until the parent says stop (or kills us)
+        if __import__('os').path.exists(go):
+            break
+        time.sleep(0.01)
+    spool.shutdown(timeout=0.1)
+    """
+)
+
+
+def test_workers_sharing_a_spool_directory_one_killed_nothing_stranded(tmp_path: Path) -> None:
+    """Four worker processes share one spool_dir while the backend is down; one is SIGKILLed, the others stop. A
+    process started later takes over every spool left behind and delivers every span exactly once."""
+    dead = f'http://127.0.0.1:{free_port()}'
+    env = {**os.environ, 'PYTHONPATH': str(Path(__file__).parent)}
+    spool_dir = tmp_path / 'spool'
+    workers = []
+    for i in range(4):
+        args = [str(spool_dir), dead, str(tmp_path / f'ids-{i}.txt'), '20', str(tmp_path / 'go')]
+        workers.append(
+            subprocess.Popen(
+                [sys.executable, '-c', _WORKER_CHILD, *args],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
+    directories = []
+    for worker in workers:
+        assert worker.stdout is not None
+        directories.append(worker.stdout.readline().strip())
+        assert worker.stdout.readline().strip() == 'stored'
+    assert len(set(directories)) == 4  # each worker its own spool: the shared directory and three worker folders
+    workers[1].send_signal(signal.SIGKILL)
+    (tmp_path / 'go').touch()  # the others stop normally, their spans left on disk (the backend is down)
+    for worker in workers:
+        worker.communicate(timeout=30)
+    accepted = set()
+    for i in range(4):
+        accepted |= set((tmp_path / f'ids-{i}.txt').read_text().split())
+    assert len(accepted) == 4 * 20 * 4
+
+    with OtlpHttpReceiver() as receiver:
+        from tracegraph.exporters.settings import resolve_target
+        from tracegraph.exporters.spool import SpoolSpanExporter
+
+        target = resolve_target(endpoint=receiver.endpoint, protocol='http/protobuf', headers=None, signal='traces')
+        heir = SpoolSpanExporter(spool_dir, target=target, initial_backoff=0.02, max_backoff=0.1)
+        assert heir.force_flush(30_000)
+        heir.shutdown()
+        received = [s.span_id for s in receiver.spans()]
+    assert len(received) == len(set(received)) == len(accepted)
+    assert set(received) == accepted
+    assert [p for p in spool_dir.iterdir() if p.name.startswith('worker-')] == []

@@ -24,8 +24,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan
 
-from tracegraph.exporters import ConfigurationError, configure
-from tracegraph.exporters.segments import SpoolLockedError
+from tracegraph.exporters import configure
 from tracegraph.exporters.senders import parse_retry_after
 from tracegraph.exporters.settings import resolve_target
 from tracegraph.exporters.spool import METRIC_SPOOL_DROPPED, SpoolSpanExporter
@@ -247,15 +246,19 @@ def test_memory_stays_bounded_while_the_backend_is_down(tmp_path: Path, caplog: 
     spool.export(batch)  # warm up imports and caches before measuring
     tracemalloc.start()
     try:
-        before = tracemalloc.get_traced_memory()[0]
+        before = tracemalloc.take_snapshot()
         for _ in range(150):  # about 5 MB of spans, five times the disk bound
             spool.export(batch)
-        grown = tracemalloc.get_traced_memory()[0] - before
+        after = tracemalloc.take_snapshot()
     finally:
         tracemalloc.stop()
+    # What the spool's own code holds on to (one-off growth of interpreter tables, such as the interned-string
+    # dict a path lookup may resize, is not the spool's and is left out).
+    ours = [tracemalloc.Filter(True, '*tracegraph*'), tracemalloc.Filter(True, '*opentelemetry*')]
+    grown = sum(stat.size_diff for stat in after.filter_traces(ours).compare_to(before.filter_traces(ours), 'filename'))
     assert spool.disk_bytes <= 1_000_000
     assert spool.dropped_spans['spool_full'] > 0
-    assert grown < 1_000_000, grown
+    assert grown < 1_000_000, (grown, spool.memory_spans, spool.dropped_spans)
     spool.shutdown()
 
 
@@ -315,15 +318,14 @@ def test_shutdown_with_the_backend_down_is_quick_and_keeps_the_data(tmp_path: Pa
     assert spool.pending_spans == 4
 
 
-def test_one_live_process_per_spool_directory(tmp_path: Path) -> None:
+def test_a_second_live_spool_in_one_directory_gets_its_own_folder(tmp_path: Path) -> None:
     first = _spool(tmp_path, f'http://127.0.0.1:{free_port()}')
-    with pytest.raises(SpoolLockedError) as info:
-        _spool(tmp_path, f'http://127.0.0.1:{free_port()}')
-    assert str(info.value) == (
-        f"spool_dir '{tmp_path}' is in use by another live process: [Errno 11] Resource temporarily unavailable"
-    )
-    with pytest.raises(ConfigurationError) as config_info:
-        configure(spool_dir=tmp_path, set_global=False)
-    assert str(config_info.value) == str(info.value)
+    second = _spool(tmp_path, f'http://127.0.0.1:{free_port()}')
+    assert first.directory == tmp_path
+    assert second.directory.parent == tmp_path and second.directory.name.startswith('worker-')
+    telemetry = configure(spool_dir=tmp_path, set_global=False, metrics=False)  # a third, through configure()
+    assert telemetry.spool is not None and telemetry.spool.directory.name.startswith('worker-')
+    telemetry.shutdown()
+    second.shutdown()
     first.shutdown()
-    _spool(tmp_path, f'http://127.0.0.1:{free_port()}').shutdown()  # released by shutdown
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith('worker-')] == []  # empty ones are removed

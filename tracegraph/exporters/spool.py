@@ -11,24 +11,34 @@ No fault stops the sender thread. When the disk is full, read-only or gone, batc
 buffer (the oldest dropped beyond `memory_bytes`, counted as `memory_full`) and written to disk, or sent straight
 from memory, as soon as that works again; every I/O error is retried with backoff, logged once per episode, and
 counted in `io_errors`.
+
+Several processes may share one spool directory (the workers of one app, each running `configure(spool_dir=...)`):
+the first holds the directory itself, each other one gets a spool of its own inside it (`worker-<pid>-<hex>`), and
+every live spool looks for the spools of processes that died (their lock is free) and sends what they left, then
+removes them: nothing a killed worker stored is stranded.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
 import random
+import secrets
+import shutil
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from os import PathLike
+from pathlib import Path
 
 from opentelemetry import metrics
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from .segments import Dropped, Record, SegmentStore, SpoolWriteError
+from .segments import Dropped, Record, SegmentStore, SpoolLockedError, SpoolWriteError
 from .senders import Sender, SendResult, make_sender
 from .settings import OtlpTarget, check_spool_dir
 
@@ -58,8 +68,7 @@ class SpoolSpanExporter(SpanExporter):
         memory_bytes: bound on the batches kept in memory while the disk cannot be written.
         meter_provider: where the dropped-spans counter is recorded (the global one when None).
 
-    Raises:
-        SpoolLockedError: another live process uses `directory`.
+    A directory another live spool holds is shared: this one then writes to a `worker-*` folder inside it.
     """
 
     def __init__(
@@ -87,7 +96,20 @@ class SpoolSpanExporter(SpanExporter):
         try:
             path = check_spool_dir(directory)
             segment_bytes = min(segment_bytes, max_bytes)
-            self._store = SegmentStore(path, max_bytes=max_bytes, segment_bytes=segment_bytes, fsync=fsync)
+            self._open_store = functools.partial(
+                SegmentStore, max_bytes=max_bytes, segment_bytes=segment_bytes, fsync=fsync
+            )
+            try:
+                self._store = self._open_store(path)
+            except SpoolLockedError:
+                # Another live spool holds the directory: this process gets one of its own inside it, locked under
+                # a name no other spool looks at before it takes the name they do (else one could take it as dead).
+                name = f'{_WORKER_PREFIX}{os.getpid()}-{secrets.token_hex(4)}'
+                making = path / f'.{name}'
+                making.mkdir()
+                self._store = self._open_store(making)
+                os.rename(making, path / name)
+                self._store.directory = path / name
         except BaseException:
             sender.close()
             raise
@@ -112,6 +134,11 @@ class SpoolSpanExporter(SpanExporter):
         self._max_memory_bytes = memory_bytes
         self._io_errors = 0
         self._io_failing = False
+        self._root = path
+        self._adopted: list[SegmentStore] = []
+        """Spools of processes that died, being drained by this one."""
+        self._next_scan = 0.0
+        self._scan_for_dead_spools()  # at once, then every few seconds from the sender thread
         self._thread = threading.Thread(target=self._run, name='tracegraph-spool-sender', daemon=True)
         self._thread.start()
 
@@ -181,16 +208,27 @@ class SpoolSpanExporter(SpanExporter):
             logger.error('tracegraph spool: %d spans kept in memory could not reach the disk before shutdown', lost)
             self._record_drop(Dropped(spans=lost, bytes=0, reason='shutdown'))
         self._sender.close()
+        for store in self._adopted:
+            store.close()
         self._store.close()
+        if self._store.directory != self._root and self._store.pending_spans == 0:
+            shutil.rmtree(self._store.directory, ignore_errors=True)  # an empty worker spool is not left behind
 
     # --- state ---------------------------------------------------------------------------------------------
 
     @property
     def pending_spans(self) -> int:
-        """Spans stored (on disk or, while it cannot be written, in memory) and not yet acknowledged."""
+        """Spans stored (on disk or, while it cannot be written, in memory) and not yet acknowledged, including those
+        of dead processes' spools this one took over."""
         with self._cond:
             in_memory = sum(n for _, n in self._memory)
-        return self._store.pending_spans + in_memory
+            adopted = sum(store.pending_spans for store in self._adopted)
+        return self._store.pending_spans + in_memory + adopted
+
+    @property
+    def directory(self) -> Path:
+        """The directory this process writes to: the spool directory, or its own `worker-*` folder inside it."""
+        return self._store.directory
 
     @property
     def memory_spans(self) -> int:
@@ -251,11 +289,16 @@ class SpoolSpanExporter(SpanExporter):
         """One round of the sender: send the oldest record (from disk, else from memory); returns the attempts."""
         generation = self._generation
         self._spill_memory()
+        self._scan_for_dead_spools()
+        source: SegmentStore | None = self._store
         record, corrupt = self._store.next_record()
         if corrupt is not None:
             self._record_drop(corrupt)
         if record is None:
+            source = None
             record = self._memory_record()
+        if record is None:
+            source, record = self._adopted_record()
         if record is None:
             self._io_recovered()
             with self._cond:
@@ -289,15 +332,64 @@ class SpoolSpanExporter(SpanExporter):
             self._record_drop(Dropped(spans=result.rejected_spans, bytes=0, reason='rejected'))
         if result.outcome == 'ok':
             self._sent_requests += 1
-        if record.segment < 0:
+        if source is None:
             with self._cond:
                 payload, _spans = self._memory.popleft()
                 self._memory_bytes -= len(payload)
         else:
-            self._store.ack(record)
+            source.ack(record)
         with self._cond:
             self._cond.notify_all()
         return 0
+
+    def _scan_for_dead_spools(self) -> None:
+        """Every few seconds, take over the spools in this directory whose process died (their lock is free)."""
+        now = time.monotonic()
+        if now < self._next_scan:
+            return
+        self._next_scan = now + _SCAN_INTERVAL
+        taken = {self._store.directory, *(store.directory for store in self._adopted)}
+        try:
+            with os.scandir(self._root) as entries:
+                names = sorted(e.name for e in entries if e.name.startswith(_WORKER_PREFIX) and e.is_dir())
+        except OSError:
+            names = []  # the directory itself is gone: the next append makes it again
+        for candidate in [self._root, *(self._root / name for name in names)]:
+            if candidate in taken:
+                continue
+            try:
+                store = self._open_store(candidate)
+            except SpoolLockedError:
+                continue  # its process is alive
+            if store.pending_spans:
+                logger.warning(
+                    'tracegraph spool: sending the %d spans a stopped process left in %s',
+                    store.pending_spans,
+                    candidate,
+                )
+                with self._cond:
+                    self._adopted.append(store)
+            else:
+                self._retire(store)
+
+    def _adopted_record(self) -> tuple[SegmentStore | None, Record | None]:
+        for store in list(self._adopted):
+            record, corrupt = store.next_record()
+            if corrupt is not None:
+                self._record_drop(corrupt)
+            if record is not None:
+                return store, record
+            if store.pending_spans == 0:
+                with self._cond:
+                    self._adopted.remove(store)
+                self._retire(store)
+        return None, None
+
+    def _retire(self, store: SegmentStore) -> None:
+        """Close a drained spool of a dead process; a worker's folder is removed, the shared directory kept."""
+        store.close()
+        if store.directory != self._root and store.directory.name.startswith(_WORKER_PREFIX):
+            shutil.rmtree(store.directory, ignore_errors=True)
 
     def _spill_memory(self) -> None:
         """Move batches kept in memory to disk, oldest first, while the disk takes them."""
@@ -372,6 +464,9 @@ class SpoolSpanExporter(SpanExporter):
 
 
 _CHUNK = 64
+_WORKER_PREFIX = 'worker-'
+_SCAN_INTERVAL = 5.0
+"""Seconds between looks for the spools of processes that died."""
 
 
 def _encode(spans: Sequence[ReadableSpan]) -> bytes:
