@@ -187,6 +187,8 @@ class Receiver:
         self.default_delay = 0.0
         self.keep = True
         """False: count accepted spans without keeping the requests (for long benchmarks)."""
+        self.drop_idle_connections = False
+        """True: close each connection after answering, without saying so (as a backend's idle timeout does)."""
         self.span_count = 0
 
     def script(self, *replies: Reply) -> None:
@@ -280,6 +282,8 @@ class OtlpHttpReceiver(Receiver):
                     self._answer(200, trace_service_pb2.ExportTraceServiceResponse().SerializeToString())
                 else:
                     self._answer(reply.status, b'', reply.headers)
+                if receiver.drop_idle_connections:
+                    self.close_connection = True
 
             def _answer(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
                 self.send_response(status)

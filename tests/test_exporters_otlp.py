@@ -214,3 +214,20 @@ def test_set_global_and_flush_at_exit(kind: str) -> None:
     assert sorted({s.span.name for s in receiver.spans()}) == ['run graph counter', 'run node Increment']
     assert len(receiver.spans()) == 5
     assert attr.METRIC_NODE_DURATION in receiver.metric_names()
+
+
+def test_a_stale_keep_alive_connection_is_replaced_without_a_failure(caplog: pytest.LogCaptureFixture) -> None:
+    from exporters_helpers import OtlpHttpReceiver, make_spans
+
+    from tracegraph.exporters.senders import HttpSender
+    from tracegraph.exporters.settings import resolve_target
+    from tracegraph.exporters.spool import _encode  # pyright: ignore[reportPrivateUsage]
+
+    with OtlpHttpReceiver() as receiver:
+        receiver.drop_idle_connections = True  # the backend closes every connection after its answer
+        target = resolve_target(endpoint=receiver.endpoint, protocol='http/protobuf', headers=None, signal='traces')
+        sender = HttpSender(target, timeout=5)
+        results = [sender.send(_encode(make_spans())) for _ in range(3)]
+        sender.close()
+        assert [r.outcome for r in results] == ['ok', 'ok', 'ok']
+        assert len(receiver.spans()) == 12

@@ -106,15 +106,27 @@ class HttpSender:
         return self._conn
 
     def send(self, payload: bytes) -> SendResult:
-        """POST the request; 2xx is success, 400/413 are permanent, anything else (or no answer) is retried."""
-        try:
-            conn = self._connection()
-            conn.request('POST', self._path, body=payload, headers=self._headers)
-            response = conn.getresponse()
-            body = response.read()
-        except (OSError, http.client.HTTPException) as e:
-            self.close()
-            return SendResult(outcome='retry', detail=f'{type(e).__name__}: {e}')
+        """POST the request; 2xx is success, 400/413 are permanent, anything else (or no answer) is retried.
+
+        A kept-alive connection the backend closed while idle fails the first request sent on it; that request is
+        sent again at once on a new connection, without counting as a failure.
+        """
+        while True:
+            reused = self._conn is not None
+            try:
+                conn = self._connection()
+                conn.request('POST', self._path, body=payload, headers=self._headers)
+                response = conn.getresponse()
+                body = response.read()
+                break
+            except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected) as e:
+                self.close()
+                if reused:
+                    continue  # a stale keep-alive connection: once more, on a fresh one
+                return SendResult(outcome='retry', detail=f'{type(e).__name__}: {e}')
+            except (OSError, http.client.HTTPException) as e:
+                self.close()
+                return SendResult(outcome='retry', detail=f'{type(e).__name__}: {e}')
         status = response.status
         if 200 <= status < 300:
             rejected, message = _rejected(body)
