@@ -39,11 +39,8 @@ async def run_step(
     deps: DepsT,
     trace: RunTrace,
     snapshot_id: str | None = None,
-    ctx: GraphRunContext[StateT, DepsT] | None = None,
 ) -> BaseNode[StateT, DepsT, Any] | End[T]:
     """Run `node` through `trace`, then append its `NodeStep` (and the `EndStep` when it ended the run) to `history`.
-
-    `ctx` is the context handed to the node: a new `GraphRunContext(state, deps)` when None.
 
     As in the classic engine, the step is appended after the node ran, with the state as the node left it; a node
     that raises appends no step.
@@ -56,8 +53,7 @@ async def run_step(
     node_id = node.get_id()
     if node_id not in graph.node_defs:
         raise exceptions.GraphRuntimeError(f'Node `{node}` is not in the graph.')
-    if ctx is None:
-        ctx = GraphRunContext(state, deps)
+    ctx = GraphRunContext(state, deps)
     # One clock read for the history and the span; the node's duration starts after the span was opened.
     start = _now(_UTC)
     step = trace.start_step(node, node_id, state, start, snapshot_id) if trace.recording else None
@@ -216,7 +212,6 @@ class GraphRun(Generic[StateT, DepsT, RunEndT]):
     _yield_start_node: bool = False
     _special: bool = False
     """Whether `__anext__` has a 1.x behaviour to apply (`persistence` or `yield_start_node`)."""
-    _ctx: GraphRunContext[Any, Any] | None = None
     _history_start: int = 0
     _ended_at: datetime | None = None
     _outcome: RunOutcome = 'running'
@@ -232,12 +227,7 @@ class GraphRun(Generic[StateT, DepsT, RunEndT]):
         if not isinstance(self._next_node, End):
             return None
         return GraphRunResult(
-            self._next_node.data,
-            state=self.state,
-            history=self.history,
-            trace_id=self.trace_id,
-            persistence=self.persistence,
-            _run=self,
+            self._next_node.data, self.state, self.history, self._trace.trace_id, self.persistence, self
         )
 
     @property
@@ -323,14 +313,9 @@ class GraphRun(Generic[StateT, DepsT, RunEndT]):
                 return await self.next(node)
         if isinstance(node, End):
             raise StopAsyncIteration
-        # `next()` inlined: one coroutine less per step. The context is the last step's while it is unchanged (the
-        # same state and deps, no attribute added): what a new one would hold, without building it every step.
-        ctx = self._ctx
-        state = self.state
-        if ctx is None or ctx.state is not state or ctx.deps is not self.deps or len(ctx.__dict__) != 2:
-            ctx = self._ctx = GraphRunContext(state, self.deps)
+        # `next()` inlined: one coroutine less per step; a new context per step, as the classic engine makes.
         self._next_node = await run_step(
-            self.graph, node, self.history, state=state, deps=self.deps, trace=self._steps_trace, ctx=ctx
+            self.graph, node, self.history, state=self.state, deps=self.deps, trace=self._steps_trace
         )
         return self._next_node
 
@@ -342,7 +327,7 @@ class GraphRun(Generic[StateT, DepsT, RunEndT]):
         node = self._next_node
         ended = isinstance(node, End)
         self._ended_at = _utils.now_utc()
-        self._outcome = self._trace.finish(ended=ended, error=error, output=node.data if ended else None)
+        self._outcome = self._trace.finish(ended, error, node.data if ended else None)
         # Nodes run after this (the classic API allows it) are not part of the run's trace any more.
         self._steps_trace = _AFTER_RUN
 
@@ -416,7 +401,6 @@ class GraphRunResult(Generic[StateT, RunEndT]):
         state: StateT,
         history: list[HistoryStep[StateT, RunEndT]] | None = None,
         trace_id: str | None = None,
-        *,
         persistence: BaseStatePersistence[StateT, RunEndT] | None = None,
         _run: GraphRun[StateT, Any, RunEndT] | None = None,
     ) -> None:

@@ -448,9 +448,9 @@ class RecordingRunTrace(RunTrace):
 
     _recorded_failure: BaseException | None = None
 
-    def finish(self, *, ended: bool, error: BaseException | None, output: object) -> attr.Outcome:
+    def finish(self, ended: bool, error: BaseException | None, output: object) -> attr.Outcome:
         """End the run: set its outcome and output, end the span if it is ours, record the run's duration."""
-        outcome = run_outcome(ended=ended, error=error, failure=self.failure)
+        outcome = run_outcome(ended, error, self.failure)
         if error is not None and not is_interruption(error):
             self._record_failure(error)
         if self.span is not None:

@@ -19,7 +19,7 @@ def step_outcome(error: BaseException) -> Outcome:
     return 'interrupted' if is_interruption(error) else 'failed'
 
 
-def run_outcome(*, ended: bool, error: BaseException | None, failure: BaseException | None) -> Outcome:
+def run_outcome(ended: bool, error: BaseException | None, failure: BaseException | None) -> Outcome:
     """The outcome of a run whose `async with` body was left.
 
     Args:

@@ -89,13 +89,7 @@ class RunTrace:
     """The last node step that raised, with its exception."""
     _run_id: str | None = None
 
-    def __init__(self, run_id: str | None = None) -> None:
-        """Start the trace of a run whose id is `run_id` (a new one, made when first read, when None).
-
-        The fields above start as class defaults: an untraced run makes one of these per run.
-        """
-        if run_id is not None:
-            self._run_id = run_id
+    # No `__init__`: the fields above are class defaults, and an untraced run makes one of these per run.
 
     @property
     def run_id(self) -> str:
@@ -148,10 +142,10 @@ class RunTrace:
         if not is_interruption(error):
             self.failure = error
 
-    def finish(self, *, ended: bool, error: BaseException | None, output: object) -> Outcome:
+    def finish(self, ended: bool, error: BaseException | None, output: object) -> Outcome:
         """The run's `async with` was left: with `error` (if any), after reaching `End` with `output` when `ended`.
 
         Returns:
             The run's outcome, decided by `run_outcome`.
         """
-        return run_outcome(ended=ended, error=error, failure=self.failure)
+        return run_outcome(ended, error, self.failure)
