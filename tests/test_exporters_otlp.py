@@ -231,3 +231,41 @@ def test_a_stale_keep_alive_connection_is_replaced_without_a_failure(caplog: pyt
         sender.close()
         assert [r.outcome for r in results] == ['ok', 'ok', 'ok']
         assert len(receiver.spans()) == 12
+
+
+def test_spans_dropped_by_a_full_queue_or_a_failed_export_are_counted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without a spool: a tiny queue in front of a slow backend drops spans, and a down backend fails exports; the
+    Telemetry handle and the `tracegraph.export.dropped` counter account for every span that did not arrive."""
+    from exporters_helpers import Increment, OtlpHttpReceiver, Reply, counter_graph
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    from tracegraph.exporters import configure
+
+    monkeypatch.setenv('OTEL_BSP_MAX_QUEUE_SIZE', '8')
+    monkeypatch.setenv('OTEL_BSP_MAX_EXPORT_BATCH_SIZE', '4')
+    with OtlpHttpReceiver() as receiver:
+        receiver.script(Reply(delay=0.3), Reply(status=400))  # one slow answer, then one refused batch
+        telemetry = configure(endpoint=receiver.endpoint, set_global=False, metrics=True)
+        try:
+            graph = counter_graph(tracer_provider=telemetry.tracer_provider)
+            for _ in range(20):
+                graph.run_sync(Increment(0))  # 20 runs × 5 spans, far faster than the backend takes them
+            assert telemetry.force_flush(20_000) is not None
+            dropped = telemetry.dropped_spans
+            assert dropped.get('queue_full', 0) > 0 and dropped.get('export_failed', 0) > 0
+            assert len(receiver.spans()) + sum(dropped.values()) == 100
+            reader = InMemoryMetricReader()
+            telemetry.drops.register(MeterProvider(metric_readers=[reader]))
+            data = reader.get_metrics_data()
+            points = {
+                p.attributes['reason']: p.value
+                for rm in data.resource_metrics
+                for sm in rm.scope_metrics
+                for m in sm.metrics
+                if m.name == 'tracegraph.export.dropped'
+                for p in m.data.data_points
+            }
+            assert points == dropped
+        finally:
+            telemetry.shutdown()

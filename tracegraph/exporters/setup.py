@@ -17,9 +17,10 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, SynchronousMultiSpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.export import SpanExporter
 
 from .._version import __version__
+from .drops import CountingBatchSpanProcessor, DropCounter
 from .settings import (
     ConfigurationError,
     OtlpTarget,
@@ -79,11 +80,25 @@ class Telemetry:
     """`http://host:port/metrics` when `prometheus_port` was given."""
     spool: SpoolSpanExporter | None = None
     """The spool exporter when `spool_dir` was given (see its `pending_spans`, `dropped_spans`)."""
+    drops: DropCounter = field(default_factory=DropCounter)
+    """Spans the batch processors dropped (queue full) or failed to export, by reason."""
     _attached: _Attached | None = None
     _prometheus_server: Any = None
     _prometheus_thread: threading.Thread | None = None
     _closed: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def dropped_spans(self) -> dict[str, int]:
+        """Every span lost so far, by reason: the batch processors' (`queue_full`, `export_failed`) and the spool's.
+
+        The same counts go out as the counters `tracegraph.export.dropped` and `tracegraph.spool.dropped_spans`.
+        """
+        counts = self.drops.counts
+        if self.spool is not None:
+            for reason, n in self.spool.dropped_spans.items():
+                counts[reason] = counts.get(reason, 0) + n
+        return counts
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         """Export everything buffered now and, with a spool, wait until the backend acknowledged it.
@@ -204,6 +219,10 @@ def configure(
             resource=resource, metric_readers=readers, views=metric_views(), shutdown_on_exit=False
         )
 
+    drops = DropCounter()
+    telemetry_kwargs['drops'] = drops
+    if meter_provider is not None:
+        drops.register(meter_provider)
     processors: list[SpanProcessor] = []
     if console:
         from .console import ConsoleTimelineProcessor
@@ -212,7 +231,7 @@ def configure(
     if file_path is not None:
         from .file import JsonLinesSpanExporter
 
-        processors.append(BatchSpanProcessor(JsonLinesSpanExporter(file_path)))
+        processors.append(CountingBatchSpanProcessor(JsonLinesSpanExporter(file_path), drops))
     if spool_path is not None:
         from .segments import SpoolLockedError
         from .spool import SpoolSpanExporter
@@ -228,9 +247,9 @@ def configure(
             raise ConfigurationError(str(e)) from e
         telemetry_kwargs['spool'] = spool
         # The spool's point is to survive a crash: a span waits at most this long in memory before it is on disk.
-        processors.append(BatchSpanProcessor(spool, schedule_delay_millis=SPOOL_SCHEDULE_DELAY_MILLIS))
+        processors.append(CountingBatchSpanProcessor(spool, drops, schedule_delay_millis=SPOOL_SCHEDULE_DELAY_MILLIS))
     elif use_otlp:
-        processors.append(BatchSpanProcessor(_otlp_span_exporter(trace_target)))
+        processors.append(CountingBatchSpanProcessor(_otlp_span_exporter(trace_target), drops))
 
     telemetry = _install(resource, processors, meter_provider, set_global=set_global, **telemetry_kwargs)
     atexit.register(telemetry.shutdown)
