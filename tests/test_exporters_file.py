@@ -165,14 +165,14 @@ def test_a_full_disk_leaves_no_torn_line(tmp_path: Path, monkeypatch: pytest.Mon
     path = tmp_path / 'f.jsonl'
     exporter = JsonLinesSpanExporter(path)
     assert exporter.export(make_spans()).name == 'SUCCESS'
-    real_write = os.write
+    real_pwrite = os.pwrite
 
-    def half_then_enospc(fd: int, data: bytes | memoryview) -> int:
-        monkeypatch.setattr(file_module.os, 'write', real_write)
-        real_write(fd, bytes(data[: len(data) // 2]))
+    def half_then_enospc(fd: int, data: bytes | memoryview, offset: int) -> int:
+        monkeypatch.setattr(file_module.os, 'pwrite', real_pwrite)
+        real_pwrite(fd, bytes(data[: len(data) // 2]), offset)
         raise OSError(errno.ENOSPC, 'No space left on device')
 
-    monkeypatch.setattr(file_module.os, 'write', half_then_enospc)
+    monkeypatch.setattr(file_module.os, 'pwrite', half_then_enospc)
     assert exporter.export(make_spans()).name == 'FAILURE'
     assert exporter.export(make_spans()).name == 'SUCCESS'
     assert len(read_spans(path, strict=True)) == 8  # no torn line anywhere

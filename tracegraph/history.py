@@ -77,6 +77,10 @@ def _is_none(value: object) -> bool:
     return value is None
 
 
+OptionalText = Annotated[Union[str, None], pydantic.Field(exclude_if=_is_none)]
+"""A text field written to JSON only when set: tracegraph's own fields, absent from the classic formats' JSON."""
+
+
 nodes_schema_var: ContextVar[Sequence[type[BaseNode[Any, Any, Any]]]] = ContextVar('tracegraph_nodes_schema')
 """The node classes a `NodeStep` schema may hold; set while a graph builds its `history_type_adapter`."""
 
@@ -104,9 +108,9 @@ class NodeStep(Generic[StateT, RunEndT]):
         default=deep_copy_state, repr=False
     )
     """How `state` is copied when the step is made, so later changes to the run's state don't reach it."""
-    trace_id: Annotated[str | None, pydantic.Field(exclude_if=_is_none)] = None
+    trace_id: OptionalText = None
     """32-hex id of the trace whose span ran this node, None when nothing was recording."""
-    span_id: Annotated[str | None, pydantic.Field(exclude_if=_is_none)] = None
+    span_id: OptionalText = None
     """16-hex id of the span that ran this node, None when nothing was recording."""
 
     def __post_init__(self) -> None:

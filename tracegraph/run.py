@@ -13,6 +13,7 @@ from typing_extensions import TypeVar
 from . import _utils, exceptions
 from .history import EndStep, HistoryStep, NodeStep, StateT
 from .nodes import BaseNode, DepsT, End, GraphRunContext, RunEndT
+from .persistence import EndSnapshot
 from .persistence._utils import recording_traceparent
 from .persistence.in_mem import SimpleStatePersistence
 from .tracing import attributes as attr
@@ -93,6 +94,7 @@ async def run_step(
     return result
 
 
+# `_utils.now_utc()` without its call: run on every node step.
 _now = datetime.now
 _UTC = timezone.utc
 
@@ -416,8 +418,6 @@ class GraphRunResult(Generic[StateT, RunEndT]):
     def persistence(self) -> BaseStatePersistence[StateT, RunEndT]:
         """Where the run's snapshots went: the run's own, or for a classic run a `SimpleStatePersistence` of its end."""
         if self._persistence is None:
-            from .persistence import EndSnapshot
-
             self._persistence = SimpleStatePersistence(EndSnapshot(state=self.state, result=End(self.output)))
         return self._persistence
 

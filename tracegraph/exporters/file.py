@@ -10,7 +10,6 @@ files can be replayed into any Collector. A batch is appended with one `write()`
 from __future__ import annotations
 
 import base64
-import contextlib
 import fcntl
 import json
 import logging
@@ -32,6 +31,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
+from .diskio import write_whole
 from .settings import check_file
 
 __all__ = ('JsonLinesSpanExporter', 'read_spans', 'span_to_json_line')
@@ -83,26 +83,18 @@ class JsonLinesSpanExporter(SpanExporter):
         data = ''.join(span_to_json_line(s) + '\n' for s in spans).encode()
         with self._lock:
             try:
-                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o644)
             except OSError as e:
                 logger.error('tracegraph: cannot open %s to append %d spans: %s', self.path, len(spans), e)
                 return SpanExportResult.FAILURE
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
-                start = os.fstat(fd).st_size
-                try:
-                    view = memoryview(data)
-                    while view:
-                        view = view[os.write(fd, view) :]
-                    if self.fsync:
-                        os.fsync(fd)
-                except OSError as e:
-                    with contextlib.suppress(OSError):
-                        os.ftruncate(fd, start)  # no torn line left behind: shrinking needs no space
-                    logger.error('tracegraph: cannot append %d spans to %s: %s', len(spans), self.path, e)
-                    return SpanExportResult.FAILURE
+                fcntl.flock(fd, fcntl.LOCK_EX)  # the end of the file is ours until the lock goes with the fd
+                write_whole(fd, data, os.fstat(fd).st_size, fsync=self.fsync)
+            except OSError as e:
+                logger.error('tracegraph: cannot append %d spans to %s: %s', len(spans), self.path, e)
+                return SpanExportResult.FAILURE
             finally:
-                os.close(fd)  # releases the lock
+                os.close(fd)
         return SpanExportResult.SUCCESS
 
     def shutdown(self) -> None:

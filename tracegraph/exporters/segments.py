@@ -27,8 +27,6 @@ segment: it starts a new one, so old segments are immutable.
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import logging
 import os
 import struct
@@ -36,6 +34,8 @@ import threading
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+
+from .diskio import write_whole
 
 __all__ = ('SegmentStore', 'Record', 'Dropped', 'SpoolLockedError', 'SpoolWriteError')
 
@@ -215,18 +215,8 @@ class SegmentStore:
         except OSError as e:
             raise SpoolWriteError(e.errno, f'cannot open {path}: {e.strerror}') from e
         try:
-            written = 0
-            view = memoryview(record)
-            while written < len(record):
-                n = os.pwrite(fd, view[written:], size + written)
-                if n == 0:
-                    raise SpoolWriteError(errno.ENOSPC, f'no progress writing {path}')
-                written += n  # a short write is continued, never taken for the whole record
-            if self.fsync:
-                os.fsync(fd)
+            write_whole(fd, record, size, fsync=self.fsync)
         except OSError as e:
-            with contextlib.suppress(OSError):
-                os.ftruncate(fd, size)  # cut the torn record off: shrinking needs no space
             raise SpoolWriteError(e.errno, f'cannot write {path}: {e.strerror or e}') from e
         finally:
             os.close(fd)

@@ -200,8 +200,8 @@ class SpoolSpanExporter(SpanExporter):
             self._cond.notify_all()
         self._thread.join(timeout)
         self._spill_memory()
+        lost = self.memory_spans
         with self._cond:
-            lost = sum(n for _, n in self._memory)
             self._memory.clear()
             self._memory_bytes = 0
         if lost:
@@ -221,9 +221,8 @@ class SpoolSpanExporter(SpanExporter):
         """Spans stored (on disk or, while it cannot be written, in memory) and not yet acknowledged, including those
         of dead processes' spools this one took over."""
         with self._cond:
-            in_memory = sum(n for _, n in self._memory)
             adopted = sum(store.pending_spans for store in self._adopted)
-        return self._store.pending_spans + in_memory + adopted
+        return self._store.pending_spans + self.memory_spans + adopted
 
     @property
     def directory(self) -> Path:

@@ -22,6 +22,7 @@ import pydantic
 from typing_extensions import TypeVar
 
 from .. import exceptions
+from ..history import OptionalText
 from ..nodes import BaseNode, End
 from . import _utils
 
@@ -51,10 +52,6 @@ UNSET_SNAPSHOT_ID = '__unset__'
 SnapshotStatus = Literal['created', 'pending', 'running', 'success', 'error']
 """Where a snapshot is in its life: `created` (not run yet), `pending` (handed out by `load_next`, not run yet),
 `running`, `success` (its node returned), `error` (its node raised)."""
-
-
-def _is_none(value: object) -> bool:
-    return value is None
 
 
 class _SnapshotIds:
@@ -89,7 +86,7 @@ class NodeSnapshot(_SnapshotIds, Generic[StateT, RunEndT]):
     """Discriminator of `Snapshot`."""
     id: str = UNSET_SNAPSHOT_ID
     """The snapshot's id: its node's `get_snapshot_id()`."""
-    traceparent: Annotated[str | None, pydantic.Field(exclude_if=_is_none)] = None
+    traceparent: OptionalText = None
     """W3C `traceparent` of the span that made the snapshot, None when nothing traced it (tracegraph's own field)."""
 
 
@@ -107,7 +104,7 @@ class EndSnapshot(_SnapshotIds, Generic[StateT, RunEndT]):
     """Discriminator of `Snapshot`."""
     id: str = UNSET_SNAPSHOT_ID
     """The snapshot's id: the `End`'s `get_snapshot_id()`."""
-    traceparent: Annotated[str | None, pydantic.Field(exclude_if=_is_none)] = None
+    traceparent: OptionalText = None
     """W3C `traceparent` of the span that made the snapshot, None when nothing traced it (tracegraph's own field)."""
 
     @property
