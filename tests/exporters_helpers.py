@@ -190,6 +190,8 @@ class Receiver:
         self.drop_idle_connections = False
         """True: close each connection after answering, without saying so (as a backend's idle timeout does)."""
         self.span_count = 0
+        self.refuse: Callable[[trace_service_pb2.ExportTraceServiceRequest], bool] = lambda _request: False
+        """HTTP: answer 503 to every trace request this is true of (a batch the backend keeps refusing)."""
 
     def script(self, *replies: Reply) -> None:
         """Answer the next trace requests with these replies, in order."""
@@ -275,6 +277,8 @@ class OtlpHttpReceiver(Receiver):
                     self._answer(404, b'')
                     return
                 reply = receiver._next_reply({k.lower(): v for k, v in self.headers.items()})
+                if receiver.refuse(trace_service_pb2.ExportTraceServiceRequest.FromString(body)):
+                    reply = Reply(status=503)
                 if reply.delay:
                     time.sleep(reply.delay)
                 if reply.status == 200:

@@ -166,6 +166,42 @@ def test_bad_request_is_dropped_counted_and_the_rest_delivered(
     assert points == [({'reason': 'rejected'}, len(first))]
 
 
+def test_a_record_refused_for_long_moves_behind_newer_ones(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    stuck, newer = make_spans(graph='stuck'), make_spans(runs=3, graph='fine')
+    stuck_ids = {s.context.trace_id.to_bytes(16, 'big') for s in stuck if s.context}
+    with OtlpHttpReceiver() as receiver:
+        receiver.refuse = lambda request: any(
+            span.trace_id in stuck_ids for rs in request.resource_spans for ss in rs.scope_spans for span in ss.spans
+        )
+        spool = _spool(tmp_path, receiver.endpoint, record_deadline=0.3)
+        spool.export(stuck)
+        _export_in_batches(spool, newer)
+        assert wait_until(lambda: receiver.span_ids() == _ids(newer))
+        assert spool.pending_spans == len(stuck)  # still kept and retried, not lost
+        assert spool.requeued_records >= 1
+        assert spool.dropped_spans == {}
+        receiver.refuse = lambda _request: False
+        assert spool.force_flush(10_000)
+        spool.shutdown()
+    assert receiver.span_ids() == _ids(newer) | _ids(stuck)
+    assert 'newer batches are sent first, these are retried after them' in caplog.text
+
+
+def test_records_moved_during_an_outage_are_each_delivered_once(tmp_path: Path) -> None:
+    spans = make_spans(runs=4)
+    with OtlpHttpReceiver() as receiver:
+        receiver.refuse = lambda _request: True
+        spool = _spool(tmp_path, receiver.endpoint, record_deadline=0.05)
+        _export_in_batches(spool, spans, size=3)
+        assert wait_until(lambda: spool.requeued_records >= 3)
+        assert spool.pending_spans == len(spans)
+        receiver.refuse = lambda _request: False
+        assert spool.force_flush(10_000)
+        spool.shutdown()
+    assert receiver.span_ids() == _ids(spans)
+    assert receiver.span_count == len(spans)  # moved, never copied
+
+
 def test_restart_sends_what_was_left(tmp_path: Path) -> None:
     port = free_port()
     spans = make_spans(runs=6, nodes=3)

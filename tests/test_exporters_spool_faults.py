@@ -267,3 +267,27 @@ def test_telemetry_force_flush_waits_for_spool_delivery(tmp_path: Path) -> None:
             assert len(receiver.spans()) == 5
     finally:
         telemetry.shutdown()
+
+
+def test_a_refused_batch_kept_in_memory_moves_behind_newer_ones(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    stuck, newer = make_spans(graph='stuck'), make_spans(runs=3, graph='fine')
+    stuck_ids = {s.context.trace_id.to_bytes(16, 'big') for s in stuck if s.context}
+    unwritable = Unwritable()
+    monkeypatch.setattr(segments.os, 'open', unwritable)
+    with OtlpHttpReceiver() as receiver:
+        receiver.refuse = lambda request: any(
+            span.trace_id in stuck_ids for rs in request.resource_spans for ss in rs.scope_spans for span in ss.spans
+        )
+        spool = _spool(tmp_path / 'spool', receiver.endpoint, record_deadline=0.2)
+        unwritable.on = True  # every batch stays in memory
+        spool.export(stuck)
+        for batch in _batches(newer, 4):
+            spool.export(batch)
+        assert wait_until(lambda: set(_ids(newer)) <= {s.span_id for s in receiver.spans()})
+        assert spool.memory_spans == len(stuck) and spool.requeued_records >= 1
+        receiver.refuse = lambda _request: False
+        unwritable.on = False
+        assert spool.force_flush(10_000)
+        spool.shutdown()
+        _assert_accounted(receiver, spool, stuck + newer)
+        assert spool.dropped_spans == {}

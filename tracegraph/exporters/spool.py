@@ -2,7 +2,10 @@
 
 `export()` only appends a record to the current segment file (see `segments`) and returns; a sender thread
 reads the oldest unacknowledged record, sends it, and moves the cursor past it once the backend answered
-2xx. Failures are retried with exponential backoff and jitter, or after the backend's `Retry-After`.
+2xx. Failures are retried with exponential backoff and jitter, or after the backend's `Retry-After`. A record
+refused for good (400, 413, gRPC INVALID_ARGUMENT) is dropped and counted at once; a record refused with a retryable
+code for longer than `record_deadline` while newer records wait behind it is moved behind them (and keeps being
+retried), so one batch the backend keeps refusing never holds back the rest.
 Whatever is left when the process stops is sent by the next process using the same directory.
 Disk use stays under `max_bytes`: the oldest segments are dropped first, and every dropped span is
 counted in the `tracegraph.spool.dropped_spans` metric and logged.
@@ -63,6 +66,7 @@ class SpoolSpanExporter(SpanExporter):
         initial_backoff: seconds before the first retry; doubled on every further failure.
         max_backoff: cap on the backoff, in seconds.
         max_retry_after: cap on a backend's `Retry-After`, in seconds.
+        record_deadline: seconds a record may keep failing at the head before the records behind it get their turn.
         request_timeout: seconds to wait for one answer from the backend.
         fsync: fsync each record, so batches survive a power loss and not only a crash of the process.
         memory_bytes: bound on the batches kept in memory while the disk cannot be written.
@@ -82,6 +86,7 @@ class SpoolSpanExporter(SpanExporter):
         initial_backoff: float = 0.5,
         max_backoff: float = 30.0,
         max_retry_after: float = 300.0,
+        record_deadline: float = 60.0,
         request_timeout: float = 10.0,
         fsync: bool = True,
         memory_bytes: int = 32 * 1024 * 1024,
@@ -117,6 +122,11 @@ class SpoolSpanExporter(SpanExporter):
         self._initial_backoff = initial_backoff
         self._max_backoff = max_backoff
         self._max_retry_after = max_retry_after
+        self._record_deadline = record_deadline
+        self._head: tuple[object, ...] | None = None
+        """The record failing at the head, as (source, segment, offset), and since when it fails."""
+        self._head_since = 0.0
+        self._requeued = 0
         meter = (meter_provider or metrics.get_meter_provider()).get_meter('tracegraph.exporters')
         self._dropped_counter = meter.create_counter(
             METRIC_SPOOL_DROPPED, unit='{span}', description='Spans the tracegraph spool gave up.'
@@ -151,22 +161,25 @@ class SpoolSpanExporter(SpanExporter):
         if self._stopping:
             self._record_drop(Dropped(spans=len(spans), bytes=0, reason='shutdown'))
             return SpanExportResult.FAILURE
-        payload = _encode(spans)
-        with self._cond:
-            behind = bool(self._memory)
-        if behind:
-            self._keep_in_memory(payload, len(spans))  # keep the order: the disk is still catching up
-        else:
-            try:
-                for d in self._store.append(payload, len(spans)):
-                    self._record_drop(d)
-            except OSError as e:
-                self._io_error('storing a batch', e)
-                self._keep_in_memory(payload, len(spans))
+        self._store_batch(_encode(spans), len(spans))
         with self._cond:
             self._generation += 1
             self._cond.notify_all()
         return SpanExportResult.SUCCESS
+
+    def _store_batch(self, payload: bytes, spans: int) -> None:
+        """Append a batch to the disk spool, or keep it in memory while the disk cannot take it."""
+        with self._cond:
+            behind = bool(self._memory)
+        if behind:
+            self._keep_in_memory(payload, spans)  # keep the order: the disk is still catching up
+            return
+        try:
+            for d in self._store.append(payload, spans):
+                self._record_drop(d)
+        except OSError as e:
+            self._io_error('storing a batch', e)
+            self._keep_in_memory(payload, spans)
 
     def _keep_in_memory(self, payload: bytes, spans: int) -> None:
         with self._cond:
@@ -261,6 +274,11 @@ class SpoolSpanExporter(SpanExporter):
         """Requests that failed and were (or will be) retried."""
         return self._failed_requests
 
+    @property
+    def requeued_records(self) -> int:
+        """Records moved behind newer ones after failing for `record_deadline` (still retried, not lost)."""
+        return self._requeued
+
     # --- sender thread -------------------------------------------------------------------------------------
 
     def _wait(self, done: Callable[[], bool], timeout: float) -> bool:
@@ -309,6 +327,9 @@ class SpoolSpanExporter(SpanExporter):
             attempts += 1
             self._failed_requests += 1
             self._failing = True
+            if self._overdue(source, record):
+                self._requeue(source, record)
+                return attempts  # the next record is tried at once: if the backend takes it, only this one is bad
             delay = self._delay(attempts, result.retry_after)
             logger.warning(
                 'tracegraph spool: sending %d spans failed (%s); retry %d in %.2fs',
@@ -323,6 +344,7 @@ class SpoolSpanExporter(SpanExporter):
                     self._cond.wait_for(lambda: self._stopping, delay)
             return attempts
         self._failing = False
+        self._head = None
         if result.outcome == 'drop':
             logger.error('tracegraph spool: backend refused %d spans for good (%s)', record.spans, result.detail)
             self._record_drop(Dropped(spans=record.spans, bytes=len(record.payload), reason='rejected'))
@@ -340,6 +362,31 @@ class SpoolSpanExporter(SpanExporter):
         with self._cond:
             self._cond.notify_all()
         return 0
+
+    def _overdue(self, source: SegmentStore | None, record: Record) -> bool:
+        """Whether `record` has failed at the head for `record_deadline` while other records wait behind it."""
+        key = (source, record.segment, record.offset) if source is not None else (None, id(self._memory[0]))
+        now = time.monotonic()
+        if key != self._head:
+            self._head, self._head_since = key, now
+            return False
+        return now - self._head_since >= self._record_deadline and self.pending_spans > record.spans
+
+    def _requeue(self, source: SegmentStore | None, record: Record) -> None:
+        """Move a record behind the others: stored again at the end first, then taken from the head."""
+        logger.warning(
+            'tracegraph spool: %d spans refused for %.0fs; newer batches are sent first, these are retried after them',
+            record.spans,
+            self._record_deadline,
+        )
+        self._head = None
+        self._requeued += 1
+        if source is None:
+            with self._cond:
+                self._memory.rotate(-1)
+            return
+        self._store_batch(record.payload, record.spans)
+        source.ack(record)
 
     def _scan_for_dead_spools(self) -> None:
         """Every few seconds, take over the spools in this directory whose process died (their lock is free)."""
