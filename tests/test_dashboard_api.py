@@ -29,9 +29,9 @@ def store_with_runs(store: Store) -> None:
     store.insert_spans(parse_traces(protobuf_body(memory.get_finished_spans()), 'application/x-protobuf'))
 
 
-@pytest.fixture(params=[True, False], ids=['arrow', 'unnest'])
-def store(request: pytest.FixtureRequest) -> Iterator[Store]:
-    with Store(':memory:', use_arrow=request.param) as s:
+@pytest.fixture
+def store() -> Iterator[Store]:
+    with Store(':memory:') as s:
         store_with_runs(s)
         yield s
 

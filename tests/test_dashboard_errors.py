@@ -150,12 +150,16 @@ def test_wrong_method(client: httpx.Client) -> None:
 @pytest.mark.parametrize(
     ('path', 'expected'),
     [
-        ('/api/runs?limit=0', "limit must be an integer from 1 to 1000, got '0'."),
-        ('/api/runs?limit=abc', "limit must be an integer from 1 to 1000, got 'abc'."),
-        ('/api/runs?before=yesterday', "before: 'yesterday' is not an ISO 8601 timestamp."),
+        ('/api/runs?limit=0', "limit must be a whole number from 1 to 1000 in ASCII digits, got '0'."),
+        ('/api/runs?limit=abc', "limit must be a whole number from 1 to 1000 in ASCII digits, got 'abc'."),
+        (
+            '/api/runs?before=yesterday',
+            "before must be ISO 8601: 'yesterday' is not an ISO 8601 timestamp such as 2026-01-02T03:04:05Z.",
+        ),
         (
             '/api/graphs/g/nodes?since=soon',
-            "since: 'soon' is neither a duration like 30m, 6h, 7d nor an ISO 8601 timestamp.",
+            'since must be a duration back from now (30m, 6h, 7d, 2w) or an ISO 8601 timestamp: '
+            "'soon' is neither a duration like 30m, 6h, 7d nor an ISO 8601 timestamp.",
         ),
     ],
 )

@@ -129,10 +129,9 @@ def test_repeats_are_found_after_a_restart(tmp_path: Path) -> None:
         assert store.span_count() == 6
 
 
-@pytest.mark.parametrize('use_arrow', [True, False], ids=['arrow', 'unnest'])
-def test_concurrent_copies_are_stored_once(use_arrow: bool) -> None:
+def test_concurrent_copies_are_stored_once() -> None:
     body = sample_batch(runs=3)
-    with Store(':memory:', use_arrow=use_arrow) as store:
+    with Store(':memory:') as store:
         threads = [threading.Thread(target=store.insert_spans, args=(parse_traces(body, PROTO),)) for _ in range(6)]
         for t in threads:
             t.start()

@@ -5,6 +5,7 @@ Every handler runs its query in a worker thread so a slow query never stalls ing
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -13,19 +14,33 @@ from typing import Any, TypeVar
 import anyio.to_thread
 from pydantic import BaseModel
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from .models import parse_since, parse_time
 from .store import Store
 
-__all__ = ('ApiError', 'Api', 'MAX_LIMIT', 'query_limit', 'query_time')
+__all__ = (
+    'ApiError',
+    'Api',
+    'MAX_LIMIT',
+    'query_limit',
+    'query_time',
+    'query_text',
+    'path_text',
+    'path_trace_id',
+    'call',
+)
 
 MAX_LIMIT = 1000
+MAX_TEXT = 1000
+"""Longest text parameter (a graph, run id or outcome) accepted."""
 _T = TypeVar('_T')
+_DIGITS = re.compile(r'[0-9]{1,7}', re.ASCII)
+_TRACE_ID = re.compile(r'[0-9a-fA-F]{32}', re.ASCII)
 
 
 class ApiError(Exception):
-    """A bad API request; answered with `status` and `{"detail": message}`."""
+    """A request answered with an error: `{"detail": message}` on the API, an HTML page on pages (see `app`)."""
 
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
@@ -38,9 +53,40 @@ def query_limit(request: Request, default: int = 50) -> int:
     text = request.query_params.get('limit')
     if text is None or text == '':
         return default
-    if not text.isdigit() or not 1 <= int(text) <= MAX_LIMIT:
-        raise ApiError(400, f'limit must be an integer from 1 to {MAX_LIMIT}, got {text!r}.')
+    if not _DIGITS.fullmatch(text) or not 1 <= int(text) <= MAX_LIMIT:
+        raise ApiError(400, f'limit must be a whole number from 1 to {MAX_LIMIT} in ASCII digits, got {text!r}.')
     return int(text)
+
+
+def _bounded(name: str, text: str) -> str:
+    if len(text) > MAX_TEXT:
+        raise ApiError(400, f'{name} must be at most {MAX_TEXT} characters, got {len(text)}.')
+    return text
+
+
+def query_text(request: Request, name: str) -> str | None:
+    """A free-text query parameter (empty means absent), at most `MAX_TEXT` characters."""
+    text = request.query_params.get(name) or None
+    return None if text is None else _bounded(name, text)
+
+
+def path_text(request: Request, name: str) -> str:
+    """A free-text path parameter (a graph name), at most `MAX_TEXT` characters."""
+    return _bounded(name, request.path_params[name])
+
+
+def path_trace_id(request: Request) -> str:
+    """The `{trace_id}` of the path: 32 hexadecimal digits (any case; stored lower-case)."""
+    text: str = request.path_params['trace_id']
+    if not _TRACE_ID.fullmatch(text):
+        shown = text if len(text) <= 64 else text[:64] + '…'
+        raise ApiError(400, f'trace_id must be 32 hexadecimal digits, got {shown!r}.')
+    return text.lower()
+
+
+async def call(fn: Callable[[], _T]) -> _T:
+    """Run `fn` (a query, or rendering) in a worker thread, so the event loop keeps serving ingest and health."""
+    return await anyio.to_thread.run_sync(fn)
 
 
 def query_time(request: Request, name: str, *, relative: bool = False) -> datetime | None:
@@ -48,10 +94,11 @@ def query_time(request: Request, name: str, *, relative: bool = False) -> dateti
     text = request.query_params.get(name)
     if not text:
         return None
+    accepted = 'a duration back from now (30m, 6h, 7d, 2w) or an ISO 8601 timestamp' if relative else 'ISO 8601'
     try:
         return parse_since(text) if relative else parse_time(text)
-    except ValueError as exc:
-        raise ApiError(400, f'{name}: {exc}') from None
+    except (ValueError, OverflowError) as exc:
+        raise ApiError(400, f'{name} must be {accepted}: {exc}') from None
 
 
 def _json(value: Any) -> Response:
@@ -68,49 +115,42 @@ class Api:
 
     store: Store
 
-    async def _call(self, fn: Callable[[], _T]) -> _T:
-        return await anyio.to_thread.run_sync(fn)
-
     async def runs(self, request: Request) -> Response:
         """`GET /api/runs?graph=&outcome=&limit=&before=&since=`: runs, newest first."""
-        graph = request.query_params.get('graph') or None
-        outcome = request.query_params.get('outcome') or None
+        graph = query_text(request, 'graph')
+        outcome = query_text(request, 'outcome')
         limit = query_limit(request)
         before = query_time(request, 'before')
         since = query_time(request, 'since', relative=True)
-        return _json(
-            await self._call(
-                lambda: self.store.runs(graph=graph, outcome=outcome, limit=limit, before=before, since=since)
-            )
+        return await call(
+            lambda: _json(self.store.runs(graph=graph, outcome=outcome, limit=limit, before=before, since=since))
         )
 
     async def run(self, request: Request) -> Response:
         """`GET /api/runs/{trace_id}?run_id=`: the run's `NodeTimeline` and the spans nested under each node."""
-        trace_id: str = request.path_params['trace_id']
-        run_id = request.query_params.get('run_id') or None
-        detail = await self._call(lambda: self.store.run(trace_id, run_id=run_id))
-        if detail is None:
-            raise ApiError(404, f'No run found in trace {trace_id!r}.')
-        return _json(detail)
+        trace_id = path_trace_id(request)
+        run_id = query_text(request, 'run_id')
+
+        def answer() -> Response:
+            detail = self.store.run(trace_id, run_id=run_id)
+            if detail is None:
+                raise ApiError(404, f'No run found in trace {trace_id!r}.')
+            return _json(detail)
+
+        return await call(answer)
 
     async def graphs(self, request: Request) -> Response:
         """`GET /api/graphs`: name, runs and last seen of every graph."""
-        return _json(await self._call(self.store.graphs))
+        return await call(lambda: _json(self.store.graphs()))
 
     async def nodes(self, request: Request) -> Response:
         """`GET /api/graphs/{graph}/nodes?since=`: per-node count, error rate, p50/p95/p99 seconds."""
-        graph: str = request.path_params['graph']
+        graph = path_text(request, 'graph')
         since = query_time(request, 'since', relative=True)
-        return _json(await self._call(lambda: self.store.node_stats(graph, since=since)))
+        return await call(lambda: _json(self.store.node_stats(graph, since=since)))
 
     async def edges(self, request: Request) -> Response:
         """`GET /api/graphs/{graph}/edges?since=`: source, target and count of each transition seen."""
-        graph: str = request.path_params['graph']
+        graph = path_text(request, 'graph')
         since = query_time(request, 'since', relative=True)
-        return _json(await self._call(lambda: self.store.edges(graph, since=since)))
-
-
-async def api_error_handler(request: Request, exc: Exception) -> Response:
-    """Turn an `ApiError` into its JSON reply."""
-    assert isinstance(exc, ApiError)
-    return JSONResponse({'detail': exc.message}, status_code=exc.status)
+        return await call(lambda: _json(self.store.edges(graph, since=since)))

@@ -15,12 +15,12 @@ import anyio
 import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, RedirectResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .api import Api, ApiError, api_error_handler
+from .api import Api, ApiError
 from .decodepool import DecodePool
 from .pages import Pages, layout
 from .receiver import DEFAULT_MAX_BODY, Receiver, error_response
@@ -154,8 +154,17 @@ def create_app(
         Route('/healthz', healthz),
         Mount('/static', StaticFiles(directory=Path(__file__).parent / 'static'), name='static'),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={ApiError: api_error_handler})
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={ApiError: _error_reply})
     return app if token is None else _TokenGuard(app=app, token=token)
+
+
+async def _error_reply(request: Request, exc: Exception) -> Response:
+    """An `ApiError` as JSON `{"detail": ...}` on the API, as an HTML page everywhere else."""
+    assert isinstance(exc, ApiError)
+    if request.url.path.startswith('/api/'):
+        return JSONResponse({'detail': exc.message}, status_code=exc.status)
+    title = 'Not found' if exc.status == 404 else 'Bad request'
+    return layout(title, f'<h1>{title}</h1><p class="error">{escape(exc.message)}</p>', status=exc.status)
 
 
 async def _retention_loop(store: Store, days: float) -> None:

@@ -51,11 +51,8 @@ _ARROW_TYPES = {
 
 @functools.cache
 def arrow() -> Any:
-    """The `pyarrow` module, or None when it is not installed (the store then binds Python lists instead)."""
-    try:
-        return importlib.import_module('pyarrow')
-    except ImportError:  # pragma: no cover - pyarrow is installed wherever the tests run
-        return None
+    """The `pyarrow` module (the `dashboard` extra installs it; imported on first use, it is slow to import)."""
+    return importlib.import_module('pyarrow')
 
 
 def arrow_table(columns: Mapping[str, Sequence[Any]], layout: Sequence[tuple[str, str]]) -> Any:

@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 
 import anyio.to_thread
 
-from .columns import SPAN_COLUMNS, arrow, arrow_table
 from .otlp import SpanBatch, parse_traces, read_or_400
 
 __all__ = ('DecodePool', 'decode_traces')
@@ -29,15 +28,6 @@ logger = logging.getLogger('tracegraph.dashboard')
 def decode_traces(body: bytes, media: str) -> SpanBatch:
     """`parse_traces`, with any failure reported as a 400 `OtlpError` (the body is at fault, never the store)."""
     return read_or_400(parse_traces, body, media)
-
-
-def _decode_to_arrow(body: bytes, media: str) -> SpanBatch:
-    batch = decode_traces(body, media)
-    if arrow() is None or not len(batch):
-        return batch
-    return SpanBatch(
-        columns={}, table=arrow_table(batch.columns, SPAN_COLUMNS), rejected=batch.rejected, errors=batch.errors
-    )
 
 
 def _warm_up() -> None:
@@ -85,7 +75,7 @@ class DecodePool:
         if executor is None or len(body) < self.min_bytes:
             return await anyio.to_thread.run_sync(decode_traces, body, media)
         try:
-            return await asyncio.wrap_future(executor.submit(_decode_to_arrow, body, media))
+            return await asyncio.wrap_future(executor.submit(decode_traces, body, media))
         except BrokenProcessPool:
             # a worker died (killed from outside): serve this request in a thread and replace the pool
             logger.warning('a decode worker died; restarting the pool')

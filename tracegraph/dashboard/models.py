@@ -130,8 +130,10 @@ class RunDetail(BaseModel):
     """The later parts that continue this run, in this trace or linking to it."""
 
 
-_RELATIVE = re.compile(r'^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$')
+_RELATIVE = re.compile(r'^\s*([0-9]{1,12}(?:\.[0-9]{1,9})?)\s*(s|m|h|d|w)\s*$', re.ASCII)
 _UNITS = {'s': 1, 'm': 60, 'h': 3600, 'd': 86400, 'w': 604800}
+MAX_LOOKBACK_DAYS = 36_500
+"""Longest duration `since` accepts (100 years): anything longer reaches before any stored span anyway."""
 
 
 def parse_time(text: str) -> datetime:
@@ -140,10 +142,13 @@ def parse_time(text: str) -> datetime:
     Raises:
         ValueError: with a message naming the problem.
     """
+    cleaned = text.strip().replace('Z', '+00:00')
     try:
-        value = datetime.fromisoformat(text.strip().replace('Z', '+00:00'))
+        if not cleaned.isascii():
+            raise ValueError
+        value = datetime.fromisoformat(cleaned)
     except ValueError:
-        raise ValueError(f'{text!r} is not an ISO 8601 timestamp.') from None
+        raise ValueError(f'{text!r} is not an ISO 8601 timestamp such as 2026-01-02T03:04:05Z.') from None
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
@@ -156,6 +161,8 @@ def parse_since(text: str, *, now: datetime | None = None) -> datetime:
     match = _RELATIVE.match(text)
     if match:
         seconds = float(match.group(1)) * _UNITS[match.group(2)]
+        if seconds > MAX_LOOKBACK_DAYS * 86400:
+            raise ValueError(f'{text!r} reaches back more than {MAX_LOOKBACK_DAYS} days.')
         return (now or datetime.now(timezone.utc)) - timedelta(seconds=seconds)
     try:
         return parse_time(text)

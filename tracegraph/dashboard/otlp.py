@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from ..tracing import attributes as attr
 from .anyvalue import attributes_dict, dumps
+from .columns import SPAN_COLUMNS, arrow_table
 from .metrics import MetricBatch, metric_batch
 
 __all__ = (
@@ -33,6 +35,8 @@ __all__ = (
     'parse_metrics',
     'read_or_400',
     'span_batch',
+    'INGEST_NOTE',
+    'FUTURE_SLACK_NS',
 )
 
 PROTOBUF = 'application/x-protobuf'
@@ -56,18 +60,15 @@ class OtlpError(Exception):
 
 @dataclass(kw_only=True)
 class SpanBatch:
-    """The spans of one OTLP request, one list per stored column (see `store.SPAN_COLUMNS`)."""
+    """The spans of one OTLP request as a `pyarrow.Table` of `columns.SPAN_COLUMNS`, ready to insert."""
 
-    columns: dict[str, list[Any]]
-    """Column name -> one value per span, in the order of `columns.SPAN_COLUMNS` (empty when `table` is set)."""
-    table: Any = None
-    """The same as a `pyarrow.Table`, when the batch was decoded in a worker process."""
+    table: Any
     rejected: int = 0
     """Spans dropped because they were unusable (e.g. an invalid trace id)."""
     errors: list[str] = field(default_factory=list[str])
 
     def __len__(self) -> int:
-        return len(self.columns['trace_id']) if self.table is None else int(self.table.num_rows)
+        return int(self.table.num_rows)
 
     @property
     def error_message(self) -> str:
@@ -195,13 +196,22 @@ def _fix_metric_ids(data: dict[str, Any]) -> None:
                             _hex_to_b64(ex, 'spanId')
 
 
-def _int_or_none(value: Any) -> int | None:
+_INT32 = (-(2**31), 2**31 - 1)
+_KINDS = range(6)
+"""`SpanKind` values OTLP defines (UNSPECIFIED to CONSUMER)."""
+FUTURE_SLACK_NS = 24 * 3600 * 10**9
+"""A span may start or end at most this far (a day) ahead of the receiver's clock; later is taken as impossible."""
+INGEST_NOTE = 'tracegraph.dashboard.ingest_note'
+"""Attribute added to a stored span whose values were adjusted to be stored (the original values, and why)."""
+
+
+def _int32_or_none(value: Any) -> int | None:
     if isinstance(value, bool):
         return None
-    if isinstance(value, int):
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        value = int(value)
+    if isinstance(value, int) and _INT32[0] <= value <= _INT32[1]:
         return value
-    if isinstance(value, str) and value.isdigit():
-        return int(value)
     return None
 
 
@@ -209,21 +219,43 @@ def _str_or_none(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
-def span_batch(request: ExportTraceServiceRequest) -> SpanBatch:
-    """Flatten a decoded request into columns; spans without valid ids are rejected, repeats dropped."""
-    names = (
-        'trace_id', 'span_id', 'parent_span_id', 'name', 'kind', 'start_ns', 'end_ns', 'status_code',
-        'status_message', 'service_name', 'scope_name', 'graph', 'run_id', 'node_id', 'step', 'steps',
-        'outcome', 'next_node', 'is_run', 'attributes', 'events', 'resource',
-    )  # fmt: skip
-    cols: dict[str, list[Any]] = {n: [] for n in names}
-    (trace_id, span_id, parent_id, name, kind, start, end, status_code, status_message, service, scope,
-     graph, run_id, node_id, step, steps, outcome, next_node, is_run, attrs_col, events_col, resource_col) = (
-        cols[n] for n in names
-    )  # fmt: skip
+def _span_times(start: int, end: int, now_ns: int, notes: list[str]) -> tuple[int, int]:
+    """Start and end as stored: within (0, now + a day], end never before start; each change noted."""
+    latest = now_ns + FUTURE_SLACK_NS
+    if not 0 < start <= latest:
+        notes.append(f'start_time_unix_nano {start} is impossible; stored as the time received')
+        start = now_ns
+    if end == 0:
+        end = start
+    elif end > latest:
+        notes.append(f'end_time_unix_nano {end} is more than a day ahead; stored as the start time')
+        end = start
+    elif end < start:
+        notes.append(f'end_time_unix_nano {end} is before the start; stored as the start time')
+        end = start
+    return start, end
+
+
+def span_batch(request: ExportTraceServiceRequest, *, now_ns: int | None = None) -> SpanBatch:
+    """Flatten a decoded request into an Arrow table of `SPAN_COLUMNS`.
+
+    Spans without valid ids are rejected (counted for `partial_success`), repeats dropped. Every other span is
+    stored: a value that does not fit its typed column (a step beyond 32 bits, an unknown span kind, an impossible
+    timestamp) leaves that column empty or clamped, keeps its original in the JSON attributes, and is explained in
+    the `INGEST_NOTE` attribute, so one odd span never fails the request.
+    """
+    now_ns = time.time_ns() if now_ns is None else now_ns
+    cols: dict[str, list[Any]] = {n: [] for n, _ in SPAN_COLUMNS}
+    trace_id, span_id, parent_id, name = cols['trace_id'], cols['span_id'], cols['parent_span_id'], cols['name']
+    kind, start, end = cols['kind'], cols['start_ns'], cols['end_ns']
+    status_code, status_message = cols['status_code'], cols['status_message']
+    service, scope, graph, run_id = cols['service_name'], cols['scope_name'], cols['graph'], cols['run_id']
+    node_id, step, steps, outcome = cols['node_id'], cols['step'], cols['steps'], cols['outcome']
+    next_node, is_run = cols['next_node'], cols['is_run']
+    attrs_col, events_col, resource_col = cols['attributes'], cols['events'], cols['resource']
     none_cols = (graph, run_id, node_id, step, steps, outcome, next_node)
     seen: set[tuple[bytes, bytes]] = set()
-    batch = SpanBatch(columns=cols)
+    rejected, errors = 0, list[str]()
     for rs in request.resource_spans:
         resource = attributes_dict(rs.resource.attributes)
         resource_json = dumps(resource)
@@ -233,31 +265,34 @@ def span_batch(request: ExportTraceServiceRequest) -> SpanBatch:
             for span in ss.spans:
                 tid, sid = span.trace_id, span.span_id
                 if len(tid) != 16 or len(sid) != 8 or not any(tid) or not any(sid):
-                    batch.rejected += 1
-                    batch.errors.append(f'span {span.name!r} has an invalid trace or span id')
+                    rejected += 1
+                    errors.append(f'span {span.name[:100]!r} has an invalid trace or span id')
                     continue
                 key = (tid, sid)
                 if key in seen:
                     continue
                 seen.add(key)
                 a = attributes_dict(span.attributes)
+                notes: list[str] = []
                 status = span.status
                 code = _STATUS_NAMES[status.code] if 0 <= status.code < 3 else 'UNSET'
                 rid = a.get(attr.RUN_ID)
                 nid = a.get(attr.NODE_ID)
-                start_ns = span.start_time_unix_nano
+                start_ns, end_ns = _span_times(span.start_time_unix_nano, span.end_time_unix_nano, now_ns, notes)
+                if span.kind not in _KINDS:
+                    notes.append(f'span kind {span.kind} is not an OTLP SpanKind; stored without a kind')
                 trace_id.append(tid.hex())
                 span_id.append(sid.hex())
-                parent_id.append(span.parent_span_id.hex() or None)
+                parent = span.parent_span_id
+                parent_id.append(parent.hex() if len(parent) == 8 else None)
                 name.append(span.name)
-                kind.append(span.kind)
+                kind.append(span.kind if span.kind in _KINDS else None)
                 start.append(start_ns)
-                end.append(span.end_time_unix_nano or start_ns)
+                end.append(end_ns)
                 status_code.append(code)
                 status_message.append(status.message or None)
                 service.append(service_name)
                 scope.append(scope_name)
-                attrs_col.append(dumps(a))
                 events = span.events
                 events_col.append(
                     dumps(
@@ -276,8 +311,8 @@ def span_batch(request: ExportTraceServiceRequest) -> SpanBatch:
                     graph.append(_str_or_none(a.get(attr.GRAPH_NAME)))
                     run_id.append(rid)
                     node_id.append(None if run_span else str(nid))
-                    step.append(_int_or_none(a.get(attr.NODE_STEP)))
-                    steps.append(_int_or_none(a.get(attr.RUN_STEPS)) if run_span else None)
+                    step.append(_checked_int(a, attr.NODE_STEP, notes))
+                    steps.append(_checked_int(a, attr.RUN_STEPS, notes) if run_span else None)
                     outcome.append(
                         declared if isinstance(declared, str) else ('failed' if code == 'ERROR' else 'completed')
                     )
@@ -287,4 +322,15 @@ def span_batch(request: ExportTraceServiceRequest) -> SpanBatch:
                     for col in none_cols:
                         col.append(None)
                     is_run.append(False)
-    return batch
+                if notes:
+                    a[INGEST_NOTE] = '; '.join(notes)
+                attrs_col.append(dumps(a))
+    return SpanBatch(table=arrow_table(cols, SPAN_COLUMNS), rejected=rejected, errors=errors)
+
+
+def _checked_int(attributes: dict[str, Any], key: str, notes: list[str]) -> int | None:
+    value = attributes.get(key)
+    checked = _int32_or_none(value)
+    if value is not None and checked is None:
+        notes.append(f'{key} {str(value)[:40]!r} is not a 32-bit integer; kept in the attributes only')
+    return checked

@@ -2,24 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from html import escape
-from typing import TypeVar
 from urllib.parse import quote, urlencode
 
-import anyio.to_thread
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
-from .api import ApiError, query_limit, query_time
+from .api import ApiError, call, path_text, path_trace_id, query_limit, query_text, query_time
 from .models import RunDetail
 from .store import Store
 from .svg import OUTCOME_COLOURS, diagram_svg, fmt_duration, gantt_svg
 
 __all__ = ('Pages', 'layout')
 
-_T = TypeVar('_T')
 _OUTCOMES = ('completed', 'failed', 'interrupted')
 
 
@@ -59,20 +56,22 @@ class Pages:
 
     store: Store
 
-    async def _call(self, fn: Callable[[], _T]) -> _T:
-        return await anyio.to_thread.run_sync(fn)
-
     async def runs(self, request: Request) -> Response:
         """`GET /`: the runs list, filtered by graph and outcome, newest first, paged with `before`."""
-        try:
-            limit = query_limit(request)
-            before = query_time(request, 'before')
-        except ApiError as exc:
-            return layout('Bad request', f'<p class="error">{escape(exc.message)}</p>', status=400)
-        graph = request.query_params.get('graph') or None
-        outcome = request.query_params.get('outcome') or None
-        graphs = await self._call(self.store.graphs)
-        runs = await self._call(lambda: self.store.runs(graph=graph, outcome=outcome, limit=limit, before=before))
+        limit = query_limit(request)
+        before = query_time(request, 'before')
+        graph = query_text(request, 'graph')
+        outcome = query_text(request, 'outcome')
+        since = query_time(request, 'since', relative=True)
+        return await call(
+            lambda: self._runs_page(graph=graph, outcome=outcome, limit=limit, before=before, since=since)
+        )
+
+    def _runs_page(
+        self, *, graph: str | None, outcome: str | None, limit: int, before: datetime | None, since: datetime | None
+    ) -> Response:
+        graphs = self.store.graphs()
+        runs = self.store.runs(graph=graph, outcome=outcome, limit=limit, before=before, since=since)
         graph_opts = ''.join(
             f'<option value="{escape(g.name)}"{" selected" if g.name == graph else ""}>{escape(g.name)}</option>'
             for g in graphs
@@ -116,22 +115,27 @@ class Pages:
 
     async def run(self, request: Request) -> Response:
         """`GET /runs/{trace_id}`: the run's Gantt chart, its steps and any exception with its traceback."""
-        trace_id: str = request.path_params['trace_id']
-        run_id = request.query_params.get('run_id') or None
-        detail = await self._call(lambda: self.store.run(trace_id, run_id=run_id))
-        if detail is None:
-            return layout('Not found', f'<p class="error">No run found in trace {escape(trace_id)}.</p>', status=404)
-        return layout(f'{detail.timeline.graph} run', _run_body(detail))
+        trace_id = path_trace_id(request)
+        run_id = query_text(request, 'run_id')
+
+        def render() -> Response:
+            detail = self.store.run(trace_id, run_id=run_id)
+            if detail is None:
+                raise ApiError(404, f'No run found in trace {trace_id}.')
+            return layout(f'{detail.timeline.graph} run', _run_body(detail))
+
+        return await call(render)
 
     async def graph(self, request: Request) -> Response:
         """`GET /graphs/{graph}`: the diagram of the transitions seen and the per-node table."""
-        graph: str = request.path_params['graph']
-        try:
-            since = query_time(request, 'since', relative=True)
-        except ApiError as exc:
-            return layout('Bad request', f'<p class="error">{escape(exc.message)}</p>', status=400)
-        stats = await self._call(lambda: self.store.node_stats(graph, since=since))
-        edges = await self._call(lambda: self.store.edges(graph, since=since))
+        graph = path_text(request, 'graph')
+        since = query_time(request, 'since', relative=True)
+        since_text = request.query_params.get('since', '')
+        return await call(lambda: self._graph_page(graph, since, since_text))
+
+    def _graph_page(self, graph: str, since: datetime | None, since_text: str) -> Response:
+        stats = self.store.node_stats(graph, since=since)
+        edges = self.store.edges(graph, since=since)
         total = sum(s.total for s in stats) or 1.0
         rows = ''.join(
             f'<tr class="node-row" data-node="{escape(s.node_id)}"><td>{escape(s.node_id)}</td>'
@@ -145,9 +149,8 @@ class Pages:
             '<th class="num">p50</th><th class="num">p95</th>'
             f'<th class="num">p99</th><th class="num">Share of time</th></tr></thead><tbody>{rows}</tbody></table>'
         )
-        since_text = escape(request.query_params.get('since', ''))
         form = (
-            f'<form class="filters" method="get"><label>Since <input name="since" value="{since_text}" '
+            f'<form class="filters" method="get"><label>Since <input name="since" value="{escape(since_text)}" '
             'placeholder="e.g. 6h, 7d or 2026-01-01"></label><button type="submit">Apply</button>'
             f'<a href="/?graph={quote(graph)}">Runs of this graph →</a></form>'
         )

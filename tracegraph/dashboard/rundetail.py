@@ -132,14 +132,17 @@ def build_run_detail(spans: Sequence[StoredSpan], *, run_id: str | None = None) 
 
     placed: set[str] = set(own_ids)
 
-    def descendants(span_hex: str, depth: int) -> list[SpanInfo]:
+    def descendants(span_hex: str) -> list[SpanInfo]:
+        """The spans under `span_hex`, depth first in start order; iterative, as a trace may nest spans deeply."""
         out: list[SpanInfo] = []
-        for child in children.get(span_hex, []):
+        stack = [(child, 1) for child in reversed(children.get(span_hex, []))]
+        while stack:
+            child, depth = stack.pop()
             if child.span_hex in placed:
                 continue
             placed.add(child.span_hex)
             out.append(child.info(depth))
-            out.extend(descendants(child.span_hex, depth + 1))
+            stack.extend((grandchild, depth + 1) for grandchild in reversed(children.get(child.span_hex, [])))
         return out
 
     by_id = {s.span_hex: s for s in own}
@@ -153,7 +156,7 @@ def build_run_detail(spans: Sequence[StoredSpan], *, run_id: str | None = None) 
                 step=record.step,
                 node_id=record.node_id,
                 span=node_span.info(0),
-                children=descendants(node_span.span_hex, 1),
+                children=descendants(node_span.span_hex),
             )
         )
     others = [s.info(0) for s in spans if s.span_hex not in placed]

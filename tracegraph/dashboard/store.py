@@ -67,26 +67,6 @@ def _keys(trace_ids: Sequence[str], span_ids: Sequence[str]) -> list[tuple[str, 
     return list(zip(trace_ids, span_ids))
 
 
-def _merge_span_columns(batches: Sequence[dict[str, list[Any]]]) -> dict[str, list[Any]]:
-    """Columns end to end, each (trace_id, span_id) once (each batch is repeat-free already)."""
-    if len(batches) == 1:
-        return batches[0]
-    merged: dict[str, list[Any]] = {n: [] for n, _ in SPAN_COLUMNS}
-    seen: set[tuple[str, str]] = set()
-    for cols in batches:
-        keys = _keys(cols['trace_id'], cols['span_id'])
-        if seen.isdisjoint(keys):
-            for name, values in merged.items():
-                values.extend(cols[name])
-        else:  # the same spans in two concurrent requests (an exporter retrying early): keep the first
-            rows = [i for i, key in enumerate(keys) if key not in seen]
-            for name, values in merged.items():
-                column = cols[name]
-                values.extend(column[i] for i in rows)
-        seen.update(keys)
-    return merged
-
-
 def _merge_span_tables(tables: Sequence[Any]) -> Any:
     """Arrow tables end to end, each (trace_id, span_id) once."""
     if len(tables) == 1:
@@ -116,7 +96,7 @@ class Store:
         ```
     """
 
-    def __init__(self, path: str | Path, *, use_arrow: bool = True) -> None:
+    def __init__(self, path: str | Path) -> None:
         """Open (creating when missing) the database at `path` (`:memory:` for a throwaway one)."""
         self.path = str(path)
         if self.path != ':memory:':
@@ -125,8 +105,7 @@ class Store:
         # checkpointing every 16 MB (the default) makes steady ingest rewrite the same rows many times.
         self._con = duckdb.connect(self.path, config={'checkpoint_threshold': CHECKPOINT_THRESHOLD})
         self._write_lock = threading.Lock()
-        self._arrow = use_arrow and arrow() is not None
-        self._pc: Any = importlib.import_module('pyarrow.compute') if self._arrow else None
+        self._pc: Any = importlib.import_module('pyarrow.compute')
         self._span_writer = GroupCommitter[SpanBatch](write=self._write_spans)
         self._metric_writer = GroupCommitter[MetricBatch](write=self._write_metrics)
         with self._cursor() as cur:
@@ -156,20 +135,12 @@ class Store:
 
     # --- writing -------------------------------------------------------------------------------------------------
 
-    def _relation_sql(self, cur: duckdb.DuckDBPyConnection, layout: _Table, rows: Any) -> str:
-        """Make `rows` readable as relation `batch` on `cur`; returns the SELECT that reads it.
-
-        With pyarrow, `rows` is an Arrow table that DuckDB scans without copying; without it, a dict of columns
-        bound as list parameters and unnested in the same statement (see `_params`). Either way one statement.
-        """
-        if self._arrow:
-            cur.register('batch', rows)
-            return 'SELECT * FROM batch'
-        selects = ', '.join(f'unnest(${i + 1}::{t.split()[0]}[]) AS "{n}"' for i, (n, t) in enumerate(layout.columns))
-        return f'SELECT {selects}'
-
-    def _params(self, layout: _Table, rows: Any) -> list[Any] | None:
-        return None if self._arrow else [rows[n] for n, _ in layout.columns]
+    @staticmethod
+    def _insert(cur: duckdb.DuckDBPyConnection, layout: _Table, rows: Any, select: str = 'SELECT * FROM batch') -> None:
+        """INSERT the Arrow table `rows` (scanned by DuckDB without a copy, as relation `batch`) through `select`."""
+        cur.register('batch', rows)
+        cols = ', '.join(f'"{n}"' for n, _ in layout.columns)
+        cur.execute(f'INSERT INTO {layout.name} ({cols}) {select}')
 
     def insert_spans(self, batch: SpanBatch) -> None:
         """Store a batch, skipping spans already stored; returns once it is committed.
@@ -192,38 +163,25 @@ class Store:
         otherwise it looks the stored spans up, bounded to the batches' start-time range (a span sent again
         carries its start time again), which lets DuckDB skip older row groups by their zone maps.
         """
-        if self._arrow:
-            rows = _merge_span_tables(
-                [b.table if b.table is not None else arrow_table(b.columns, SPAN_COLUMNS) for b in batches]
-            )
-            starts = rows.column('start_ns')
-            low, high = int(self._pc.min(starts).as_py()), int(self._pc.max(starts).as_py())
-            trace_ids, span_ids = rows.column('trace_id').to_pylist(), rows.column('span_id').to_pylist()
-        else:
-            rows = _merge_span_columns([b.table.to_pydict() if b.table is not None else b.columns for b in batches])
-            low, high = min(rows['start_ns']), max(rows['start_ns'])
-            trace_ids, span_ids = rows['trace_id'], rows['span_id']
-        keys = [span_key(t, s) for t, s in zip(trace_ids, span_ids)]
-        cols = ', '.join(f'"{n}"' for n, _ in SPAN_COLUMNS)
+        rows = _merge_span_tables([b.table for b in batches])
+        starts = rows.column('start_ns')
+        low, high = int(self._pc.min(starts).as_py()), int(self._pc.max(starts).as_py())
+        keys = [span_key(t, s) for t, s in zip(rows.column('trace_id').to_pylist(), rows.column('span_id').to_pylist())]
         with self._write_lock, self._cursor() as cur:
-            select = self._relation_sql(cur, _SPANS, rows)
-            sql = f'INSERT INTO spans ({cols}) {select}'
+            select = 'SELECT * FROM batch'
             if self._recent.may_repeat(keys, low):
-                sql = (
-                    f'INSERT INTO spans ({cols}) SELECT b.* FROM ({select}) AS b WHERE NOT EXISTS ('
+                select = (
+                    'SELECT b.* FROM batch AS b WHERE NOT EXISTS ('
                     f'SELECT 1 FROM spans s WHERE s.start_ns BETWEEN {low} AND {high} '
                     'AND s.trace_id = b.trace_id AND s.span_id = b.span_id)'
                 )
-            cur.execute(sql, self._params(_SPANS, rows))
+            self._insert(cur, _SPANS, rows, select)
             self._recent.add(keys, high)
 
     def _write_metrics(self, batches: Sequence[MetricBatch]) -> None:
         columns = {n: [v for b in batches for v in b.columns[n]] for n, _ in METRIC_COLUMNS}
-        rows = arrow_table(columns, METRIC_COLUMNS) if self._arrow else columns
         with self._write_lock, self._cursor() as cur:
-            select = self._relation_sql(cur, _METRICS, rows)
-            cols = ', '.join(f'"{n}"' for n, _ in METRIC_COLUMNS)
-            cur.execute(f'INSERT INTO metrics ({cols}) {select}', self._params(_METRICS, rows))
+            self._insert(cur, _METRICS, arrow_table(columns, METRIC_COLUMNS))
 
     def apply_retention(self, days: float, *, now: datetime | None = None) -> int:
         """Delete spans that ended, and metric points taken, more than `days` days ago; returns spans deleted."""

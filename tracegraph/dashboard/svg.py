@@ -20,6 +20,10 @@ _ROW_H = 22
 _AXIS_H = 24
 
 
+_MAX_INDENT = 12
+"""Nesting levels shown by indentation; deeper spans line up with the last level (the tip gives the depth)."""
+
+
 def fmt_duration(seconds: float) -> str:
     """A short human duration: `850µs`, `12.3ms`, `4.21s`, `3m 05s`."""
     if seconds < 0.001:
@@ -83,7 +87,7 @@ def gantt_svg(detail: RunDetail) -> str:
             c_off = (child.start - start).total_seconds()
             cx, cw = x_of(c_off), max(1.5, child.duration * scale)
             fill = _SPAN_ERROR_COLOUR if child.status == 'ERROR' else _SPAN_COLOUR
-            indent = 8 + 14 * child.depth
+            indent = 8 + 14 * min(child.depth, _MAX_INDENT)
             rows.append(
                 f'<g class="row child"><text class="label sub" x="{indent}" y="{y + 14}">'
                 f'{escape(child.name[:40])}</text>'

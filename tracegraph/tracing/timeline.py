@@ -45,7 +45,8 @@ class NodeRecord(BaseModel):
     end: datetime
     duration: float
     """Seconds."""
-    outcome: attr.Outcome
+    outcome: attr.Outcome | str
+    """One of `attr.Outcome`; a span written by other code may carry any text, which is kept as it is."""
     next_node: str | None
     """Id of the node returned (`End` when the run ended), None when the step failed or was interrupted."""
     error: NodeError | None = None
@@ -81,7 +82,8 @@ class NodeTimeline(BaseModel):
     run_id: str
     trace_id: str | None
     graph: str
-    outcome: RunOutcome
+    outcome: RunOutcome | str
+    """One of `RunOutcome`; a span written by other code may carry any text, which is kept as it is."""
     start: datetime
     end: datetime | None
     nodes: list[NodeRecord]
@@ -224,23 +226,28 @@ def _outcome(span: FinishedSpan, key: str) -> str:
     return 'failed' if getattr(span.status.status_code, 'name', '') == 'ERROR' else 'completed'
 
 
+def _step(value: object, default: int) -> int:
+    # a foreign span's step may be any attribute value: it orders the steps, it must never fail the timeline
+    return value if isinstance(value, int) and not isinstance(value, bool) else default
+
+
 def _timeline_from_spans(run_id: str, run_span: FinishedSpan, nodes: list[FinishedSpan]) -> NodeTimeline:
     attrs = run_span.attributes or {}
     ctx = run_span.context
     records: list[NodeRecord] = []
-    for span in sorted(nodes, key=lambda s: (int((s.attributes or {}).get(attr.NODE_STEP, 0)), s.start_time or 0)):
+    for span in sorted(nodes, key=lambda s: (_step((s.attributes or {}).get(attr.NODE_STEP), 0), s.start_time or 0)):
         a = span.attributes or {}
         start, end = span.start_time or 0, span.end_time or span.start_time or 0
         next_node = a.get(attr.NODE_NEXT)
         records.append(
             NodeRecord(
-                step=int(a.get(attr.NODE_STEP, len(records) + 1)),
+                step=_step(a.get(attr.NODE_STEP), len(records) + 1),
                 node_id=str(a[attr.NODE_ID]),
                 span_id=f'{span.context.span_id:016x}' if span.context else None,
                 start=_ns_to_datetime(start),
                 end=_ns_to_datetime(end),
                 duration=(end - start) / 1e9,
-                outcome=_outcome(span, attr.NODE_OUTCOME),  # pyright: ignore[reportArgumentType]
+                outcome=_outcome(span, attr.NODE_OUTCOME),
                 next_node=str(next_node) if next_node is not None else None,
                 error=_span_error(span),
             )
@@ -249,7 +256,7 @@ def _timeline_from_spans(run_id: str, run_span: FinishedSpan, nodes: list[Finish
         run_id=run_id,
         trace_id=f'{ctx.trace_id:032x}' if ctx else None,
         graph=str(attrs.get(attr.GRAPH_NAME, '')),
-        outcome=_outcome(run_span, attr.RUN_OUTCOME),  # pyright: ignore[reportArgumentType]
+        outcome=_outcome(run_span, attr.RUN_OUTCOME),
         start=_ns_to_datetime(run_span.start_time),
         end=_ns_to_datetime(run_span.end_time) if run_span.end_time else None,
         nodes=records,
