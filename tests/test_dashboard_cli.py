@@ -47,7 +47,7 @@ def serve_process(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], list[
     lines = _lines(proc)
     banner: list[str] = []
     deadline = time.monotonic() + 30
-    while len(banner) < 4 and time.monotonic() < deadline:
+    while len(banner) < 5 and time.monotonic() < deadline:
         try:
             banner.append(lines.get(timeout=max(0.01, deadline - time.monotonic())))
         except queue.Empty:
@@ -71,7 +71,7 @@ def test_serve_prints_where_and_serves(serve_process: tuple[subprocess.Popen[str
     assert banner[0].startswith('tracegraph dashboard  http://127.0.0.1:'), banner
     url = banner[0].split()[-1]
     db = tmp_path / 'data' / 'tracegraph' / 'traces.duckdb'
-    assert banner[1:4] == [
+    assert banner[1:5] == [
         f'  store      {db}',
         f'  ingest     OTEL_EXPORTER_OTLP_ENDPOINT={url}',
         '  retention  30 days',

@@ -49,11 +49,23 @@ def serve(
         typer.Option(min=0, help='Processes decoding span requests (default: one per core beyond the first).'),
     ] = None,
     log_level: Annotated[str, typer.Option(help='uvicorn log level.')] = 'warning',
+    allowed_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            help='Another Host name to answer for, besides loopback names and IP addresses (repeatable; * for any).'
+        ),
+    ] = None,
 ) -> None:
     """Run the local dashboard: an OTLP/HTTP receiver (POST /v1/traces, /v1/metrics), a DuckDB store and a web UI."""
+    from .dashboard.auth import check_token
     from .dashboard.server import bind_socket, default_decode_workers, is_loopback, make_server
     from .dashboard.store import Store, default_db_path
 
+    try:
+        check_token(token)
+    except ValueError as exc:
+        _err.print(f'[bold red]error:[/] {exc}')
+        raise typer.Exit(2) from None
     path = db or default_db_path()
     if not is_loopback(host) and token is None:
         _err.print(
@@ -72,7 +84,11 @@ def serve(
     _out.print(f'  store      {path}')
     _out.print(f'  ingest     OTEL_EXPORTER_OTLP_ENDPOINT={url}')
     if token is not None:
-        _out.print('  auth       Authorization: Bearer <token> required')
+        _out.print('  auth       on: Authorization: Bearer <token>, or sign in at /login')
+    else:
+        _out.print('  auth       off: anyone who can reach the port can send spans and read them')
+    if allowed_host:
+        _out.print(f'  hosts      also answering for {", ".join(allowed_host)}')
     if retention_days is not None:
         _out.print(f'  retention  {retention_days:g} days')
     server = make_server(
@@ -82,6 +98,8 @@ def serve(
         max_body=int(max_body_mb * 1024 * 1024),
         decode_workers=default_decode_workers() if decode_workers is None else decode_workers,
         log_level=log_level,
+        bind_host=host,
+        allowed_hosts=allowed_host or (),
     )
     try:
         server.run(sockets=[sock])

@@ -3,89 +3,34 @@
 from __future__ import annotations
 
 import contextlib
-import hmac
 import logging
-from collections.abc import AsyncGenerator
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator, Sequence
 from html import escape
 from pathlib import Path
-from urllib.parse import parse_qs
 
 import anyio
 import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp
 
 from .api import Api, ApiError
+from .auth import TokenAuth, check_token
 from .decodepool import DecodePool
+from .guards import HostGuard, SecurityHeaders
 from .pages import Pages, layout
-from .receiver import DEFAULT_MAX_BODY, Receiver, error_response
+from .receiver import DEFAULT_MAX_BODY, Receiver
 from .store import Store
 
-__all__ = ('RETENTION_INTERVAL', 'TOKEN_COOKIE', 'create_app')
+__all__ = ('RETENTION_INTERVAL', 'create_app')
 
-TOKEN_COOKIE = 'tracegraph_token'
 RETENTION_INTERVAL = 3600.0
 """Seconds between two retention passes while serving."""
 logger = logging.getLogger('tracegraph.dashboard')
-_PUBLIC = ('/healthz', '/login', '/static/')
-
-
-@dataclass(kw_only=True)
-class _TokenGuard:
-    """ASGI middleware: every path but the health check, login form and static files needs the token.
-
-    The token comes as `Authorization: Bearer TOKEN` (exporters, scripts) or as the cookie set by the login
-    form (browsers, which cannot add the header to a page load).
-    """
-
-    app: ASGIApp
-    token: str
-
-    def _allowed(self, scope: Scope) -> bool:
-        headers = {k.decode('latin-1').lower(): v.decode('latin-1') for k, v in scope.get('headers', [])}
-        auth = headers.get('authorization', '')
-        if auth[:7].lower() == 'bearer ' and hmac.compare_digest(auth[7:].strip().encode(), self.token.encode()):
-            return True
-        for part in headers.get('cookie', '').split(';'):
-            name, _, value = part.strip().partition('=')
-            if name == TOKEN_COOKIE and hmac.compare_digest(value.encode(), self.token.encode()):
-                return True
-        return False
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path: str = scope.get('path', '')
-        if scope['type'] != 'http' or path.startswith(_PUBLIC) or self._allowed(scope):
-            await self.app(scope, receive, send)
-            return
-        message = 'Missing or wrong bearer token: send Authorization: Bearer TOKEN.'
-        response: Response
-        if path.startswith('/v1/'):
-            headers = dict(scope.get('headers', []))
-            media = headers.get(b'content-type', b'').decode('latin-1').split(';')[0].strip().lower()
-            response = error_response(401, message, media)
-        elif path.startswith('/api/'):
-            response = Response(f'{{"detail": "{message}"}}', status_code=401, media_type='application/json')
-        else:
-            response = _login_page(path, status=401)
-        response.headers['WWW-Authenticate'] = 'Bearer'
-        await response(scope, receive, send)
-
-
-def _login_page(next_path: str, *, status: int = 200, error: str = '') -> Response:
-    note = f'<p class="error">{escape(error)}</p>' if error else ''
-    form = (
-        f'<h1>Sign in</h1>{note}<p>This dashboard was started with <code>--token</code>.</p>'
-        '<form class="filters login" method="post" action="/login">'
-        f'<input type="hidden" name="next" value="{escape(next_path)}">'
-        '<label>Token <input name="token" type="password" autofocus></label><button type="submit">Sign in</button>'
-        '</form>'
-    )
-    return layout('Sign in', form, status=status)
+_FAVICON = (Path(__file__).parent / 'static' / 'favicon.svg').read_bytes()
 
 
 def create_app(
@@ -95,37 +40,32 @@ def create_app(
     max_body: int = DEFAULT_MAX_BODY,
     retention_days: float | None = None,
     decode_workers: int = 0,
+    bind_host: str = '127.0.0.1',
+    allowed_hosts: Sequence[str] = (),
 ) -> ASGIApp:
     """The ASGI app serving `store`.
 
     Args:
         store: where spans are written and read.
-        token: when set, every request but `/healthz`, `/login` and static files needs it.
+        token: when set, every request but `/healthz`, `/login` and static files needs it (see `auth`); an empty
+            token raises `ValueError`.
         max_body: largest request body accepted (bytes, before and after gzip); larger gets 413.
         retention_days: when set, spans older than this are deleted at start and every hour.
         decode_workers: processes decoding large span requests (0: decode in threads of this process).
+        bind_host: the address the server listens on; its name is one the Host check accepts (see `guards`).
+        allowed_hosts: more Host names to answer for (`*`: any).
     """
+    token = check_token(token)
     pool = DecodePool(workers=decode_workers)
     receiver = Receiver(store=store, pool=pool, max_body=max_body)
     api = Api(store=store)
-    pages = Pages(store=store)
-
-    async def login(request: Request) -> Response:
-        if request.method == 'GET':
-            return _login_page(request.query_params.get('next', '/'))
-        form = parse_qs((await request.body()).decode('utf-8', 'replace'))
-        given = (form.get('token') or [''])[0]
-        next_path = (form.get('next') or ['/'])[0]
-        if not next_path.startswith('/') or next_path.startswith('//'):
-            next_path = '/'
-        if token is None or not hmac.compare_digest(given.encode(), token.encode()):
-            return _login_page(next_path, status=401, error='Wrong token.')
-        response = RedirectResponse(next_path, status_code=303)
-        response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite='strict')
-        return response
+    pages = Pages(store=store, sign_out=token is not None)
 
     async def healthz(request: Request) -> Response:
         return PlainTextResponse('ok')
+
+    async def favicon(request: Request) -> Response:
+        return Response(_FAVICON, media_type='image/svg+xml', headers={'Cache-Control': 'max-age=86400'})
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncGenerator[None]:
@@ -150,12 +90,14 @@ def create_app(
         Route('/', pages.runs),
         Route('/runs/{trace_id}', pages.run),
         Route('/graphs/{graph:path}', pages.graph),
-        Route('/login', login, methods=['GET', 'POST']),
         Route('/healthz', healthz),
+        Route('/favicon.ico', favicon),
         Mount('/static', StaticFiles(directory=Path(__file__).parent / 'static'), name='static'),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={ApiError: _error_reply})
-    return app if token is None else _TokenGuard(app=app, token=token)
+    app: ASGIApp = Starlette(routes=routes, lifespan=lifespan, exception_handlers={ApiError: _error_reply})
+    if token is not None:
+        app = TokenAuth(app=app, token=token)
+    return SecurityHeaders(app=HostGuard(app=app, bind_host=bind_host, allowed=allowed_hosts))
 
 
 async def _error_reply(request: Request, exc: Exception) -> Response:

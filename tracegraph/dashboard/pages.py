@@ -20,13 +20,15 @@ __all__ = ('Pages', 'layout')
 _OUTCOMES = ('completed', 'failed', 'interrupted')
 
 
-def layout(title: str, body: str, *, status: int = 200) -> HTMLResponse:
-    """A full page around `body`."""
+def layout(title: str, body: str, *, status: int = 200, sign_out: bool = False) -> HTMLResponse:
+    """A full page around `body`; `sign_out` adds the sign-out link (when the server has a token)."""
+    nav = '<a href="/">Runs</a>' + ('<a href="/logout">Sign out</a>' if sign_out else '')
     html = (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f'<title>{escape(title)} · tracegraph</title><link rel="stylesheet" href="/static/dashboard.css">'
-        '</head><body><header><a class="brand" href="/">tracegraph</a><nav><a href="/">Runs</a></nav></header>'
+        f'<title>{escape(title)} · tracegraph</title><link rel="icon" href="/favicon.ico" type="image/svg+xml">'
+        '<link rel="stylesheet" href="/static/dashboard.css">'
+        f'</head><body><header><a class="brand" href="/">tracegraph</a><nav>{nav}</nav></header>'
         f'<main>{body}</main><div id="tip" hidden></div><script src="/static/dashboard.js"></script></body></html>'
     )
     return HTMLResponse(html, status_code=status)
@@ -55,6 +57,8 @@ class Pages:
     """Handlers of the HTML pages, reading `store`."""
 
     store: Store
+    sign_out: bool = False
+    """Show the sign-out link (the server has a token)."""
 
     async def runs(self, request: Request) -> Response:
         """`GET /`: the runs list, filtered by graph and outcome, newest first, paged with `before`."""
@@ -111,7 +115,7 @@ class Pages:
             params |= {'limit': str(limit), 'before': runs[-1].start.isoformat()}
             more = f'<p><a class="more" href="/?{urlencode(params)}">Older runs →</a></p>'
         graphs_html = f'<section class="cards">{cards}</section>' if graphs else ''
-        return layout('Runs', f'<h1>Runs</h1>{graphs_html}{form}{table}{more}')
+        return layout('Runs', f'<h1>Runs</h1>{graphs_html}{form}{table}{more}', sign_out=self.sign_out)
 
     async def run(self, request: Request) -> Response:
         """`GET /runs/{trace_id}`: the run's Gantt chart, its steps and any exception with its traceback."""
@@ -122,7 +126,7 @@ class Pages:
             detail = self.store.run(trace_id, run_id=run_id)
             if detail is None:
                 raise ApiError(404, f'No run found in trace {trace_id}.')
-            return layout(f'{detail.timeline.graph} run', _run_body(detail))
+            return layout(f'{detail.timeline.graph} run', _run_body(detail), sign_out=self.sign_out)
 
         return await call(render)
 
@@ -160,7 +164,7 @@ class Pages:
             f'edge width by count.</p><div class="scroll">{diagram_svg(stats, edges)}</div></section>'
             f'<section class="panel"><h2>Nodes</h2>{table if stats else "<p class=empty>No node steps.</p>"}</section>'
         )
-        return layout(f'Graph {graph}', body)
+        return layout(f'Graph {graph}', body, sign_out=self.sign_out)
 
 
 def _resumed_panel(detail: RunDetail) -> str:

@@ -7,6 +7,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -71,10 +72,18 @@ def make_server(
     max_body: int = DEFAULT_MAX_BODY,
     decode_workers: int = 0,
     log_level: str = 'warning',
+    bind_host: str = DEFAULT_HOST,
+    allowed_hosts: Sequence[str] = (),
 ) -> uvicorn.Server:
     """A uvicorn server for the dashboard app over `store`; run it with `server.run(sockets=[...])`."""
     app = create_app(
-        store, token=token, retention_days=retention_days, max_body=max_body, decode_workers=decode_workers
+        store,
+        token=token,
+        retention_days=retention_days,
+        max_body=max_body,
+        decode_workers=decode_workers,
+        bind_host=bind_host,
+        allowed_hosts=allowed_hosts,
     )
     config = uvicorn.Config(app, log_level=log_level, access_log=False, lifespan='on', timeout_graceful_shutdown=5)
     return uvicorn.Server(config)
@@ -103,6 +112,8 @@ class ServerThread:
     max_body: int = DEFAULT_MAX_BODY
     decode_workers: int = 0
     """Processes decoding large span requests; 0 (the default here) decodes in threads."""
+    allowed_hosts: Sequence[str] = ()
+    """Host names answered besides loopback and IP addresses (see `guards.HostGuard`)."""
     startup_timeout: float = 20.0
     store: Store | None = field(default=None, init=False)
     _server: uvicorn.Server | None = field(default=None, init=False)
@@ -138,6 +149,8 @@ class ServerThread:
             retention_days=self.retention_days,
             max_body=self.max_body,
             decode_workers=self.decode_workers,
+            bind_host=self.host,
+            allowed_hosts=self.allowed_hosts,
         )
         server, sock = self._server, self._sock
         self._thread = threading.Thread(
