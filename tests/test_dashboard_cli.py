@@ -74,6 +74,7 @@ def test_serve_prints_where_and_serves(serve_process: tuple[subprocess.Popen[str
     assert banner[1:5] == [
         f'  store      {db}',
         f'  ingest     OTEL_EXPORTER_OTLP_ENDPOINT={url}',
+        '  auth       off: anyone who can reach the port can send spans and read them',
         '  retention  30 days',
     ]
     with exporting_provider(url) as (provider, _):
