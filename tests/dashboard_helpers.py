@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from google.protobuf import json_format
@@ -32,6 +39,8 @@ __all__ = (
     'json_body',
     'protobuf_body',
     'running_server',
+    'Served',
+    'serve_process',
 )
 
 MS = 1_000_000
@@ -178,3 +187,59 @@ def running_server(**kwargs: Any) -> Iterator[ServerThread]:
     """A dashboard on an ephemeral 127.0.0.1 port with an in-memory store (unless `db=` is given)."""
     with ServerThread(**kwargs) as server:
         yield server
+
+
+@dataclass(kw_only=True)
+class Served:
+    """A `tracegraph serve` process: its banner lines, its URL and a way to read what it prints later."""
+
+    proc: subprocess.Popen[str]
+    banner: list[str]
+    lines: queue.Queue[str]
+
+    @property
+    def url(self) -> str:
+        return self.banner[0].split()[-1]
+
+
+@contextmanager
+def serve_process(data: Path, *args: str, banner_lines: int = 4) -> Iterator[Served]:
+    """`python -m tracegraph.cli serve --port 0 ARGS` with its store under `data`, stopped with Ctrl-C after."""
+    env = {**os.environ, 'COLUMNS': '250', 'XDG_DATA_HOME': str(data)}
+    proc = subprocess.Popen(
+        [sys.executable, '-m', 'tracegraph.cli', 'serve', '--port', '0', *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.put(line.rstrip('\n'))
+
+    pumping = threading.Thread(target=pump, daemon=True)
+    pumping.start()
+    banner: list[str] = []
+    deadline = time.monotonic() + 30
+    while len(banner) < banner_lines and time.monotonic() < deadline:
+        try:
+            banner.append(lines.get(timeout=max(0.01, deadline - time.monotonic())))
+        except queue.Empty:
+            break
+    try:
+        yield Served(proc=proc, banner=banner, lines=lines)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
+        assert proc.stdout is not None
+        pumping.join(5)
+        if not pumping.is_alive():  # else a process it left behind holds the pipe: closing would block on the reader
+            proc.stdout.close()

@@ -2,72 +2,31 @@
 
 from __future__ import annotations
 
-import os
-import queue
 import signal
 import socket
 import subprocess
-import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from dashboard_helpers import emit_run, exporting_provider
+from dashboard_helpers import emit_run, exporting_provider, serve_process
 from typer.testing import CliRunner
 
 from tracegraph.cli import app
 from tracegraph.dashboard.server import is_loopback
 
 
-def _lines(proc: subprocess.Popen[str]) -> queue.Queue[str]:
-    out: queue.Queue[str] = queue.Queue()
-
-    def pump() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            out.put(line.rstrip('\n'))
-
-    threading.Thread(target=pump, daemon=True).start()
-    return out
-
-
 @pytest.fixture
-def serve_process(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], list[str]]]:
-    env = {**os.environ, 'COLUMNS': '250', 'XDG_DATA_HOME': str(tmp_path / 'data')}
-    proc = subprocess.Popen(
-        [sys.executable, '-m', 'tracegraph.cli', 'serve', '--port', '0', '--retention-days', '30'],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-    )
-    lines = _lines(proc)
-    banner: list[str] = []
-    deadline = time.monotonic() + 30
-    while len(banner) < 5 and time.monotonic() < deadline:
-        try:
-            banner.append(lines.get(timeout=max(0.01, deadline - time.monotonic())))
-        except queue.Empty:
-            break
-    try:
-        yield proc, banner
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
-        assert proc.stdout is not None
-        proc.stdout.close()
+def served_with_retention(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], list[str]]]:
+    with serve_process(tmp_path / 'data', '--retention-days', '30', banner_lines=5) as served:
+        yield served.proc, served.banner
 
 
-def test_serve_prints_where_and_serves(serve_process: tuple[subprocess.Popen[str], list[str]], tmp_path: Path) -> None:
-    proc, banner = serve_process
+def test_serve_prints_where_and_serves(
+    served_with_retention: tuple[subprocess.Popen[str], list[str]], tmp_path: Path
+) -> None:
+    proc, banner = served_with_retention
     assert banner[0].startswith('tracegraph dashboard  http://127.0.0.1:'), banner
     url = banner[0].split()[-1]
     db = tmp_path / 'data' / 'tracegraph' / 'traces.duckdb'

@@ -269,7 +269,9 @@ def test_telemetry_force_flush_waits_for_spool_delivery(tmp_path: Path) -> None:
         telemetry.shutdown()
 
 
-def test_a_refused_batch_kept_in_memory_moves_behind_newer_ones(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_refused_batch_kept_in_memory_moves_behind_newer_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     stuck, newer = make_spans(graph='stuck'), make_spans(runs=3, graph='fine')
     stuck_ids = {s.context.trace_id.to_bytes(16, 'big') for s in stuck if s.context}
     unwritable = Unwritable()

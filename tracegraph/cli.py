@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -61,6 +62,8 @@ def serve(
     from .dashboard.server import bind_socket, default_decode_workers, is_loopback, make_server
     from .dashboard.store import Store, default_db_path
 
+    if token is None and 'TRACEGRAPH_TOKEN' in os.environ:
+        token = os.environ['TRACEGRAPH_TOKEN']  # click reads a variable set empty as unset: it must be refused
     try:
         check_token(token)
     except ValueError as exc:

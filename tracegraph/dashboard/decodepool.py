@@ -11,7 +11,10 @@ import asyncio
 import importlib
 import logging
 import multiprocessing
+import os
 import signal
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -34,9 +37,22 @@ def _warm_up() -> None:
     importlib.import_module('tracegraph.dashboard.otlp')
 
 
-def _ignore_sigint() -> None:
+def _worker_init(parent: int) -> None:
     # Ctrl-C reaches the whole process group: the server shuts the pool down, workers must not die first.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_exit_with_parent, args=(parent,), name='tracegraph-parent-watch', daemon=True).start()
+
+
+def _exit_with_parent(parent: int) -> None:
+    """End this worker once the server that started it is gone (a SIGKILL or OOM kill leaves no time to stop it):
+    a worker is re-parented when its parent dies, so its parent pid changes."""
+    while os.getppid() == parent:
+        time.sleep(_PARENT_CHECK)
+    os._exit(0)
+
+
+_PARENT_CHECK = 0.5
+"""Seconds between a worker's looks at whether the server is still there."""
 
 
 @dataclass(kw_only=True)
@@ -53,7 +69,8 @@ class DecodePool:
             self._executor = ProcessPoolExecutor(
                 max_workers=self.workers,
                 mp_context=multiprocessing.get_context('spawn'),
-                initializer=_ignore_sigint,
+                initializer=_worker_init,
+                initargs=(os.getpid(),),
             )
             # workers start on demand: start them now rather than in the first large request
             for _ in range(self.workers):

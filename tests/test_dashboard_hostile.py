@@ -1,0 +1,432 @@
+"""`tracegraph serve` under hostile input, as a real process on an ephemeral loopback port: crafted query strings,
+poison spans mixed with good ones, foreign Host headers, tokens, sessions and killed processes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from dashboard_helpers import Served, serve_process
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
+
+from tracegraph.dashboard.auth import FAILURE_WINDOW, MAX_FAILURES, SESSION_COOKIE, SESSION_SECONDS
+from tracegraph.dashboard.guards import CONTENT_SECURITY_POLICY
+from tracegraph.dashboard.otlp import INGEST_NOTE
+from tracegraph.tracing import attributes as attr
+
+PROTO = {'Content-Type': 'application/x-protobuf'}
+TOKEN = 's3cret-token'
+
+
+def kv(key: str, value: object) -> KeyValue:
+    if isinstance(value, bool):
+        return KeyValue(key=key, value=AnyValue(bool_value=value))
+    if isinstance(value, int):
+        return KeyValue(key=key, value=AnyValue(int_value=value))
+    return KeyValue(key=key, value=AnyValue(string_value=str(value)))
+
+
+def run_spans(
+    *,
+    graph: str = 'g',
+    outcome: str = 'completed',
+    start: int | None = None,
+    end: int | None = None,
+    step: int = 1,
+    kind: int = 1,
+    nodes: int = 1,
+) -> list[Span]:
+    """A run span and `nodes` node spans of one new trace, with the contract attributes."""
+    trace_id, now = os.urandom(16), time.time_ns()
+    start = now if start is None else start
+    end = now + 1_000_000 if end is None else end
+    run_id = trace_id.hex()[:12]
+    common = [kv(attr.GRAPH_NAME, graph), kv(attr.RUN_ID, run_id)]
+    run = Span(
+        trace_id=trace_id,
+        span_id=os.urandom(8),
+        name=f'run graph {graph}',
+        kind=1,
+        start_time_unix_nano=start,
+        end_time_unix_nano=end,
+        attributes=[*common, kv(attr.RUN_OUTCOME, outcome), kv(attr.RUN_STEPS, nodes)],
+    )
+    node_spans = [
+        Span(
+            trace_id=trace_id,
+            span_id=os.urandom(8),
+            parent_span_id=run.span_id,
+            name='run node N',
+            kind=kind,
+            start_time_unix_nano=start,
+            end_time_unix_nano=end,
+            attributes=[
+                *common,
+                kv(attr.NODE_ID, 'N'),
+                kv(attr.NODE_STEP, step + i),
+                kv(attr.NODE_OUTCOME, 'completed'),
+            ],
+        )
+        for i in range(nodes)
+    ]
+    return [run, *node_spans]
+
+
+def body(*spans: Span) -> bytes:
+    request = ExportTraceServiceRequest()
+    request.resource_spans.add().scope_spans.add().spans.extend(spans)
+    return request.SerializeToString()
+
+
+def trace_of(spans: list[Span]) -> str:
+    return spans[0].trace_id.hex()
+
+
+@pytest.fixture(scope='module')
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    with serve_process(tmp_path_factory.mktemp('serve'), '--allowed-host', 'dash.internal', banner_lines=5) as s:
+        assert s.banner[0].startswith('tracegraph dashboard'), s.banner
+        yield s
+
+
+@pytest.fixture
+def client(served: Served) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=served.url, timeout=30) as c:
+        yield c
+    assert served.proc.poll() is None, 'the server died'
+
+
+# --- parameters -----------------------------------------------------------------------------------------------
+
+BAD_PARAMS = [
+    ('limit=²', 'limit'),
+    ('limit=１０', 'limit'),
+    ('limit=0', 'limit'),
+    ('limit=1001', 'limit'),
+    ('since=99999999999w', 'since'),
+    ('since=100000000d', 'since'),
+    ('since=999999999999999999999999d', 'since'),
+    ('since=１h', 'since'),
+    ('before=tomorrow', 'before'),
+    ('before=9999999-01-01', 'before'),
+    (f'graph={"x" * 1001}', 'graph'),
+]
+ROUTES = {
+    '/': ('limit', 'since', 'before', 'graph'),
+    '/api/runs': ('limit', 'since', 'before', 'graph'),
+    '/api/graphs/g/nodes': ('since',),
+    '/api/graphs/g/edges': ('since',),
+    '/graphs/g': ('since',),
+}
+
+
+@pytest.mark.parametrize(('query', 'name'), BAD_PARAMS)
+def test_bad_parameters_are_400_naming_them(client: httpx.Client, query: str, name: str) -> None:
+    for path, takes in ROUTES.items():
+        if name not in takes:
+            continue
+        reply = client.get(f'{path}?{query}')
+        assert reply.status_code == 400, (path, query, reply.text[:200])
+        if path.startswith('/api/'):
+            assert reply.json()['detail'].startswith(f'{name} must be'), reply.text
+        else:
+            assert reply.headers['content-type'].startswith('text/html')
+            assert f'{name} must be' in reply.text
+
+
+@pytest.mark.parametrize('path', ['/api/runs/not-a-trace', '/runs/not-a-trace', f'/api/runs/{"0" * 31}g'])
+def test_bad_trace_ids_are_400(client: httpx.Client, path: str) -> None:
+    reply = client.get(path)
+    assert reply.status_code == 400
+    assert 'trace_id must be 32 hexadecimal digits' in reply.text
+
+
+# --- span content ---------------------------------------------------------------------------------------------
+
+
+def _partial(reply: httpx.Response) -> tuple[int, str]:
+    assert reply.status_code == 200, reply.content
+    answer = ExportTraceServiceResponse.FromString(reply.content)
+    return answer.partial_success.rejected_spans, answer.partial_success.error_message
+
+
+def _stored(client: httpx.Client, trace: str) -> dict[str, Any]:
+    reply = client.get(f'/api/runs/{trace}')
+    assert reply.status_code == 200, reply.text
+    return reply.json()
+
+
+@pytest.mark.parametrize(
+    ('poison', 'note'),
+    [
+        ({'step': 2**40}, "tracegraph.step '1099511627776' is not a 32-bit integer"),
+        ({'kind': 200}, 'span kind 200 is not an OTLP SpanKind'),
+        ({'start': 2**64 - 1}, 'start_time_unix_nano 18446744073709551615 is impossible'),
+        ({'end': time.time_ns() * 10}, 'is more than a day ahead; stored as the start time'),
+        ({'start': 2**63 - 10**12, 'end': 1}, 'is impossible; stored as the time received'),
+    ],
+)
+def test_a_poison_span_never_costs_the_good_run_beside_it(
+    client: httpx.Client, poison: dict[str, int], note: str
+) -> None:
+    good, bad = run_spans(), run_spans(**poison)
+    assert _partial(client.post('/v1/traces', content=body(*good, *bad), headers=PROTO)) == (0, '')
+    assert [n['node_id'] for n in _stored(client, trace_of(good))['timeline']['nodes']] == ['N']
+    stored = _stored(client, trace_of(bad))
+    notes = [
+        stored['run_span']['attributes'].get(INGEST_NOTE),
+        stored['nodes'][0]['span']['attributes'].get(INGEST_NOTE),
+    ]
+    assert any(n and note in n for n in notes), notes
+    runs = client.get('/api/runs?limit=1000').json()
+    assert all(r['duration'] >= 0 for r in runs)
+    assert max(r['start'] for r in runs) < '2027', 'a span from the far future went to the top of the list'
+    assert client.get(f'/runs/{trace_of(bad)}').status_code == 200
+
+
+def test_spans_with_invalid_ids_are_rejected_alone(client: httpx.Client) -> None:
+    good = run_spans()
+    bad = Span(trace_id=b'\0' * 16, span_id=os.urandom(8), name='no trace id')
+    rejected, message = _partial(client.post('/v1/traces', content=body(*good, bad), headers=PROTO))
+    assert (rejected, message) == (1, "span 'no trace id' has an invalid trace or span id")
+    assert _stored(client, trace_of(good))['timeline']['outcome'] == 'completed'
+
+
+def test_an_unknown_outcome_is_shown_as_it_is_escaped(client: httpx.Client) -> None:
+    spans = run_spans(outcome='<b id="injected">done?</b>')
+    client.post('/v1/traces', content=body(*spans), headers=PROTO).raise_for_status()
+    assert _stored(client, trace_of(spans))['timeline']['outcome'] == '<b id="injected">done?</b>'
+    page = client.get(f'/runs/{trace_of(spans)}')
+    assert page.status_code == 200
+    assert '&lt;b id=&quot;injected&quot;&gt;done?&lt;/b&gt;' in page.text
+    assert '<b id="injected">' not in page.text
+
+
+def test_deep_nesting_is_walked_without_recursion(client: httpx.Client) -> None:
+    spans = run_spans()
+    parent, deep = spans[1], list[Span]()
+    for i in range(1200):
+        child = Span(
+            trace_id=parent.trace_id,
+            span_id=os.urandom(8),
+            parent_span_id=(deep[-1] if deep else parent).span_id,
+            name=f'level {i}',
+            start_time_unix_nano=parent.start_time_unix_nano,
+            end_time_unix_nano=parent.end_time_unix_nano,
+        )
+        deep.append(child)
+    client.post('/v1/traces', content=body(*spans, *deep), headers=PROTO).raise_for_status()
+    children = _stored(client, trace_of(spans))['nodes'][0]['children']
+    assert [c['depth'] for c in children] == list(range(1, 1201))
+    assert client.get(f'/runs/{trace_of(spans)}').status_code == 200
+
+
+# --- access ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize('path', ['/', '/api/runs', '/v1/traces', '/healthz'])
+def test_a_foreign_host_is_refused(client: httpx.Client, path: str) -> None:
+    """DNS rebinding: a page of attacker.example whose name now resolves to 127.0.0.1."""
+    method = 'POST' if path == '/v1/traces' else 'GET'
+    spans = run_spans(graph='rebound')
+    reply = client.request(method, path, content=body(*spans), headers={**PROTO, 'Host': 'attacker.example:4318'})
+    assert reply.status_code == 421
+    assert "Host 'attacker.example:4318' is not one this server answers for" in reply.text
+    assert client.get(f'/api/runs/{trace_of(spans)}').status_code == 404
+
+
+@pytest.mark.parametrize(
+    'host', ['localhost', 'LOCALHOST:1', 'app.localhost', '127.0.0.1:9', '[::1]:4318', 'dash.internal']
+)
+def test_own_hosts_are_answered(client: httpx.Client, host: str) -> None:
+    assert client.get('/api/runs?limit=1', headers={'Host': host}).status_code == 200
+
+
+def test_pages_carry_security_headers(client: httpx.Client) -> None:
+    for path in ('/', '/api/runs', '/graphs/g', '/nothing-here'):
+        headers = client.get(path).headers
+        assert headers['content-security-policy'] == CONTENT_SECURITY_POLICY
+        assert "script-src 'self'" in CONTENT_SECURITY_POLICY and "frame-ancestors 'none'" in CONTENT_SECURITY_POLICY
+        assert headers['x-content-type-options'] == 'nosniff'
+        assert headers['x-frame-options'] == 'DENY'
+        assert headers['referrer-policy'] == 'no-referrer'
+
+
+def test_favicon(client: httpx.Client) -> None:
+    reply = client.get('/favicon.ico')
+    assert (reply.status_code, reply.headers['content-type']) == (200, 'image/svg+xml')
+    assert reply.content.startswith(b'<svg')
+    assert '<link rel="icon" href="/favicon.ico"' in client.get('/').text
+
+
+@pytest.mark.parametrize('how', ['option', 'environment', 'spaces'])
+def test_an_empty_token_is_refused_at_start(tmp_path: Path, how: str) -> None:
+    args, env = [], {**os.environ, 'XDG_DATA_HOME': str(tmp_path), 'COLUMNS': '250'}
+    if how == 'environment':
+        env['TRACEGRAPH_TOKEN'] = ''
+    else:
+        args = ['--token', '' if how == 'option' else '   ']
+    result = subprocess.run(
+        [sys.executable, '-m', 'tracegraph.cli', 'serve', '--port', '0', *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.strip() == (
+        'error: The token is empty: give a non-empty --token (or TRACEGRAPH_TOKEN), or unset it to serve without auth.'
+    )
+
+
+@pytest.fixture(scope='module')
+def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    with serve_process(tmp_path_factory.mktemp('guarded'), '--token', TOKEN) as s:
+        assert s.banner[3] == '  auth       on: Authorization: Bearer <token>, or sign in at /login', s.banner
+        yield s
+
+
+def _sign_in(c: httpx.Client, next_path: str = '/') -> httpx.Response:
+    return c.post('/login', data={'token': TOKEN, 'next': next_path})
+
+
+def test_the_cookie_is_a_session_not_the_token(guarded: Served) -> None:
+    with httpx.Client(base_url=guarded.url, timeout=10) as c:
+        login = c.get('/?graph=shop&limit=5')
+        assert login.status_code == 401
+        assert 'name="next" value="/?graph=shop&amp;limit=5"' in login.text  # the query string survives login
+        reply = _sign_in(c, '/?graph=shop&limit=5')
+        assert (reply.status_code, reply.headers['location']) == (303, '/?graph=shop&limit=5')
+        cookie = reply.headers['set-cookie']
+        session = c.cookies[SESSION_COOKIE]
+        assert TOKEN not in cookie and len(session) >= 40
+        assert f'Max-Age={SESSION_SECONDS}' in cookie and 'HttpOnly' in cookie and 'SameSite=strict' in cookie
+        assert 'Secure' not in cookie  # plain HTTP on loopback; set over TLS (see test below)
+        page = c.get('/')
+        assert page.status_code == 200 and '<a href="/logout">Sign out</a>' in page.text
+        assert c.get('/logout').status_code == 303
+    with httpx.Client(base_url=guarded.url, timeout=10, cookies={SESSION_COOKIE: session}) as stale:
+        assert stale.get('/api/runs').status_code == 401  # the session ended at logout
+    with httpx.Client(base_url=guarded.url, timeout=10, cookies={'tracegraph_token': TOKEN}) as old:
+        assert old.get('/api/runs').status_code == 401  # the raw token is no longer a cookie
+
+
+def test_the_session_cookie_is_secure_over_tls() -> None:
+    from tracegraph.dashboard.app import create_app
+    from tracegraph.dashboard.store import Store
+
+    async def sign_in(store: Store) -> httpx.Response:
+        transport = httpx.ASGITransport(app=create_app(store, token=TOKEN))
+        async with httpx.AsyncClient(transport=transport, base_url='https://127.0.0.1') as c:
+            return await c.post('/login', data={'token': TOKEN, 'next': '/'})
+
+    with Store(':memory:') as store:
+        reply = asyncio.run(sign_in(store))
+    assert reply.status_code == 303 and 'Secure' in reply.headers['set-cookie']
+
+
+def test_repeated_wrong_tokens_are_locked_out(tmp_path: Path) -> None:
+    with (
+        serve_process(tmp_path, '--token', TOKEN) as s,
+        httpx.Client(base_url=s.url, timeout=10) as c,
+        httpx.Client(base_url=s.url, timeout=10) as signed_in,
+    ):
+        assert _sign_in(signed_in).status_code == 303
+        for _ in range(MAX_FAILURES - 1):
+            assert c.post('/login', data={'token': 'guess'}).status_code == 401
+        assert c.get('/api/runs', headers={'Authorization': 'Bearer guess'}).status_code == 401
+        locked = _sign_in(c)  # the right token, too late
+        assert locked.status_code == 429 and 0 < int(locked.headers['retry-after']) <= FAILURE_WINDOW
+        assert 'Too many wrong tokens' in locked.text
+        bearer = c.post('/v1/traces', content=body(*run_spans()), headers={**PROTO, 'Authorization': f'Bearer {TOKEN}'})
+        assert bearer.status_code == 429 and 'retry-after' in bearer.headers  # an exporter retries it later
+        assert signed_in.get('/api/runs').status_code == 200  # a session signed in before goes on
+
+
+# --- processes ------------------------------------------------------------------------------------------------
+
+
+def _children(pid: int) -> set[int]:
+    found: set[int] = set()
+    for task in Path(f'/proc/{pid}/task').iterdir():
+        text = (task / 'children').read_text().split()
+        found.update(int(p) for p in text)
+    return found | {g for c in found for g in _children_safe(c)}
+
+
+def _children_safe(pid: int) -> set[int]:
+    try:
+        return _children(pid)
+    except OSError:
+        return set()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f'/proc/{pid}/stat').read_text().split(') ', 1)[1][0]
+    except OSError:
+        return False
+    return state != 'Z'
+
+
+@pytest.mark.skipif(not Path('/proc/self/task').exists(), reason='reads process trees from /proc (Linux)')
+def test_decode_workers_die_with_a_killed_server(tmp_path: Path) -> None:
+    with serve_process(tmp_path, '--decode-workers', '2') as s:
+        big = run_spans(nodes=400)
+        with httpx.Client(base_url=s.url, timeout=30) as c:
+            c.post('/v1/traces', content=body(*big), headers=PROTO).raise_for_status()  # > 32 KiB: decoded by a worker
+        deadline = time.monotonic() + 30
+        while len(_children(s.proc.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        children = _children(s.proc.pid)
+        assert len(children) >= 2, children
+        s.proc.send_signal(signal.SIGKILL)
+        s.proc.wait(10)
+        deadline = time.monotonic() + 20
+        while any(_alive(p) for p in children) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not [p for p in children if _alive(p)], 'processes of the killed server live on'
+    with serve_process(tmp_path, '--decode-workers', '2') as again, httpx.Client(base_url=again.url) as c:
+        assert _stored(c, trace_of(big))['timeline']['outcome'] == 'completed'  # the restart needed nothing cleaned
+
+
+def test_health_and_ingest_answer_while_a_big_run_renders(client: httpx.Client, served: Served) -> None:
+    spans = run_spans(nodes=10_000)
+    for i in range(0, len(spans), 2000):
+        client.post('/v1/traces', content=body(*spans[i : i + 2000]), headers=PROTO).raise_for_status()
+    finished: list[str] = []
+
+    def load_page() -> None:
+        with httpx.Client(base_url=served.url, timeout=120) as c:
+            assert c.get(f'/runs/{trace_of(spans)}').status_code == 200
+        finished.append('page')
+
+    loader = threading.Thread(target=load_page)
+    loader.start()
+    time.sleep(0.2)  # the page request is in
+    for _ in range(5):
+        assert client.get('/healthz').status_code == 200
+        client.post('/v1/traces', content=body(*run_spans()), headers=PROTO).raise_for_status()
+        if finished:
+            break
+        finished.append('health')
+    loader.join(120)
+    # answered while the page was still being rendered: rendering does not hold the event loop
+    assert finished[0] == 'health', finished
+    assert json.loads(client.get('/api/runs?limit=1').text)
