@@ -62,7 +62,7 @@ def run_spans(
         trace_id=trace_id,
         span_id=os.urandom(8),
         name=f'run graph {graph}',
-        kind=1,
+        kind=Span.SpanKind.ValueType(1),
         start_time_unix_nano=start,
         end_time_unix_nano=end,
         attributes=[*common, kv(attr.RUN_OUTCOME, outcome), kv(attr.RUN_STEPS, nodes)],
@@ -73,7 +73,7 @@ def run_spans(
             span_id=os.urandom(8),
             parent_span_id=run.span_id,
             name='run node N',
-            kind=kind,
+            kind=Span.SpanKind.ValueType(kind),
             start_time_unix_nano=start,
             end_time_unix_nano=end,
             attributes=[
@@ -183,7 +183,7 @@ def _stored(client: httpx.Client, trace: str) -> dict[str, Any]:
     ],
 )
 def test_a_poison_span_never_costs_the_good_run_beside_it(
-    client: httpx.Client, poison: dict[str, int], note: str
+    client: httpx.Client, poison: dict[str, Any], note: str
 ) -> None:
     good, bad = run_spans(), run_spans(**poison)
     assert _partial(client.post('/v1/traces', content=body(*good, *bad), headers=PROTO)) == (0, '')
