@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +23,9 @@ from opentelemetry.context import Context
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.trace.v1.trace_pb2 import Span as PbSpan
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -41,6 +44,10 @@ __all__ = (
     'running_server',
     'Served',
     'serve_process',
+    'crafted_run',
+    'kv',
+    'crafted_body',
+    'trace_of',
 )
 
 MS = 1_000_000
@@ -146,7 +153,7 @@ def exporting_provider(
     *,
     headers: dict[str, str] | None = None,
     gzip: bool = False,
-) -> Iterator[tuple[TracerProvider, InMemorySpanExporter]]:
+) -> Generator[tuple[TracerProvider, InMemorySpanExporter]]:
     """A TracerProvider exporting through the real OTLP/HTTP exporter to `url` (when given) and to memory."""
     provider = TracerProvider(resource=Resource.create({'service.name': 'dashboard-tests'}))
     memory = InMemorySpanExporter()
@@ -183,7 +190,7 @@ def json_body(spans: Sequence[ReadableSpan]) -> bytes:
 
 
 @contextmanager
-def running_server(**kwargs: Any) -> Iterator[ServerThread]:
+def running_server(**kwargs: Any) -> Generator[ServerThread]:
     """A dashboard on an ephemeral 127.0.0.1 port with an in-memory store (unless `db=` is given)."""
     with ServerThread(**kwargs) as server:
         yield server
@@ -203,7 +210,7 @@ class Served:
 
 
 @contextmanager
-def serve_process(data: Path, *args: str, banner_lines: int = 4) -> Iterator[Served]:
+def serve_process(data: Path, *args: str, banner_lines: int = 4) -> Generator[Served]:
     """`python -m tracegraph.cli serve --port 0 ARGS` with its store under `data`, stopped with Ctrl-C after."""
     env = {**os.environ, 'COLUMNS': '250', 'XDG_DATA_HOME': str(data)}
     proc = subprocess.Popen(
@@ -243,3 +250,68 @@ def serve_process(data: Path, *args: str, banner_lines: int = 4) -> Iterator[Ser
         pumping.join(5)
         if not pumping.is_alive():  # else a process it left behind holds the pipe: closing would block on the reader
             proc.stdout.close()
+
+
+def kv(key: str, value: object) -> KeyValue:
+    if isinstance(value, bool):
+        return KeyValue(key=key, value=AnyValue(bool_value=value))
+    if isinstance(value, int):
+        return KeyValue(key=key, value=AnyValue(int_value=value))
+    return KeyValue(key=key, value=AnyValue(string_value=str(value)))
+
+
+def crafted_run(
+    *,
+    graph: str = 'g',
+    outcome: str = 'completed',
+    start: int | None = None,
+    end: int | None = None,
+    step: int = 1,
+    kind: int = 1,
+    nodes: int = 1,
+) -> list[PbSpan]:
+    """A run span and `nodes` node spans of one new trace, with the contract attributes, made field by field (for
+    values no SDK would send: odd kinds, timestamps and outcomes)."""
+    trace_id, now = os.urandom(16), time.time_ns()
+    start = now if start is None else start
+    end = now + 1_000_000 if end is None else end
+    run_id = trace_id.hex()[:12]
+    common = [kv(attr.GRAPH_NAME, graph), kv(attr.RUN_ID, run_id)]
+    run = PbSpan(
+        trace_id=trace_id,
+        span_id=os.urandom(8),
+        name=f'run graph {graph}',
+        kind=PbSpan.SpanKind.ValueType(1),
+        start_time_unix_nano=start,
+        end_time_unix_nano=end,
+        attributes=[*common, kv(attr.RUN_OUTCOME, outcome), kv(attr.RUN_STEPS, nodes)],
+    )
+    node_spans = [
+        PbSpan(
+            trace_id=trace_id,
+            span_id=os.urandom(8),
+            parent_span_id=run.span_id,
+            name='run node N',
+            kind=PbSpan.SpanKind.ValueType(kind),
+            start_time_unix_nano=start,
+            end_time_unix_nano=end,
+            attributes=[
+                *common,
+                kv(attr.NODE_ID, 'N'),
+                kv(attr.NODE_STEP, step + i),
+                kv(attr.NODE_OUTCOME, 'completed'),
+            ],
+        )
+        for i in range(nodes)
+    ]
+    return [run, *node_spans]
+
+
+def crafted_body(*spans: PbSpan) -> bytes:
+    request = ExportTraceServiceRequest()
+    request.resource_spans.add().scope_spans.add().spans.extend(spans)
+    return request.SerializeToString()
+
+
+def trace_of(spans: list[PbSpan]) -> str:
+    return spans[0].trace_id.hex()

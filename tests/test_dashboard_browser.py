@@ -5,9 +5,20 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
+import httpx
 import pytest
-from dashboard_helpers import SampleRun, emit_run, exporting_provider, running_server
+from dashboard_helpers import (
+    SampleRun,
+    crafted_body,
+    crafted_run,
+    emit_run,
+    exporting_provider,
+    kv,
+    running_server,
+    trace_of,
+)
 
 from tracegraph.dashboard.server import ServerThread
 
@@ -173,3 +184,40 @@ def test_demo_runs_in_the_browser(page: Page) -> None:
         assert nodes == ['UserPromptNode', 'ModelRequestNode', 'CallToolsNode', 'ModelRequestNode', 'CallToolsNode']
         expect(page.locator('svg.gantt rect.bar.span').first).to_be_visible()  # the model call and tool spans
         shot(page, 'demo-agent-run.png')
+
+
+XSS = '"><img src=x onerror="window.__xss=1"><script>window.__xss=1</script><svg onload="window.__xss=1">'
+
+
+def test_script_payloads_in_span_data_never_run(page: Page) -> None:
+    """Names, ids, attributes, outcomes and exception texts carrying script are shown as text; nothing executes."""
+    spans = crafted_run(graph=f'g{XSS}', outcome=f'done{XSS}', nodes=2)
+    node = spans[1]
+    node.attributes.extend([kv(f'key{XSS}', f'value{XSS}'), kv('tracegraph.node.input', f'{{"q": "{XSS}"}}')])
+    node.status.code = node.status.STATUS_CODE_ERROR
+    node.events.add(
+        name='exception',
+        time_unix_nano=node.start_time_unix_nano,
+        attributes=[kv('exception.type', f'Err{XSS}'), kv('exception.message', XSS), kv('exception.stacktrace', XSS)],
+    )
+    problems: list[str] = []
+    page.on('pageerror', lambda e: problems.append(f'page error: {e}'))
+    page.on('response', lambda r: problems.append(f'{r.status} {r.url}') if r.status >= 400 else None)
+    with running_server() as server:
+        httpx.post(
+            server.url + '/v1/traces', content=crafted_body(*spans), headers={'Content-Type': 'application/x-protobuf'}
+        ).raise_for_status()
+        for path in (
+            '/',
+            f'/runs/{trace_of(spans)}',
+            f'/graphs/{quote(spans[0].attributes[0].value.string_value, safe="")}',
+        ):
+            response = page.goto(server.url + path)
+            assert response is not None and response.status == 200, path
+            assert "script-src 'self'" in response.headers['content-security-policy']
+            for bar in page.locator('[data-tip]').all():
+                bar.hover()
+            assert page.evaluate('window.__xss') is None, path
+            expect(page.locator('main')).to_contain_text('onerror="window.__xss=1"')  # shown, as text
+        shot(page, 'dashboard-xss.png')
+    assert problems == []

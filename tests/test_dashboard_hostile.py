@@ -4,8 +4,11 @@ poison spans mixed with good ones, foreign Host headers, tokens, sessions and ki
 from __future__ import annotations
 
 import asyncio
+import base64
+import gzip
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -17,85 +20,18 @@ from typing import Any
 
 import httpx
 import pytest
-from dashboard_helpers import Served, serve_process
+from dashboard_helpers import Served, crafted_body, crafted_run, serve_process, trace_of
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from tracegraph.dashboard.auth import FAILURE_WINDOW, MAX_FAILURES, SESSION_COOKIE, SESSION_SECONDS
 from tracegraph.dashboard.guards import CONTENT_SECURITY_POLICY
 from tracegraph.dashboard.otlp import INGEST_NOTE
-from tracegraph.tracing import attributes as attr
 
 PROTO = {'Content-Type': 'application/x-protobuf'}
 TOKEN = 's3cret-token'
-
-
-def kv(key: str, value: object) -> KeyValue:
-    if isinstance(value, bool):
-        return KeyValue(key=key, value=AnyValue(bool_value=value))
-    if isinstance(value, int):
-        return KeyValue(key=key, value=AnyValue(int_value=value))
-    return KeyValue(key=key, value=AnyValue(string_value=str(value)))
-
-
-def run_spans(
-    *,
-    graph: str = 'g',
-    outcome: str = 'completed',
-    start: int | None = None,
-    end: int | None = None,
-    step: int = 1,
-    kind: int = 1,
-    nodes: int = 1,
-) -> list[Span]:
-    """A run span and `nodes` node spans of one new trace, with the contract attributes."""
-    trace_id, now = os.urandom(16), time.time_ns()
-    start = now if start is None else start
-    end = now + 1_000_000 if end is None else end
-    run_id = trace_id.hex()[:12]
-    common = [kv(attr.GRAPH_NAME, graph), kv(attr.RUN_ID, run_id)]
-    run = Span(
-        trace_id=trace_id,
-        span_id=os.urandom(8),
-        name=f'run graph {graph}',
-        kind=Span.SpanKind.ValueType(1),
-        start_time_unix_nano=start,
-        end_time_unix_nano=end,
-        attributes=[*common, kv(attr.RUN_OUTCOME, outcome), kv(attr.RUN_STEPS, nodes)],
-    )
-    node_spans = [
-        Span(
-            trace_id=trace_id,
-            span_id=os.urandom(8),
-            parent_span_id=run.span_id,
-            name='run node N',
-            kind=Span.SpanKind.ValueType(kind),
-            start_time_unix_nano=start,
-            end_time_unix_nano=end,
-            attributes=[
-                *common,
-                kv(attr.NODE_ID, 'N'),
-                kv(attr.NODE_STEP, step + i),
-                kv(attr.NODE_OUTCOME, 'completed'),
-            ],
-        )
-        for i in range(nodes)
-    ]
-    return [run, *node_spans]
-
-
-def body(*spans: Span) -> bytes:
-    request = ExportTraceServiceRequest()
-    request.resource_spans.add().scope_spans.add().spans.extend(spans)
-    return request.SerializeToString()
-
-
-def trace_of(spans: list[Span]) -> str:
-    return spans[0].trace_id.hex()
 
 
 @pytest.fixture(scope='module')
@@ -185,8 +121,8 @@ def _stored(client: httpx.Client, trace: str) -> dict[str, Any]:
 def test_a_poison_span_never_costs_the_good_run_beside_it(
     client: httpx.Client, poison: dict[str, Any], note: str
 ) -> None:
-    good, bad = run_spans(), run_spans(**poison)
-    assert _partial(client.post('/v1/traces', content=body(*good, *bad), headers=PROTO)) == (0, '')
+    good, bad = crafted_run(), crafted_run(**poison)
+    assert _partial(client.post('/v1/traces', content=crafted_body(*good, *bad), headers=PROTO)) == (0, '')
     assert [n['node_id'] for n in _stored(client, trace_of(good))['timeline']['nodes']] == ['N']
     stored = _stored(client, trace_of(bad))
     notes = [
@@ -201,16 +137,16 @@ def test_a_poison_span_never_costs_the_good_run_beside_it(
 
 
 def test_spans_with_invalid_ids_are_rejected_alone(client: httpx.Client) -> None:
-    good = run_spans()
+    good = crafted_run()
     bad = Span(trace_id=b'\0' * 16, span_id=os.urandom(8), name='no trace id')
-    rejected, message = _partial(client.post('/v1/traces', content=body(*good, bad), headers=PROTO))
+    rejected, message = _partial(client.post('/v1/traces', content=crafted_body(*good, bad), headers=PROTO))
     assert (rejected, message) == (1, "span 'no trace id' has an invalid trace or span id")
     assert _stored(client, trace_of(good))['timeline']['outcome'] == 'completed'
 
 
 def test_an_unknown_outcome_is_shown_as_it_is_escaped(client: httpx.Client) -> None:
-    spans = run_spans(outcome='<b id="injected">done?</b>')
-    client.post('/v1/traces', content=body(*spans), headers=PROTO).raise_for_status()
+    spans = crafted_run(outcome='<b id="injected">done?</b>')
+    client.post('/v1/traces', content=crafted_body(*spans), headers=PROTO).raise_for_status()
     assert _stored(client, trace_of(spans))['timeline']['outcome'] == '<b id="injected">done?</b>'
     page = client.get(f'/runs/{trace_of(spans)}')
     assert page.status_code == 200
@@ -219,7 +155,7 @@ def test_an_unknown_outcome_is_shown_as_it_is_escaped(client: httpx.Client) -> N
 
 
 def test_deep_nesting_is_walked_without_recursion(client: httpx.Client) -> None:
-    spans = run_spans()
+    spans = crafted_run()
     parent, deep = spans[1], list[Span]()
     for i in range(1200):
         child = Span(
@@ -231,7 +167,7 @@ def test_deep_nesting_is_walked_without_recursion(client: httpx.Client) -> None:
             end_time_unix_nano=parent.end_time_unix_nano,
         )
         deep.append(child)
-    client.post('/v1/traces', content=body(*spans, *deep), headers=PROTO).raise_for_status()
+    client.post('/v1/traces', content=crafted_body(*spans, *deep), headers=PROTO).raise_for_status()
     children = _stored(client, trace_of(spans))['nodes'][0]['children']
     assert [c['depth'] for c in children] == list(range(1, 1201))
     assert client.get(f'/runs/{trace_of(spans)}').status_code == 200
@@ -244,8 +180,10 @@ def test_deep_nesting_is_walked_without_recursion(client: httpx.Client) -> None:
 def test_a_foreign_host_is_refused(client: httpx.Client, path: str) -> None:
     """DNS rebinding: a page of attacker.example whose name now resolves to 127.0.0.1."""
     method = 'POST' if path == '/v1/traces' else 'GET'
-    spans = run_spans(graph='rebound')
-    reply = client.request(method, path, content=body(*spans), headers={**PROTO, 'Host': 'attacker.example:4318'})
+    spans = crafted_run(graph='rebound')
+    reply = client.request(
+        method, path, content=crafted_body(*spans), headers={**PROTO, 'Host': 'attacker.example:4318'}
+    )
     assert reply.status_code == 421
     assert "Host 'attacker.example:4318' is not one this server answers for" in reply.text
     assert client.get(f'/api/runs/{trace_of(spans)}').status_code == 404
@@ -354,7 +292,9 @@ def test_repeated_wrong_tokens_are_locked_out(tmp_path: Path) -> None:
         locked = _sign_in(c)  # the right token, too late
         assert locked.status_code == 429 and 0 < int(locked.headers['retry-after']) <= FAILURE_WINDOW
         assert 'Too many wrong tokens' in locked.text
-        bearer = c.post('/v1/traces', content=body(*run_spans()), headers={**PROTO, 'Authorization': f'Bearer {TOKEN}'})
+        bearer = c.post(
+            '/v1/traces', content=crafted_body(*crafted_run()), headers={**PROTO, 'Authorization': f'Bearer {TOKEN}'}
+        )
         assert bearer.status_code == 429 and 'retry-after' in bearer.headers  # an exporter retries it later
         assert signed_in.get('/api/runs').status_code == 200  # a session signed in before goes on
 
@@ -388,9 +328,11 @@ def _alive(pid: int) -> bool:
 @pytest.mark.skipif(not Path('/proc/self/task').exists(), reason='reads process trees from /proc (Linux)')
 def test_decode_workers_die_with_a_killed_server(tmp_path: Path) -> None:
     with serve_process(tmp_path, '--decode-workers', '2') as s:
-        big = run_spans(nodes=400)
+        big = crafted_run(nodes=400)
         with httpx.Client(base_url=s.url, timeout=30) as c:
-            c.post('/v1/traces', content=body(*big), headers=PROTO).raise_for_status()  # > 32 KiB: decoded by a worker
+            c.post(
+                '/v1/traces', content=crafted_body(*big), headers=PROTO
+            ).raise_for_status()  # > 32 KiB: decoded by a worker
         deadline = time.monotonic() + 30
         while len(_children(s.proc.pid)) < 2 and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -407,9 +349,9 @@ def test_decode_workers_die_with_a_killed_server(tmp_path: Path) -> None:
 
 
 def test_health_and_ingest_answer_while_a_big_run_renders(client: httpx.Client, served: Served) -> None:
-    spans = run_spans(nodes=10_000)
+    spans = crafted_run(nodes=10_000)
     for i in range(0, len(spans), 2000):
-        client.post('/v1/traces', content=body(*spans[i : i + 2000]), headers=PROTO).raise_for_status()
+        client.post('/v1/traces', content=crafted_body(*spans[i : i + 2000]), headers=PROTO).raise_for_status()
     finished: list[str] = []
 
     def load_page() -> None:
@@ -422,7 +364,7 @@ def test_health_and_ingest_answer_while_a_big_run_renders(client: httpx.Client, 
     time.sleep(0.2)  # the page request is in
     for _ in range(5):
         assert client.get('/healthz').status_code == 200
-        client.post('/v1/traces', content=body(*run_spans()), headers=PROTO).raise_for_status()
+        client.post('/v1/traces', content=crafted_body(*crafted_run()), headers=PROTO).raise_for_status()
         if finished:
             break
         finished.append('health')
@@ -430,3 +372,138 @@ def test_health_and_ingest_answer_while_a_big_run_renders(client: httpx.Client, 
     # answered while the page was still being rendered: rendering does not hold the event loop
     assert finished[0] == 'health', finished
     assert json.loads(client.get('/api/runs?limit=1').text)
+
+
+# --- fuzzing --------------------------------------------------------------------------------------------------
+
+FUZZ_SEED = int(os.environ.get('TRACEGRAPH_FUZZ_SEED', '20261201'))
+FUZZ_BODIES = int(os.environ.get('TRACEGRAPH_FUZZ_BODIES', '3000'))
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def _deep_protobuf(depth: int) -> bytes:
+    """A request whose one attribute is an array nested `depth` deep (written by hand: protobuf cannot build it)."""
+    value = _field(1, b'leaf')  # AnyValue.string_value
+    for _ in range(depth):
+        value = _field(5, _field(1, value))  # AnyValue.array_value -> ArrayValue.values
+    span = crafted_run()[0].SerializeToString() + _field(9, _field(1, b'deep') + _field(2, value))
+    return _field(1, _field(2, _field(2, span)))
+
+
+def _deep_json(depth: int) -> bytes:
+    value = '{"stringValue": "leaf"}'
+    for _ in range(depth):
+        value = f'{{"arrayValue": {{"values": [{value}]}}}}'
+    run = crafted_run()[0]
+    span = json.dumps({'traceId': run.trace_id.hex(), 'spanId': run.span_id.hex(), 'name': 'd'})
+    span = span[:-1] + f', "attributes": [{{"key": "deep", "value": {value}}}]}}'
+    return f'{{"resourceSpans": [{{"scopeSpans": [{{"spans": [{span}]}}]}}]}}'.encode()
+
+
+def _json_of(spans: list[Any]) -> bytes:
+    from google.protobuf import json_format
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    request = ExportTraceServiceRequest()
+    request.resource_spans.add().scope_spans.add().spans.extend(spans)
+    data = json_format.MessageToDict(request)
+    for span in data['resourceSpans'][0]['scopeSpans'][0]['spans']:
+        for key in ('traceId', 'spanId', 'parentSpanId'):
+            if key in span:
+                span[key] = base64.b64decode(span[key]).hex()
+    return json.dumps(data).encode()
+
+
+def _weird_json_value(rng: random.Random) -> Any:
+    return rng.choice(
+        [None, True, -1, 2**64, 1e308, 'NaN', '\ud800', 'ÿ' * 1000, [], {}, [[[]]], {'a': {'b': {}}}, '0' * 40]
+    )
+
+
+def _mutate_json(data: Any, rng: random.Random) -> Any:
+    """`data` with one value somewhere replaced by something of another type or range."""
+    if isinstance(data, dict) and data:
+        key = rng.choice(list(data))  # pyright: ignore[reportUnknownArgumentType]
+        data[key] = _mutate_json(data[key], rng) if rng.random() < 0.7 else _weird_json_value(rng)
+    elif isinstance(data, list) and data:
+        i = rng.randrange(len(data))  # pyright: ignore[reportUnknownArgumentType]
+        data[i] = _mutate_json(data[i], rng) if rng.random() < 0.7 else _weird_json_value(rng)
+    else:
+        return _weird_json_value(rng)
+    return data  # pyright: ignore[reportUnknownVariableType]
+
+
+def _mutate_bytes(raw: bytes, rng: random.Random) -> bytes:
+    data = bytearray(raw)
+    for _ in range(rng.randint(1, 8)):
+        choice = rng.random()
+        if choice < 0.4 and data:
+            data[rng.randrange(len(data))] = rng.randrange(256)
+        elif choice < 0.6:
+            data[rng.randrange(len(data) + 1) : 0] = rng.randbytes(rng.randint(1, 16))
+        elif choice < 0.8 and data:
+            del data[rng.randrange(len(data)) :]
+        else:
+            start = rng.randrange(len(data) + 1)
+            data[start:start] = data[start : start + rng.randint(1, 64)]
+    return bytes(data)
+
+
+def _fuzz_requests(rng: random.Random, count: int) -> Iterator[tuple[str, bytes, dict[str, str]]]:
+    json_headers = {'Content-Type': 'application/json'}
+    special: list[tuple[str, bytes, dict[str, str]]] = [
+        ('gzip bomb', gzip.compress(b'\0' * (64 * 1024 * 1024), 9), {**PROTO, 'Content-Encoding': 'gzip'}),
+        ('truncated gzip', gzip.compress(crafted_body(*crafted_run()))[:-9], {**PROTO, 'Content-Encoding': 'gzip'}),
+        ('deep protobuf', _deep_protobuf(5000), PROTO),
+        ('deep json', _deep_json(5000), json_headers),
+        ('huge attribute', crafted_body(*crafted_run(graph='x' * 4_000_000)), PROTO),
+        (
+            'invalid utf-8 name',
+            crafted_body(*crafted_run(graph='GRAPH')).replace(b'GRAPH', b'\xff\xfe\xfd\xff\xc0'),
+            PROTO,
+        ),
+        ('invalid utf-8 json', b'{"resourceSpans": [{"x": "\xff\xfe"}]}', json_headers),
+        ('no content type', crafted_body(*crafted_run()), {}),
+        ('odd encoding', crafted_body(*crafted_run()), {**PROTO, 'Content-Encoding': 'br'}),
+    ]
+    yield from special
+    for i in range(count - len(special)):
+        spans = crafted_run(nodes=rng.randint(1, 4), outcome=rng.choice(['completed', 'failed', '<i>?</i>']))
+        if i % 2:
+            yield f'protobuf #{i}', _mutate_bytes(crafted_body(*spans), rng), PROTO
+        elif i % 4 == 0:
+            text = _json_of(spans)
+            yield f'json bytes #{i}', _mutate_bytes(text, rng), json_headers
+        else:
+            data = _mutate_json(json.loads(_json_of(spans)), rng)
+            yield f'json structure #{i}', json.dumps(data).encode('utf-8', 'surrogatepass'), json_headers
+
+
+def test_fuzzed_bodies_never_get_a_5xx(client: httpx.Client, served: Served) -> None:
+    rng = random.Random(FUZZ_SEED)
+    failures: list[str] = []
+    statuses: dict[int, int] = {}
+    for label, content, headers in _fuzz_requests(rng, FUZZ_BODIES):
+        reply = client.post('/v1/traces', content=content, headers=headers)
+        statuses[reply.status_code] = statuses.get(reply.status_code, 0) + 1
+        if reply.status_code >= 500:
+            failures.append(f'{label}: {reply.status_code} {reply.text[:200]}')
+    assert not failures, f'seed {FUZZ_SEED} (rerun with TRACEGRAPH_FUZZ_SEED={FUZZ_SEED}): {failures[:5]}'
+    assert served.proc.poll() is None
+    assert client.get('/healthz').text == 'ok'
+    good = crafted_run()
+    client.post('/v1/traces', content=crafted_body(*good), headers=PROTO).raise_for_status()
+    assert client.get(f'/api/runs/{trace_of(good)}').status_code == 200
+    assert statuses.get(200, 0) > FUZZ_BODIES // 20 and statuses.get(400, 0) > FUZZ_BODIES // 10, statuses  # both paths
