@@ -84,9 +84,16 @@ def path_trace_id(request: Request) -> str:
     return text.lower()
 
 
+_READERS = anyio.CapacityLimiter(1)
+
+
 async def call(fn: Callable[[], _T]) -> _T:
-    """Run `fn` (a query, or rendering) in a worker thread, so the event loop keeps serving ingest and health."""
-    return await anyio.to_thread.run_sync(fn)
+    """Run `fn` (a query, or rendering) in a worker thread, so the event loop keeps serving ingest and health.
+
+    One at a time: rendering is Python work that holds the GIL, and every reader running at once would take that
+    much more of it from the event loop and the decoding of ingest; readers queue instead.
+    """
+    return await anyio.to_thread.run_sync(fn, limiter=_READERS)
 
 
 def query_time(request: Request, name: str, *, relative: bool = False) -> datetime | None:
