@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import functools
 import importlib
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ('SPAN_COLUMNS', 'arrow', 'arrow_table')
+__all__ = ('SPAN_COLUMNS', 'arrow', 'arrow_table', 'dumps')
 
 SPAN_COLUMNS: tuple[tuple[str, str], ...] = (
     ('trace_id', 'VARCHAR NOT NULL'),
@@ -37,6 +38,9 @@ SPAN_COLUMNS: tuple[tuple[str, str], ...] = (
 
 `attributes`, `events` and `resource` hold JSON text in VARCHAR columns (DuckDB's JSON functions read them):
 the JSON type would validate every value again on insert, the costliest part of ingest."""
+
+dumps = json.JSONEncoder(ensure_ascii=False, separators=(',', ':'), default=str).encode
+"""Compact JSON, as stored in the JSON columns (`attributes`, `events`, `resource`)."""
 
 _ARROW_TYPES = {
     'VARCHAR': 'string',

@@ -7,7 +7,8 @@ from typing import Any
 
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 
-from .anyvalue import attributes_dict, dumps
+from ..exporters.otlpjson import attributes_dict
+from .columns import dumps
 
 __all__ = ('METRIC_COLUMNS', 'MetricBatch', 'metric_batch')
 

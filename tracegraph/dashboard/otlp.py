@@ -6,7 +6,6 @@ inserts the whole request with a single statement.
 
 from __future__ import annotations
 
-import base64
 import json
 import time
 import zlib
@@ -14,14 +13,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from google.protobuf import json_format
 from google.protobuf.message import DecodeError, Message
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from ..exporters.otlpjson import attributes_dict, message_from_json
 from ..tracing import attributes as attr
-from .anyvalue import attributes_dict, dumps
-from .columns import SPAN_COLUMNS, arrow_table
+from .columns import SPAN_COLUMNS, arrow_table, dumps
 from .metrics import MetricBatch, metric_batch
 
 __all__ = (
@@ -107,13 +105,13 @@ def decompress(body: bytes, encoding: str | None, *, limit: int) -> bytes:
 
 def parse_traces(body: bytes, media: str) -> SpanBatch:
     """Decode an `ExportTraceServiceRequest` body into a `SpanBatch`."""
-    request = _parse(body, media, ExportTraceServiceRequest, _fix_trace_ids)
+    request = _parse(body, media, ExportTraceServiceRequest)
     return span_batch(request)
 
 
 def parse_metrics(body: bytes, media: str) -> MetricBatch:
     """Decode an `ExportMetricsServiceRequest` body into a `MetricBatch`."""
-    request = _parse(body, media, ExportMetricsServiceRequest, _fix_metric_ids)
+    request = _parse(body, media, ExportMetricsServiceRequest)
     return metric_batch(request)
 
 
@@ -133,7 +131,7 @@ def read_or_400(parse: Callable[[bytes, str], _B], body: bytes, media: str) -> _
         raise OtlpError(400, f'Could not read the request: {type(exc).__name__}: {exc}') from None
 
 
-def _parse(body: bytes, media: str, cls: type[_M], fix: Callable[[dict[str, Any]], None]) -> _M:
+def _parse(body: bytes, media: str, cls: type[_M]) -> _M:
     if media == PROTOBUF:
         try:
             return cls.FromString(body)
@@ -146,54 +144,9 @@ def _parse(body: bytes, media: str, cls: type[_M], fix: Callable[[dict[str, Any]
     if not isinstance(data, dict):
         raise OtlpError(400, f'Malformed JSON body: expected an object holding a {cls.__name__}.')
     try:
-        obj: dict[str, Any] = data  # pyright: ignore[reportUnknownVariableType]
-        fix(obj)
-        return json_format.ParseDict(obj, cls(), ignore_unknown_fields=True)
-    except (json_format.ParseError, TypeError, AttributeError) as exc:
+        return message_from_json(data, cls)  # pyright: ignore[reportUnknownArgumentType]
+    except (ValueError, TypeError, AttributeError) as exc:
         raise OtlpError(400, f'Invalid OTLP JSON: {exc}') from None
-
-
-def _hex_to_b64(owner: dict[str, Any], key: str) -> None:
-    # OTLP/JSON spells ids in hex, where protobuf's JSON mapping expects base64.
-    value = owner.get(key)
-    if value is None or value == '':
-        return
-    if not isinstance(value, str):
-        raise OtlpError(400, f'Invalid OTLP JSON: {key} must be a hex string, got {type(value).__name__}.')
-    try:
-        raw = bytes.fromhex(value)
-    except ValueError:
-        raise OtlpError(400, f'Invalid OTLP JSON: {key} {value!r} is not hex.') from None
-    owner[key] = base64.b64encode(raw).decode()
-
-
-def _items(owner: Any, key: str) -> list[dict[str, Any]]:
-    if not isinstance(owner, dict):
-        return []
-    value = owner.get(key)  # pyright: ignore[reportUnknownMemberType,reportUnknownVariableType]
-    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []  # pyright: ignore[reportUnknownVariableType]
-
-
-def _fix_trace_ids(data: dict[str, Any]) -> None:
-    for rs in _items(data, 'resourceSpans'):
-        for ss in _items(rs, 'scopeSpans'):
-            for span in _items(ss, 'spans'):
-                for key in ('traceId', 'spanId', 'parentSpanId'):
-                    _hex_to_b64(span, key)
-                for link in _items(span, 'links'):
-                    _hex_to_b64(link, 'traceId')
-                    _hex_to_b64(link, 'spanId')
-
-
-def _fix_metric_ids(data: dict[str, Any]) -> None:
-    for rm in _items(data, 'resourceMetrics'):
-        for sm in _items(rm, 'scopeMetrics'):
-            for metric in _items(sm, 'metrics'):
-                for kind in ('gauge', 'sum', 'histogram', 'exponentialHistogram', 'summary'):
-                    for point in _items(metric.get(kind), 'dataPoints'):
-                        for ex in _items(point, 'exemplars'):
-                            _hex_to_b64(ex, 'traceId')
-                            _hex_to_b64(ex, 'spanId')
 
 
 _INT32 = (-(2**31), 2**31 - 1)

@@ -55,17 +55,11 @@ def build_report(store: Store, *, source: str, graph: str | None = None, since: 
         slowest: how many of the slowest runs to list per graph.
     """
     names = [g.name for g in store.graphs() if graph is None or g.name == graph]
-    start_ns = int(since.timestamp() * 1e9) if since else 0
     graphs: list[GraphReport] = []
     for name in names:
-        runs, failed, total_ns = store._query(  # pyright: ignore[reportPrivateUsage]
-            "SELECT count(*), count(*) FILTER (WHERE outcome = 'failed'), coalesce(sum(end_ns - start_ns), 0) "
-            'FROM spans WHERE is_run AND graph = ? AND start_ns >= ?',
-            [name, start_ns],
-        )[0]
+        runs, failed, total = store.run_totals(name, since=since)
         if not runs:
             continue
-        total = total_ns / 1e9
         nodes = [
             NodeReport(**stats.model_dump(), share=(stats.total / total) if total else 0.0)
             for stats in store.node_stats(name, since=since)
@@ -90,15 +84,12 @@ def load_span_file(path: Path) -> Store:
         FileNotFoundError: `path` does not exist.
         ValueError: a line is not a span (the error names the line).
     """
-    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
-
-    from ..exporters import read_spans
+    from ..exporters.file import read_trace_requests
     from .otlp import span_batch
 
-    spans = read_spans(path)
     store = Store(':memory:')
-    if spans:
-        store.insert_spans(span_batch(encode_spans(spans)))
+    for request in read_trace_requests(path):  # each line is already a request the receiver reads: no detour
+        store.insert_spans(span_batch(request))
     return store
 
 

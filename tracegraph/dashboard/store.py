@@ -299,6 +299,15 @@ class Store:
         )
         return [GraphSummary(name=r[0], runs=r[1], last_seen=_dt(r[2])) for r in rows]
 
+    def run_totals(self, graph: str, *, since: datetime | None = None) -> tuple[int, int, float]:
+        """Of the runs of `graph` started since `since`: how many, how many failed, and their summed seconds."""
+        runs, failed, total_ns = self._query(
+            "SELECT count(*), count(*) FILTER (WHERE outcome = 'failed'), coalesce(sum(end_ns - start_ns), 0) "
+            'FROM spans WHERE is_run AND graph = ? AND start_ns >= ?',
+            [graph, _ns(since) if since else 0],
+        )[0]
+        return int(runs), int(failed), total_ns / 1e9
+
     def node_stats(self, graph: str, *, since: datetime | None = None) -> list[NodeStats]:
         """Per node of `graph`: step count, error rate and duration percentiles (seconds), by average step."""
         rows = self._query(

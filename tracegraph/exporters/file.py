@@ -9,7 +9,6 @@ files can be replayed into any Collector. A batch is appended with one `write()`
 
 from __future__ import annotations
 
-import base64
 import fcntl
 import json
 import logging
@@ -20,10 +19,9 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
-from google.protobuf import json_format
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as PbSpan
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan
@@ -32,33 +30,17 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
 from .diskio import write_whole
+from .otlpjson import attributes_dict, trace_request_from_json, trace_request_to_json
 from .settings import check_file
 
-__all__ = ('JsonLinesSpanExporter', 'read_spans', 'span_to_json_line')
+__all__ = ('JsonLinesSpanExporter', 'read_spans', 'read_trace_requests', 'span_to_json_line')
 
 logger = logging.getLogger('tracegraph.exporters.file')
-
-_ID_FIELDS = ('traceId', 'spanId', 'parentSpanId')
-
-
-def _ids(obj: Any, convert: Any) -> None:
-    """Convert every trace/span id field in a nested OTLP/JSON dict in place (base64 <-> hex)."""
-    if isinstance(obj, dict):
-        for key, value in obj.items():  # pyright: ignore[reportUnknownVariableType]
-            if key in _ID_FIELDS and isinstance(value, str):
-                obj[key] = convert(value)
-            else:
-                _ids(value, convert)
-    elif isinstance(obj, list):
-        for item in obj:  # pyright: ignore[reportUnknownVariableType]
-            _ids(item, convert)
 
 
 def span_to_json_line(span: ReadableSpan) -> str:
     """One span as an OTLP/JSON `ExportTraceServiceRequest` on a single line (without the newline)."""
-    message = json_format.MessageToDict(encode_spans([span]), use_integers_for_enums=True)
-    _ids(message, lambda b64: base64.b64decode(b64).hex())  # pyright: ignore[reportUnknownLambdaType, reportUnknownArgumentType, reportUnknownMemberType]
-    return json.dumps(message, separators=(',', ':'), ensure_ascii=False)
+    return json.dumps(trace_request_to_json(encode_spans([span])), separators=(',', ':'), ensure_ascii=False)
 
 
 class JsonLinesSpanExporter(SpanExporter):
@@ -106,12 +88,48 @@ class JsonLinesSpanExporter(SpanExporter):
         return True
 
 
+def read_trace_requests(path: str | PathLike[str], *, strict: bool = False) -> Iterator[ExportTraceServiceRequest]:
+    """The trace requests of a JSON Lines file of OTLP/JSON, one per line, in file order.
+
+    A torn last line, left by a process killed while writing, is skipped with a warning; so is (unless `strict`)
+    any other line that is not a trace request, with one warning naming how many and where.
+
+    Raises:
+        ValueError: with `strict`, for a line that is not an OTLP/JSON trace request, naming the file and line.
+    """
+    file = Path(path)
+    text = file.read_text(encoding='utf-8', errors='replace')
+    lines = text.split('\n')
+    bad: list[int] = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+            if not isinstance(data, dict):
+                raise ValueError('the line is not a JSON object')
+            request = trace_request_from_json(data)  # pyright: ignore[reportUnknownArgumentType]
+        except (ValueError, RecursionError) as e:
+            if number == len(lines) and not text.endswith('\n'):
+                logger.warning('tracegraph: skipping the torn last line %d of %s', number, file)
+                break
+            if strict:
+                raise ValueError(f'{file}:{number}: not an OTLP/JSON trace request: {e}') from e
+            bad.append(number)
+            continue
+        yield request
+    if bad:
+        shown = ', '.join(map(str, bad[:10])) + (', ...' if len(bad) > 10 else '')
+        logger.warning(
+            'tracegraph: skipped %d lines of %s that are not trace requests (lines %s)', len(bad), file, shown
+        )
+
+
 def read_spans(path: str | PathLike[str], *, strict: bool = False) -> list[ReadableSpan]:
     """Read a JSON Lines file of OTLP/JSON trace requests back into SDK `ReadableSpan`s.
 
-    Lines may hold any number of spans (so files from the Collector's `file` exporter work too). A torn last
-    line, left by a process killed while writing, is skipped with a warning; so is (unless `strict`) any other
-    line that is not a trace request, with one warning naming how many and where.
+    Lines may hold any number of spans (so files from the Collector's `file` exporter work too); damaged lines
+    are handled as `read_trace_requests` says.
 
     Example:
         ```python
@@ -124,33 +142,7 @@ def read_spans(path: str | PathLike[str], *, strict: bool = False) -> list[Reada
     Raises:
         ValueError: with `strict`, for a line that is not an OTLP/JSON trace request, naming the file and line.
     """
-    file = Path(path)
-    text = file.read_text(encoding='utf-8', errors='replace')
-    lines = text.split('\n')
-    spans: list[ReadableSpan] = []
-    bad: list[int] = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            message = json.loads(line)
-            _ids(message, lambda h: base64.b64encode(bytes.fromhex(h)).decode())  # pyright: ignore[reportUnknownLambdaType, reportUnknownArgumentType, reportUnknownMemberType]
-            request = json_format.ParseDict(message, ExportTraceServiceRequest())
-        except (ValueError, json_format.ParseError) as e:
-            if number == len(lines) and not text.endswith('\n'):
-                logger.warning('tracegraph: skipping the torn last line %d of %s', number, file)
-                break
-            if strict:
-                raise ValueError(f'{file}:{number}: not an OTLP/JSON trace request: {e}') from e
-            bad.append(number)
-            continue
-        spans.extend(_spans_from_request(request))
-    if bad:
-        shown = ', '.join(map(str, bad[:10])) + (', ...' if len(bad) > 10 else '')
-        logger.warning(
-            'tracegraph: skipped %d lines of %s that are not trace requests (lines %s)', len(bad), file, shown
-        )
-    return spans
+    return [span for request in read_trace_requests(path, strict=strict) for span in _spans_from_request(request)]
 
 
 def _spans_from_request(request: ExportTraceServiceRequest) -> Iterator[ReadableSpan]:
@@ -198,15 +190,13 @@ def _status(span: PbSpan) -> Status:
 
 
 def _attributes(items: Sequence[KeyValue]) -> dict[str, Any]:
-    return {kv.key: _value(kv.value) for kv in items}
+    return {key: _sdk_value(value) for key, value in attributes_dict(items).items()}
 
 
-def _value(value: AnyValue) -> Any:
-    kind = value.WhichOneof('value')
-    if kind == 'array_value':
-        return tuple(_value(v) for v in value.array_value.values)
-    if kind == 'kvlist_value':
-        return json.dumps({kv.key: _value(kv.value) for kv in value.kvlist_value.values}, default=str)
-    if kind is None:
-        return None
-    return getattr(value, kind)
+def _sdk_value(value: Any) -> Any:
+    """A decoded value as an SDK attribute holds it: sequences as tuples, maps as JSON text (the SDK has none)."""
+    if isinstance(value, list):
+        return tuple(_sdk_value(v) for v in value)  # pyright: ignore[reportUnknownVariableType]
+    if isinstance(value, dict):
+        return json.dumps(value, default=str)
+    return value
