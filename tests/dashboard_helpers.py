@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import queue
@@ -18,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from google.protobuf import json_format
 from opentelemetry.context import Context
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.exporter.otlp.proto.http import Compression
@@ -33,6 +31,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, Status, StatusCode, set_span_in_context
 
 from tracegraph.dashboard.server import ServerThread
+from tracegraph.exporters.otlpjson import trace_request_to_json
 from tracegraph.tracing import attributes as attr
 
 __all__ = (
@@ -178,15 +177,8 @@ def protobuf_body(spans: Sequence[ReadableSpan]) -> bytes:
 
 
 def json_body(spans: Sequence[ReadableSpan]) -> bytes:
-    """The OTLP/JSON body for `spans` (ids in hex, as the OTLP JSON encoding wants)."""
-    data = json_format.MessageToDict(encode_spans(spans))
-    for rs in data.get('resourceSpans', []):
-        for ss in rs.get('scopeSpans', []):
-            for span in ss.get('spans', []):
-                for key in ('traceId', 'spanId', 'parentSpanId'):
-                    if key in span:
-                        span[key] = base64.b64decode(span[key]).hex()
-    return json.dumps(data).encode()
+    """The OTLP/JSON body for `spans` (ids in hex, as the OTLP JSON encoding wants), as the file exporter writes it."""
+    return json.dumps(trace_request_to_json(encode_spans(spans))).encode()
 
 
 @contextmanager

@@ -24,7 +24,6 @@ from google.protobuf import duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as PbSpan
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -33,6 +32,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import Status, StatusCode
 
 from tracegraph import BaseNode, End, Graph, GraphRunContext, InstrumentationSettings
+from tracegraph.exporters.otlpjson import attributes_dict
 from tracegraph.tracing import attributes as attr
 
 __all__ = (
@@ -125,17 +125,9 @@ def make_spans(runs: int = 1, nodes: int = 3, *, graph: str = 'g', fail_last: bo
     return list(memory.get_finished_spans())
 
 
-def _value(v: AnyValue) -> Any:
-    kind = v.WhichOneof('value')
-    if kind == 'array_value':
-        return [_value(x) for x in v.array_value.values]
-    return getattr(v, kind) if kind else None
-
-
 def attrs_of(items: Any) -> dict[str, Any]:
-    """Decoded `KeyValue` list as a dict."""
-    kvs: list[KeyValue] = list(items)
-    return {kv.key: _value(kv.value) for kv in kvs}
+    """Decoded `KeyValue` list as a dict (the product's decoder: one way to read OTLP values)."""
+    return attributes_dict(items)
 
 
 @dataclass(frozen=True, kw_only=True)

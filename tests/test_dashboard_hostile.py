@@ -4,7 +4,6 @@ poison spans mixed with good ones, foreign Host headers, tokens, sessions and ki
 from __future__ import annotations
 
 import asyncio
-import base64
 import gzip
 import json
 import os
@@ -29,6 +28,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from tracegraph.dashboard.auth import FAILURE_WINDOW, MAX_FAILURES, SESSION_COOKIE, SESSION_SECONDS
 from tracegraph.dashboard.guards import CONTENT_SECURITY_POLICY
 from tracegraph.dashboard.otlp import INGEST_NOTE
+from tracegraph.exporters.otlpjson import trace_request_to_json
 
 PROTO = {'Content-Type': 'application/x-protobuf'}
 TOKEN = 's3cret-token'
@@ -413,17 +413,11 @@ def _deep_json(depth: int) -> bytes:
 
 
 def _json_of(spans: list[Any]) -> bytes:
-    from google.protobuf import json_format
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
     request = ExportTraceServiceRequest()
     request.resource_spans.add().scope_spans.add().spans.extend(spans)
-    data = json_format.MessageToDict(request)
-    for span in data['resourceSpans'][0]['scopeSpans'][0]['spans']:
-        for key in ('traceId', 'spanId', 'parentSpanId'):
-            if key in span:
-                span[key] = base64.b64decode(span[key]).hex()
-    return json.dumps(data).encode()
+    return json.dumps(trace_request_to_json(request)).encode()
 
 
 def _weird_json_value(rng: random.Random) -> Any:
