@@ -62,6 +62,7 @@ def serve(
     from .dashboard.auth import check_token
     from .dashboard.server import bind_socket, default_decode_workers, is_loopback, make_server
     from .dashboard.store import Store, default_db_path
+    from .exporters.settings import http_url
 
     if token is None and 'TRACEGRAPH_TOKEN' in os.environ:
         token = os.environ['TRACEGRAPH_TOKEN']  # click reads a variable set empty as unset: it must be refused
@@ -82,8 +83,7 @@ def serve(
         _err.print(f'[bold red]error:[/] cannot listen on {host}:{port}: {exc.strerror or exc}')
         raise typer.Exit(1) from None
     store = Store(path)
-    shown_host = f'[{host}]' if ':' in host else host
-    url = f'http://{shown_host}:{sock.getsockname()[1]}'
+    url = http_url(host, sock.getsockname()[1])
     _out.print(f'tracegraph dashboard  [bold]{url}[/]')
     _out.print(f'  store      {path}')
     _out.print(f'  ingest     OTEL_EXPORTER_OTLP_ENDPOINT={url}')

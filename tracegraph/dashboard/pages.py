@@ -10,10 +10,11 @@ from urllib.parse import quote, urlencode
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
+from ..tracing.timeline import format_duration
 from .api import ApiError, call, path_text, path_trace_id, query_limit, query_text, query_time
 from .models import RunDetail
 from .store import Store
-from .svg import OUTCOME_COLOURS, diagram_svg, fmt_duration, gantt_svg
+from .svg import OUTCOME_COLOURS, diagram_svg, gantt_svg
 
 __all__ = ('Pages', 'layout')
 
@@ -99,7 +100,7 @@ class Pages:
             f'<td><a class="runlink" href="{_run_href(r.trace_id, r.run_id)}">'
             f'<code>{escape(r.run_id[:12])}</code></a></td>'
             f'<td class="num">{r.steps if r.steps is not None else "–"}</td>'
-            f'<td class="num">{fmt_duration(r.duration)}</td><td>{_badge(r.outcome)}</td></tr>'
+            f'<td class="num">{format_duration(r.duration)}</td><td>{_badge(r.outcome)}</td></tr>'
             for r in runs
         )
         table = (
@@ -144,8 +145,8 @@ class Pages:
         rows = ''.join(
             f'<tr class="node-row" data-node="{escape(s.node_id)}"><td>{escape(s.node_id)}</td>'
             f'<td class="num">{s.count}</td><td class="num">{s.error_rate * 100:.1f}%</td>'
-            f'<td class="num">{fmt_duration(s.p50)}</td><td class="num">{fmt_duration(s.p95)}</td>'
-            f'<td class="num">{fmt_duration(s.p99)}</td><td class="num">{s.total / total * 100:.1f}%</td></tr>'
+            f'<td class="num">{format_duration(s.p50)}</td><td class="num">{format_duration(s.p95)}</td>'
+            f'<td class="num">{format_duration(s.p99)}</td><td class="num">{s.total / total * 100:.1f}%</td></tr>'
             for s in stats
         )
         table = (
@@ -180,7 +181,7 @@ def _resumed_panel(detail: RunDetail) -> str:
 
 def _run_body(detail: RunDetail) -> str:
     tl = detail.timeline
-    duration = fmt_duration(tl.duration) if tl.duration is not None else 'running'
+    duration = format_duration(tl.duration) if tl.duration is not None else 'running'
     head = (
         f'<h1><a href="{_graph_href(tl.graph)}">{escape(tl.graph)}</a> run <code>{escape(tl.run_id)}</code></h1>'
         f'<p class="meta">{_badge(tl.outcome)} {len(tl.nodes)} steps · {duration} · started {_time(tl.start)} UTC · '
@@ -206,8 +207,8 @@ def _run_body(detail: RunDetail) -> str:
                     )
     steps = ''.join(
         f'<tr><td class="num">{r.step}</td><td>{escape(r.node_id)}</td>'
-        f'<td class="num">+{fmt_duration((r.start - tl.start).total_seconds())}</td>'
-        f'<td class="num">{fmt_duration(r.duration)}</td><td>{_badge(r.outcome)}</td>'
+        f'<td class="num">+{format_duration((r.start - tl.start).total_seconds())}</td>'
+        f'<td class="num">{format_duration(r.duration)}</td><td>{_badge(r.outcome)}</td>'
         f'<td>{escape(r.next_node or "–")}</td></tr>'
         for r in tl.nodes
     )

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any
 
 from opentelemetry.trace import StatusCode
 
+from ..tracing.clock import ns_to_datetime
 from ..tracing.timeline import NodeTimeline
 from .models import NodeSpans, RunDetail, SpanEvent, SpanInfo
 
@@ -80,8 +80,8 @@ class StoredSpan:
             span_id=self.span_hex,
             parent_span_id=self.parent_hex,
             name=self.name,
-            start=_dt(self.start_ns),
-            end=_dt(self.end_ns),
+            start=ns_to_datetime(self.start_ns),
+            end=ns_to_datetime(self.end_ns),
             duration=(self.end_ns - self.start_ns) / 1e9,
             status=self.status_name,
             status_message=self.status_message,
@@ -90,16 +90,12 @@ class StoredSpan:
             events=[
                 SpanEvent(
                     name=str(e.get('name', '')),
-                    time=_dt(int(e.get('time_ns') or 0)),
+                    time=ns_to_datetime(int(e.get('time_ns') or 0)),
                     attributes=e.get('attributes') or {},
                 )
                 for e in self.event_list
             ],
         )
-
-
-def _dt(ns: int) -> datetime:
-    return datetime.fromtimestamp(ns / 1e9, tz=timezone.utc)
 
 
 def _pick_run(spans: Sequence[StoredSpan], run_id: str | None) -> StoredSpan | None:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import uvicorn
 
+from ..exporters.settings import http_url
 from .app import create_app
 from .receiver import DEFAULT_MAX_BODY
 from .store import Store
@@ -136,7 +137,7 @@ class ServerThread:
         """
         self._sock = bind_socket(self.host, self.port)
         host, port = self._sock.getsockname()[:2]
-        self._url = f'http://{host}:{port}' if ':' not in host else f'http://[{host}]:{port}'
+        self._url = http_url(host, port)
         try:
             self.store = Store(self.db)
         except BaseException:

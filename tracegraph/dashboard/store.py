@@ -20,6 +20,7 @@ from typing import Any
 import duckdb
 
 from ..tracing.attributes import RUN_RESUMED_FROM
+from ..tracing.clock import datetime_to_ns, ns_to_datetime
 from .columns import SPAN_COLUMNS, arrow, arrow_table
 from .dedup import RecentKeys, span_key
 from .groupcommit import GroupCommitter
@@ -35,14 +36,6 @@ def default_db_path() -> Path:
     """`$XDG_DATA_HOME/tracegraph/traces.duckdb` (`~/.local/share/...` without it)."""
     base = os.environ.get('XDG_DATA_HOME') or str(Path.home() / '.local' / 'share')
     return Path(base) / 'tracegraph' / 'traces.duckdb'
-
-
-def _ns(value: datetime) -> int:
-    return int(value.timestamp() * 1_000_000) * 1000
-
-
-def _dt(ns: int) -> datetime:
-    return datetime.fromtimestamp(ns / 1e9, tz=timezone.utc)
 
 
 @dataclass(kw_only=True)
@@ -185,7 +178,7 @@ class Store:
 
     def apply_retention(self, days: float, *, now: datetime | None = None) -> int:
         """Delete spans that ended, and metric points taken, more than `days` days ago; returns spans deleted."""
-        cutoff = _ns((now or datetime.now(timezone.utc)) - timedelta(days=days))
+        cutoff = datetime_to_ns((now or datetime.now(timezone.utc)) - timedelta(days=days))
         with self._write_lock, self._cursor() as cur:
             row = cur.execute('DELETE FROM spans WHERE end_ns < ?', [cutoff]).fetchone()
             cur.execute('DELETE FROM metrics WHERE time_ns < ?', [cutoff])
@@ -229,8 +222,8 @@ class Store:
         for clause, value in (
             ('graph = ?', graph),
             ('outcome = ?', outcome),
-            ('start_ns < ?', _ns(before) if before else None),
-            ('start_ns >= ?', _ns(since) if since else None),
+            ('start_ns < ?', datetime_to_ns(before) if before else None),
+            ('start_ns >= ?', datetime_to_ns(since) if since else None),
         ):
             if value is not None:
                 where.append(clause)
@@ -243,8 +236,8 @@ class Store:
         )
         return [
             RunSummary(
-                trace_id=r[0], run_id=r[1], graph=r[2] or '', start=_dt(r[3]), duration=r[4] / 1e9, steps=r[5],
-                outcome=r[6],
+                trace_id=r[0], run_id=r[1], graph=r[2] or '', start=ns_to_datetime(r[3]), duration=r[4] / 1e9,
+                steps=r[5], outcome=r[6],
             )
             for r in rows
         ]  # fmt: skip
@@ -276,7 +269,7 @@ class Store:
         """Fill `resumed_from` / `resumed_by`: the other parts of a run that was interrupted and resumed."""
         trace_id = (detail.timeline.trace_id or '').lower()
         origin = detail.run_span.attributes.get(RUN_RESUMED_FROM)
-        start_ns = _ns(detail.timeline.start)
+        start_ns = datetime_to_ns(detail.timeline.start)
         refs = self._query(
             'SELECT trace_id, run_id, graph, start_ns, outcome, '
             f'json_extract_string(attributes, \'$."{RUN_RESUMED_FROM}"\') FROM spans '
@@ -287,7 +280,8 @@ class Store:
             [detail.timeline.run_id, str(origin or '').lower(), trace_id, trace_id],
         )
         for ref_trace, ref_run, graph, ref_start, outcome, ref_origin in refs:
-            ref = RunRef(trace_id=ref_trace, run_id=ref_run, graph=graph, start=_dt(ref_start), outcome=outcome)
+            start = ns_to_datetime(ref_start)
+            ref = RunRef(trace_id=ref_trace, run_id=ref_run, graph=graph, start=start, outcome=outcome)
             later = ref_origin == trace_id or (ref_trace == trace_id and ref_start > start_ns)
             (detail.resumed_by if later else detail.resumed_from).append(ref)
 
@@ -297,14 +291,14 @@ class Store:
             'SELECT graph, count(*), max(start_ns) FROM spans WHERE is_run AND graph IS NOT NULL '
             'GROUP BY graph ORDER BY 3 DESC'
         )
-        return [GraphSummary(name=r[0], runs=r[1], last_seen=_dt(r[2])) for r in rows]
+        return [GraphSummary(name=r[0], runs=r[1], last_seen=ns_to_datetime(r[2])) for r in rows]
 
     def run_totals(self, graph: str, *, since: datetime | None = None) -> tuple[int, int, float]:
         """Of the runs of `graph` started since `since`: how many, how many failed, and their summed seconds."""
         runs, failed, total_ns = self._query(
             "SELECT count(*), count(*) FILTER (WHERE outcome = 'failed'), coalesce(sum(end_ns - start_ns), 0) "
             'FROM spans WHERE is_run AND graph = ? AND start_ns >= ?',
-            [graph, _ns(since) if since else 0],
+            [graph, datetime_to_ns(since) if since else 0],
         )[0]
         return int(runs), int(failed), total_ns / 1e9
 
@@ -315,7 +309,7 @@ class Store:
             'quantile_cont(end_ns - start_ns, [0.5, 0.95, 0.99]), sum(end_ns - start_ns) '
             'FROM spans WHERE graph = ? AND node_id IS NOT NULL AND start_ns >= ? '
             'GROUP BY node_id ORDER BY avg(step), node_id',
-            [graph, _ns(since) if since else 0],
+            [graph, datetime_to_ns(since) if since else 0],
         )
         return [
             NodeStats(
@@ -331,6 +325,6 @@ class Store:
             'SELECT node_id, next_node, count(*) FROM spans '
             'WHERE graph = ? AND node_id IS NOT NULL AND next_node IS NOT NULL AND start_ns >= ? '
             'GROUP BY ALL ORDER BY 3 DESC, 1, 2',
-            [graph, _ns(since) if since else 0],
+            [graph, datetime_to_ns(since) if since else 0],
         )
         return [Edge(source=r[0], target=r[1], count=r[2]) for r in rows]

@@ -7,9 +7,10 @@ import math
 from html import escape
 from typing import Any
 
+from ..tracing.timeline import format_duration
 from .models import Edge, NodeStats, RunDetail, SpanInfo
 
-__all__ = ('OUTCOME_COLOURS', 'fmt_duration', 'gantt_svg', 'diagram_svg', 'p95_colour')
+__all__ = ('OUTCOME_COLOURS', 'gantt_svg', 'diagram_svg', 'p95_colour')
 
 OUTCOME_COLOURS = {'completed': '#2f9e6e', 'failed': '#d9473f', 'interrupted': '#e39b21', 'running': '#5b7fd6'}
 _SPAN_COLOUR = '#8aa2c8'
@@ -24,26 +25,15 @@ _MAX_INDENT = 12
 """Nesting levels shown by indentation; deeper spans line up with the last level (the tip gives the depth)."""
 
 
-def fmt_duration(seconds: float) -> str:
-    """A short human duration: `850µs`, `12.3ms`, `4.21s`, `3m 05s`."""
-    if seconds < 0.001:
-        return f'{seconds * 1e6:.0f}µs'
-    if seconds < 1:
-        return f'{seconds * 1e3:.1f}ms'
-    if seconds < 120:
-        return f'{seconds:.2f}s'
-    return f'{int(seconds // 60)}m {int(seconds % 60):02d}s'
-
-
 def _duration_label(x: float, width: float, y: float, seconds: float) -> str:
     # right of the bar when it fits in the chart, else left of it (never over it)
     if x + width + 60 <= _LABEL_W + _CHART_W + 20:
-        return f'<text class="dur" x="{x + width + 4:.1f}" y="{y}">{fmt_duration(seconds)}</text>'
-    return f'<text class="dur" x="{x - 4:.1f}" y="{y}" text-anchor="end">{fmt_duration(seconds)}</text>'
+        return f'<text class="dur" x="{x + width + 4:.1f}" y="{y}">{format_duration(seconds)}</text>'
+    return f'<text class="dur" x="{x - 4:.1f}" y="{y}" text-anchor="end">{format_duration(seconds)}</text>'
 
 
 def _tip(title: str, span: SpanInfo, extra: dict[str, Any]) -> str:
-    data = {'title': title, 'duration': fmt_duration(span.duration), 'status': span.status, **extra}
+    data = {'title': title, 'duration': format_duration(span.duration), 'status': span.status, **extra}
     data['attributes'] = span.attributes
     return escape(json.dumps(data, default=str), quote=True)
 
@@ -102,7 +92,7 @@ def gantt_svg(detail: RunDetail) -> str:
         tx = x_of(t)
         axis.append(
             f'<line class="grid" x1="{tx:.1f}" y1="{_AXIS_H - 4}" x2="{tx:.1f}" y2="{y}"/>'
-            f'<text class="tick" x="{tx:.1f}" y="{_AXIS_H - 8}">{fmt_duration(t) if t else "0"}</text>'
+            f'<text class="tick" x="{tx:.1f}" y="{_AXIS_H - 8}">{format_duration(t) if t else "0"}</text>'
         )
         t += tick
     height = y + 6
@@ -171,7 +161,7 @@ def diagram_svg(stats: list[NodeStats], edges: list[Edge]) -> str:
     for n in order:
         s = by_id.get(n)
         fill = '#55606e' if s is None else p95_colour(s.p95, worst)
-        sub = 'end of run' if s is None else f'p95 {fmt_duration(s.p95)} · {s.count}×'
+        sub = 'end of run' if s is None else f'p95 {format_duration(s.p95)} · {s.count}×'
         boxes.append(
             f'<g class="gnode" data-node="{escape(n)}"><rect x="{xs[n]}" y="{top}" width="{box_w}" height="{box_h}" '
             f'rx="8" fill="{fill}"/><text class="gname" x="{xs[n] + box_w / 2}" y="{top + 19}">{escape(n[:20])}</text>'

@@ -10,42 +10,12 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
-from rich.text import Text
 
-from ..tracing.timeline import NodeTimeline, format_duration
+from ..exporters.console import render_timeline
+from ..tracing.timeline import NodeTimeline
 from .runner import DEMO_RUNS, run_demo
 
-__all__ = ('demo', 'render_timeline')
-
-_OUTCOME_STYLE = {'completed': 'green', 'failed': 'red', 'interrupted': 'yellow', 'running': 'blue'}
-
-
-def render_timeline(timeline: NodeTimeline, *, width: int = 40) -> Table:
-    """A Rich table of a run: one row per node step with a bar placed and scaled on the run's time axis."""
-    start = timeline.start
-    end = timeline.end or max((n.end for n in timeline.nodes), default=start)
-    total = max((end - start).total_seconds(), 1e-9)
-    duration = format_duration(timeline.duration) if timeline.duration is not None else 'running'
-    title = Text.assemble(
-        (timeline.graph, 'bold'),
-        '  ',
-        (timeline.outcome, _OUTCOME_STYLE[timeline.outcome]),
-        f'  {duration}  trace {timeline.trace_id or "-"}',
-    )
-    table = Table(title=title, title_justify='left', show_edge=False, box=None, pad_edge=False)
-    table.add_column('#', justify='right', style='dim')
-    table.add_column('node')
-    table.add_column('timeline', no_wrap=True)
-    table.add_column('duration', justify='right')
-    table.add_column('next / error')
-    for node in timeline.nodes:
-        first = min(width - 1, int((node.start - start).total_seconds() / total * width))
-        length = min(width - first, max(1, round(node.duration / total * width)))
-        bar = Text(' ' * first + '█' * length + ' ' * (width - first - length), style=_OUTCOME_STYLE[node.outcome])
-        detail = f'{node.error.type.rsplit(".", 1)[-1]}: {node.error.message}' if node.error else node.next_node or ''
-        table.add_row(str(node.step), node.node_id, bar, format_duration(node.duration), detail)
-    return table
+__all__ = ('demo',)
 
 
 def _reachable(url: str) -> bool:
@@ -92,7 +62,7 @@ def demo(*, endpoint: str | None, once: bool, db: Path | None, port: int, consol
             timelines = asyncio.run(run_demo(lambda _: progress.advance(task)))
         telemetry.force_flush()
         for timeline in _showcase(timelines):
-            console.print(render_timeline(timeline))
+            console.print(render_timeline(timeline, width=16, trace=True))
             console.print()
         failed = sum(t.outcome == 'failed' for t in timelines)
         steps = sum(len(t.nodes) for t in timelines)

@@ -17,32 +17,40 @@ from rich.table import Table
 from rich.text import Text
 
 from ..tracing import attributes as attr
-from ..tracing.timeline import NodeTimeline
+from ..tracing.timeline import NodeTimeline, bar_cells, format_duration
 
 __all__ = ('ConsoleTimelineProcessor', 'render_timeline')
 
+_FILE_WIDTH = 120
 _STYLES = {'completed': 'green', 'failed': 'bold red', 'interrupted': 'yellow', 'running': 'cyan'}
 
 
-def render_timeline(timeline: NodeTimeline, *, width: int = 30) -> RenderableType:
-    """A Rich renderable of one run: a header, then one row per node step with a bar scaled to its duration."""
-    end = timeline.end or max((n.end for n in timeline.nodes), default=timeline.start)
-    total = max((end - timeline.start).total_seconds(), 1e-9)
+def render_timeline(timeline: NodeTimeline, *, width: int = 30, trace: bool = False) -> RenderableType:
+    """A Rich renderable of one run: a header, then one row per node step with a bar scaled to its duration.
+
+    The one terminal rendering of a run: the console exporter prints it, and so does `tracegraph demo`.
+
+    Args:
+        timeline: the run.
+        width: width of the bars, in characters.
+        trace: also name the run's trace id in the header (to find it in a tracing backend).
+    """
     header = Text.assemble(
         (timeline.graph, 'bold'),
         f'  run {timeline.run_id}  ',
         (timeline.outcome, _STYLES.get(timeline.outcome, '')),
-        f'  {timeline.duration:.3f}s' if timeline.duration is not None else '',
+        f'  {format_duration(timeline.duration)}' if timeline.duration is not None else '  running',
+        f'  trace {timeline.trace_id or "-"}' if trace else '',
     )
     table = Table(box=None, show_header=True, header_style='dim', pad_edge=False, padding=(0, 1))
-    table.add_column('step', justify='right')
-    table.add_column('node')
+    # too narrow a terminal cuts the outcome's tail (…), never the step, node, bar or duration
+    table.add_column('step', justify='right', no_wrap=True)
+    table.add_column('node', no_wrap=True)
     table.add_column('timeline', no_wrap=True)
-    table.add_column('duration', justify='right')
+    table.add_column('duration', justify='right', no_wrap=True)
     table.add_column('outcome', no_wrap=True)
     for node in timeline.nodes:
-        first = min(width - 1, max(0, int((node.start - timeline.start).total_seconds() / total * width)))
-        length = min(width - first, max(1, round(node.duration / total * width)))
+        first, length = bar_cells(timeline, node, width)
         style = _STYLES.get(node.outcome, '')
         bar = Text.assemble(' ' * first, ('█' * length, style), ' ' * (width - first - length))
         outcome = Text(node.outcome, style=style)
@@ -50,16 +58,8 @@ def render_timeline(timeline: NodeTimeline, *, width: int = 30) -> RenderableTyp
             outcome.append(f'  {node.error.type}: {node.error.message}', style='red')
         elif node.next_node is not None:
             outcome.append(f' → {node.next_node}', style='dim')
-        table.add_row(str(node.step), node.node_id, bar, _duration(node.duration), outcome)
+        table.add_row(str(node.step), node.node_id, bar, format_duration(node.duration), outcome)
     return Group(header, table)
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 0.001:
-        return f'{seconds * 1e6:.0f} µs'
-    if seconds < 1:
-        return f'{seconds * 1000:.1f} ms'
-    return f'{seconds:.3f} s'
 
 
 class ConsoleTimelineProcessor(SpanProcessor):
@@ -74,6 +74,8 @@ class ConsoleTimelineProcessor(SpanProcessor):
 
     def __init__(self, file: IO[str] | None = None, *, width: int = 30, max_pending_runs: int = 1000) -> None:
         self.console = Console(file=file, stderr=file is None, highlight=False, soft_wrap=False)
+        if not self.console.is_terminal:
+            self.console.width = max(self.console.width, _FILE_WIDTH)  # a log file has no edge to fit: cut nothing
         self.width = width
         self.max_pending_runs = max_pending_runs
         self._pending: OrderedDict[str, list[ReadableSpan]] = OrderedDict()

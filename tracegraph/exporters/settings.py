@@ -15,6 +15,7 @@ from typing import Literal
 from urllib.parse import unquote, urlsplit
 
 __all__ = (
+    'http_url',
     'ConfigurationError',
     'Protocol',
     'OtlpTarget',
@@ -77,6 +78,12 @@ def resolve_protocol(protocol: str | None, signal: Signal) -> Protocol:
         if value == known:
             return known
     raise ConfigurationError(f"Unknown OTLP protocol {value!r} in {setting}: expected 'http/protobuf' or 'grpc'.")
+
+
+def http_url(host: str, port: int, path: str = '') -> str:
+    """`http://host:port/path` for a listening address, with an IPv6 address in brackets (`http://[::1]:4318`)."""
+    shown = f'[{host}]' if ':' in host else host
+    return f'http://{shown}:{port}{path}'
 
 
 def check_endpoint(value: str, setting: str) -> str:

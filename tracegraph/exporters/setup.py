@@ -26,6 +26,7 @@ from .settings import (
     OtlpTarget,
     check_file,
     check_spool_dir,
+    http_url,
     otlp_requested,
     resolve_target,
 )
@@ -372,5 +373,4 @@ def _prometheus(host: str, port: int) -> tuple[MetricReader, Any, threading.Thre
     except OSError as e:
         raise ConfigurationError(f'prometheus_port {port} cannot be bound on {host!r}: {e}') from e
     bound_port = server.server_port
-    shown = f'[{host}]' if ':' in host else host
-    return reader, server, thread, f'http://{shown}:{bound_port}/metrics'
+    return reader, server, thread, http_url(host, bound_port, '/metrics')

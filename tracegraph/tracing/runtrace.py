@@ -12,25 +12,17 @@ The tracing layer never imports the engine: nodes, states and outputs are plain 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 
 from opentelemetry.trace import Span
 
 from .attributes import Outcome
+from .clock import datetime_to_ns
 from .ids import uuid4_hex
 from .outcome import is_interruption, run_outcome
 from .propagation import traceparent_of
 
-__all__ = ('RunTrace', 'NodeStepTrace', 'FailedStep', 'datetime_to_ns')
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_MICROSECOND = timedelta(microseconds=1)
-
-
-def datetime_to_ns(value: datetime) -> int:
-    """A UTC-aware datetime as integer nanoseconds since the epoch (exact to its microsecond)."""
-    return (value - _EPOCH) // _MICROSECOND * 1000
+__all__ = ('RunTrace', 'NodeStepTrace', 'FailedStep')
 
 
 class NodeStepTrace:

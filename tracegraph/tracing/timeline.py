@@ -7,14 +7,15 @@ A timeline is built either from a live run (`GraphRun.timeline`) or from finishe
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
 from . import attributes as attr
+from .clock import ns_to_datetime
 
-__all__ = ('FinishedSpan', 'NodeError', 'NodeRecord', 'NodeTimeline', 'RunOutcome', 'format_duration')
+__all__ = ('FinishedSpan', 'NodeError', 'NodeRecord', 'NodeTimeline', 'RunOutcome', 'bar_cells', 'format_duration')
 
 RunOutcome = Literal['completed', 'failed', 'interrupted', 'running']
 """A run's outcome; `running` only for a timeline taken from a run still in progress."""
@@ -95,8 +96,6 @@ class NodeTimeline(BaseModel):
 
     def render(self, *, width: int = 40) -> str:
         """A plain-text Gantt chart: a header line, then one line per node step with a bar scaled to its duration."""
-        end = self.end or max((n.end for n in self.nodes), default=self.start)
-        total = max((end - self.start).total_seconds(), 1e-9)
         dur = self.duration
         header = f'{self.graph}  run {self.run_id}  {self.outcome}' + (
             f'  {format_duration(dur)}' if dur is not None else ''
@@ -105,10 +104,7 @@ class NodeTimeline(BaseModel):
         id_width = max((len(n.node_id) for n in self.nodes), default=0)
         step_width = len(str(len(self.nodes)))
         for n in self.nodes:
-            offset = (n.start - self.start).total_seconds() / total * width
-            first = min(width - 1, max(0, int(offset)))
-            length = max(1, round(n.duration / total * width))
-            length = min(length, width - first)
+            first, length = bar_cells(self, n, width)
             bar = ' ' * first + '█' * length + ' ' * (width - first - length)
             suffix = f'  {n.error.type}: {n.error.message}' if n.error else ''
             label = f'{n.step:>{step_width}} {n.node_id:<{id_width}}'
@@ -157,12 +153,30 @@ class NodeTimeline(BaseModel):
 
 
 def format_duration(seconds: float) -> str:
-    """A duration in the unit that suits it: `850µs`, `12.5ms`, `3.042s`."""
+    """A duration in the unit that suits it: `850µs`, `12.5ms`, `3.042s`, `3m 05s`, `2h 07m`.
+
+    The one duration format of tracegraph's output: timelines, the console exporter, the report and the dashboard.
+    """
     if seconds < 1e-3:
         return f'{seconds * 1e6:.0f}µs'
     if seconds < 1:
         return f'{seconds * 1e3:.1f}ms'
-    return f'{seconds:.3f}s'
+    if seconds < 120:
+        return f'{seconds:.3f}s'
+    if seconds < 7200:
+        return f'{int(seconds // 60)}m {int(seconds % 60):02d}s'
+    return f'{int(seconds // 3600)}h {int(seconds % 3600 // 60):02d}m'
+
+
+def bar_cells(timeline: NodeTimeline, node: NodeRecord, width: int) -> tuple[int, int]:
+    """Where a step's bar goes in a `width`-cell text Gantt chart of its run: (first cell, length), length >= 1.
+
+    The one bar arithmetic of the terminal timelines (`NodeTimeline.render`, the console exporter, the demo).
+    """
+    end = timeline.end or max((n.end for n in timeline.nodes), default=timeline.start)
+    total = max((end - timeline.start).total_seconds(), 1e-9)
+    first = min(width - 1, max(0, int((node.start - timeline.start).total_seconds() / total * width)))
+    return first, min(width - first, max(1, round(node.duration / total * width)))
 
 
 class _SpanContext(Protocol):
@@ -203,10 +217,6 @@ class FinishedSpan(Protocol):
     def events(self) -> Sequence[_Event]: ...
 
 
-def _ns_to_datetime(ns: int | None) -> datetime:
-    return datetime.fromtimestamp((ns or 0) / 1e9, tz=timezone.utc)
-
-
 def _span_error(span: FinishedSpan) -> NodeError | None:
     for event in span.events:
         if event.name == 'exception':
@@ -244,8 +254,8 @@ def _timeline_from_spans(run_id: str, run_span: FinishedSpan, nodes: list[Finish
                 step=_step(a.get(attr.NODE_STEP), len(records) + 1),
                 node_id=str(a[attr.NODE_ID]),
                 span_id=f'{span.context.span_id:016x}' if span.context else None,
-                start=_ns_to_datetime(start),
-                end=_ns_to_datetime(end),
+                start=ns_to_datetime(start),
+                end=ns_to_datetime(end),
                 duration=(end - start) / 1e9,
                 outcome=_outcome(span, attr.NODE_OUTCOME),
                 next_node=str(next_node) if next_node is not None else None,
@@ -257,7 +267,7 @@ def _timeline_from_spans(run_id: str, run_span: FinishedSpan, nodes: list[Finish
         trace_id=f'{ctx.trace_id:032x}' if ctx else None,
         graph=str(attrs.get(attr.GRAPH_NAME, '')),
         outcome=_outcome(run_span, attr.RUN_OUTCOME),
-        start=_ns_to_datetime(run_span.start_time),
-        end=_ns_to_datetime(run_span.end_time) if run_span.end_time else None,
+        start=ns_to_datetime(run_span.start_time or 0),
+        end=ns_to_datetime(run_span.end_time) if run_span.end_time else None,
         nodes=records,
     )
