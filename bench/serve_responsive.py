@@ -22,7 +22,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / 'tests'))
 
-from dashboard_helpers import crafted_body, crafted_run, serve_process, trace_of
+from serve_helpers import crafted_body, crafted_run, serve_process, trace_of
 
 PROTO = {'Content-Type': 'application/x-protobuf'}
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from dashboard_helpers import emit_run, exporting_provider, protobuf_body, running_server
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, set_span_in_context
+from serve_helpers import emit_run, exporting_provider, protobuf_body, running_server
 
 from tracegraph.dashboard.models import parse_since
 from tracegraph.dashboard.otlp import parse_traces

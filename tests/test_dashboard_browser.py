@@ -9,7 +9,7 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-from dashboard_helpers import (
+from serve_helpers import (
     SampleRun,
     crafted_body,
     crafted_run,

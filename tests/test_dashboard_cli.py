@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from dashboard_helpers import emit_run, exporting_provider, serve_process
+from serve_helpers import emit_run, exporting_provider, serve_process
 from typer.testing import CliRunner
 
 from tracegraph.cli import app

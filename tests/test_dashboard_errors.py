@@ -8,8 +8,8 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from dashboard_helpers import emit_run, exporting_provider, protobuf_body, running_server
 from google.rpc.status_pb2 import Status
+from serve_helpers import emit_run, exporting_provider, protobuf_body, running_server
 
 from tracegraph.dashboard.server import ServerThread
 

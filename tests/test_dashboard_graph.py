@@ -7,10 +7,10 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
-from dashboard_helpers import exporting_provider, running_server
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+from serve_helpers import exporting_provider, running_server
 
 from tracegraph import BaseNode, End, Graph, GraphRunContext, InstrumentationSettings, NodeTimeline
 from tracegraph.dashboard.server import ServerThread

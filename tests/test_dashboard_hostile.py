@@ -19,11 +19,11 @@ from typing import Any
 
 import httpx
 import pytest
-from dashboard_helpers import Served, crafted_body, crafted_run, serve_process, trace_of
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
+from serve_helpers import Served, crafted_body, crafted_run, serve_process, trace_of
 
 from tracegraph.dashboard.auth import FAILURE_WINDOW, MAX_FAILURES, SESSION_COOKIE, SESSION_SECONDS
 from tracegraph.dashboard.guards import CONTENT_SECURITY_POLICY

@@ -8,7 +8,6 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from dashboard_helpers import SampleRun, emit_run, exporting_provider, json_body, protobuf_body, running_server
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
@@ -16,6 +15,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+from serve_helpers import SampleRun, emit_run, exporting_provider, json_body, protobuf_body, running_server
 
 from tracegraph import NodeTimeline
 from tracegraph.dashboard.server import ServerThread

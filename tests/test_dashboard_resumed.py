@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from dashboard_helpers import exporting_provider, running_server
 from persisted_graph import Article, Draft, articles
+from serve_helpers import exporting_provider, running_server
 
 from tracegraph import FullStatePersistence, Graph
-from tracegraph.tracing.settings import InstrumentationSettings
+from tracegraph.tracing.instrumentation_settings import InstrumentationSettings
 
 pytestmark = pytest.mark.anyio
 

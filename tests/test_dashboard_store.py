@@ -10,8 +10,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from dashboard_helpers import emit_run, exporting_provider, protobuf_body, running_server
 from google.rpc.status_pb2 import Status
+from serve_helpers import emit_run, exporting_provider, protobuf_body, running_server
 
 from tracegraph.dashboard.dedup import RecentKeys, span_key
 from tracegraph.dashboard.groupcommit import GroupCommitter

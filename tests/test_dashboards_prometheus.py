@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 import httpx
 import pytest
-from dashboards_helpers import (
+from grafana_helpers import (
     DASHBOARD_FILES,
     DASHBOARDS_DIR,
     PromTarget,

@@ -13,7 +13,7 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from dashboards_helpers import (
+from grafana_helpers import (
     BUILTIN_INTERVALS,
     DASHBOARD_FILES,
     DASHBOARDS_DIR,

@@ -1,6 +1,6 @@
 """The dashboards' TraceQL and exemplars, checked on the spans and metrics real graph runs emit.
 
-No Tempo here: the queries are parsed by a small evaluator of the TraceQL subset they use (tests/dashboards_helpers.py)
+No Tempo here: the queries are parsed by a small evaluator of the TraceQL subset they use (tests/grafana_helpers.py)
 and applied to the SDK spans of the workload in dashboards/workload.py, so a renamed attribute or span name, or a
 condition that selects the wrong runs, fails here.
 """
@@ -15,7 +15,7 @@ from types import ModuleType
 from typing import Any, Literal
 
 import pytest
-from dashboards_helpers import (
+from grafana_helpers import (
     DASHBOARDS_DIR,
     interpolate,
     iter_panels,

@@ -13,7 +13,7 @@ import pytest
 from exporters_helpers import Increment, counter_graph, make_spans
 
 from tracegraph.exporters import ConfigurationError, TelemetryCapture, configure, read_spans
-from tracegraph.exporters import setup as exporters_setup
+from tracegraph.exporters import pipeline as exporters_pipeline
 from tracegraph.exporters.settings import parse_headers, resolve_target
 
 pytestmark = pytest.mark.anyio
@@ -165,7 +165,7 @@ async def test_joins_an_existing_global_provider_and_says_so_once(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, 'tracegraph.exporters')
-    exporters_setup._announced_existing.clear()
+    exporters_pipeline._announced_existing.clear()
     with TelemetryCapture.start() as capture:  # makes sure a real global TracerProvider exists
         first = configure(file=tmp_path / 'a.jsonl', metrics=False)
         second = configure(file=tmp_path / 'b.jsonl', metrics=False)

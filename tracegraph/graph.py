@@ -26,9 +26,9 @@ from .persistence import BaseStatePersistence
 from .persistence._utils import recording_traceparent
 from .run import GraphRun, GraphRunResult, run_step
 from .tracing.instrument import Instrumentation
+from .tracing.instrumentation_settings import InstrumentationSettings
 from .tracing.propagation import context_from_traceparent, current_traceparent, parse_traceparent
 from .tracing.runtrace import RunTrace
-from .tracing.settings import InstrumentationSettings
 
 __all__ = ('Graph', 'GraphRun', 'GraphRunResult')
 

@@ -5,11 +5,11 @@ Needs the `dashboard` extra (DuckDB, Starlette, uvicorn).
 
 from __future__ import annotations
 
-from .models import Edge, GraphSummary, NodeSpans, NodeStats, RunDetail, RunSummary, SpanInfo
+from .models import GraphSummary, NodeSpans, NodeStats, RunDetail, RunSummary, SpanInfo, Transition
 from .store import Store, default_db_path
 
 __all__ = (
-    'Edge',
+    'Transition',
     'GraphSummary',
     'NodeSpans',
     'NodeStats',

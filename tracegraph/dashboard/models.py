@@ -14,7 +14,7 @@ __all__ = (
     'RunSummary',
     'GraphSummary',
     'NodeStats',
-    'Edge',
+    'Transition',
     'SpanEvent',
     'SpanInfo',
     'NodeSpans',
@@ -60,7 +60,7 @@ class NodeStats(BaseModel):
     """Seconds spent in the node over all its steps."""
 
 
-class Edge(BaseModel):
+class Transition(BaseModel):
     """A transition seen between two nodes (`target` is `End` when the run ended there)."""
 
     source: str

@@ -25,7 +25,7 @@ from .columns import SPAN_COLUMNS, arrow, arrow_table
 from .dedup import RecentKeys, span_key
 from .groupcommit import GroupCommitter
 from .metrics import METRIC_COLUMNS, MetricBatch
-from .models import Edge, GraphSummary, NodeStats, RunDetail, RunRef, RunSummary
+from .models import GraphSummary, NodeStats, RunDetail, RunRef, RunSummary, Transition
 from .otlp import SpanBatch
 from .rundetail import StoredSpan, build_run_detail
 
@@ -319,7 +319,7 @@ class Store:
             for r in rows
         ]  # fmt: skip
 
-    def edges(self, graph: str, *, since: datetime | None = None) -> list[Edge]:
+    def edges(self, graph: str, *, since: datetime | None = None) -> list[Transition]:
         """Transitions seen in `graph` (node -> the node it returned, `End` included), most frequent first."""
         rows = self._query(
             'SELECT node_id, next_node, count(*) FROM spans '
@@ -327,4 +327,4 @@ class Store:
             'GROUP BY ALL ORDER BY 3 DESC, 1, 2',
             [graph, datetime_to_ns(since) if since else 0],
         )
-        return [Edge(source=r[0], target=r[1], count=r[2]) for r in rows]
+        return [Transition(source=r[0], target=r[1], count=r[2]) for r in rows]

@@ -8,7 +8,7 @@ from html import escape
 from typing import Any
 
 from ..tracing.timeline import format_duration
-from .models import Edge, NodeStats, RunDetail, SpanInfo
+from .models import NodeStats, RunDetail, SpanInfo, Transition
 
 __all__ = ('OUTCOME_COLOURS', 'gantt_svg', 'diagram_svg', 'p95_colour')
 
@@ -109,7 +109,7 @@ def p95_colour(p95: float, worst: float) -> str:
     return f'hsl({120 * (1 - share):.0f}, 62%, 42%)'
 
 
-def diagram_svg(stats: list[NodeStats], edges: list[Edge]) -> str:
+def diagram_svg(stats: list[NodeStats], edges: list[Transition]) -> str:
     """The graph as seen: nodes left to right in step order (then `End`), arcs above for forward transitions,
     below for backward ones; node colour by p95, edge width by count."""
     order = [s.node_id for s in stats]
@@ -127,7 +127,7 @@ def diagram_svg(stats: list[NodeStats], edges: list[Edge]) -> str:
     xs = {n: 40 + i * gap for i, n in enumerate(order)}
     drawn = [e for e in edges if e.source in xs and e.target in xs]
 
-    def lift_of(e: Edge) -> float:
+    def lift_of(e: Transition) -> float:
         return 60.0 if e.source == e.target else 30 + abs(xs[e.target] - xs[e.source]) * 0.25
 
     up = max((lift_of(e) for e in drawn if xs[e.target] >= xs[e.source]), default=0.0)

@@ -14,8 +14,8 @@ if TYPE_CHECKING:
     from .capture import MetricPoint, TelemetryCapture
     from .console import ConsoleTimelineProcessor
     from .file import JsonLinesSpanExporter, read_spans
+    from .pipeline import Telemetry, configure
     from .settings import ConfigurationError
-    from .setup import Telemetry, configure
     from .spool import SpoolSpanExporter
 
 __all__ = (
@@ -31,8 +31,8 @@ __all__ = (
 )
 
 _LAZY: dict[str, str] = {
-    'configure': 'setup',
-    'Telemetry': 'setup',
+    'configure': 'pipeline',
+    'Telemetry': 'pipeline',
     'ConfigurationError': 'settings',
     'SpoolSpanExporter': 'spool',
     'JsonLinesSpanExporter': 'file',

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from .instrumentation_settings import InstrumentationSettings
 from .scrubbing import ScrubbingOptions
-from .settings import InstrumentationSettings
 from .timeline import NodeError, NodeRecord, NodeTimeline
 
 __all__ = ('InstrumentationSettings', 'NodeError', 'NodeRecord', 'NodeTimeline', 'ScrubbingOptions')

@@ -27,10 +27,10 @@ from pydantic_core import to_jsonable_python
 from .._version import __version__
 from . import attributes as attr
 from .clock import datetime_to_ns
+from .instrumentation_settings import InstrumentationSettings
 from .outcome import error_type, is_interruption, run_outcome, step_outcome
 from .runtrace import NodeStepTrace, RunTrace
 from .scrubbing import Scrubber, ScrubbingOptions
-from .settings import InstrumentationSettings
 
 __all__ = ('Instrumentation', 'RecordingRunTrace', 'span_of')
 
