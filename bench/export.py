@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT / 'tests'))
 from exporters_helpers import free_port, make_spans  # noqa: E402
 
 from tracegraph import BaseNode, End, Graph, GraphRunContext, InstrumentationSettings  # noqa: E402
-from tracegraph.exporters import SpoolSpanExporter, configure  # noqa: E402
+from tracegraph.exporters import SpoolOptions, SpoolSpanExporter, configure  # noqa: E402
 from tracegraph.exporters.settings import resolve_target  # noqa: E402
 
 SLOW_DELAY = 0.5
@@ -155,7 +155,7 @@ def scenario(pipeline: str, backend: str, runs: int, steps: int) -> list[float]:
         telemetry = configure(
             endpoint=f'http://127.0.0.1:{port}',
             protocol='grpc' if kind == 'grpc' else 'http/protobuf',
-            spool_dir=spool_dir,
+            spool=SpoolOptions(directory=spool_dir) if spool_dir else None,
             set_global=False,
         )
         settings = InstrumentationSettings(

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 
 from tracegraph import BaseNode, End, Graph, GraphRunContext
-from tracegraph.exporters import configure
+from tracegraph.exporters import MetricsOptions, configure
 
 __all__ = ('Deps', 'checkout', 'ingest', 'run_workload', 'main')
 
@@ -162,7 +162,7 @@ def main() -> None:
         service_name=args.service,
         endpoint=args.endpoint,
         file=args.spans_file,
-        prometheus_port=args.prometheus_port,
+        metrics=MetricsOptions(prometheus_port=args.prometheus_port),
     ) as telemetry:
         if telemetry.prometheus_url:
             print(f'metrics at {telemetry.prometheus_url}', flush=True)

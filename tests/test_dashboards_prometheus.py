@@ -1,6 +1,6 @@
 """The shipped dashboards' PromQL against a real Prometheus scraping real tracegraph processes.
 
-Two workload processes (two services) run graphs with `configure(prometheus_port=...)`; Debian's Prometheus scrapes
+Two workload processes (two services) run graphs with `configure(metrics=MetricsOptions(prometheus_port=...))`; Debian's Prometheus scrapes
 them every second; then every PromQL expression of both dashboards, with its template variables resolved the way
 Grafana resolves them (All, and a single picked value), must return at least one real number.
 """

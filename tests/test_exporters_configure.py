@@ -12,7 +12,14 @@ from pathlib import Path
 import pytest
 from exporters_helpers import Increment, counter_graph, make_spans
 
-from tracegraph.exporters import ConfigurationError, TelemetryCapture, configure, read_spans
+from tracegraph.exporters import (
+    ConfigurationError,
+    MetricsOptions,
+    SpoolOptions,
+    TelemetryCapture,
+    configure,
+    read_spans,
+)
 from tracegraph.exporters import pipeline as exporters_pipeline
 from tracegraph.exporters.settings import parse_headers, resolve_target
 
@@ -41,10 +48,10 @@ pytestmark = pytest.mark.anyio
             "(expected 'key1=value1,key2=value2').",
         ),
         (
-            {'prometheus_port': 70000},
-            'prometheus_port must be an integer from 0 to 65535, got 70000.',
+            {'metrics': MetricsOptions(prometheus_port=70000)},
+            'MetricsOptions.prometheus_port must be an integer from 0 to 65535, got 70000.',
         ),
-        ({'spool_max_bytes': 0}, 'spool_max_bytes must be positive, got 0.'),
+        ({'spool': SpoolOptions(directory='.', max_bytes=0)}, 'SpoolOptions.max_bytes must be positive, got 0.'),
     ],
 )
 def test_bad_arguments_name_the_setting_and_value(kwargs: dict[str, object], message: str) -> None:
@@ -96,9 +103,9 @@ def test_unwritable_spool_dir(tmp_path: Path) -> None:
     blocker = tmp_path / 'a-file'
     blocker.write_text('')
     with pytest.raises(ConfigurationError) as info:
-        configure(spool_dir=blocker / 'spool', set_global=False)
+        configure(spool=SpoolOptions(directory=blocker / 'spool'), set_global=False)
     assert str(info.value) == (
-        f"spool_dir '{blocker / 'spool'}' is not a writable directory: [Errno 20] Not a directory: '{blocker / 'spool'}'"
+        f"SpoolOptions.directory '{blocker / 'spool'}' is not a writable directory: [Errno 20] Not a directory: '{blocker / 'spool'}'"
     )
 
 
@@ -117,9 +124,10 @@ def test_prometheus_port_in_use() -> None:
         busy.listen()
         port = busy.getsockname()[1]
         with pytest.raises(ConfigurationError) as info:
-            configure(prometheus_port=port, set_global=False)
+            configure(metrics=MetricsOptions(prometheus_port=port), set_global=False)
     assert (
-        str(info.value) == f"prometheus_port {port} cannot be bound on '127.0.0.1': [Errno 98] Address already in use"
+        str(info.value)
+        == f"MetricsOptions.prometheus_port {port} cannot be bound on '127.0.0.1': [Errno 98] Address already in use"
     )
 
 

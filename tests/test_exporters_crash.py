@@ -85,10 +85,10 @@ _GRAPH_CHILD = textwrap.dedent(
     """
     import sys, time
     from exporters_helpers import Increment, counter_graph
-    from tracegraph.exporters import configure
+    from tracegraph.exporters import SpoolOptions, configure
 
     spool_dir, endpoint = sys.argv[1:3]
-    configure(endpoint=endpoint, spool_dir=spool_dir, service_name='killed', metrics=False)
+    configure(endpoint=endpoint, spool=SpoolOptions(directory=spool_dir), service_name='killed', metrics=False)
     graph = counter_graph()
     ended = 0
     for _ in range(100_000):  # bounded: the parent kills us long before
@@ -101,7 +101,7 @@ _GRAPH_CHILD = textwrap.dedent(
 
 
 def test_sigkill_loses_at_most_the_spans_of_the_last_200ms(tmp_path: Path) -> None:
-    """Graphs run through `configure(spool_dir=...)` with the backend down; a SIGKILL at a random moment leaves
+    """Graphs run through `configure(spool=SpoolOptions(...))` with the backend down; a SIGKILL at a random moment leaves
     on disk every span that ended more than 200 ms before it."""
     from tracegraph.exporters.segments import SegmentStore
 
@@ -167,7 +167,7 @@ _WORKER_CHILD = textwrap.dedent(
 
 
 def test_workers_sharing_a_spool_directory_one_killed_nothing_stranded(tmp_path: Path) -> None:
-    """Four worker processes share one spool_dir while the backend is down; one is SIGKILLed, the others stop. A
+    """Four worker processes share one spool directory while the backend is down; one is SIGKILLed, the others stop. A
     process started later takes over every spool left behind and delivers every span exactly once."""
     dead = f'http://127.0.0.1:{free_port()}'
     env = {**os.environ, 'PYTHONPATH': str(Path(__file__).parent)}

@@ -23,7 +23,7 @@ from exporters_helpers import (
     wait_until,
 )
 
-from tracegraph.exporters import Telemetry, configure
+from tracegraph.exporters import MetricsOptions, SpoolOptions, Telemetry, configure
 from tracegraph.tracing import attributes as attr
 
 pytestmark = pytest.mark.anyio
@@ -134,7 +134,7 @@ async def test_configure_with_a_spool(kind: str, tmp_path: Path) -> None:
         configure(
             endpoint=receiver.endpoint,
             protocol='grpc' if kind == 'grpc' else 'http/protobuf',
-            spool_dir=tmp_path,
+            spool=SpoolOptions(directory=tmp_path),
             metrics=False,
             set_global=False,
         ) as telemetry,
@@ -147,7 +147,9 @@ async def test_configure_with_a_spool(kind: str, tmp_path: Path) -> None:
 
 
 async def test_prometheus_endpoint_serves_the_duration_buckets() -> None:
-    with configure(set_global=False, console=False, file=None, endpoint=None, prometheus_port=0) as telemetry:
+    with configure(
+        set_global=False, console=False, file=None, endpoint=None, metrics=MetricsOptions(prometheus_port=0)
+    ) as telemetry:
         assert telemetry.prometheus_url is not None
         assert telemetry.prometheus_url.startswith('http://127.0.0.1:')
         graph = counter_graph(telemetry.tracer_provider, telemetry.meter_provider)

@@ -24,7 +24,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan
 
-from tracegraph.exporters import configure
+from tracegraph.exporters import SpoolOptions, configure
 from tracegraph.exporters.senders import parse_retry_after
 from tracegraph.exporters.settings import resolve_target
 from tracegraph.exporters.spool import METRIC_SPOOL_DROPPED, SpoolSpanExporter
@@ -359,7 +359,9 @@ def test_a_second_live_spool_in_one_directory_gets_its_own_folder(tmp_path: Path
     second = _spool(tmp_path, f'http://127.0.0.1:{free_port()}')
     assert first.directory == tmp_path
     assert second.directory.parent == tmp_path and second.directory.name.startswith('worker-')
-    telemetry = configure(spool_dir=tmp_path, set_global=False, metrics=False)  # a third, through configure()
+    telemetry = configure(
+        spool=SpoolOptions(directory=tmp_path), set_global=False, metrics=False
+    )  # a third, through configure()
     assert telemetry.spool is not None and telemetry.spool.directory.name.startswith('worker-')
     telemetry.shutdown()
     second.shutdown()

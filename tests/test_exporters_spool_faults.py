@@ -249,11 +249,14 @@ def test_stray_files_are_skipped(tmp_path: Path, caplog: pytest.LogCaptureFixtur
 def test_telemetry_force_flush_waits_for_spool_delivery(tmp_path: Path) -> None:
     from exporters_helpers import counter_graph, free_port
 
-    from tracegraph.exporters import configure
+    from tracegraph.exporters import SpoolOptions, configure
 
     port = free_port()
     telemetry = configure(
-        endpoint=f'http://127.0.0.1:{port}', spool_dir=tmp_path / 'spool', metrics=False, set_global=False
+        endpoint=f'http://127.0.0.1:{port}',
+        spool=SpoolOptions(directory=tmp_path / 'spool'),
+        metrics=False,
+        set_global=False,
     )
     try:
         graph = counter_graph(tracer_provider=telemetry.tracer_provider)

@@ -14,13 +14,15 @@ if TYPE_CHECKING:
     from .capture import MetricPoint, TelemetryCapture
     from .console import ConsoleTimelineProcessor
     from .file import JsonLinesSpanExporter, read_spans
-    from .pipeline import Telemetry, configure
+    from .pipeline import MetricsOptions, SpoolOptions, Telemetry, configure
     from .settings import ConfigurationError
     from .spool import SpoolSpanExporter
 
 __all__ = (
     'configure',
     'Telemetry',
+    'SpoolOptions',
+    'MetricsOptions',
     'ConfigurationError',
     'SpoolSpanExporter',
     'JsonLinesSpanExporter',
@@ -33,6 +35,8 @@ __all__ = (
 _LAZY: dict[str, str] = {
     'configure': 'pipeline',
     'Telemetry': 'pipeline',
+    'SpoolOptions': 'pipeline',
+    'MetricsOptions': 'pipeline',
     'ConfigurationError': 'settings',
     'SpoolSpanExporter': 'spool',
     'JsonLinesSpanExporter': 'file',

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from opentelemetry import metrics, trace
+from opentelemetry import metrics
 from opentelemetry.context import Context
 from opentelemetry.metrics._internal import _ProxyMeterProvider
 from opentelemetry.sdk.metrics import MeterProvider
@@ -33,6 +33,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 
 from ..tracing.timeline import NodeTimeline
+from .providers import place_processors
 from .views import delta_temporality, metric_views
 
 __all__ = ('TelemetryCapture', 'MetricPoint')
@@ -92,19 +93,12 @@ def _global_pipeline() -> _Pipeline:
         if _pipeline is not None:
             return _pipeline
         switch = _SwitchProcessor()
-        current = trace.get_tracer_provider()
-        if isinstance(current, trace.ProxyTracerProvider):
-            provider = TracerProvider(resource=Resource.create({'service.name': 'tracegraph-capture'}))
-            provider.add_span_processor(switch)
-            trace.set_tracer_provider(provider)
-        else:
-            add = getattr(current, 'add_span_processor', None)
-            if add is None:
-                raise RuntimeError(
-                    f'tracegraph_capture cannot capture spans: the global TracerProvider is a '
-                    f'{type(current).__name__}, which does not accept span processors.'
-                )
-            add(switch)
+        place_processors(
+            [switch],
+            lambda: TracerProvider(resource=Resource.create({'service.name': 'tracegraph-capture'})),
+            purpose='tracegraph_capture cannot capture spans',
+            remedy='let the capture set the global provider, or set an SDK TracerProvider before the first capture.',
+        )
         reader: InMemoryMetricReader | None = None
         if isinstance(metrics.get_meter_provider(), _ProxyMeterProvider):
             reader = InMemoryMetricReader(preferred_temporality=delta_temporality())

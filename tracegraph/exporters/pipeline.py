@@ -7,20 +7,22 @@ import logging
 import threading
 from dataclasses import dataclass, field
 from os import PathLike
+from pathlib import Path
 from types import TracebackType
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, cast
 
-from opentelemetry import metrics, trace
-from opentelemetry.context import Context
+from opentelemetry import metrics as otel_metrics
+from opentelemetry import trace
 from opentelemetry.metrics._internal import _ProxyMeterProvider
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, SynchronousMultiSpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from .._version import __version__
 from .drops import CountingBatchSpanProcessor, DropCounter
+from .providers import AttachedProcessors, ProcessorHost, global_host, place_processors
 from .settings import (
     ConfigurationError,
     OtlpTarget,
@@ -35,30 +37,44 @@ from .views import metric_views
 if TYPE_CHECKING:
     from .spool import SpoolSpanExporter
 
-__all__ = ('configure', 'Telemetry')
+__all__ = ('configure', 'Telemetry', 'SpoolOptions', 'MetricsOptions', 'SPOOL_SCHEDULE_DELAY_MILLIS')
 
 logger = logging.getLogger('tracegraph.exporters')
 _announced_existing = threading.Event()
 
 
-class _Attached(SynchronousMultiSpanProcessor):
-    """Our processors inside a provider we do not own: it cannot remove them, so they switch off on shutdown."""
+@dataclass(frozen=True, kw_only=True)
+class SpoolOptions:
+    """`configure(spool=SpoolOptions(directory=...))`: send spans through a durable disk spool instead of directly
+    (see `SpoolSpanExporter`; workers of one app may share the directory)."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.enabled = True
+    directory: str | PathLike[str]
+    max_bytes: int = 256 * 1024 * 1024
+    """Bound on the spool's disk use; the oldest spans are dropped (and counted) beyond it."""
 
-    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        if self.enabled:
-            super().on_start(span, parent_context)
 
-    def on_end(self, span: ReadableSpan) -> None:
-        if self.enabled:
-            super().on_end(span)
+@dataclass(frozen=True, kw_only=True)
+class MetricsOptions:
+    """`configure(metrics=MetricsOptions(...))`: tracegraph's metrics, over OTLP and optionally Prometheus.
+    `metrics=True` is `MetricsOptions()`."""
 
-    def shutdown(self) -> None:
-        self.enabled = False
-        super().shutdown()
+    prometheus_port: int | None = None
+    """Also serve metrics at `http://{prometheus_host}:{prometheus_port}/metrics` (0 picks a free port; see
+    `Telemetry.prometheus_url`)."""
+    prometheus_host: str = '127.0.0.1'
+    """Address the Prometheus endpoint binds; loopback unless you say otherwise."""
+
+
+@dataclass(kw_only=True)
+class _PrometheusEndpoint:
+    url: str
+    server: Any
+    thread: threading.Thread
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
 
 
 @dataclass(kw_only=True)
@@ -69,7 +85,7 @@ class Telemetry:
     when the interpreter exits.
     """
 
-    tracer_provider: Any
+    tracer_provider: trace.TracerProvider
     """The SDK `TracerProvider` built, or the existing global provider the processors were added to."""
     meter_provider: MeterProvider | None
     """The SDK `MeterProvider` built (None with `metrics=False`)."""
@@ -77,17 +93,19 @@ class Telemetry:
     """The processors configure() created, in the order spans reach them."""
     owns_tracer_provider: bool
     """False when the processors were added to a provider that was already global (e.g. Logfire's)."""
-    prometheus_url: str | None = None
-    """`http://host:port/metrics` when `prometheus_port` was given."""
     spool: SpoolSpanExporter | None = None
     """The spool exporter when `spool_dir` was given (see its `pending_spans`, `dropped_spans`)."""
     drops: DropCounter = field(default_factory=DropCounter)
     """Spans the batch processors dropped (queue full) or failed to export, by reason."""
-    _attached: _Attached | None = None
-    _prometheus_server: Any = None
-    _prometheus_thread: threading.Thread | None = None
+    _attached: AttachedProcessors | None = None
+    _prometheus: _PrometheusEndpoint | None = None
     _closed: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def prometheus_url(self) -> str | None:
+        """`http://host:port/metrics` when `MetricsOptions.prometheus_port` was given."""
+        return None if self._prometheus is None else self._prometheus.url
 
     @property
     def dropped_spans(self) -> dict[str, int]:
@@ -109,7 +127,7 @@ class Telemetry:
             False otherwise (what is left stays in the spool and is sent later).
         """
         if self.owns_tracer_provider:
-            ok = bool(self.tracer_provider.force_flush(timeout_millis))
+            ok = cast(ProcessorHost, self.tracer_provider).force_flush(timeout_millis)
         else:
             ok = all(p.force_flush(timeout_millis) for p in self.span_processors)
         if self.spool is not None:
@@ -127,16 +145,13 @@ class Telemetry:
             self._closed = True
         atexit.unregister(self.shutdown)
         if self.owns_tracer_provider:
-            self.tracer_provider.shutdown()
+            cast(ProcessorHost, self.tracer_provider).shutdown()
         elif self._attached is not None:
             self._attached.shutdown()
         if self.meter_provider is not None:
             self.meter_provider.shutdown()
-        if self._prometheus_server is not None:
-            self._prometheus_server.shutdown()
-            self._prometheus_server.server_close()
-            if self._prometheus_thread is not None:
-                self._prometheus_thread.join(5)
+        if self._prometheus is not None:
+            self._prometheus.close()
 
     def __enter__(self) -> Telemetry:
         return self
@@ -155,75 +170,108 @@ a SIGKILL loses at most the spans that ended in this window plus one write, unde
 def configure(
     *,
     service_name: str | None = None,
+    service_version: str | None = None,
     endpoint: str | None = None,
     protocol: str | None = None,
     headers: dict[str, str] | str | None = None,
     console: bool | IO[str] = False,
     file: str | PathLike[str] | None = None,
-    spool_dir: str | PathLike[str] | None = None,
-    metrics: bool = True,
+    spool: SpoolOptions | None = None,
+    metrics: bool | MetricsOptions = True,
     set_global: bool = True,
-    prometheus_port: int | None = None,
-    prometheus_host: str = '127.0.0.1',
-    service_version: str | None = None,
-    spool_max_bytes: int = 256 * 1024 * 1024,
 ) -> Telemetry:
     """Build tracer and meter providers that send tracegraph's spans and metrics where you say.
 
     Args:
         service_name: `service.name` of the resource (else `OTEL_SERVICE_NAME`, else the SDK default).
+        service_version: `service.version` of the resource.
         endpoint: OTLP base URL, e.g. `http://localhost:4318` (else the `OTEL_EXPORTER_OTLP_*ENDPOINT`
-            variables). OTLP export is on when an endpoint is known, with `spool_dir`, or when no other
+            variables). OTLP export is on when an endpoint is known, with `spool`, or when no other
             output (console, file, Prometheus) was asked for; it defaults to `http://localhost:4318`
             (`http://localhost:4317` for gRPC).
         protocol: `http/protobuf` (default) or `grpc` (else `OTEL_EXPORTER_OTLP_*PROTOCOL`).
         headers: OTLP headers as a dict or `k1=v1,k2=v2` (else `OTEL_EXPORTER_OTLP_*HEADERS`).
         console: print each run's timeline when it ends (True: to standard error; or a text stream).
         file: append every span to this JSON Lines file (OTLP/JSON).
-        spool_dir: send spans through a durable spool in this directory instead of directly.
-        metrics: build a `MeterProvider` exporting tracegraph's metrics over OTLP (and Prometheus).
+        spool: send spans through a durable spool (see `SpoolOptions`) instead of directly.
+        metrics: build a `MeterProvider` exporting tracegraph's metrics over OTLP (and Prometheus, see
+            `MetricsOptions`); False for none.
         set_global: install the providers as OpenTelemetry's global ones, which tracegraph uses.
-        prometheus_port: also serve metrics at `http://{prometheus_host}:{prometheus_port}/metrics`
-            (0 picks a free port; see `Telemetry.prometheus_url`).
-        prometheus_host: address the Prometheus endpoint binds; loopback unless you say otherwise.
-        service_version: `service.version` of the resource.
-        spool_max_bytes: bound on the spool's disk use.
 
     Raises:
         ConfigurationError: for a bad setting, naming it and its value, before anything is built.
     """
+    metric_options = MetricsOptions() if metrics is True else metrics or None
+    port = metric_options.prometheus_port if metric_options else None
     # --- validate everything first: a bad setting must not leave half a pipeline behind ---
-    nothing_else = not console and file is None and prometheus_port is None
-    use_otlp = otlp_requested(endpoint) or spool_dir is not None or nothing_else
+    use_otlp = otlp_requested(endpoint) or spool is not None or not (console or file is not None or port is not None)
     trace_target = resolve_target(endpoint=endpoint, protocol=protocol, headers=headers, signal='traces')
     metric_target = resolve_target(endpoint=endpoint, protocol=protocol, headers=headers, signal='metrics')
-    spool_path = check_spool_dir(spool_dir) if spool_dir is not None else None
+    spool_path = check_spool_dir(spool.directory, 'SpoolOptions.directory') if spool is not None else None
     file_path = check_file(file) if file is not None else None
-    if spool_max_bytes <= 0:
-        raise ConfigurationError(f'spool_max_bytes must be positive, got {spool_max_bytes!r}.')
-    if prometheus_port is not None and not (isinstance(prometheus_port, int) and 0 <= prometheus_port <= 65535):
-        raise ConfigurationError(f'prometheus_port must be an integer from 0 to 65535, got {prometheus_port!r}.')
-    _check_global_provider(set_global)
+    if spool is not None and spool.max_bytes <= 0:
+        raise ConfigurationError(f'SpoolOptions.max_bytes must be positive, got {spool.max_bytes!r}.')
+    if port is not None and not (isinstance(port, int) and 0 <= port <= 65535):
+        raise ConfigurationError(f'MetricsOptions.prometheus_port must be an integer from 0 to 65535, got {port!r}.')
+    if set_global:
+        global_host(_GLOBAL_PURPOSE, _GLOBAL_REMEDY)
 
     resource = _resource(service_name, service_version)
+    prometheus: _PrometheusEndpoint | None = None
     meter_provider: MeterProvider | None = None
-    telemetry_kwargs: dict[str, Any] = {}
-    if metrics:
+    if metric_options is not None:
         readers: list[MetricReader] = []
-        if prometheus_port is not None:  # first: binding the port is the one step here that can still fail
-            reader, server, thread, url = _prometheus(prometheus_host, prometheus_port)
+        if port is not None:  # first: binding the port is the one step here that can still fail
+            reader, prometheus = _prometheus(metric_options.prometheus_host, port)
             readers.append(reader)
-            telemetry_kwargs.update(_prometheus_server=server, _prometheus_thread=thread, prometheus_url=url)
         if use_otlp:
             readers.append(PeriodicExportingMetricReader(_otlp_metric_exporter(metric_target)))
         meter_provider = MeterProvider(
             resource=resource, metric_readers=readers, views=metric_views(), shutdown_on_exit=False
         )
-
     drops = DropCounter()
-    telemetry_kwargs['drops'] = drops
     if meter_provider is not None:
         drops.register(meter_provider)
+    try:
+        spool_exporter = _spool(spool_path, spool, trace_target, meter_provider)
+    except BaseException:
+        if meter_provider is not None:
+            meter_provider.shutdown()
+        if prometheus is not None:
+            prometheus.close()
+        raise
+    processors = _span_processors(console, file_path, spool_exporter, trace_target if use_otlp else None, drops)
+    telemetry = _install(resource, processors, meter_provider, set_global=set_global)
+    telemetry.spool, telemetry.drops, telemetry._prometheus = spool_exporter, drops, prometheus
+    atexit.register(telemetry.shutdown)
+    return telemetry
+
+
+_GLOBAL_PURPOSE = 'set_global=True'
+_GLOBAL_REMEDY = 'pass set_global=False and use the returned providers.'
+
+
+def _spool(
+    path: Path | None, options: SpoolOptions | None, target: OtlpTarget, meter_provider: MeterProvider | None
+) -> SpoolSpanExporter | None:
+    if path is None or options is None:
+        return None
+    from .segments import SpoolLockedError
+    from .spool import SpoolSpanExporter
+
+    try:
+        return SpoolSpanExporter(path, target=target, max_bytes=options.max_bytes, meter_provider=meter_provider)
+    except SpoolLockedError as e:
+        raise ConfigurationError(str(e)) from e
+
+
+def _span_processors(
+    console: bool | IO[str],
+    file_path: Path | None,
+    spool: SpoolSpanExporter | None,
+    otlp: OtlpTarget | None,
+    drops: DropCounter,
+) -> list[SpanProcessor]:
     processors: list[SpanProcessor] = []
     if console:
         from .console import ConsoleTimelineProcessor
@@ -233,92 +281,49 @@ def configure(
         from .file import JsonLinesSpanExporter
 
         processors.append(CountingBatchSpanProcessor(JsonLinesSpanExporter(file_path), drops))
-    if spool_path is not None:
-        from .segments import SpoolLockedError
-        from .spool import SpoolSpanExporter
-
-        try:
-            spool = SpoolSpanExporter(
-                spool_path, target=trace_target, max_bytes=spool_max_bytes, meter_provider=meter_provider
-            )
-        except SpoolLockedError as e:
-            if meter_provider is not None:
-                meter_provider.shutdown()
-            _close_prometheus(telemetry_kwargs)
-            raise ConfigurationError(str(e)) from e
-        telemetry_kwargs['spool'] = spool
+    if spool is not None:
         # The spool's point is to survive a crash: a span waits at most this long in memory before it is on disk.
         processors.append(CountingBatchSpanProcessor(spool, drops, schedule_delay_millis=SPOOL_SCHEDULE_DELAY_MILLIS))
-    elif use_otlp:
-        processors.append(CountingBatchSpanProcessor(_otlp_span_exporter(trace_target), drops))
-
-    telemetry = _install(resource, processors, meter_provider, set_global=set_global, **telemetry_kwargs)
-    atexit.register(telemetry.shutdown)
-    return telemetry
+    elif otlp is not None:
+        processors.append(CountingBatchSpanProcessor(_otlp_span_exporter(otlp), drops))
+    return processors
 
 
 def _install(
-    resource: Resource,
-    processors: list[SpanProcessor],
-    meter_provider: MeterProvider | None,
-    *,
-    set_global: bool,
-    **kwargs: Any,
+    resource: Resource, processors: list[SpanProcessor], meter_provider: MeterProvider | None, *, set_global: bool
 ) -> Telemetry:
-    current = trace.get_tracer_provider()
-    existing = set_global and not isinstance(current, trace.ProxyTracerProvider)
-    if existing:
-        attached = _Attached()
-        for processor in processors:
-            attached.add_span_processor(processor)
-        current.add_span_processor(attached)  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType]
-        if not _announced_existing.is_set():
+    def ours() -> TracerProvider:
+        return TracerProvider(resource=resource, shutdown_on_exit=False)
+
+    if set_global:
+        placed = place_processors(processors, ours, purpose=_GLOBAL_PURPOSE, remedy=_GLOBAL_REMEDY)
+        if not placed.owned and not _announced_existing.is_set():
             _announced_existing.set()
             logger.info(
                 'tracegraph: a global TracerProvider (%s) already exists; adding tracegraph exporters to it '
                 'instead of replacing it',
-                type(current).__name__,
+                type(placed.provider).__name__,
             )
-        provider: Any = current
-        telemetry = Telemetry(
-            tracer_provider=provider,
-            meter_provider=meter_provider,
-            span_processors=processors,
-            owns_tracer_provider=False,
-            _attached=attached,
-            **kwargs,
-        )
+        provider, owned, attached = placed.provider, placed.owned, placed.attached
     else:
-        provider = TracerProvider(resource=resource, shutdown_on_exit=False)
+        provider, owned, attached = ours(), True, None
         for processor in processors:
             provider.add_span_processor(processor)
-        if set_global:
-            trace.set_tracer_provider(provider)
-        telemetry = Telemetry(
-            tracer_provider=provider,
-            meter_provider=meter_provider,
-            span_processors=processors,
-            owns_tracer_provider=True,
-            **kwargs,
-        )
     if set_global and meter_provider is not None:
-        if isinstance(metrics.get_meter_provider(), _ProxyMeterProvider):
-            metrics.set_meter_provider(meter_provider)
+        if isinstance(otel_metrics.get_meter_provider(), _ProxyMeterProvider):
+            otel_metrics.set_meter_provider(meter_provider)
         else:
             logger.info(
                 'tracegraph: a global MeterProvider already exists; tracegraph metrics go to it, '
                 'not to the exporters configure() built'
             )
-    return telemetry
-
-
-def _check_global_provider(set_global: bool) -> None:
-    current = trace.get_tracer_provider()
-    if set_global and not isinstance(current, trace.ProxyTracerProvider) and not hasattr(current, 'add_span_processor'):
-        raise ConfigurationError(
-            f'set_global=True, but the global TracerProvider is a {type(current).__name__}, '
-            'which does not accept span processors; pass set_global=False and use the returned providers.'
-        )
+    return Telemetry(
+        tracer_provider=cast(trace.TracerProvider, provider),  # the SDK's, or an app's that takes processors
+        meter_provider=meter_provider,
+        span_processors=processors,
+        owns_tracer_provider=owned,
+        _attached=attached,
+    )
 
 
 def _resource(service_name: str | None, service_version: str | None) -> Resource:
@@ -352,17 +357,14 @@ def _otlp_metric_exporter(target: OtlpTarget) -> Any:
     return HttpMetricExporter(endpoint=target.endpoint, headers=target.headers)
 
 
-def _close_prometheus(kwargs: dict[str, Any]) -> None:
-    server = kwargs.get('_prometheus_server')
-    if server is not None:
-        server.shutdown()
-        server.server_close()
-
-
-def _prometheus(host: str, port: int) -> tuple[MetricReader, Any, threading.Thread, str]:
-    import prometheus_client
-    from opentelemetry.exporter.prometheus import PrometheusMetricReader
-
+def _prometheus(host: str, port: int) -> tuple[MetricReader, _PrometheusEndpoint]:
+    try:
+        import prometheus_client
+        from opentelemetry.exporter.prometheus import PrometheusMetricReader
+    except ImportError as e:  # pragma: no cover - the otlp extra installs both
+        raise ConfigurationError(
+            "prometheus_port needs opentelemetry-exporter-prometheus: pip install 'tracegraph[otlp]'"
+        ) from e
     # A registry per configure() call: a second call (or a test) must not collide in the process-wide one.
     registry = prometheus_client.CollectorRegistry()
     prometheus_client.ProcessCollector(registry=registry)
@@ -371,6 +373,5 @@ def _prometheus(host: str, port: int) -> tuple[MetricReader, Any, threading.Thre
     try:
         server, thread = prometheus_client.start_http_server(port, addr=host, registry=registry)
     except OSError as e:
-        raise ConfigurationError(f'prometheus_port {port} cannot be bound on {host!r}: {e}') from e
-    bound_port = server.server_port
-    return reader, server, thread, http_url(host, bound_port, '/metrics')
+        raise ConfigurationError(f'MetricsOptions.prometheus_port {port} cannot be bound on {host!r}: {e}') from e
+    return reader, _PrometheusEndpoint(url=http_url(host, server.server_port, '/metrics'), server=server, thread=thread)

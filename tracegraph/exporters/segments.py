@@ -110,7 +110,9 @@ class SegmentStore:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:
             os.close(fd)
-            raise SpoolLockedError(f'spool_dir {str(self.directory)!r} is in use by another live process: {e}') from e
+            raise SpoolLockedError(
+                f'spool directory {str(self.directory)!r} is in use by another live process: {e}'
+            ) from e
         return fd
 
     def close(self) -> None:

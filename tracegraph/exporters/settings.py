@@ -167,7 +167,7 @@ def parse_headers(value: Mapping[str, str] | str, setting: str) -> dict[str, str
     return result
 
 
-def check_spool_dir(value: str | os.PathLike[str]) -> Path:
+def check_spool_dir(value: str | os.PathLike[str], setting: str = 'spool directory') -> Path:
     """Create the spool directory if needed and prove it is writable.
 
     Raises:
@@ -179,7 +179,7 @@ def check_spool_dir(value: str | os.PathLike[str]) -> Path:
         with tempfile.TemporaryFile(dir=path):
             pass
     except OSError as e:
-        raise ConfigurationError(f'spool_dir {str(path)!r} is not a writable directory: {e}') from e
+        raise ConfigurationError(f'{setting} {str(path)!r} is not a writable directory: {e}') from e
     return path
 
 

@@ -15,10 +15,10 @@ buffer (the oldest dropped beyond `memory_bytes`, counted as `memory_full`) and 
 from memory, as soon as that works again; every I/O error is retried with backoff, logged once per episode, and
 counted in `io_errors`.
 
-Several processes may share one spool directory (the workers of one app, each running `configure(spool_dir=...)`):
-the first holds the directory itself, each other one gets a spool of its own inside it (`worker-<pid>-<hex>`), and
-every live spool looks for the spools of processes that died (their lock is free) and sends what they left, then
-removes them: nothing a killed worker stored is stranded.
+Several processes may share one spool directory (the workers of one app, each running
+`configure(spool=SpoolOptions(directory=...))`): the first holds the directory itself, each other one gets a spool
+of its own inside it (`worker-<pid>-<hex>`), and every live spool looks for the spools of processes that died (their
+lock is free) and sends what they left, then removes them: nothing a killed worker stored is stranded.
 """
 
 from __future__ import annotations
