@@ -17,7 +17,7 @@ from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 from google.protobuf import duration_pb2
@@ -163,8 +163,28 @@ class ReceivedSpan:
         return attrs_of(self.span.attributes)
 
 
+_R = TypeVar('_R', bound='Receiver')
+
+
 class Receiver:
-    """What both receivers share: the reply script and what was accepted, guarded by one lock."""
+    """What both receivers share: the reply script and what was accepted, guarded by one lock; a context manager
+    that serves while inside it."""
+
+    port: int
+    endpoint: str
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self: _R) -> _R:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
@@ -296,11 +316,10 @@ class OtlpHttpReceiver(Receiver):
         self.endpoint = f'http://127.0.0.1:{self.port}'
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={'poll_interval': 0.05})
 
-    def __enter__(self) -> OtlpHttpReceiver:
+    def start(self) -> None:
         self._thread.start()
-        return self
 
-    def __exit__(self, *exc: object) -> None:
+    def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(5)
@@ -343,11 +362,10 @@ class OtlpGrpcReceiver(Receiver):
         self.port = self._server.add_insecure_port(f'127.0.0.1:{port}')
         self.endpoint = f'http://127.0.0.1:{self.port}'
 
-    def __enter__(self) -> OtlpGrpcReceiver:
+    def start(self) -> None:
         self._server.start()
-        return self
 
-    def __exit__(self, *exc: object) -> None:
+    def stop(self) -> None:
         self._server.stop(grace=None).wait(5)
 
 
@@ -356,7 +374,7 @@ def _main(argv: list[str]) -> None:
     receiver: Receiver
     receiver = OtlpGrpcReceiver(port) if kind == 'grpc' else OtlpHttpReceiver(port)
     receiver.default_delay = float(argv[2]) if len(argv) > 2 else 0.0
-    with receiver:  # pyright: ignore[reportGeneralTypeIssues]
+    with receiver:
         print(f'listening {receiver.port}', flush=True)
         while True:
             time.sleep(3600)

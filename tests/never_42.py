@@ -1,4 +1,8 @@
-"""The classic documentation's never-42 graph, imported by the documentation-example tests."""
+"""The classic documentation's never-42 graph, imported by the documentation-example tests.
+
+Written as the classic docs write it (an unparameterised `GraphRunContext`), so it is checked in basic mode.
+"""
+# pyright: basic
 
 from __future__ import annotations
 

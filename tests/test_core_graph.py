@@ -195,7 +195,7 @@ def test_state_and_end_types_inferred() -> None:
     assert never_42_graph._get_run_end_type() is int
 
     @dataclass
-    class Untyped(BaseNode):  # type: ignore[type-arg]
+    class Untyped(BaseNode):
         async def run(self, ctx: GraphRunContext) -> End[None]:
             return End(None)
 

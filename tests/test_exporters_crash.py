@@ -172,7 +172,7 @@ def test_workers_sharing_a_spool_directory_one_killed_nothing_stranded(tmp_path:
     dead = f'http://127.0.0.1:{free_port()}'
     env = {**os.environ, 'PYTHONPATH': str(Path(__file__).parent)}
     spool_dir = tmp_path / 'spool'
-    workers = []
+    workers: list[subprocess.Popen[str]] = []
     for i in range(4):
         args = [str(spool_dir), dead, str(tmp_path / f'ids-{i}.txt'), '20', str(tmp_path / 'go')]
         workers.append(
@@ -184,7 +184,7 @@ def test_workers_sharing_a_spool_directory_one_killed_nothing_stranded(tmp_path:
                 text=True,
             )
         )
-    directories = []
+    directories: list[str] = []
     for worker in workers:
         assert worker.stdout is not None
         directories.append(worker.stdout.readline().strip())
@@ -194,7 +194,7 @@ def test_workers_sharing_a_spool_directory_one_killed_nothing_stranded(tmp_path:
     (tmp_path / 'go').touch()  # the others stop normally, their spans left on disk (the backend is down)
     for worker in workers:
         worker.communicate(timeout=30)
-    accepted = set()
+    accepted: set[str] = set()
     for i in range(4):
         accepted |= set((tmp_path / f'ids-{i}.txt').read_text().split())
     assert len(accepted) == 4 * 20 * 4

@@ -184,7 +184,7 @@ def test_reads_collector_style_lines_with_many_spans(tmp_path: Path) -> None:
     JsonLinesSpanExporter(path).export(spans)
     merged: dict[str, object] = {'resourceSpans': []}
     for line in path.read_text().splitlines():
-        merged['resourceSpans'] += json.loads(line)['resourceSpans']  # pyright: ignore[reportOperatorIssue]
+        merged['resourceSpans'] += json.loads(line)['resourceSpans']
     collector = tmp_path / 'collector.jsonl'
     collector.write_text(json.dumps(merged) + '\n')
     assert [s.name for s in read_spans(collector)] == [s.name for s in spans]

@@ -161,7 +161,7 @@ def test_bad_request_is_dropped_counted_and_the_rest_delivered(
         for sm in rm.scope_metrics
         for m in sm.metrics
         if m.name == METRIC_SPOOL_DROPPED
-        for p in m.data.data_points  # pyright: ignore[reportAttributeAccessIssue, reportUnknownVariableType]
+        for p in m.data.data_points
     ]
     assert points == [({'reason': 'rejected'}, len(first))]
 
@@ -269,7 +269,7 @@ def test_disk_bound_drops_oldest_counts_and_logs(tmp_path: Path, caplog: pytest.
         for sm in rm.scope_metrics
         for m in sm.metrics
         if m.name == METRIC_SPOOL_DROPPED
-        for p in m.data.data_points  # pyright: ignore[reportAttributeAccessIssue, reportUnknownVariableType]
+        for p in m.data.data_points
     )
     assert total == dropped
     spool.shutdown()

@@ -196,10 +196,10 @@ async def test_interleaved_runs_in_one_task(otel: Pipeline) -> None:
             s.parent.span_id
             for s in otel.spans
             if s.name == 'run node Tick' and s.attributes['tracegraph.run.id'] == run.run_id
-        }  # type: ignore[index,union-attr]
+        }
         run_span = next(
             s for s in otel.spans if s.name == 'run graph ticker' and s.attributes['tracegraph.run.id'] == run.run_id
-        )  # type: ignore[index]
+        )
         assert node_parents == {run_span.context.span_id}
 
 

@@ -291,9 +291,9 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
             try:
                 yield graph_run
             except BaseException as error:
-                graph_run._finish(error)
+                graph_run._finish(error)  # pyright: ignore[reportPrivateUsage] - iter() owns the run's lifetime
                 raise
-            graph_run._finish(None)
+            graph_run._finish(None)  # pyright: ignore[reportPrivateUsage]
 
     @asynccontextmanager
     async def iter_from_persistence(
@@ -422,7 +422,7 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
         token = nodes_schema_var.set(nodes)
         try:
             step_t = Annotated[
-                NodeStep[state_t, end_t] | EndStep[end_t],  # pyright: ignore[reportInvalidTypeForm]
+                NodeStep[state_t, end_t] | EndStep[end_t],
                 pydantic.Discriminator('kind'),
             ]
             return pydantic.TypeAdapter(list[step_t])  # pyright: ignore[reportInvalidTypeForm]

@@ -233,5 +233,5 @@ def save_image(path: Path | str, graph: Graph[Any, Any, Any], /, **kwargs: Unpac
         suffix = path.suffix.lower().lstrip('.')
         # `.jpg` / `.jpeg` need no type: jpeg is the service's default, and the classic engine sends none for them.
         if suffix in ('png', 'webp', 'svg', 'pdf'):
-            kwargs['image_type'] = suffix  # pyright: ignore[reportGeneralTypeIssues]
+            kwargs['image_type'] = suffix
     path.write_bytes(request_image(graph, **kwargs))

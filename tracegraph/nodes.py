@@ -169,7 +169,7 @@ class BaseNode(ABC, Generic[StateT, DepsT, NodeRunEndT]):
             elif origin is BaseNode:
                 returns_base_node = True
             elif isinstance(origin, type) and issubclass(origin, BaseNode):
-                next_node_edges[origin.get_id()] = edge  # pyright: ignore[reportUnknownMemberType]
+                next_node_edges[origin.get_id()] = edge
             else:
                 raise exceptions.GraphSetupError(f'Invalid return type: {return_type}')
         return NodeDef(

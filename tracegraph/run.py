@@ -90,7 +90,7 @@ async def run_step(
         # As the classic engine does: the node ran (its step is in the history), what it returned is what is wrong.
         raise bad_return
     if ended:
-        history.append(EndStep(result=result))  # pyright: ignore[reportArgumentType]
+        history.append(EndStep(result=result))
     return result
 
 
@@ -277,7 +277,7 @@ class GraphRun(Generic[StateT, DepsT, RunEndT]):
             if snapshot_id != self._snapshot_id:
                 await persistence.snapshot_node_if_new(snapshot_id, self.state, node)
                 self._snapshot_id = snapshot_id
-            if not isinstance(node, BaseNode):  # pyright: ignore[reportUnnecessaryIsInstance]
+            if not isinstance(node, BaseNode):
                 raise TypeError(f'`next` must be called with a `BaseNode` instance, got {node!r}.')
             if node.get_id() not in self.graph.node_defs:
                 raise exceptions.GraphRuntimeError(f'Node `{node}` is not in the graph.')

@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from opentelemetry import metrics
 from opentelemetry.context import Context
-from opentelemetry.metrics._internal import _ProxyMeterProvider
+from opentelemetry.metrics._internal import _ProxyMeterProvider  # pyright: ignore[reportPrivateUsage] - no public name
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import (
     AggregationTemporality,
@@ -67,7 +67,7 @@ class _SwitchProcessor(SpanProcessor):
     def on_end(self, span: ReadableSpan) -> None:
         target = self.target
         if target is not None:
-            target._add_span(span)
+            target.take_span(span)
 
     def shutdown(self) -> None:
         self.target = None
@@ -143,7 +143,7 @@ class TelemetryCapture:
         finally:
             pipeline.switch.target = previous
 
-    def _add_span(self, span: ReadableSpan) -> None:
+    def take_span(self, span: ReadableSpan) -> None:
         with self._lock:
             self._spans.append(span)
 

@@ -13,7 +13,7 @@ from typing import IO, TYPE_CHECKING, Any, cast
 
 from opentelemetry import metrics as otel_metrics
 from opentelemetry import trace
-from opentelemetry.metrics._internal import _ProxyMeterProvider
+from opentelemetry.metrics._internal import _ProxyMeterProvider  # pyright: ignore[reportPrivateUsage] - no public name
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
@@ -101,6 +101,10 @@ class Telemetry:
     _prometheus: _PrometheusEndpoint | None = None
     _closed: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def attach_prometheus(self, endpoint: _PrometheusEndpoint | None) -> None:
+        """Own the Prometheus endpoint `configure()` started: it is closed with this handle."""
+        self._prometheus = endpoint
 
     @property
     def prometheus_url(self) -> str | None:
@@ -242,7 +246,8 @@ def configure(
         raise
     processors = _span_processors(console, file_path, spool_exporter, trace_target if use_otlp else None, drops)
     telemetry = _install(resource, processors, meter_provider, set_global=set_global)
-    telemetry.spool, telemetry.drops, telemetry._prometheus = spool_exporter, drops, prometheus
+    telemetry.spool, telemetry.drops = spool_exporter, drops
+    telemetry.attach_prometheus(prometheus)
     atexit.register(telemetry.shutdown)
     return telemetry
 

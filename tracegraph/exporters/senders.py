@@ -154,7 +154,7 @@ class GrpcSender:
             self._channel = grpc.secure_channel(address, grpc.ssl_channel_credentials())
         else:
             self._channel = grpc.insecure_channel(address)
-        self._call: grpc.UnaryUnaryMultiCallable[bytes, bytes] = self._channel.unary_unary(_TRACE_METHOD)  # pyright: ignore[reportUnknownMemberType]
+        self._call: grpc.UnaryUnaryMultiCallable[bytes, bytes] = self._channel.unary_unary(_TRACE_METHOD)
         self._metadata = tuple(target.headers.items())
         self._timeout = timeout
 
@@ -163,8 +163,8 @@ class GrpcSender:
         try:
             body = self._call(payload, timeout=self._timeout, metadata=self._metadata)
         except grpc.RpcError as e:
-            code: grpc.StatusCode = e.code()  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType, reportUnknownVariableType]
-            detail = f'gRPC {code.name}: {e.details()}'  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType]
+            code: grpc.StatusCode = e.code()
+            detail = f'gRPC {code.name}: {e.details()}'
             if code in _PERMANENT_GRPC:
                 return SendResult(outcome='drop', detail=detail)
             return SendResult(outcome='retry', detail=detail, retry_after=_grpc_retry_delay(e))
@@ -181,7 +181,7 @@ def _grpc_retry_delay(error: grpc.RpcError) -> float | None:
     from google.rpc import error_details_pb2, status_pb2  # pyright: ignore[reportMissingTypeStubs]
 
     try:
-        trailers: Any = error.trailing_metadata() or ()  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType]
+        trailers: Any = error.trailing_metadata() or ()
         for key, value in trailers:
             if key == 'grpc-status-details-bin' and isinstance(value, bytes):
                 status = status_pb2.Status.FromString(value)

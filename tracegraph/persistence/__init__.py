@@ -198,7 +198,7 @@ def build_snapshot_list_type_adapter(
 ) -> pydantic.TypeAdapter[list[Snapshot[StateT, RunEndT]]]:
     """A pydantic `TypeAdapter` of a list of snapshots; call it in `set_types`, where the nodes are known."""
     snapshot_t = Annotated[
-        Union[NodeSnapshot[state_t, run_end_t], EndSnapshot[state_t, run_end_t]],  # pyright: ignore[reportInvalidTypeForm]
+        Union[NodeSnapshot[state_t, run_end_t], EndSnapshot[state_t, run_end_t]],
         pydantic.Discriminator('kind'),
     ]
     return pydantic.TypeAdapter(list[snapshot_t])  # pyright: ignore[reportInvalidTypeForm]

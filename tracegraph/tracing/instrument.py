@@ -19,7 +19,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import metrics as otel_metrics
 from opentelemetry import trace
 from opentelemetry.environment_variables import OTEL_PYTHON_METER_PROVIDER, OTEL_PYTHON_TRACER_PROVIDER
-from opentelemetry.metrics import _internal as _metrics_api  # pyright: ignore[reportPrivateUsage]
+from opentelemetry.metrics import _internal as _metrics_api
 from opentelemetry.metrics._internal import _ProxyMeterProvider  # pyright: ignore[reportPrivateUsage]
 from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
 from pydantic_core import to_jsonable_python
