@@ -7,7 +7,6 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 import urllib.request
 from pathlib import Path
 
@@ -169,20 +168,24 @@ async def test_prometheus_endpoint_serves_the_duration_buckets() -> None:
 
 
 @pytest.mark.parametrize('kind', ['http', 'grpc'])
-async def test_without_a_spool_a_short_outage_is_bridged_by_the_sdk_retries(kind: str) -> None:
+async def test_without_a_spool_a_short_outage_is_bridged_by_the_sdk_retries(
+    kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
     port = free_port()
     endpoint = f'http://127.0.0.1:{port}'
     protocol = 'grpc' if kind == 'grpc' else 'http/protobuf'
     with configure(endpoint=endpoint, protocol=protocol, metrics=False, set_global=False) as telemetry:
         graph = counter_graph(telemetry.tracer_provider)
         await graph.run(Increment(0))
-        flushed = threading.Thread(target=telemetry.force_flush)
+        results: list[bool] = []
+        flushed = threading.Thread(target=lambda: results.append(telemetry.force_flush()))
         flushed.start()
-        time.sleep(0.3)  # the first attempt meets a closed port
+        assert wait_until(lambda: 'retrying in' in caplog.text)  # the first attempt met the closed port
         receiver = OtlpHttpReceiver(port) if kind == 'http' else OtlpGrpcReceiver(port)
         with receiver:
             flushed.join(30)
-            assert wait_until(lambda: len(receiver.spans()) == 5)
+            assert not flushed.is_alive() and results == [True]
+            assert len(receiver.spans()) == 5
 
 
 _GLOBAL_CHILD = textwrap.dedent(
