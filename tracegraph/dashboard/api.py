@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import Response
 
-from .models import parse_since, parse_time
+from .models import RunDetail, parse_since, parse_time
 from .store import Store
 
 __all__ = (
@@ -29,6 +29,7 @@ __all__ = (
     'path_text',
     'path_trace_id',
     'call',
+    'stored_run',
 )
 
 MAX_LIMIT = 1000
@@ -87,6 +88,14 @@ def path_trace_id(request: Request) -> str:
 _READERS = anyio.CapacityLimiter(1)
 
 
+def stored_run(store: Store, trace_id: str, run_id: str | None) -> RunDetail:
+    """The run `GET /api/runs/{trace_id}` and `/runs/{trace_id}` show, or a 404 `ApiError`."""
+    detail = store.run(trace_id, run_id=run_id)
+    if detail is None:
+        raise ApiError(404, f'No run found in trace {trace_id!r}.')
+    return detail
+
+
 async def call(fn: Callable[[], _T]) -> _T:
     """Run `fn` (a query, or rendering) in a worker thread, so the event loop keeps serving ingest and health.
 
@@ -135,16 +144,8 @@ class Api:
 
     async def run(self, request: Request) -> Response:
         """`GET /api/runs/{trace_id}?run_id=`: the run's `NodeTimeline` and the spans nested under each node."""
-        trace_id = path_trace_id(request)
-        run_id = query_text(request, 'run_id')
-
-        def answer() -> Response:
-            detail = self.store.run(trace_id, run_id=run_id)
-            if detail is None:
-                raise ApiError(404, f'No run found in trace {trace_id!r}.')
-            return _json(detail)
-
-        return await call(answer)
+        trace_id, run_id = path_trace_id(request), query_text(request, 'run_id')
+        return await call(lambda: _json(stored_run(self.store, trace_id, run_id)))
 
     async def graphs(self, request: Request) -> Response:
         """`GET /api/graphs`: name, runs and last seen of every graph."""

@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from ..tracing.timeline import format_duration
-from .api import ApiError, call, path_text, path_trace_id, query_limit, query_text, query_time
+from .api import call, path_text, path_trace_id, query_limit, query_text, query_time, stored_run
 from .models import RunDetail
 from .store import Store
 from .svg import OUTCOME_COLOURS, diagram_svg, gantt_svg
@@ -120,13 +120,10 @@ class Pages:
 
     async def run(self, request: Request) -> Response:
         """`GET /runs/{trace_id}`: the run's Gantt chart, its steps and any exception with its traceback."""
-        trace_id = path_trace_id(request)
-        run_id = query_text(request, 'run_id')
+        trace_id, run_id = path_trace_id(request), query_text(request, 'run_id')
 
         def render() -> Response:
-            detail = self.store.run(trace_id, run_id=run_id)
-            if detail is None:
-                raise ApiError(404, f'No run found in trace {trace_id}.')
+            detail = stored_run(self.store, trace_id, run_id)
             return layout(f'{detail.timeline.graph} run', _run_body(detail), sign_out=self.sign_out)
 
         return await call(render)
