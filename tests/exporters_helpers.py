@@ -25,11 +25,9 @@ from google.rpc import error_details_pb2, status_pb2
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as PbSpan
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import Status, StatusCode
+from tracing_helpers import make_pipeline
 
 from tracegraph import BaseNode, End, Graph, GraphRunContext, InstrumentationSettings
 from tracegraph.exporters.otlpjson import attributes_dict
@@ -94,9 +92,8 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 10.0, interval: f
 
 def make_spans(runs: int = 1, nodes: int = 3, *, graph: str = 'g', fail_last: bool = False) -> list[ReadableSpan]:
     """Finished spans shaped like tracegraph's contract: per run, a run span and `nodes` child node spans."""
-    memory = InMemorySpanExporter()
-    provider = TracerProvider(resource=Resource.create({'service.name': 'helpers'}))
-    provider.add_span_processor(SimpleSpanProcessor(memory))
+    pipeline = make_pipeline('helpers')
+    provider = pipeline.tracer_provider
     tracer = provider.get_tracer(attr.INSTRUMENTATION_SCOPE)
     for r in range(runs):
         run_id = f'run{r:04d}'
@@ -122,7 +119,7 @@ def make_spans(runs: int = 1, nodes: int = 3, *, graph: str = 'g', fail_last: bo
             outcome = 'failed' if fail_last else 'completed'
             run_span.set_attributes({attr.RUN_STEPS: nodes, attr.RUN_OUTCOME: outcome})
     provider.shutdown()
-    return list(memory.get_finished_spans())
+    return pipeline.spans
 
 
 def attrs_of(items: Any) -> dict[str, Any]:

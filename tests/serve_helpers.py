@@ -24,11 +24,11 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as PbSpan
-from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, Status, StatusCode, set_span_in_context
+from tracing_helpers import make_pipeline
 
 from tracegraph.dashboard.server import ServerThread
 from tracegraph.exporters.otlpjson import trace_request_to_json
@@ -154,9 +154,8 @@ def exporting_provider(
     gzip: bool = False,
 ) -> Generator[tuple[TracerProvider, InMemorySpanExporter]]:
     """A TracerProvider exporting through the real OTLP/HTTP exporter to `url` (when given) and to memory."""
-    provider = TracerProvider(resource=Resource.create({'service.name': 'dashboard-tests'}))
-    memory = InMemorySpanExporter()
-    provider.add_span_processor(SimpleSpanProcessor(memory))
+    pipeline = make_pipeline('dashboard-tests')
+    provider, memory = pipeline.tracer_provider, pipeline.exporter
     if url is not None:
         exporter = OTLPSpanExporter(
             endpoint=f'{url}/v1/traces',

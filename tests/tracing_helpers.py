@@ -7,6 +7,7 @@ from typing import Any
 
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -46,12 +47,14 @@ class Pipeline:
         return points
 
 
-def make_pipeline() -> Pipeline:
+def make_pipeline(service_name: str | None = None) -> Pipeline:
+    """The tests' one SDK pipeline: a tracer provider exporting to memory, a meter provider read in memory."""
+    resource = Resource.create({'service.name': service_name}) if service_name else Resource.create()
     exporter = InMemorySpanExporter()
-    tracer_provider = TracerProvider()
+    tracer_provider = TracerProvider(resource=resource)
     tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
     reader = InMemoryMetricReader()
-    return Pipeline(tracer_provider, exporter, MeterProvider(metric_readers=[reader]), reader)
+    return Pipeline(tracer_provider, exporter, MeterProvider(resource=resource, metric_readers=[reader]), reader)
 
 
 def hexid(value: int) -> str:
