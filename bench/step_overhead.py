@@ -46,6 +46,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 CLASSIC_VENV = BENCH_DIR / '.venv-classic'
 CLASSIC_REQUIREMENTS = BENCH_DIR / 'requirements-classic.txt'
 RESULTS = BENCH_DIR / 'results' / 'step_overhead.json'
+QUICK_RESULTS = BENCH_DIR.parent / 'test-output' / 'step_overhead-quick.json'
 MODES = ('none', 'otel', 'otel_metrics', 'logfire')
 LONG_STEPS = 10_000
 SHORT_STEPS = 5
@@ -447,10 +448,12 @@ def main() -> None:
     parser.add_argument('--short-runs', type=int, default=SHORT_RUNS, help=f'runs of {SHORT_STEPS} steps')
     parser.add_argument('--quick', action='store_true', help='1 round of 3 repeats, smaller workloads')
     parser.add_argument('--profile', action='store_true', help='cProfile tracegraph in none and otel modes')
-    parser.add_argument('--output', type=Path, default=RESULTS, help='where to write the raw JSON results')
+    parser.add_argument('--output', type=Path, default=None, help='where to write the raw JSON results')
     args = parser.parse_args()
     if args.quick:
         args.rounds, args.repeats, args.long_steps, args.short_runs = 1, 3, 2_000, 400
+    if args.output is None:  # a smoke run never overwrites the tracked results
+        args.output = QUICK_RESULTS if args.quick else RESULTS
     if args.worker:
         print(
             json.dumps(run_worker(args.worker, args.mode, args.repeats, args.long_steps, args.short_runs, args.profile))
