@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import re
 import signal
 import socket
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -80,3 +83,71 @@ def test_no_warning_on_loopback_or_with_token() -> None:
 )
 def test_is_loopback(host: str, expected: bool) -> None:
     assert is_loopback(host) is expected
+
+
+def _cli(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    base = {**os.environ, 'COLUMNS': '80', 'XDG_DATA_HOME': str(tmp_path / 'data'), **(env or {})}
+    return subprocess.run(
+        [sys.executable, '-m', 'tracegraph', *args], capture_output=True, text=True, env=base, cwd=tmp_path, timeout=120
+    )
+
+
+@pytest.mark.parametrize(
+    ('args', 'message'),
+    [
+        (['serve', '--port', '99999'], 'error: --port must be from 0 to 65535 (0 picks a free port), got 99999'),
+        (
+            ['serve', '--port', '0', '--db', 'not-duckdb.txt'],
+            'error: not-duckdb.txt is not a DuckDB database: pass another --db (a new file is created)',
+        ),
+        (['serve', '--port', '0', '--db', '.'], 'error: . is a directory: pass a file for --db'),
+        (
+            ['report', '--db', 'not-duckdb.txt'],
+            'error: not-duckdb.txt is not a DuckDB database: pass another --db (a new file is created)',
+        ),
+    ],
+)
+def test_bad_options_are_one_line_and_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
+    (tmp_path / 'not-duckdb.txt').write_text('these are not the bytes of a database\n')
+    result = _cli(tmp_path, *args)
+    assert (result.returncode, result.stderr, result.stdout) == (2, message + '\n', '')
+
+
+def test_a_store_held_by_a_running_server_is_named(tmp_path: Path) -> None:
+    with serve_process(tmp_path / 'data', '--db', str(tmp_path / 'held.duckdb')) as served:
+        result = _cli(tmp_path, 'serve', '--port', '0', '--db', 'held.duckdb')
+    assert result.returncode == 2
+    assert result.stderr == (
+        f'error: the store held.duckdb is open in process {served.proc.pid} (a running `tracegraph serve`?): '
+        'stop it or pass another --db\n'
+    )
+
+
+def test_demo_endpoint_without_a_scheme(tmp_path: Path) -> None:
+    result = _cli(tmp_path, 'demo', '--once', '--endpoint', 'localhost:4318')
+    assert result.returncode == 2
+    assert ' '.join(result.stdout.split()) == (
+        "error: Invalid OTLP endpoint 'localhost:4318' in --endpoint: expected an http:// or https:// URL such as "
+        "'http://localhost:4318'. (did you mean http://localhost:4318?)"
+    )
+
+
+def test_demo_against_a_dead_endpoint_says_nothing_was_delivered(tmp_path: Path) -> None:
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+    result = _cli(
+        tmp_path, 'demo', '--once', '--endpoint', f'http://127.0.0.1:{port}', env={'OTEL_EXPORTER_OTLP_TIMEOUT': '1'}
+    )
+    assert result.returncode == 1, result.stdout
+    text = ' '.join(result.stdout.split())
+    assert re.search(
+        r'0 of (\d+) spans delivered to http://127\.0\.0\.1:\d+; \1 were not \(\1 export_failed\)', text
+    ), text
+
+
+def test_version_and_python_dash_m(tmp_path: Path) -> None:
+    from tracegraph._version import __version__
+
+    assert _cli(tmp_path, '--version').stdout == f'tracegraph {__version__}\n'
+    assert 'serve' in _cli(tmp_path, '--help').stdout

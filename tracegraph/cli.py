@@ -1,195 +1,47 @@
-"""The `tracegraph` command: `serve` (the local dashboard), `demo` (example graphs shown there), `report`."""
+"""The `tracegraph` command's entry point (`tracegraph ...`, `python -m tracegraph ...`).
+
+The commands themselves (`cli_commands`) need the `dashboard` extra (Typer, Rich, DuckDB, Starlette); in a core or
+`[otlp]` install this says, in one line, which extra to install instead of failing with a traceback.
+"""
 
 from __future__ import annotations
 
-import os
+import importlib.util
 import sys
-from pathlib import Path
-from typing import Annotated
+from typing import Any
 
-import typer
-from rich.console import Console
+__all__ = ('main',)
 
-__all__ = ('app', 'main')
-
-app = typer.Typer(
-    name='tracegraph',
-    help='Typed async graphs whose every run is observable: a local dashboard for their traces.',
-    no_args_is_help=True,
-    add_completion=False,
-)
-_err = Console(stderr=True)
-_out = Console()
+_NEEDED = ('typer', 'rich')
+EXTRA_HINT = "pip install 'tracegraph[dashboard]'"
 
 
-@app.callback()
-def _root() -> None:
-    """Typed async graphs whose every run is observable: a local dashboard for their traces."""
-
-
-@app.command()
-def serve(
-    host: Annotated[
-        str, typer.Option(help='Address to bind; anything but loopback exposes your traces.')
-    ] = '127.0.0.1',
-    port: Annotated[int, typer.Option(help='Port for OTLP/HTTP ingest, the JSON API and the UI.')] = 4318,
-    db: Annotated[
-        Path | None,
-        typer.Option(help='DuckDB file to store spans in (default: $XDG_DATA_HOME/tracegraph/traces.duckdb).'),
-    ] = None,
-    token: Annotated[
-        str | None,
-        typer.Option(help='Require `Authorization: Bearer TOKEN` for ingest, API and UI.', envvar='TRACEGRAPH_TOKEN'),
-    ] = None,
-    retention_days: Annotated[
-        float | None,
-        typer.Option(min=0.0, help='Delete spans older than this many days (checked at start and hourly).'),
-    ] = None,
-    max_body_mb: Annotated[float, typer.Option(min=0.001, help='Largest request body accepted, in MiB.')] = 16.0,
-    decode_workers: Annotated[
-        int | None,
-        typer.Option(min=0, help='Processes decoding span requests (default: one per core beyond the first).'),
-    ] = None,
-    log_level: Annotated[str, typer.Option(help='uvicorn log level.')] = 'warning',
-    allowed_host: Annotated[
-        list[str] | None,
-        typer.Option(
-            help='Another Host name to answer for, besides loopback names and IP addresses (repeatable; * for any).'
-        ),
-    ] = None,
-) -> None:
-    """Run the local dashboard: an OTLP/HTTP receiver (POST /v1/traces, /v1/metrics), a DuckDB store and a web UI."""
-    from .dashboard.auth import check_token
-    from .dashboard.server import bind_socket, default_decode_workers, is_loopback, make_server
-    from .dashboard.store import Store, default_db_path
-    from .exporters.settings import http_url
-
-    if token is None and 'TRACEGRAPH_TOKEN' in os.environ:
-        token = os.environ['TRACEGRAPH_TOKEN']  # click reads a variable set empty as unset: it must be refused
-    try:
-        check_token(token)
-    except ValueError as exc:
-        _err.print(f'[bold red]error:[/] {exc}')
-        raise typer.Exit(2) from None
-    path = db or default_db_path()
-    if not is_loopback(host) and token is None:
-        _err.print(
-            f'[bold yellow]warning:[/] binding {host} without --token: anyone who can reach this port '
-            'can send spans and read your traces.'
-        )
-    try:
-        sock = bind_socket(host, port)
-    except OSError as exc:
-        _err.print(f'[bold red]error:[/] cannot listen on {host}:{port}: {exc.strerror or exc}')
-        raise typer.Exit(1) from None
-    store = Store(path)
-    url = http_url(host, sock.getsockname()[1])
-    _out.print(f'tracegraph dashboard  [bold]{url}[/]')
-    _out.print(f'  store      {path}')
-    _out.print(f'  ingest     OTEL_EXPORTER_OTLP_ENDPOINT={url}')
-    if token is not None:
-        _out.print('  auth       on: Authorization: Bearer <token>, or sign in at /login')
-    else:
-        _out.print('  auth       off: anyone who can reach the port can send spans and read them')
-    if allowed_host:
-        _out.print(f'  hosts      also answering for {", ".join(allowed_host)}')
-    if retention_days is not None:
-        _out.print(f'  retention  {retention_days:g} days')
-    server = make_server(
-        store,
-        token=token,
-        retention_days=retention_days,
-        max_body=int(max_body_mb * 1024 * 1024),
-        decode_workers=default_decode_workers() if decode_workers is None else decode_workers,
-        log_level=log_level,
-        bind_host=host,
-        allowed_hosts=allowed_host or (),
-    )
-    # Rendering a big run is Python work in a worker thread; a 1 ms GIL switch interval (default 5 ms) lets the
-    # event loop answer ingest and health between its slices (bench/serve_responsive.py: busy ingest p50 117 -> 31 ms).
-    sys.setswitchinterval(0.001)
-    try:
-        server.run(sockets=[sock])
-    except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C once it has shut down cleanly
-        pass
-    finally:
-        sock.close()
-        store.close()
-
-
-@app.command()
-def demo(
-    endpoint: Annotated[
-        str | None,
-        typer.Option(help='Send to this dashboard (or any OTLP/HTTP endpoint) instead of starting the embedded one.'),
-    ] = None,
-    once: Annotated[bool, typer.Option(help='Exit after printing the runs instead of serving until Ctrl-C.')] = False,
-    db: Annotated[
-        Path | None, typer.Option(help='DuckDB file of the embedded dashboard (default: the user data directory).')
-    ] = None,
-    port: Annotated[int, typer.Option(help='Port of the embedded dashboard (a free one when it is busy).')] = 4318,
-) -> None:
-    """Run example graphs (state machine, flaky fetch with retries, concurrent runs, agent loop) and show them."""
-    from .demo.main import demo as run_demo
-
-    raise typer.Exit(run_demo(endpoint=endpoint, once=once, db=db, port=port, console=_out))
-
-
-@app.command()
-def report(
-    db: Annotated[Path | None, typer.Option(help='Dashboard store to read (default: the one `serve` uses).')] = None,
-    file: Annotated[
-        Path | None, typer.Option(help='JSON Lines span file written by `configure(file=...)` to read instead.')
-    ] = None,
-    graph: Annotated[str | None, typer.Option(help='Only this graph.')] = None,
-    since: Annotated[
-        str | None, typer.Option(help='Only runs since then: an ISO time or a duration back from now (30m, 6h, 7d).')
-    ] = None,
-    slowest: Annotated[int, typer.Option(min=0, help='How many of the slowest runs to list per graph.')] = 5,
-    json_output: Annotated[bool, typer.Option('--json', help='Print the report as JSON, for scripts.')] = False,
-) -> None:
-    """Performance per graph and node: count, error rate, p50/p95/p99, share of run time, and the slowest runs."""
-    from .dashboard.models import parse_since
-    from .dashboard.report import build_report, load_span_file, render_report
-    from .dashboard.store import Store, default_db_path
-
-    if db is not None and file is not None:
-        _err.print('[bold red]error:[/] give --db or --file, not both')
-        raise typer.Exit(2)
-    try:
-        since_at = parse_since(since) if since else None
-    except ValueError as exc:
-        _err.print(f'[bold red]error:[/] --since: {exc}')
-        raise typer.Exit(2) from None
-    if file is not None:
-        if not file.is_file():
-            _err.print(f'[bold red]error:[/] no span file at {file}')
-            raise typer.Exit(2)
-        try:
-            store = load_span_file(file)
-        except ValueError as exc:
-            _err.print(f'[bold red]error:[/] {exc}')
-            raise typer.Exit(2) from None
-        source = str(file)
-    else:
-        path = db or default_db_path()
-        if not path.is_file():
-            _err.print(f'[bold red]error:[/] no dashboard store at {path} (run `tracegraph serve` or pass --file)')
-            raise typer.Exit(2)
-        store, source = Store(path), str(path)
-    try:
-        result = build_report(store, source=source, graph=graph, since=since_at, slowest=slowest)
-    finally:
-        store.close()
-    if json_output:
-        _out.print_json(result.model_dump_json())
-    else:
-        render_report(result, _out)
+def missing_modules() -> list[str]:
+    """The modules the command line needs that are not installed."""
+    return [name for name in _NEEDED if importlib.util.find_spec(name) is None]
 
 
 def main() -> None:
     """Entry point of the `tracegraph` script."""
+    missing = missing_modules()
+    if missing:
+        print(
+            f"tracegraph: the command line needs the 'dashboard' extra ({', '.join(missing)} not installed): "
+            f'{EXTRA_HINT}',
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
+    from .cli_commands import app
+
     app()
+
+
+def __getattr__(name: str) -> Any:
+    if name == 'app':  # `from tracegraph.cli import app`, for tests and embedding
+        from .cli_commands import app
+
+        return app
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
 
 
 if __name__ == '__main__':

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import re
 import threading
 from collections.abc import Generator, Sequence
 from contextlib import contextmanager
@@ -29,7 +30,24 @@ from .models import GraphSummary, NodeStats, RunDetail, RunRef, RunSummary, Tran
 from .otlp import SpanBatch
 from .rundetail import StoredSpan, build_run_detail
 
-__all__ = ('SPAN_COLUMNS', 'Store', 'default_db_path')
+__all__ = ('SPAN_COLUMNS', 'Store', 'StoreError', 'default_db_path')
+
+
+class StoreError(ValueError):
+    """The database file cannot be opened as a store; the message names the file and the reason."""
+
+
+def _open_error(path: str, exc: Exception) -> StoreError:
+    text = str(exc)
+    if 'Conflicting lock' in text or 'Could not set lock' in text:
+        holder = re.search(r'\(PID (\d+)\)', text)
+        who = f'process {holder[1]}' if holder else 'another process'
+        return StoreError(
+            f'the store {path} is open in {who} (a running `tracegraph serve`?): stop it or pass another --db'
+        )
+    if 'not a valid DuckDB database' in text:
+        return StoreError(f'{path} is not a DuckDB database: pass another --db (a new file is created)')
+    return StoreError(f'cannot open the store {path}: {text.splitlines()[0] if text else type(exc).__name__}')
 
 
 def default_db_path() -> Path:
@@ -90,13 +108,24 @@ class Store:
     """
 
     def __init__(self, path: str | Path) -> None:
-        """Open (creating when missing) the database at `path` (`:memory:` for a throwaway one)."""
+        """Open (creating when missing) the database at `path` (`:memory:` for a throwaway one).
+
+        Raises:
+            StoreError: the file is locked by another process, is not a DuckDB database, or cannot be written.
+        """
         self.path = str(path)
-        if self.path != ':memory:':
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        # A bigger WAL between checkpoints: each checkpoint rewrites the table's last, growing row group, so
-        # checkpointing every 16 MB (the default) makes steady ingest rewrite the same rows many times.
-        self._con = duckdb.connect(self.path, config={'checkpoint_threshold': CHECKPOINT_THRESHOLD})
+        try:
+            if self.path != ':memory:':
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+                if Path(self.path).is_dir():
+                    raise StoreError(f'{self.path} is a directory: pass a file for --db')
+            # A bigger WAL between checkpoints: each checkpoint rewrites the table's last, growing row group, so
+            # checkpointing every 16 MB (the default) makes steady ingest rewrite the same rows many times.
+            self._con = duckdb.connect(self.path, config={'checkpoint_threshold': CHECKPOINT_THRESHOLD})
+        except StoreError:
+            raise
+        except (duckdb.Error, OSError) as exc:
+            raise _open_error(self.path, exc) from exc
         self._write_lock = threading.Lock()
         self._pc: Any = importlib.import_module('pyarrow.compute')
         self._span_writer = GroupCommitter[SpanBatch](write=self._write_spans)

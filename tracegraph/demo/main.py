@@ -7,11 +7,14 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import cast
 
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..exporters.console import render_timeline
+from ..exporters.providers import ProcessorHost
 from ..tracing.timeline import NodeTimeline
 from .runner import DEMO_RUNS, run_demo
 
@@ -37,23 +40,37 @@ def demo(*, endpoint: str | None, once: bool, db: Path | None, port: int, consol
         console: where to print.
     """
     from ..dashboard.server import ServerThread
-    from ..dashboard.store import default_db_path
-    from ..exporters import configure
+    from ..dashboard.store import StoreError, default_db_path
+    from ..exporters import ConfigurationError, configure
+    from ..exporters.settings import check_endpoint
 
     server: ServerThread | None = None
     if endpoint is None:
         path = db or default_db_path()
         try:
-            server = ServerThread(db=path, port=port).start()
-        except OSError:
-            console.print(f'[yellow]port {port} is busy[/]: serving the dashboard on a free port instead')
-            server = ServerThread(db=path, port=0).start()
+            try:
+                server = ServerThread(db=path, port=port).start()
+            except OSError:
+                console.print(f'[yellow]port {port} is busy[/]: serving the dashboard on a free port instead')
+                server = ServerThread(db=path, port=0).start()
+        except StoreError as exc:
+            console.print(f'[bold red]error:[/] {exc}')
+            return 2
         endpoint = server.url
         console.print(f'dashboard store  {path}')
-    elif not _reachable(endpoint):
-        console.print(f'[yellow]warning:[/] {endpoint} does not answer like a tracegraph dashboard; sending anyway')
+    else:
+        try:
+            endpoint = check_endpoint(endpoint, '--endpoint')
+        except ConfigurationError as exc:
+            hint = f' (did you mean http://{endpoint}?)' if '://' not in endpoint else ''
+            console.print(f'[bold red]error:[/] {exc}{hint}')
+            return 2
+        if not _reachable(endpoint):
+            console.print(f'[yellow]warning:[/] {endpoint} does not answer like a tracegraph dashboard; sending anyway')
 
     telemetry = configure(service_name='tracegraph-demo', endpoint=endpoint)
+    ended = _SpanCount()
+    cast(ProcessorHost, telemetry.tracer_provider).add_span_processor(ended)
     try:
         timelines: list[NodeTimeline] = []
         columns = (TextColumn('running example graphs'), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
@@ -61,12 +78,24 @@ def demo(*, endpoint: str | None, once: bool, db: Path | None, port: int, consol
             task = progress.add_task('runs', total=DEMO_RUNS)
             timelines = asyncio.run(run_demo(lambda _: progress.advance(task)))
         telemetry.force_flush()
+        lost = sum(telemetry.dropped_spans.values())
+        delivered = ended.count - lost
         for timeline in _showcase(timelines):
             console.print(render_timeline(timeline, width=16, trace=True))
             console.print()
         failed = sum(t.outcome == 'failed' for t in timelines)
         steps = sum(len(t.nodes) for t in timelines)
-        console.print(f'{len(timelines)} runs sent ({failed} failed on purpose), {steps} node steps')
+        console.print(f'{len(timelines)} runs ({failed} failed on purpose), {steps} node steps')
+        if lost:
+            console.print(
+                f'[bold red]{delivered} of {ended.count} spans delivered[/] to {endpoint}; {lost} were not '
+                f'({", ".join(f"{n} {reason}" for reason, n in telemetry.dropped_spans.items())}): is it up, '
+                'and does it want a token?'
+            )
+            if delivered == 0:
+                return 1
+        else:
+            console.print(f'{ended.count} spans delivered')
         console.print(f'dashboard  [bold]{endpoint}[/]')
         if server is not None and not once:
             console.print('serving until Ctrl-C')
@@ -80,6 +109,16 @@ def demo(*, endpoint: str | None, once: bool, db: Path | None, port: int, consol
         telemetry.shutdown()
         if server is not None:
             server.stop()
+
+
+class _SpanCount(SpanProcessor):
+    """Counts the spans that ended, to tell how many of them were delivered."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def on_end(self, span: ReadableSpan) -> None:
+        self.count += 1
 
 
 def _showcase(timelines: list[NodeTimeline]) -> list[NodeTimeline]:

@@ -47,11 +47,24 @@ _LAZY: dict[str, str] = {
 }
 
 
+EXTRA_HINT = "pip install 'tracegraph[otlp]'"
+
+
 def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
-    return getattr(importlib.import_module(f'{__name__}.{module}'), name)
+    try:
+        imported = importlib.import_module(f'{__name__}.{module}')
+    except ModuleNotFoundError as e:
+        if e.name is None or e.name.startswith('tracegraph'):
+            raise
+        # a core install has the OpenTelemetry API only: say which extra brings the SDK and the exporters
+        raise ModuleNotFoundError(
+            f"tracegraph.exporters.{name} needs the 'otlp' extra ({e.name} is not installed): {EXTRA_HINT}",
+            name=e.name,
+        ) from None
+    return getattr(imported, name)
 
 
 def __dir__() -> list[str]:

@@ -1,0 +1,7 @@
+"""`python -m tracegraph`: the `tracegraph` command."""
+
+from __future__ import annotations
+
+from .cli import main
+
+main()

@@ -1,0 +1,214 @@
+"""The `tracegraph` commands: `serve` (the local dashboard), `demo` (example graphs shown there), `report`.
+
+Started through `cli.main`, which first checks that the `dashboard` extra is installed.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+__all__ = ('app',)
+
+app = typer.Typer(
+    name='tracegraph',
+    help='Typed async graphs whose every run is observable: a local dashboard for their traces.',
+    no_args_is_help=True,
+    add_completion=True,
+)
+_err = Console(stderr=True, soft_wrap=True)  # an error is one line, however narrow the terminal
+_out = Console()
+
+
+def _version(value: bool) -> None:
+    if value:
+        from ._version import __version__
+
+        _out.print(f'tracegraph {__version__}')
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option('--version', callback=_version, is_eager=True, help='Print the version and exit.')
+    ] = False,
+) -> None:
+    """Typed async graphs whose every run is observable: a local dashboard for their traces."""
+
+
+@app.command()
+def serve(
+    host: Annotated[
+        str, typer.Option(help='Address to bind; anything but loopback exposes your traces.')
+    ] = '127.0.0.1',
+    port: Annotated[int, typer.Option(help='Port for OTLP/HTTP ingest, the JSON API and the UI.')] = 4318,
+    db: Annotated[
+        Path | None,
+        typer.Option(help='DuckDB file to store spans in (default: $XDG_DATA_HOME/tracegraph/traces.duckdb).'),
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(help='Require `Authorization: Bearer TOKEN` for ingest, API and UI.', envvar='TRACEGRAPH_TOKEN'),
+    ] = None,
+    retention_days: Annotated[
+        float | None,
+        typer.Option(min=0.0, help='Delete spans older than this many days (checked at start and hourly).'),
+    ] = None,
+    max_body_mb: Annotated[float, typer.Option(min=0.001, help='Largest request body accepted, in MiB.')] = 16.0,
+    decode_workers: Annotated[
+        int | None,
+        typer.Option(min=0, help='Processes decoding span requests (default: one per core beyond the first).'),
+    ] = None,
+    log_level: Annotated[str, typer.Option(help='uvicorn log level.')] = 'warning',
+    allowed_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            help='Another Host name to answer for, besides loopback names and IP addresses (repeatable; * for any).'
+        ),
+    ] = None,
+) -> None:
+    """Run the local dashboard: an OTLP/HTTP receiver (POST /v1/traces, /v1/metrics), a DuckDB store and a web UI."""
+    from .dashboard.auth import check_token
+    from .dashboard.server import bind_socket, default_decode_workers, is_loopback, make_server
+    from .dashboard.store import Store, StoreError, default_db_path
+    from .exporters.settings import http_url
+
+    if token is None and 'TRACEGRAPH_TOKEN' in os.environ:
+        token = os.environ['TRACEGRAPH_TOKEN']  # click reads a variable set empty as unset: it must be refused
+    try:
+        check_token(token)
+    except ValueError as exc:
+        _err.print(f'[bold red]error:[/] {exc}')
+        raise typer.Exit(2) from None
+    path = db or default_db_path()
+    if not is_loopback(host) and token is None:
+        _err.print(
+            f'[bold yellow]warning:[/] binding {host} without --token: anyone who can reach this port '
+            'can send spans and read your traces.'
+        )
+    if not 0 <= port <= 65535:
+        _err.print(f'[bold red]error:[/] --port must be from 0 to 65535 (0 picks a free port), got {port}')
+        raise typer.Exit(2)
+    try:
+        store = Store(path)
+    except StoreError as exc:
+        _err.print(f'[bold red]error:[/] {exc}')
+        raise typer.Exit(2) from None
+    try:
+        sock = bind_socket(host, port)
+    except OSError as exc:
+        _err.print(f'[bold red]error:[/] cannot listen on {host}:{port}: {exc.strerror or exc}')
+        store.close()
+        raise typer.Exit(1) from None
+    url = http_url(host, sock.getsockname()[1])
+    _out.print(f'tracegraph dashboard  [bold]{url}[/]')
+    _out.print(f'  store      {path}')
+    _out.print(f'  ingest     OTEL_EXPORTER_OTLP_ENDPOINT={url}')
+    if token is not None:
+        _out.print('  auth       on: Authorization: Bearer <token>, or sign in at /login')
+    else:
+        _out.print('  auth       off: anyone who can reach the port can send spans and read them')
+    if allowed_host:
+        _out.print(f'  hosts      also answering for {", ".join(allowed_host)}')
+    if retention_days is not None:
+        _out.print(f'  retention  {retention_days:g} days')
+    server = make_server(
+        store,
+        token=token,
+        retention_days=retention_days,
+        max_body=int(max_body_mb * 1024 * 1024),
+        decode_workers=default_decode_workers() if decode_workers is None else decode_workers,
+        log_level=log_level,
+        bind_host=host,
+        allowed_hosts=allowed_host or (),
+    )
+    # Rendering a big run is Python work in a worker thread; a 1 ms GIL switch interval (default 5 ms) lets the
+    # event loop answer ingest and health between its slices (bench/serve_responsive.py: busy ingest p50 117 -> 31 ms).
+    sys.setswitchinterval(0.001)
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C once it has shut down cleanly
+        pass
+    finally:
+        sock.close()
+        store.close()
+
+
+@app.command()
+def demo(
+    endpoint: Annotated[
+        str | None,
+        typer.Option(help='Send to this dashboard (or any OTLP/HTTP endpoint) instead of starting the embedded one.'),
+    ] = None,
+    once: Annotated[bool, typer.Option(help='Exit after printing the runs instead of serving until Ctrl-C.')] = False,
+    db: Annotated[
+        Path | None, typer.Option(help='DuckDB file of the embedded dashboard (default: the user data directory).')
+    ] = None,
+    port: Annotated[int, typer.Option(help='Port of the embedded dashboard (a free one when it is busy).')] = 4318,
+) -> None:
+    """Run example graphs (state machine, flaky fetch with retries, concurrent runs, agent loop) and show them."""
+    from .demo.main import demo as run_demo
+
+    raise typer.Exit(run_demo(endpoint=endpoint, once=once, db=db, port=port, console=_out))
+
+
+@app.command()
+def report(
+    db: Annotated[Path | None, typer.Option(help='Dashboard store to read (default: the one `serve` uses).')] = None,
+    file: Annotated[
+        Path | None, typer.Option(help='JSON Lines span file written by `configure(file=...)` to read instead.')
+    ] = None,
+    graph: Annotated[str | None, typer.Option(help='Only this graph.')] = None,
+    since: Annotated[
+        str | None, typer.Option(help='Only runs since then: an ISO time or a duration back from now (30m, 6h, 7d).')
+    ] = None,
+    slowest: Annotated[int, typer.Option(min=0, help='How many of the slowest runs to list per graph.')] = 5,
+    json_output: Annotated[bool, typer.Option('--json', help='Print the report as JSON, for scripts.')] = False,
+) -> None:
+    """Performance per graph and node: count, error rate, p50/p95/p99, share of run time, and the slowest runs."""
+    from .dashboard.models import parse_since
+    from .dashboard.report import build_report, load_span_file, render_report
+    from .dashboard.store import Store, StoreError, default_db_path
+
+    if db is not None and file is not None:
+        _err.print('[bold red]error:[/] give --db or --file, not both')
+        raise typer.Exit(2)
+    try:
+        since_at = parse_since(since) if since else None
+    except ValueError as exc:
+        _err.print(f'[bold red]error:[/] --since: {exc}')
+        raise typer.Exit(2) from None
+    if file is not None:
+        if not file.is_file():
+            _err.print(f'[bold red]error:[/] no span file at {file}')
+            raise typer.Exit(2)
+        try:
+            store = load_span_file(file)
+        except ValueError as exc:
+            _err.print(f'[bold red]error:[/] {exc}')
+            raise typer.Exit(2) from None
+        source = str(file)
+    else:
+        path = db or default_db_path()
+        if not path.is_file():
+            _err.print(f'[bold red]error:[/] no dashboard store at {path} (run `tracegraph serve` or pass --file)')
+            raise typer.Exit(2)
+        try:
+            store, source = Store(path), str(path)
+        except StoreError as exc:
+            _err.print(f'[bold red]error:[/] {exc}')
+            raise typer.Exit(2) from None
+    try:
+        result = build_report(store, source=source, graph=graph, since=since_at, slowest=slowest)
+    finally:
+        store.close()
+    if json_output:
+        _out.print_json(result.model_dump_json())
+    else:
+        render_report(result, _out)
