@@ -217,3 +217,49 @@ def test_a_global_provider_that_takes_no_processors_is_a_clear_error() -> None:
         'set_global=True, but the global TracerProvider is a NoOpTracerProvider, which does not accept span '
         'processors; pass set_global=False and use the returned providers.\n'
     )
+
+
+@pytest.mark.parametrize(
+    ('variables', 'processors', 'readers'),
+    [
+        ({}, ['CountingBatchSpanProcessor'], ['PeriodicExportingMetricReader']),
+        ({'OTEL_TRACES_EXPORTER': 'none'}, [], ['PeriodicExportingMetricReader']),
+        ({'OTEL_TRACES_EXPORTER': 'console'}, ['ConsoleTimelineProcessor'], ['PeriodicExportingMetricReader']),
+        (
+            {'OTEL_TRACES_EXPORTER': 'otlp,console'},
+            ['ConsoleTimelineProcessor', 'CountingBatchSpanProcessor'],
+            ['PeriodicExportingMetricReader'],
+        ),
+        ({'OTEL_METRICS_EXPORTER': 'none'}, ['CountingBatchSpanProcessor'], []),
+        ({'OTEL_TRACES_EXPORTER': 'none', 'OTEL_METRICS_EXPORTER': 'none'}, [], []),
+    ],
+)
+def test_the_standard_exporter_variables_choose_the_exporters(
+    monkeypatch: pytest.MonkeyPatch, variables: dict[str, str], processors: list[str], readers: list[str]
+) -> None:
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    with configure(set_global=False) as telemetry:
+        assert [type(p).__name__ for p in telemetry.span_processors] == processors
+        assert telemetry.meter_provider is not None
+        found = telemetry.meter_provider._metric_readers  # pyright: ignore[reportPrivateUsage]
+        assert [type(r).__name__ for r in found] == readers
+
+
+def test_an_unknown_exporter_name_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv('OTEL_TRACES_EXPORTER', 'zipkin')
+    with pytest.raises(ConfigurationError) as info:
+        configure(set_global=False)
+    assert str(info.value) == (
+        "OTEL_TRACES_EXPORTER='zipkin': tracegraph knows otlp, console and none (comma-separated), not zipkin."
+    )
+
+
+@pytest.mark.parametrize('variable', ['TRACEGRAPH_DISABLED', 'OTEL_SDK_DISABLED'])
+async def test_disabled_builds_nothing(monkeypatch: pytest.MonkeyPatch, variable: str) -> None:
+    monkeypatch.setenv(variable, 'true' if variable.startswith('OTEL') else '1')
+    with configure(set_global=False) as telemetry:
+        assert telemetry.span_processors == [] and telemetry.meter_provider is None
+        graph = counter_graph(telemetry.tracer_provider)
+        assert (await graph.run(Increment(0))).output == 3
+        assert telemetry.force_flush()

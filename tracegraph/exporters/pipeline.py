@@ -28,6 +28,8 @@ from .settings import (
     OtlpTarget,
     check_file,
     check_spool_dir,
+    disabled_by_env,
+    exporters_from_env,
     http_url,
     otlp_requested,
     resolve_target,
@@ -208,7 +210,15 @@ def configure(
     metric_options = MetricsOptions() if metrics is True else metrics or None
     port = metric_options.prometheus_port if metric_options else None
     # --- validate everything first: a bad setting must not leave half a pipeline behind ---
+    trace_exporters, metric_exporters = exporters_from_env('traces'), exporters_from_env('metrics')
+    if (off := disabled_by_env()) is not None:
+        logger.info('tracegraph: %s is set: configure() builds no exporters', off)
+        return Telemetry(tracer_provider=trace.NoOpTracerProvider(), meter_provider=None, span_processors=[],
+                         owns_tracer_provider=False)  # fmt: skip
     use_otlp = otlp_requested(endpoint) or spool is not None or not (console or file is not None or port is not None)
+    otlp_traces = use_otlp if trace_exporters is None else 'otlp' in trace_exporters
+    otlp_metrics = use_otlp if metric_exporters is None else 'otlp' in metric_exporters
+    console = console or bool(trace_exporters and 'console' in trace_exporters)
     trace_target = resolve_target(endpoint=endpoint, protocol=protocol, headers=headers, signal='traces')
     metric_target = resolve_target(endpoint=endpoint, protocol=protocol, headers=headers, signal='metrics')
     spool_path = check_spool_dir(spool.directory, 'SpoolOptions.directory') if spool is not None else None
@@ -228,8 +238,12 @@ def configure(
         if port is not None:  # first: binding the port is the one step here that can still fail
             reader, prometheus = _prometheus(metric_options.prometheus_host, port)
             readers.append(reader)
-        if use_otlp:
+        if otlp_metrics:
             readers.append(PeriodicExportingMetricReader(_otlp_metric_exporter(metric_target)))
+        if metric_exporters and 'console' in metric_exporters:
+            from opentelemetry.sdk.metrics.export import ConsoleMetricExporter
+
+            readers.append(PeriodicExportingMetricReader(ConsoleMetricExporter()))
         meter_provider = MeterProvider(
             resource=resource, metric_readers=readers, views=metric_views(), shutdown_on_exit=False
         )
@@ -244,7 +258,7 @@ def configure(
         if prometheus is not None:
             prometheus.close()
         raise
-    processors = _span_processors(console, file_path, spool_exporter, trace_target if use_otlp else None, drops)
+    processors = _span_processors(console, file_path, spool_exporter, trace_target if otlp_traces else None, drops)
     telemetry = _install(resource, processors, meter_provider, set_global=set_global)
     telemetry.spool, telemetry.drops = spool_exporter, drops
     telemetry.attach_prometheus(prometheus)

@@ -15,6 +15,8 @@ from typing import Literal
 from urllib.parse import unquote, urlsplit
 
 __all__ = (
+    'exporters_from_env',
+    'disabled_by_env',
     'http_url',
     'ConfigurationError',
     'Protocol',
@@ -52,6 +54,36 @@ class OtlpTarget:
 def _env(name: str) -> str | None:
     value = os.environ.get(name, '').strip()
     return value or None
+
+
+_EXPORTER_CHOICES = frozenset(('otlp', 'console', 'none'))
+
+
+def exporters_from_env(signal: Signal) -> frozenset[str] | None:
+    """`OTEL_TRACES_EXPORTER` / `OTEL_METRICS_EXPORTER` as a set of `otlp`, `console`, `none`; None when unset.
+
+    Raises:
+        ConfigurationError: a value other than those three, naming the variable and the value.
+    """
+    name = f'OTEL_{signal.upper()}_EXPORTER'
+    value = _env(name)
+    if value is None:
+        return None
+    chosen = frozenset(v.strip().lower() for v in value.split(',') if v.strip())
+    unknown = sorted(chosen - _EXPORTER_CHOICES)
+    if unknown:
+        raise ConfigurationError(
+            f'{name}={value!r}: tracegraph knows otlp, console and none (comma-separated), not {", ".join(unknown)}.'
+        )
+    return chosen - {'none'} if 'none' not in chosen or len(chosen) > 1 else frozenset()
+
+
+def disabled_by_env() -> str | None:
+    """The variable that turns tracegraph's exporters off (`TRACEGRAPH_DISABLED`, `OTEL_SDK_DISABLED`), if one does."""
+    for name in ('TRACEGRAPH_DISABLED', 'OTEL_SDK_DISABLED'):
+        if (_env(name) or '').lower() in ('1', 'true', 'yes', 'on'):
+            return name
+    return None
 
 
 def otlp_requested(endpoint: str | None) -> bool:
