@@ -96,3 +96,22 @@ def test_configure_after_logfire_adds_exporters_to_its_provider_and_says_so_once
     assert 'logfire saw 3' in lines
     # both handles exported every span once
     assert sorted(s.span.name for s in receiver.spans()) == ['run graph counter'] * 2 + ['run node Increment'] * 4
+
+
+def test_logfire_configured_after_configure_gets_told_what_to_do() -> None:
+    done = _run(
+        """
+        import logging, sys
+        import logfire
+        from tracegraph.exporters import configure
+
+        logging.basicConfig(level=logging.WARNING, format='%(name)s: %(message)s', stream=sys.stdout)
+        telemetry = configure(console=True, metrics=False)  # first: installs the global provider
+        logfire.configure(send_to_logfire=False, console=False)  # second: OpenTelemetry keeps the first
+        telemetry.shutdown()
+        """
+    )
+    assert done.returncode == 0, done.stderr
+    from tracegraph.exporters.pipeline import LATE_PROVIDER_MESSAGE
+
+    assert f'tracegraph.exporters: {LATE_PROVIDER_MESSAGE}' in done.stdout.splitlines()

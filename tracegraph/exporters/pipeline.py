@@ -328,6 +328,8 @@ def _install(
         provider, owned, attached = ours(), True, None
         for processor in processors:
             provider.add_span_processor(processor)
+    if set_global and owned:
+        _watch_for_a_later_provider()
     if set_global and meter_provider is not None:
         if isinstance(otel_metrics.get_meter_provider(), _ProxyMeterProvider):
             otel_metrics.set_meter_provider(meter_provider)
@@ -343,6 +345,32 @@ def _install(
         owns_tracer_provider=owned,
         _attached=attached,
     )
+
+
+LATE_PROVIDER_MESSAGE = (
+    'tracegraph: another library (Logfire?) tried to install its TracerProvider after '
+    'tracegraph.exporters.configure() had installed one; OpenTelemetry keeps the first, so graph spans do not reach '
+    'the other library. Call logfire.configure() (or the other setup) first: configure() then adds its exporters to '
+    'that provider. Or pass set_global=False to configure() and give graphs its tracer_provider.'
+)
+
+
+class _LateProviderWatch(logging.Filter):
+    """Turns OpenTelemetry's terse 'Overriding of current TracerProvider is not allowed' into what to do."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if 'Overriding of current TracerProvider' in record.getMessage():
+            logger.error(LATE_PROVIDER_MESSAGE)
+        return True
+
+
+_watch = _LateProviderWatch()
+
+
+def _watch_for_a_later_provider() -> None:
+    otel_logger = logging.getLogger('opentelemetry.trace')
+    if _watch not in otel_logger.filters:
+        otel_logger.addFilter(_watch)
 
 
 def _resource(service_name: str | None, service_version: str | None) -> Resource:
