@@ -263,3 +263,12 @@ async def test_disabled_builds_nothing(monkeypatch: pytest.MonkeyPatch, variable
         graph = counter_graph(telemetry.tracer_provider)
         assert (await graph.run(Increment(0))).output == 3
         assert telemetry.force_flush()
+
+
+def test_metrics_only_says_spans_go_nowhere(caplog: pytest.LogCaptureFixture) -> None:
+    with configure(set_global=False, metrics=MetricsOptions(prometheus_port=0)) as telemetry:
+        assert telemetry.span_processors == []
+    assert (
+        'tracegraph: configure() built no span exporter, so spans go nowhere: pass endpoint= (or set '
+        'OTEL_EXPORTER_OTLP_ENDPOINT), file=, console= or spool= to send them'
+    ) in caplog.text

@@ -259,6 +259,12 @@ def configure(
             prometheus.close()
         raise
     processors = _span_processors(console, file_path, spool_exporter, trace_target if otlp_traces else None, drops)
+    if not processors:
+        logger.warning(
+            'tracegraph: configure() built no span exporter, so spans go nowhere: pass endpoint= (or set '
+            'OTEL_EXPORTER_OTLP_ENDPOINT), file=, console= or spool= to send them%s',
+            ' (OTEL_TRACES_EXPORTER=none asked for none)' if trace_exporters == frozenset() else '',
+        )
     telemetry = _install(resource, processors, meter_provider, set_global=set_global)
     telemetry.spool, telemetry.drops = spool_exporter, drops
     telemetry.attach_prometheus(prometheus)
