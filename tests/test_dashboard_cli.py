@@ -151,3 +151,18 @@ def test_version_and_python_dash_m(tmp_path: Path) -> None:
 
     assert _cli(tmp_path, '--version').stdout == f'tracegraph {__version__}\n'
     assert 'serve' in _cli(tmp_path, '--help').stdout
+
+
+def test_dashboards_export_writes_the_production_files(tmp_path: Path) -> None:
+    source = Path(__file__).resolve().parent.parent / 'dashboards'
+    expected = sorted(
+        str(p.relative_to(source)) for p in source.rglob('*') if p.is_file() and '__pycache__' not in p.parts
+    )
+    result = _cli(tmp_path, 'dashboards', 'export', 'out')
+    assert result.returncode == 0, result.stderr
+    written = sorted(str(p.relative_to(tmp_path / 'out')) for p in (tmp_path / 'out').rglob('*') if p.is_file())
+    assert written == expected
+    assert (tmp_path / 'out' / 'README.md').read_bytes() == (source / 'README.md').read_bytes()
+    again = _cli(tmp_path, 'dashboards', 'export', 'out')
+    assert again.returncode == 2 and 'already holds' in again.stderr and 'pass --force' in again.stderr
+    assert _cli(tmp_path, 'dashboards', 'export', 'out', '--force').returncode == 0

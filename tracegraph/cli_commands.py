@@ -158,6 +158,44 @@ def demo(
     raise typer.Exit(run_demo(endpoint=endpoint, once=once, db=db, port=port, console=_out))
 
 
+dashboards_app = typer.Typer(help='The Grafana dashboards and Collector, Tempo and Prometheus files for production.')
+app.add_typer(dashboards_app, name='dashboards')
+
+
+def dashboards_source() -> Path:
+    """Where the production dashboards are: inside the installed package, or at the root of a source checkout."""
+    package = Path(__file__).resolve().parent
+    installed = package / '_dashboards'
+    return installed if installed.is_dir() else package.parent / 'dashboards'
+
+
+@dashboards_app.command('export')
+def dashboards_export(
+    directory: Annotated[Path, typer.Argument(help='Where to write them (created; existing files are kept).')],
+    force: Annotated[bool, typer.Option(help='Overwrite files that exist.')] = False,
+) -> None:
+    """Write the Grafana dashboards, Collector and Tempo configs and docker-compose file to DIRECTORY."""
+    import shutil
+
+    source = dashboards_source()
+    if not source.is_dir():
+        _err.print(f'[bold red]error:[/] the dashboards are not in this install (looked in {source})')
+        raise typer.Exit(2)
+    files = sorted(p for p in source.rglob('*') if p.is_file() and '__pycache__' not in p.parts)
+    clashes = [p for p in files if (directory / p.relative_to(source)).exists()]
+    if clashes and not force:
+        shown = ', '.join(str(p.relative_to(source)) for p in clashes[:3])
+        _err.print(
+            f'[bold red]error:[/] {directory} already holds {shown}{"…" if len(clashes) > 3 else ""}: pass --force'
+        )
+        raise typer.Exit(2)
+    for path in files:
+        target = directory / path.relative_to(source)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target)
+    _out.print(f'wrote {len(files)} files to {directory} (start with {directory / "README.md"})')
+
+
 @app.command()
 def report(
     db: Annotated[Path | None, typer.Option(help='Dashboard store to read (default: the one `serve` uses).')] = None,
