@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
@@ -23,6 +23,12 @@ app = typer.Typer(
 )
 _err = Console(stderr=True, soft_wrap=True)  # an error is one line, however narrow the terminal
 _out = Console()
+
+
+def _fail(message: str) -> NoReturn:
+    """A bad option or input: one line on standard error, exit code 2 (a usage error, as click's own)."""
+    _err.print(f'[bold red]error:[/] {message}')
+    raise typer.Exit(2)
 
 
 def _version(value: bool) -> None:
@@ -84,8 +90,7 @@ def serve(
     try:
         check_token(token)
     except ValueError as exc:
-        _err.print(f'[bold red]error:[/] {exc}')
-        raise typer.Exit(2) from None
+        _fail(str(exc))
     path = db or default_db_path()
     if not is_loopback(host) and token is None:
         _err.print(
@@ -93,13 +98,11 @@ def serve(
             'can send spans and read your traces.'
         )
     if not 0 <= port <= 65535:
-        _err.print(f'[bold red]error:[/] --port must be from 0 to 65535 (0 picks a free port), got {port}')
-        raise typer.Exit(2)
+        _fail(f'--port must be from 0 to 65535 (0 picks a free port), got {port}')
     try:
         store = Store(path)
     except StoreError as exc:
-        _err.print(f'[bold red]error:[/] {exc}')
-        raise typer.Exit(2) from None
+        _fail(str(exc))
     try:
         sock = bind_socket(host, port)
     except OSError as exc:
@@ -179,16 +182,12 @@ def dashboards_export(
 
     source = dashboards_source()
     if not source.is_dir():
-        _err.print(f'[bold red]error:[/] the dashboards are not in this install (looked in {source})')
-        raise typer.Exit(2)
+        _fail(f'the dashboards are not in this install (looked in {source})')
     files = sorted(p for p in source.rglob('*') if p.is_file() and '__pycache__' not in p.parts)
     clashes = [p for p in files if (directory / p.relative_to(source)).exists()]
     if clashes and not force:
-        shown = ', '.join(str(p.relative_to(source)) for p in clashes[:3])
-        _err.print(
-            f'[bold red]error:[/] {directory} already holds {shown}{"…" if len(clashes) > 3 else ""}: pass --force'
-        )
-        raise typer.Exit(2)
+        shown = ', '.join(str(p.relative_to(source)) for p in clashes[:3]) + ('…' if len(clashes) > 3 else '')
+        _fail(f'{directory} already holds {shown}: pass --force')
     for path in files:
         target = directory / path.relative_to(source)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -215,33 +214,27 @@ def report(
     from .dashboard.store import Store, StoreError, default_db_path
 
     if db is not None and file is not None:
-        _err.print('[bold red]error:[/] give --db or --file, not both')
-        raise typer.Exit(2)
+        _fail('give --db or --file, not both')
     try:
         since_at = parse_since(since) if since else None
     except ValueError as exc:
-        _err.print(f'[bold red]error:[/] --since: {exc}')
-        raise typer.Exit(2) from None
+        _fail(f'--since: {exc}')
     if file is not None:
         if not file.is_file():
-            _err.print(f'[bold red]error:[/] no span file at {file}')
-            raise typer.Exit(2)
+            _fail(f'no span file at {file}')
         try:
             store = load_span_file(file)
         except ValueError as exc:
-            _err.print(f'[bold red]error:[/] {exc}')
-            raise typer.Exit(2) from None
+            _fail(str(exc))
         source = str(file)
     else:
         path = db or default_db_path()
         if not path.is_file():
-            _err.print(f'[bold red]error:[/] no dashboard store at {path} (run `tracegraph serve` or pass --file)')
-            raise typer.Exit(2)
+            _fail(f'no dashboard store at {path} (run `tracegraph serve` or pass --file)')
         try:
             store, source = Store(path), str(path)
         except StoreError as exc:
-            _err.print(f'[bold red]error:[/] {exc}')
-            raise typer.Exit(2) from None
+            _fail(str(exc))
     try:
         result = build_report(store, source=source, graph=graph, since=since_at, slowest=slowest)
     finally:
