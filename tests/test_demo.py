@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 
 from rich.console import Console
@@ -17,7 +18,9 @@ def test_demo_once_stores_every_run(tmp_path: Path) -> None:
     db = tmp_path / 'demo.duckdb'
     assert demo(endpoint=None, once=True, db=db, port=0, console=Console(file=out, width=160)) == 0
     printed = out.getvalue()
-    assert f'{DEMO_RUNS} runs sent (2 failed on purpose)' in printed
+    assert f'{DEMO_RUNS} runs (2 failed on purpose)' in printed
+    delivered = re.search(r'^(\d+) spans delivered$', printed, re.M)
+    assert delivered is not None and int(delivered[1]) > DEMO_RUNS
     assert 'dashboard  http://127.0.0.1:' in printed
     assert 'UpstreamError: https://api.example.com/items answered 503 3 times in a row' in printed
 
