@@ -108,3 +108,21 @@ def test_nested_captures_restore_the_outer_one(tracegraph_capture: TelemetryCapt
         pass
     assert inner.span_names() == ['inner']
     assert tracegraph_capture.span_names() == ['outer']
+
+
+def test_the_pytest_plugin_imports_nothing_heavy() -> None:
+    """pytest loads the plugin in every run of every project with tracegraph installed: only pytest comes with it."""
+    code = (
+        'import sys\n'
+        'before = set(sys.modules)\n'
+        'import pytest\n'
+        'with_pytest = set(sys.modules)\n'
+        'import tracegraph.exporters.pytest_plugin\n'
+        'print(sorted(m.split(".")[0] for m in set(sys.modules) - with_pytest if not m.startswith("tracegraph")))\n'
+        'print(sorted(m for m in sys.modules if m.startswith("tracegraph")))\n'
+    )
+    done = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    others, ours = done.stdout.splitlines()
+    assert others == '[]'
+    assert ours == "['tracegraph', 'tracegraph._version', 'tracegraph.exporters', 'tracegraph.exporters.pytest_plugin']"
