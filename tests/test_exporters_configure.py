@@ -242,7 +242,7 @@ def test_the_standard_exporter_variables_choose_the_exporters(
     with configure(set_global=False) as telemetry:
         assert [type(p).__name__ for p in telemetry.span_processors] == processors
         assert telemetry.meter_provider is not None
-        found = telemetry.meter_provider._metric_readers  # pyright: ignore[reportPrivateUsage]
+        found = telemetry.meter_provider._metric_readers
         assert [type(r).__name__ for r in found] == readers
 
 

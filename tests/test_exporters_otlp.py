@@ -226,7 +226,7 @@ def test_a_stale_keep_alive_connection_is_replaced_without_a_failure(caplog: pyt
 
     from tracegraph.exporters.senders import HttpSender
     from tracegraph.exporters.settings import resolve_target
-    from tracegraph.exporters.spool import _encode  # pyright: ignore[reportPrivateUsage]
+    from tracegraph.exporters.spool import _encode
 
     with OtlpHttpReceiver() as receiver:
         receiver.drop_idle_connections = True  # the backend closes every connection after its answer

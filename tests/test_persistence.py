@@ -57,7 +57,7 @@ async def test_full_persistence_records_every_snapshot_with_its_status(otel: Pip
     # Each snapshot records the run span's traceparent, and each node span the snapshot it ran.
     assert {s.traceparent for s in history} == {result.traceparent}
     node_spans = [s for s in otel.spans if s.name.startswith('run node')]
-    assert [s.attributes[attr.SNAPSHOT_ID] for s in node_spans] == [s.id for s in history[:3]]  # type: ignore[index]
+    assert [s.attributes[attr.SNAPSHOT_ID] for s in node_spans] == [s.id for s in history[:3]]
     # The JSON round trip keeps everything, and dumps no traceparent key for an untraced snapshot.
     dumped = persistence.dump_json(indent=2)
     copy = FullStatePersistence()

@@ -167,12 +167,12 @@ async def test_resumed_run_links_to_the_trace_it_came_from(otel: Pipeline) -> No
     assert second.trace_id != first.trace_id
     run_spans = [s for s in otel.spans if s.name == 'run graph steps']
     resumed = next(s for s in run_spans if f'{s.context.trace_id:032x}' == second.trace_id)
-    assert resumed.attributes[attr.RUN_RESUMED_FROM] == first.trace_id  # type: ignore[index]
+    assert resumed.attributes[attr.RUN_RESUMED_FROM] == first.trace_id
     assert [(f'{link.context.trace_id:032x}', f'{link.context.span_id:016x}') for link in resumed.links] == [
         (first.trace_id, last.span_id)
     ]
     original = next(s for s in run_spans if f'{s.context.trace_id:032x}' == first.trace_id)
-    assert original.attributes[attr.RUN_OUTCOME] == 'interrupted'  # type: ignore[index]
+    assert original.attributes[attr.RUN_OUTCOME] == 'interrupted'
 
 
 class Credentials(pydantic.BaseModel):
@@ -204,7 +204,7 @@ async def test_scrubbing_nested_models(otel: Pipeline) -> None:
     )
     graph = Graph(nodes=[Login], name='login', instrumentation=otel.settings())
     await graph.run(Login(profile, headers={'Authorization': 'Bearer xyz', 'Accept': 'json', 'author': 'me'}))
-    node_input = json.loads(otel.span('run node Login').attributes[attr.NODE_INPUT])  # type: ignore[index,arg-type]
+    node_input = json.loads(otel.span('run node Login').attributes[attr.NODE_INPUT])
     assert node_input == {
         'profile': {
             'name': 'ada',
@@ -214,22 +214,22 @@ async def test_scrubbing_nested_models(otel: Pipeline) -> None:
         },
         'headers': {'Authorization': '[Scrubbed]', 'Accept': 'json', 'author': 'me'},
     }
-    output = otel.span('run graph login').attributes[attr.RUN_OUTPUT]  # type: ignore[index]
-    assert 'hunter2' not in output and 'k-1' not in output  # type: ignore[operator]
+    output = otel.span('run graph login').attributes[attr.RUN_OUTPUT]
+    assert 'hunter2' not in output and 'k-1' not in output
 
 
 async def test_scrubbing_options(otel: Pipeline) -> None:
     options = ScrubbingOptions(extra_patterns=['name'], callback=lambda m: m.value if m.path[-1] == 'user' else None)
     graph = Graph(nodes=[Login], name='login', instrumentation=otel.settings(scrub=options))
     await graph.run(Login(Profile(name='ada', creds=Credentials(user='ada', password='x'))))
-    node_input = json.loads(otel.span('run node Login').attributes[attr.NODE_INPUT])  # type: ignore[index,arg-type]
+    node_input = json.loads(otel.span('run node Login').attributes[attr.NODE_INPUT])
     assert node_input['profile']['name'] == '[Scrubbed]'
     assert node_input['profile']['creds'] == {'user': 'ada', 'password': '[Scrubbed]'}
 
     otel.exporter.clear()
     graph = Graph(nodes=[Login], name='login', instrumentation=otel.settings(scrub=False))
     await graph.run(Login(Profile(name='ada', creds=Credentials(user='ada', password='x'))))
-    assert '"password":"x"' in otel.span('run node Login').attributes[attr.NODE_INPUT]  # type: ignore[index,operator]
+    assert '"password":"x"' in otel.span('run node Login').attributes[attr.NODE_INPUT]
 
 
 def _run_python(code: str) -> subprocess.CompletedProcess[str]:

@@ -71,7 +71,7 @@ async def test_run_and_node_spans(otel: Pipeline) -> None:
     assert dict(nodes[2].attributes or {}) == snapshot(
         {
             'tracegraph.graph.name': 'ticker',
-            'tracegraph.run.id': run_span.attributes['tracegraph.run.id'],  # type: ignore[index]
+            'tracegraph.run.id': run_span.attributes['tracegraph.run.id'],
             'tracegraph.node.id': 'Tick',
             'tracegraph.step': 3,
             'logfire.msg_template': 'run node {node_id}',
@@ -83,7 +83,7 @@ async def test_run_and_node_spans(otel: Pipeline) -> None:
             'tracegraph.node.outcome': 'completed',
         }
     )
-    assert [n.attributes['tracegraph.node.next'] for n in nodes] == ['Tick', 'Tick', 'End']  # type: ignore[index]
+    assert [n.attributes['tracegraph.node.next'] for n in nodes] == ['Tick', 'Tick', 'End']
     assert run_span.status.status_code == StatusCode.UNSET
     assert result.trace_id == f'{run_span.context.trace_id:032x}'
     assert [s.span_id for s in result.history if hasattr(s, 'span_id')] == [f'{n.context.span_id:016x}' for n in nodes]
@@ -99,9 +99,9 @@ async def test_node_failure_recorded_on_node_and_run_span(otel: Pipeline) -> Non
         assert span.status.description == 'ValueError: no luck'
         assert [e.name for e in span.events] == ['exception']
         assert span.events[0].attributes['exception.type'] == 'ValueError'  # type: ignore[index]
-    assert node.attributes['tracegraph.node.outcome'] == 'failed'  # type: ignore[index]
+    assert node.attributes['tracegraph.node.outcome'] == 'failed'
     assert 'tracegraph.node.next' not in (node.attributes or {})
-    assert run.attributes['tracegraph.run.outcome'] == 'failed'  # type: ignore[index]
+    assert run.attributes['tracegraph.run.outcome'] == 'failed'
     assert 'tracegraph.run.output' not in (run.attributes or {})
 
 
@@ -112,8 +112,8 @@ async def test_leaving_iter_early_is_interrupted_not_failed(otel: Pipeline) -> N
             if isinstance(node, Tick) and run.state.count == 2:
                 break
     span = otel.span('run graph ticker')
-    assert span.attributes['tracegraph.run.outcome'] == 'interrupted'  # type: ignore[index]
-    assert span.attributes['tracegraph.run.steps'] == 2  # type: ignore[index]
+    assert span.attributes['tracegraph.run.outcome'] == 'interrupted'
+    assert span.attributes['tracegraph.run.steps'] == 2
     assert span.status.status_code == StatusCode.UNSET
     assert run.timeline.outcome == 'interrupted'
 
@@ -135,8 +135,8 @@ async def test_cancellation_is_interrupted(otel: Pipeline) -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     node, run = otel.span('run node Slow'), otel.span('run graph slow')
-    assert node.attributes['tracegraph.node.outcome'] == 'interrupted'  # type: ignore[index]
-    assert run.attributes['tracegraph.run.outcome'] == 'interrupted'  # type: ignore[index]
+    assert node.attributes['tracegraph.node.outcome'] == 'interrupted'
+    assert run.attributes['tracegraph.run.outcome'] == 'interrupted'
     assert node.status.status_code == StatusCode.UNSET and run.status.status_code == StatusCode.UNSET
     assert node.events == () and run.events == ()
 
@@ -181,7 +181,7 @@ async def test_200_interleaved_runs_each_node_under_its_own_run(otel: Pipeline) 
     for node in nodes:
         assert node.parent is not None
         parent = runs[node.parent.span_id]
-        assert parent.attributes['tracegraph.run.id'] == node.attributes['tracegraph.run.id']  # type: ignore[index]
+        assert parent.attributes['tracegraph.run.id'] == node.attributes['tracegraph.run.id']
         assert parent.context.trace_id == node.context.trace_id
 
 
@@ -209,8 +209,8 @@ async def test_span_argument_start_as_current_span_is_the_run_span(otel: Pipelin
     result = await graph.run(Tick(2), state=Counter(), span=tracer.start_as_current_span('my agent run'))
     assert [s.name for s in otel.spans] == ['run node Tick', 'run node Tick', 'my agent run']
     mine = otel.span('my agent run')
-    assert mine.attributes['tracegraph.run.outcome'] == 'completed'  # type: ignore[index]
-    assert mine.attributes['tracegraph.graph.name'] == 'ticker'  # type: ignore[index]
+    assert mine.attributes['tracegraph.run.outcome'] == 'completed'
+    assert mine.attributes['tracegraph.graph.name'] == 'ticker'
     assert 'logfire.msg' not in (mine.attributes or {})
     assert result.trace_id == f'{mine.context.trace_id:032x}'
 
@@ -223,7 +223,7 @@ async def test_span_argument_already_started_span(otel: Pipeline) -> None:
     span = otel.span('started elsewhere')
     assert span.status.status_code == StatusCode.ERROR
     assert otel.span('run node Fail').parent.span_id == span.context.span_id  # type: ignore[union-attr]
-    assert span.attributes['tracegraph.run.outcome'] == 'failed'  # type: ignore[index]
+    assert span.attributes['tracegraph.run.outcome'] == 'failed'
 
 
 async def test_span_argument_other_context_manager(otel: Pipeline) -> None:
@@ -269,7 +269,7 @@ async def test_state_diff_and_full(otel: Pipeline) -> None:
     diff_graph = Graph(nodes=[Deposit], name='bank', instrumentation=otel.settings(state='diff'))
     await diff_graph.run(Deposit(5), state=Account('ada', 10, 'sk-1'))
     node = otel.span('run node Deposit')
-    assert json.loads(node.attributes['tracegraph.state.diff']) == {  # type: ignore[index,arg-type]
+    assert json.loads(node.attributes['tracegraph.state.diff']) == {
         'api_key': '[Scrubbed]',  # changed, but neither value is shown
         'balance': {'old': 10, 'new': 15},
     }
@@ -277,8 +277,8 @@ async def test_state_diff_and_full(otel: Pipeline) -> None:
     full_graph = Graph(nodes=[Deposit], name='bank', instrumentation=otel.settings(state='full'))
     await full_graph.run(Deposit(5), state=Account('ada', 10, 'sk-1'))
     node = otel.span('run node Deposit')
-    assert node.attributes['tracegraph.state.before'] == '{"owner":"ada","balance":10,"api_key":"[Scrubbed]"}'  # type: ignore[index]
-    assert node.attributes['tracegraph.state.after'] == '{"owner":"ada","balance":15,"api_key":"[Scrubbed]"}'  # type: ignore[index]
+    assert node.attributes['tracegraph.state.before'] == '{"owner":"ada","balance":10,"api_key":"[Scrubbed]"}'
+    assert node.attributes['tracegraph.state.after'] == '{"owner":"ada","balance":15,"api_key":"[Scrubbed]"}'
 
 
 async def test_node_input_can_be_left_out_and_is_truncated(otel: Pipeline) -> None:
@@ -290,9 +290,9 @@ async def test_node_input_can_be_left_out_and_is_truncated(otel: Pipeline) -> No
             return End(None)
 
     await Graph(nodes=[Big], name='big', instrumentation=otel.settings(max_attribute_length=40)).run(Big('x' * 100))
-    value = otel.span('run node Big').attributes['tracegraph.node.input']  # type: ignore[index]
+    value = otel.span('run node Big').attributes['tracegraph.node.input']
     assert value == '{"text":"xxxxxxxxxxxxxxxxx...[truncated]'
-    assert len(value) == 40  # type: ignore[arg-type]
+    assert len(value) == 40
     otel.exporter.clear()
     await Graph(nodes=[Big], name='big', instrumentation=otel.settings(include_node_input=False)).run(Big('x'))
     assert 'tracegraph.node.input' not in (otel.span('run node Big').attributes or {})
@@ -312,7 +312,7 @@ async def test_history_state_is_after_and_span_diff_is_before_after(otel: Pipeli
     graph = make_graph(otel, state='diff')
     result = await graph.run(Tick(3), state=Counter())
     assert [s.state for s in result.history if s.kind == 'node'] == [Counter(1), Counter(2), Counter(3)]
-    diffs = [json.loads(s.attributes['tracegraph.state.diff']) for s in otel.spans if s.name == 'run node Tick']  # type: ignore[index,arg-type]
+    diffs = [json.loads(s.attributes['tracegraph.state.diff']) for s in otel.spans if s.name == 'run node Tick']
     assert diffs == [{'count': {'old': 0, 'new': 1}}, {'count': {'old': 1, 'new': 2}}, {'count': {'old': 2, 'new': 3}}]
 
 
@@ -349,4 +349,4 @@ async def test_nodes_run_after_the_run_was_left_are_not_in_its_trace(otel: Pipel
         await run.next()
     assert await run.next(Tick(5)) == Tick(5)  # the classic API lets it run
     assert [s.name for s in otel.spans] == ['run node Tick', 'run graph ticker']
-    assert otel.span('run graph ticker').attributes['tracegraph.run.steps'] == 1  # type: ignore[index]
+    assert otel.span('run graph ticker').attributes['tracegraph.run.steps'] == 1

@@ -2,17 +2,47 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, cast
 
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import Event, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import Link, SpanContext, SpanKind, Status
 
 from tracegraph import InstrumentationSettings
+
+
+class Finished(Protocol):
+    """A finished SDK span as the tests read it: exported spans always have a context and attributes (the SDK's
+    `ReadableSpan` types both as optional)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def context(self) -> SpanContext: ...
+    @property
+    def parent(self) -> SpanContext | None: ...
+    @property
+    def attributes(self) -> Mapping[str, Any]: ...
+    @property
+    def events(self) -> Sequence[Event]: ...
+    @property
+    def links(self) -> Sequence[Link]: ...
+    @property
+    def status(self) -> Status: ...
+    @property
+    def kind(self) -> SpanKind: ...
+    @property
+    def start_time(self) -> int: ...
+    @property
+    def end_time(self) -> int: ...
+    @property
+    def resource(self) -> Resource: ...
 
 
 @dataclass
@@ -28,16 +58,16 @@ class Pipeline:
         )
 
     @property
-    def spans(self) -> list[ReadableSpan]:
-        return list(self.exporter.get_finished_spans())
+    def spans(self) -> list[Finished]:
+        return cast(list[Finished], list(self.exporter.get_finished_spans()))
 
-    def span(self, name: str) -> ReadableSpan:
+    def span(self, name: str) -> Finished:
         matches = [s for s in self.spans if s.name == name]
         assert len(matches) == 1, f'{len(matches)} spans named {name!r}: {[s.name for s in self.spans]}'
         return matches[0]
 
     def metric_points(self, name: str) -> list[Any]:
-        data = self.reader.get_metrics_data()
+        data: Any = self.reader.get_metrics_data()  # the SDK's point types are a union the tests read loosely
         points: list[Any] = []
         for rm in data.resource_metrics if data else []:
             for sm in rm.scope_metrics:
