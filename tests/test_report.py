@@ -108,3 +108,24 @@ def test_report_command_json_and_errors(tmp_path: Path) -> None:
     bad_since = cli('--file', str(path), '--since', 'yesterday')
     assert bad_since.returncode == 2
     assert 'error: --since:' in bad_since.stderr
+
+    table = cli('--file', str(path), '--format', 'csv')
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.splitlines()
+    assert lines[0] == 'graph,node_id,count,error_rate,p50,p95,p99,total,share'
+    assert [line.split(',')[:3] for line in lines[1:]] == [['work', 'Work', '2'], ['work', 'Check', '1']]
+    done = cli('--file', str(path), '--format', 'parquet', '--output', str(tmp_path / 'nodes.parquet'))
+    assert done.returncode == 0, done.stderr
+    import pyarrow.parquet as pq
+
+    assert pq.read_table(tmp_path / 'nodes.parquet').column('node_id').to_pylist() == ['Work', 'Check']
+    no_file = cli('--file', str(path), '--format', 'parquet')
+    assert (no_file.returncode, no_file.stderr.strip()) == (
+        2,
+        'error: --format parquet writes a file: pass --output FILE',
+    )
+    wrong = cli('--file', str(path), '--format', 'xml')
+    assert (wrong.returncode, wrong.stderr.strip()) == (
+        2,
+        "error: --format must be table, json, csv or parquet, got 'xml'",
+    )

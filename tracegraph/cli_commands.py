@@ -206,11 +206,20 @@ def report(
         str | None, typer.Option(help='Only runs since then: an ISO time or a duration back from now (30m, 6h, 7d).')
     ] = None,
     slowest: Annotated[int, typer.Option(min=0, help='How many of the slowest runs to list per graph.')] = 5,
-    json_output: Annotated[bool, typer.Option('--json', help='Print the report as JSON, for scripts.')] = False,
+    json_output: Annotated[bool, typer.Option('--json', help='The same as --format json.')] = False,
+    output_format: Annotated[
+        str,
+        typer.Option(
+            '--format', help='table (default), json (the whole report), csv or parquet (one row per graph and node).'
+        ),
+    ] = 'table',
+    output: Annotated[
+        Path | None, typer.Option(help='Write to this file instead of standard output (needed for parquet).')
+    ] = None,
 ) -> None:
     """Performance per graph and node: count, error rate, p50/p95/p99, share of run time, and the slowest runs."""
     from .dashboard.models import parse_since
-    from .dashboard.report import build_report, load_span_file, render_report
+    from .dashboard.report import build_report, load_span_file, render_report, report_csv, write_report
     from .dashboard.store import Store, StoreError, default_db_path
 
     if db is not None and file is not None:
@@ -239,7 +248,17 @@ def report(
         result = build_report(store, source=source, graph=graph, since=since_at, slowest=slowest)
     finally:
         store.close()
-    if json_output:
+    fmt = 'json' if json_output else output_format
+    if fmt not in ('table', 'json', 'csv', 'parquet'):
+        _fail(f'--format must be table, json, csv or parquet, got {fmt!r}')
+    if fmt == 'parquet' and output is None:
+        _fail('--format parquet writes a file: pass --output FILE')
+    if fmt == 'table':
+        render_report(result, _out)
+    elif output is not None:
+        write_report(result, fmt, output)
+        _out.print(f'wrote {output}')
+    elif fmt == 'json':
         _out.print_json(result.model_dump_json())
     else:
-        render_report(result, _out)
+        sys.stdout.write(report_csv(result))

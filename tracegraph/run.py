@@ -333,6 +333,10 @@ class GraphRun(Generic[StateT, DepsT, RunEndT]):
         # Nodes run after this (the classic API allows it) are not part of the run's trace any more.
         self._steps_trace = _AFTER_RUN
 
+    def _repr_html_(self) -> str:
+        """Jupyter shows a run as the SVG Gantt chart of its timeline."""
+        return self.timeline._repr_html_()  # pyright: ignore[reportPrivateUsage] - the notebook protocol's name
+
     @property
     def timeline(self) -> NodeTimeline:
         """The run's node steps so far as a `NodeTimeline` (outcome `running` until the run's `async with` exits)."""
@@ -431,6 +435,10 @@ class GraphRunResult(Generic[StateT, RunEndT]):
         if self.traceparent is None and required:
             raise exceptions.GraphRuntimeError('No span was created for this graph run.')
         return self.traceparent
+
+    def _repr_html_(self) -> str:
+        """Jupyter shows a run as the SVG Gantt chart of its timeline."""
+        return self.timeline._repr_html_()  # pyright: ignore[reportPrivateUsage] - the notebook protocol's name
 
     @property
     def timeline(self) -> NodeTimeline:

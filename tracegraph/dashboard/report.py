@@ -2,18 +2,34 @@
 
 from __future__ import annotations
 
+import importlib
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
 
 from ..tracing.timeline import format_duration
+from .columns import arrow
 from .models import NodeStats, RunSummary
 from .store import Store
 
-__all__ = ('GraphReport', 'NodeReport', 'Report', 'build_report', 'load_span_file', 'render_report')
+__all__ = (
+    'GraphReport',
+    'NodeReport',
+    'Report',
+    'build_report',
+    'load_span_file',
+    'render_report',
+    'report_rows',
+    'report_csv',
+    'write_report',
+)
+
+NODE_ROW_FIELDS = ('graph', 'node_id', 'count', 'error_rate', 'p50', 'p95', 'p99', 'total', 'share')
+"""Columns of the report's table form (CSV, Parquet): one row per graph and node; seconds and fractions."""
 
 
 class NodeReport(NodeStats):
@@ -91,6 +107,35 @@ def load_span_file(path: Path) -> Store:
     for request in read_trace_requests(path):  # each line is already a request the receiver reads: no detour
         store.insert_spans(span_batch(request))
     return store
+
+
+def report_rows(report: Report) -> list[dict[str, object]]:
+    """One dict per graph and node (keys: `NODE_ROW_FIELDS`), for CSV, Parquet and DataFrames."""
+    return [{'graph': g.graph, **n.model_dump(include=set(NODE_ROW_FIELDS))} for g in report.graphs for n in g.nodes]
+
+
+def report_csv(report: Report) -> str:
+    """The report's node rows as CSV, with a header line."""
+    import csv
+    import io
+
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list[str](NODE_ROW_FIELDS), lineterminator='\n')
+    writer.writeheader()
+    writer.writerows(report_rows(report))
+    return out.getvalue()
+
+
+def write_report(report: Report, fmt: str, path: Path) -> None:
+    """Write the report to `path` as `json` (all of it), `csv` or `parquet` (its node rows)."""
+    if fmt == 'json':
+        path.write_text(report.model_dump_json(indent=2) + '\n')
+    elif fmt == 'csv':
+        path.write_text(report_csv(report))
+    else:
+        parquet: Any = importlib.import_module('pyarrow.parquet')  # untyped; the dashboard extra installs it
+        rows = report_rows(report)
+        parquet.write_table(arrow().table({name: [r[name] for r in rows] for name in NODE_ROW_FIELDS}), path)
 
 
 def render_report(report: Report, console: Console) -> None:

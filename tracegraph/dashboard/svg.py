@@ -8,11 +8,11 @@ from html import escape
 from typing import Any
 
 from ..tracing.timeline import format_duration
+from ..tracing.timeline_views import OUTCOME_COLOURS
 from .models import NodeStats, RunDetail, SpanInfo, Transition
 
 __all__ = ('OUTCOME_COLOURS', 'gantt_svg', 'diagram_svg', 'p95_colour')
 
-OUTCOME_COLOURS = {'completed': '#2f9e6e', 'failed': '#d9473f', 'interrupted': '#e39b21', 'running': '#5b7fd6'}
 _SPAN_COLOUR = '#8aa2c8'
 _SPAN_ERROR_COLOUR = '#e58a84'
 _LABEL_W = 230

@@ -94,6 +94,31 @@ class NodeTimeline(BaseModel):
         """Seconds from the run's start to its end, None while it runs."""
         return None if self.end is None else (self.end - self.start).total_seconds()
 
+    def rows(self) -> list[dict[str, Any]]:
+        """One dict per node step (graph, run_id, trace_id, step, node_id, span_id, start, end, duration, outcome,
+        next_node, error_type, error_message), for DataFrames and CSV."""
+        from .timeline_views import timeline_rows
+
+        return timeline_rows(self)
+
+    def to_arrow(self) -> Any:
+        """The steps as a `pyarrow.Table` (the columns of `rows()`); needs pyarrow (the `dashboard` extra)."""
+        from .timeline_views import timeline_arrow
+
+        return timeline_arrow(self)
+
+    def to_pandas(self) -> Any:
+        """The steps as a pandas `DataFrame` (the columns of `rows()`); needs pyarrow and pandas."""
+        from .timeline_views import timeline_pandas
+
+        return timeline_pandas(self)
+
+    def _repr_html_(self) -> str:
+        """Jupyter shows a timeline as an SVG Gantt chart of its steps."""
+        from .timeline_views import timeline_html
+
+        return timeline_html(self)
+
     def render(self, *, width: int = 40) -> str:
         """A plain-text Gantt chart: a header line, then one line per node step with a bar scaled to its duration."""
         dur = self.duration
