@@ -15,7 +15,16 @@ from pydantic import BaseModel, ConfigDict
 from . import attributes as attr
 from .clock import ns_to_datetime
 
-__all__ = ('FinishedSpan', 'NodeError', 'NodeRecord', 'NodeTimeline', 'RunOutcome', 'bar_cells', 'format_duration')
+__all__ = (
+    'FinishedSpan',
+    'NodeError',
+    'NodeRecord',
+    'NodeTimeline',
+    'RunOutcome',
+    'bar_cells',
+    'chart_seconds',
+    'format_duration',
+)
 
 RunOutcome = Literal['completed', 'failed', 'interrupted', 'running']
 """A run's outcome; `running` only for a timeline taken from a run still in progress."""
@@ -193,13 +202,18 @@ def format_duration(seconds: float) -> str:
     return f'{int(seconds // 3600)}h {int(seconds % 3600 // 60):02d}m'
 
 
+def chart_seconds(timeline: NodeTimeline) -> float:
+    """The time a chart of the run spans: start to end, or to the last step's end while it runs (never 0)."""
+    end = timeline.end or max((n.end for n in timeline.nodes), default=timeline.start)
+    return max((end - timeline.start).total_seconds(), 1e-9)
+
+
 def bar_cells(timeline: NodeTimeline, node: NodeRecord, width: int) -> tuple[int, int]:
     """Where a step's bar goes in a `width`-cell text Gantt chart of its run: (first cell, length), length >= 1.
 
     The one bar arithmetic of the terminal timelines (`NodeTimeline.render`, the console exporter, the demo).
     """
-    end = timeline.end or max((n.end for n in timeline.nodes), default=timeline.start)
-    total = max((end - timeline.start).total_seconds(), 1e-9)
+    total = chart_seconds(timeline)
     first = min(width - 1, max(0, int((node.start - timeline.start).total_seconds() / total * width)))
     return first, min(width - first, max(1, round(node.duration / total * width)))
 

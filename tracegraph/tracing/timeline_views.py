@@ -10,7 +10,7 @@ import importlib
 from html import escape
 from typing import TYPE_CHECKING, Any
 
-from .timeline import format_duration
+from .timeline import chart_seconds, format_duration
 
 if TYPE_CHECKING:
     from .timeline import NodeTimeline
@@ -79,8 +79,7 @@ def timeline_pandas(timeline: NodeTimeline) -> Any:
 
 def timeline_html(timeline: NodeTimeline) -> str:
     """An SVG Gantt chart of the run's steps on one time axis, with a one-line header (for Jupyter)."""
-    end = timeline.end or max((n.end for n in timeline.nodes), default=timeline.start)
-    total = max((end - timeline.start).total_seconds(), 1e-9)
+    total = chart_seconds(timeline)
     duration = format_duration(timeline.duration) if timeline.duration is not None else 'running'
     header = (
         f'<div><b>{escape(timeline.graph)}</b> run <code>{escape(timeline.run_id)}</code> '
