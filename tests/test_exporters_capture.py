@@ -126,3 +126,27 @@ def test_the_pytest_plugin_imports_nothing_heavy() -> None:
     others, ours = done.stdout.splitlines()
     assert others == '[]'
     assert ours == "['tracegraph', 'tracegraph._version', 'tracegraph.exporters', 'tracegraph.exporters.pytest_plugin']"
+
+
+async def test_spans_as_dicts_are_the_same_from_one_run_to_the_next() -> None:
+    dumps: list[list[dict[str, object]]] = []
+    for _ in range(2):
+        with TelemetryCapture.start() as capture:
+            await counter_graph().run(Increment(2))
+            with pytest.raises(ValueError, match='boom'):
+                await counter_graph().run(Explode())
+            dumps.append(capture.spans_as_dicts())
+    assert dumps[0] == dumps[1]  # ids, times and run ids normalised
+    spans = dumps[0]
+    assert [(s['name'], s['context'], s['parent']) for s in spans] == [
+        ('run node Increment', {'trace_id': 1, 'span_id': 1}, {'span_id': 2}),
+        ('run node Increment', {'trace_id': 1, 'span_id': 3}, {'span_id': 2}),
+        ('run graph counter', {'trace_id': 1, 'span_id': 2}, None),
+        ('run node Explode', {'trace_id': 2, 'span_id': 4}, {'span_id': 5}),
+        ('run graph counter', {'trace_id': 2, 'span_id': 5}, None),
+    ]
+    starts = [s['start_time'] for s in spans]
+    assert starts == [2_000_000_000, 4_000_000_000, 1_000_000_000, 8_000_000_000, 7_000_000_000]
+    assert [s['attributes'][attr.RUN_ID] for s in spans] == ['run-1'] * 3 + ['run-2'] * 2  # type: ignore[index]
+    (event,) = spans[3]['events']  # type: ignore[misc]
+    assert event['name'] == 'exception' and event['attributes']['exception.stacktrace'] == 'ValueError: boom'

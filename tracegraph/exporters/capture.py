@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Generator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -32,6 +32,7 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 
+from ..tracing import attributes as attr
 from ..tracing.timeline import NodeTimeline
 from .providers import place_processors
 from .views import delta_temporality, metric_views
@@ -85,6 +86,14 @@ class _Pipeline:
 
 _pipeline: _Pipeline | None = None
 _pipeline_lock = threading.Lock()
+
+
+def _stable(attributes: Any) -> dict[str, Any]:
+    values = dict(attributes or {})
+    trace = values.get('exception.stacktrace')
+    if isinstance(trace, str) and trace.strip():
+        values['exception.stacktrace'] = trace.strip().splitlines()[-1]
+    return values
 
 
 def _global_pipeline() -> _Pipeline:
@@ -152,6 +161,65 @@ class TelemetryCapture:
         """The finished spans captured so far, in the order they ended."""
         with self._lock:
             return list(self._spans)
+
+    def spans_as_dicts(self) -> list[dict[str, Any]]:
+        """The captured spans as plain dicts that compare equal from one test run to the next (for snapshots).
+
+        Ids and times are replaced, keeping their relations: trace and span ids become 1, 2, 3… in the order they
+        first appear, and so do the random ids tracegraph writes as attributes (`tracegraph.run.id` becomes
+        `run-1`…, `tracegraph.snapshot.id` `snapshot-1`…, `tracegraph.run.resumed_from` the trace's number).
+        Every timestamp (starts, ends, events) becomes 1 s, 2 s, 3 s… in time order, so ordering and nesting
+        survive but durations do not. An exception's stack trace is cut to its last line (its file paths and line
+        numbers change with the code). Spans are in the order they ended.
+        """
+        spans = self.spans
+        trace_ids: dict[int, int] = {}
+        span_ids: dict[int, int] = {}
+        times = sorted(
+            {t for s in spans for t in (s.start_time, s.end_time, *(e.timestamp for e in s.events)) if t is not None}
+        )
+        tick = {t: (i + 1) * 1_000_000_000 for i, t in enumerate(times)}
+
+        def span_id(value: int) -> int:
+            return span_ids.setdefault(value, len(span_ids) + 1)
+
+        renamed: dict[str, dict[object, str]] = {'run': {}, 'snapshot': {}}
+
+        def stable_attributes(values: Any) -> dict[str, Any]:
+            out = dict(values or {})
+            for key, prefix in ((attr.RUN_ID, 'run'), (attr.SNAPSHOT_ID, 'snapshot')):
+                if key in out:
+                    seen = renamed[prefix]
+                    out[key] = seen.setdefault(out[key], f'{prefix}-{len(seen) + 1}')
+            origin = out.get(attr.RUN_RESUMED_FROM)
+            if isinstance(origin, str):
+                with suppress(ValueError):  # not a trace id: kept as it is
+                    out[attr.RUN_RESUMED_FROM] = trace_ids.setdefault(int(origin, 16), len(trace_ids) + 1)
+            return out
+
+        out: list[dict[str, Any]] = []
+        for s in spans:
+            assert s.context is not None  # a finished SDK span always has one
+            out.append(
+                {
+                    'name': s.name,
+                    'context': {
+                        'trace_id': trace_ids.setdefault(s.context.trace_id, len(trace_ids) + 1),
+                        'span_id': span_id(s.context.span_id),
+                    },
+                    'parent': {'span_id': span_id(s.parent.span_id)} if s.parent else None,
+                    'start_time': tick.get(s.start_time or 0, 0),
+                    'end_time': tick.get(s.end_time or 0, 0),
+                    'kind': s.kind.name,
+                    'status': s.status.status_code.name,
+                    'attributes': stable_attributes(s.attributes),
+                    'events': [
+                        {'name': e.name, 'timestamp': tick.get(e.timestamp, 0), 'attributes': _stable(e.attributes)}
+                        for e in s.events
+                    ],
+                }
+            )
+        return out
 
     def span_names(self) -> list[str]:
         """Names of the captured spans, in the order they ended."""
