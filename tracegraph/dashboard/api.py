@@ -28,7 +28,7 @@ __all__ = (
     'query_text',
     'path_text',
     'path_trace_id',
-    'call',
+    'Readers',
     'stored_run',
 )
 
@@ -85,9 +85,6 @@ def path_trace_id(request: Request) -> str:
     return text.lower()
 
 
-_READERS = anyio.CapacityLimiter(1)
-
-
 def stored_run(store: Store, trace_id: str, run_id: str | None) -> RunDetail:
     """The run `GET /api/runs/{trace_id}` and `/runs/{trace_id}` show, or a 404 `ApiError`."""
     detail = store.run(trace_id, run_id=run_id)
@@ -96,13 +93,22 @@ def stored_run(store: Store, trace_id: str, run_id: str | None) -> RunDetail:
     return detail
 
 
-async def call(fn: Callable[[], _T]) -> _T:
-    """Run `fn` (a query, or rendering) in a worker thread, so the event loop keeps serving ingest and health.
+@dataclass
+class Readers:
+    """Runs one app's queries and rendering in worker threads, so its event loop keeps serving ingest and health.
 
     One at a time: rendering is Python work that holds the GIL, and every reader running at once would take that
-    much more of it from the event loop and the decoding of ingest; readers queue instead.
+    much more of it from the event loop and the decoding of ingest; readers queue instead. One per app (the
+    limiter belongs to the event loop that first uses it).
     """
-    return await anyio.to_thread.run_sync(fn, limiter=_READERS)
+
+    _limiter: anyio.CapacityLimiter | None = None
+
+    async def run(self, fn: Callable[[], _T]) -> _T:
+        """`fn()` in a worker thread, after the readers before it."""
+        if self._limiter is None:
+            self._limiter = anyio.CapacityLimiter(1)
+        return await anyio.to_thread.run_sync(fn, limiter=self._limiter)
 
 
 def query_time(request: Request, name: str, *, relative: bool = False) -> datetime | None:
@@ -130,6 +136,7 @@ class Api:
     """Handlers of `/api/...` reading `store`."""
 
     store: Store
+    readers: Readers
 
     async def runs(self, request: Request) -> Response:
         """`GET /api/runs?graph=&outcome=&limit=&before=&since=`: runs, newest first."""
@@ -138,27 +145,27 @@ class Api:
         limit = query_limit(request)
         before = query_time(request, 'before')
         since = query_time(request, 'since', relative=True)
-        return await call(
+        return await self.readers.run(
             lambda: _json(self.store.runs(graph=graph, outcome=outcome, limit=limit, before=before, since=since))
         )
 
     async def run(self, request: Request) -> Response:
         """`GET /api/runs/{trace_id}?run_id=`: the run's `NodeTimeline` and the spans nested under each node."""
         trace_id, run_id = path_trace_id(request), query_text(request, 'run_id')
-        return await call(lambda: _json(stored_run(self.store, trace_id, run_id)))
+        return await self.readers.run(lambda: _json(stored_run(self.store, trace_id, run_id)))
 
     async def graphs(self, request: Request) -> Response:
         """`GET /api/graphs`: name, runs and last seen of every graph."""
-        return await call(lambda: _json(self.store.graphs()))
+        return await self.readers.run(lambda: _json(self.store.graphs()))
 
     async def nodes(self, request: Request) -> Response:
         """`GET /api/graphs/{graph}/nodes?since=`: per-node count, error rate, p50/p95/p99 seconds."""
         graph = path_text(request, 'graph')
         since = query_time(request, 'since', relative=True)
-        return await call(lambda: _json(self.store.node_stats(graph, since=since)))
+        return await self.readers.run(lambda: _json(self.store.node_stats(graph, since=since)))
 
     async def edges(self, request: Request) -> Response:
         """`GET /api/graphs/{graph}/edges?since=`: source, target and count of each transition seen."""
         graph = path_text(request, 'graph')
         since = query_time(request, 'since', relative=True)
-        return await call(lambda: _json(self.store.edges(graph, since=since)))
+        return await self.readers.run(lambda: _json(self.store.edges(graph, since=since)))

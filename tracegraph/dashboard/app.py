@@ -17,7 +17,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
-from .api import Api, ApiError
+from .api import Api, ApiError, Readers
 from .auth import TokenAuth, check_token
 from .decodepool import DecodePool
 from .guards import HostGuard, SecurityHeaders
@@ -58,8 +58,9 @@ def create_app(
     token = check_token(token)
     pool = DecodePool(workers=decode_workers)
     receiver = Receiver(store=store, pool=pool, max_body=max_body)
-    api = Api(store=store)
-    pages = Pages(store=store, sign_out=token is not None)
+    readers = Readers()
+    api = Api(store=store, readers=readers)
+    pages = Pages(store=store, readers=readers, sign_out=token is not None)
 
     async def healthz(request: Request) -> Response:
         return PlainTextResponse('ok')

@@ -10,8 +10,8 @@ from urllib.parse import quote, urlencode
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
-from ..tracing.timeline import format_duration
-from .api import call, path_text, path_trace_id, query_limit, query_text, query_time, stored_run
+from ..tracing.timeline import format_duration, run_duration_text
+from .api import Readers, path_text, path_trace_id, query_limit, query_text, query_time, stored_run
 from .models import RunDetail
 from .store import Store
 from .svg import OUTCOME_COLOURS, diagram_svg, gantt_svg
@@ -58,6 +58,7 @@ class Pages:
     """Handlers of the HTML pages, reading `store`."""
 
     store: Store
+    readers: Readers
     sign_out: bool = False
     """Show the sign-out link (the server has a token)."""
 
@@ -68,7 +69,7 @@ class Pages:
         graph = query_text(request, 'graph')
         outcome = query_text(request, 'outcome')
         since = query_time(request, 'since', relative=True)
-        return await call(
+        return await self.readers.run(
             lambda: self._runs_page(graph=graph, outcome=outcome, limit=limit, before=before, since=since)
         )
 
@@ -126,14 +127,14 @@ class Pages:
             detail = stored_run(self.store, trace_id, run_id)
             return layout(f'{detail.timeline.graph} run', _run_body(detail), sign_out=self.sign_out)
 
-        return await call(render)
+        return await self.readers.run(render)
 
     async def graph(self, request: Request) -> Response:
         """`GET /graphs/{graph}`: the diagram of the transitions seen and the per-node table."""
         graph = path_text(request, 'graph')
         since = query_time(request, 'since', relative=True)
         since_text = request.query_params.get('since', '')
-        return await call(lambda: self._graph_page(graph, since, since_text))
+        return await self.readers.run(lambda: self._graph_page(graph, since, since_text))
 
     def _graph_page(self, graph: str, since: datetime | None, since_text: str) -> Response:
         stats = self.store.node_stats(graph, since=since)
@@ -178,7 +179,7 @@ def _resumed_panel(detail: RunDetail) -> str:
 
 def _run_body(detail: RunDetail) -> str:
     tl = detail.timeline
-    duration = format_duration(tl.duration) if tl.duration is not None else 'running'
+    duration = run_duration_text(tl)
     head = (
         f'<h1><a href="{_graph_href(tl.graph)}">{escape(tl.graph)}</a> run <code>{escape(tl.run_id)}</code></h1>'
         f'<p class="meta">{_badge(tl.outcome)} {len(tl.nodes)} steps · {duration} · started {_time(tl.start)} UTC · '

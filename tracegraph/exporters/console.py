@@ -17,7 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..tracing import attributes as attr
-from ..tracing.timeline import NodeTimeline, bar_cells, format_duration
+from ..tracing.timeline import NodeTimeline, bar_cells, format_duration, run_duration_text
 
 __all__ = ('ConsoleTimelineProcessor', 'render_timeline')
 
@@ -39,7 +39,7 @@ def render_timeline(timeline: NodeTimeline, *, width: int = 30, trace: bool = Fa
         (timeline.graph, 'bold'),
         f'  run {timeline.run_id}  ',
         (timeline.outcome, _STYLES.get(timeline.outcome, '')),
-        f'  {format_duration(timeline.duration)}' if timeline.duration is not None else '  running',
+        f'  {run_duration_text(timeline)}',
         f'  trace {timeline.trace_id or "-"}' if trace else '',
     )
     table = Table(box=None, show_header=True, header_style='dim', pad_edge=False, padding=(0, 1))

@@ -124,7 +124,7 @@ class SpoolSpanExporter(SpanExporter):
         self._max_retry_after = max_retry_after
         self._record_deadline = record_deadline
         self._head: tuple[object, ...] | None = None
-        """The record failing at the head, as (source, segment, offset), and since when it fails."""
+        """The record failing at the head: (source, segment, offset) on disk, (None, payload) in memory."""
         self._head_since = 0.0
         self._requeued = 0
         meter = (meter_provider or metrics.get_meter_provider()).get_meter('tracegraph.exporters')
@@ -365,7 +365,8 @@ class SpoolSpanExporter(SpanExporter):
 
     def _overdue(self, source: SegmentStore | None, record: Record) -> bool:
         """Whether `record` has failed at the head for `record_deadline` while other records wait behind it."""
-        key = (source, record.segment, record.offset) if source is not None else (None, id(self._memory[0]))
+        # a batch in memory is known by its payload object (the deque may shift under the exporting thread)
+        key = (source, record.segment, record.offset) if source is not None else (None, record.payload)
         now = time.monotonic()
         if key != self._head:
             self._head, self._head_since = key, now

@@ -23,6 +23,7 @@ __all__ = (
     'RunOutcome',
     'bar_cells',
     'chart_seconds',
+    'run_duration_text',
     'format_duration',
 )
 
@@ -200,6 +201,11 @@ def format_duration(seconds: float) -> str:
     if seconds < 7200:
         return f'{int(seconds // 60)}m {int(seconds % 60):02d}s'
     return f'{int(seconds // 3600)}h {int(seconds % 3600 // 60):02d}m'
+
+
+def run_duration_text(timeline: NodeTimeline) -> str:
+    """The run's duration as `format_duration` writes it, or `running` while the run has not ended."""
+    return 'running' if timeline.duration is None else format_duration(timeline.duration)
 
 
 def chart_seconds(timeline: NodeTimeline) -> float:

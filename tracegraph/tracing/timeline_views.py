@@ -10,7 +10,7 @@ import importlib
 from html import escape
 from typing import TYPE_CHECKING, Any
 
-from .timeline import chart_seconds, format_duration
+from .timeline import chart_seconds, format_duration, run_duration_text
 
 if TYPE_CHECKING:
     from .timeline import NodeTimeline
@@ -80,7 +80,7 @@ def timeline_pandas(timeline: NodeTimeline) -> Any:
 def timeline_html(timeline: NodeTimeline) -> str:
     """An SVG Gantt chart of the run's steps on one time axis, with a one-line header (for Jupyter)."""
     total = chart_seconds(timeline)
-    duration = format_duration(timeline.duration) if timeline.duration is not None else 'running'
+    duration = run_duration_text(timeline)
     header = (
         f'<div><b>{escape(timeline.graph)}</b> run <code>{escape(timeline.run_id)}</code> '
         f'<span style="color:{OUTCOME_COLOURS.get(timeline.outcome, "#888")}">{escape(timeline.outcome)}</span> '
