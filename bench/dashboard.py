@@ -26,6 +26,7 @@ import time
 import traceback
 import uuid
 from pathlib import Path
+from typing import Any, cast
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
@@ -71,7 +72,7 @@ def make_run(rng: random.Random, start_ns: int) -> list[Span]:
         if not fails:
             attrs.append(kv('tracegraph.node.next', NODES[step] if step < len(NODES) else 'End'))
         span = Span(
-            trace_id=trace_id, span_id=node_span_id, parent_span_id=run_span_id, name=f'run node {node}', kind=1,
+            trace_id=trace_id, span_id=node_span_id, parent_span_id=run_span_id, name=f'run node {node}', kind=Span.SPAN_KIND_INTERNAL,
             start_time_unix_nano=t, end_time_unix_nano=t + dur, attributes=attrs,
         )  # fmt: skip
         if fails:
@@ -87,7 +88,7 @@ def make_run(rng: random.Random, start_ns: int) -> list[Span]:
         spans.append(
             Span(
                 trace_id=trace_id, span_id=rng.getrandbits(64).to_bytes(8, 'big'), parent_span_id=node_span_id,
-                name='http POST', kind=3, start_time_unix_nano=t + dur // 4, end_time_unix_nano=t + dur // 2,
+                name='http POST', kind=Span.SPAN_KIND_CLIENT, start_time_unix_nano=t + dur // 4, end_time_unix_nano=t + dur // 2,
                 attributes=[kv('http.method', 'POST'), kv('http.status_code', 200)],
             )
         )  # fmt: skip
@@ -96,7 +97,7 @@ def make_run(rng: random.Random, start_ns: int) -> list[Span]:
             failed = True
             break
     run = Span(
-        trace_id=trace_id, span_id=run_span_id, name=f'run graph {graph}', kind=1, start_time_unix_nano=start_ns,
+        trace_id=trace_id, span_id=run_span_id, name=f'run graph {graph}', kind=Span.SPAN_KIND_INTERNAL, start_time_unix_nano=start_ns,
         end_time_unix_nano=t,
         attributes=[
             kv('tracegraph.graph.name', graph), kv('tracegraph.run.id', run_id),
@@ -271,8 +272,9 @@ def main() -> None:
             runs = get_json(conn, '/api/runs?limit=1000')
             assert isinstance(runs, list)
             assert runs
-            traces = [r['trace_id'] for r in runs]  # pyright: ignore
-            befores = [r['start'] for r in runs[::25]]  # pyright: ignore
+            rows = cast('list[dict[str, Any]]', runs)
+            traces: list[str] = [r['trace_id'] for r in rows]
+            befores: list[str] = [r['start'] for r in rows[::25]]
             rng = random.Random(1)
             calls = {
                 '/api/runs': lambda: '/api/runs',

@@ -50,7 +50,7 @@ def _measure(url: str, seconds: float) -> tuple[list[float], list[float]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or '').splitlines()[0])
     parser.add_argument('--steps', type=int, default=10_000)
     parser.add_argument('--seconds', type=float, default=10.0)
     args = parser.parse_args()

@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import functools
 import gc
 import json
 import os
@@ -38,7 +39,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 __all__ = ('WORKLOAD', 'main')
 
@@ -153,8 +154,10 @@ def _variants(lib: str, mode: str, tracer: Any) -> dict[str, Any]:
         assert run.result.output == steps
 
     async def graph_short(g: Any, runs: int, steps: int) -> None:
+        result = None
         for _ in range(runs):
             result = await g.run(ping(0, steps))
+        assert result is not None
         assert result.output == steps
 
     async def bare_long(steps: int) -> None:
@@ -218,12 +221,15 @@ def _variants(lib: str, mode: str, tracer: Any) -> dict[str, Any]:
 
     label = 'tracegraph' if lib == 'tracegraph' else 'pydantic_graph'
     variants: dict[str, Any] = {
-        label: (lambda s: graph_long(graph, s), lambda r, s: graph_short(graph, r, s)),
+        label: (functools.partial(graph_long, graph), functools.partial(graph_short, graph)),
         f'bare_loop[{label}]': (bare_long, bare_short),
     }
     if lib == 'tracegraph':
         plain = _load_workload(lib, auto_instrument=False)['ping_pong']
-        variants['tracegraph_uninstrumented'] = (lambda s: graph_long(plain, s), lambda r, s: graph_short(plain, r, s))
+        variants['tracegraph_uninstrumented'] = (
+            functools.partial(graph_long, plain),
+            functools.partial(graph_short, plain),
+        )
         if tracer is not None:
             variants['bare_loop_one_span'] = (span_long, span_short)
             variants['bare_loop_one_span_same_attrs'] = attrs_loop(full=True)
@@ -239,7 +245,7 @@ def _flush(processor: Any) -> None:
 def run_worker(lib: str, mode: str, repeats: int, long_steps: int, short_runs: int, profile: bool) -> dict[str, Any]:
     """Measure every variant of `lib` in `mode`; the figures are medians over `repeats`, interleaved."""
     if lib == 'pydantic_graph' and mode == 'none':
-        sys.modules['logfire'] = None  # type: ignore[assignment]  # logfire_api falls back to its no-op shim
+        sys.modules['logfire'] = None  # pyright: ignore[reportArgumentType]  # logfire_api falls back to its no-op shim
     counter = _Counter()
     processor, tracer = _setup_mode(mode, counter)
     variants = _variants(lib, mode, tracer)
@@ -439,7 +445,7 @@ def _report(results: dict[str, Any]) -> dict[str, Any]:
 
 def main() -> None:
     """Parse arguments; either run one worker (printing JSON) or drive every worker and report."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or '').splitlines()[0])
     parser.add_argument('--worker', choices=('tracegraph', 'pydantic_graph'), help=argparse.SUPPRESS)
     parser.add_argument('--mode', choices=MODES, default='none', help=argparse.SUPPRESS)
     parser.add_argument('--rounds', type=int, default=3, help='rounds of workers (samples are pooled)')
@@ -485,7 +491,11 @@ def main() -> None:
                 worker = _spawn(python, lib, mode, args, profile=args.profile and round_no == 0)
                 _merge(results, f'{lib}/{mode}', worker)
     results['_checks'] = _report(results)['checks']
-    profiles = {k: v.pop('profile') for k, v in results.items() if isinstance(v, dict) and 'profile' in v}
+    profiles: dict[str, str] = {
+        k: cast('dict[str, Any]', v).pop('profile')
+        for k, v in results.items()
+        if isinstance(v, dict) and 'profile' in v
+    }
     if profiles:
         for key, text in profiles.items():
             if key.endswith(('/none', '/otel')):

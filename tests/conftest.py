@@ -24,7 +24,7 @@ def otel() -> Iterator[Pipeline]:
 
 
 def _current_loop() -> asyncio.AbstractEventLoop | None:
-    policy = asyncio.get_event_loop_policy()
+    policy = asyncio.get_event_loop_policy()  # pyright: ignore[reportDeprecated]  # no other way to peek without creating
     local = getattr(policy, '_local', None)  # the thread's current loop, read without making one
     return getattr(local, '_loop', None)
 

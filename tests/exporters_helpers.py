@@ -26,12 +26,11 @@ from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metric
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as PbSpan
 from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.trace import Status, StatusCode
+from sample_runs import run_sample_graph
 from tracing_helpers import make_pipeline
 
 from tracegraph import BaseNode, End, Graph, GraphRunContext, InstrumentationSettings
 from tracegraph.exporters.otlpjson import attributes_dict
-from tracegraph.tracing import attributes as attr
 
 __all__ = (
     'Reply',
@@ -91,35 +90,15 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 10.0, interval: f
 
 
 def make_spans(runs: int = 1, nodes: int = 3, *, graph: str = 'g', fail_last: bool = False) -> list[ReadableSpan]:
-    """Finished spans shaped like tracegraph's contract: per run, a run span and `nodes` child node spans."""
+    """Finished spans of `runs` real runs of a graph through nodes `N1`…`Nn` (the last raising with `fail_last`)."""
     pipeline = make_pipeline('helpers')
-    provider = pipeline.tracer_provider
-    tracer = provider.get_tracer(attr.INSTRUMENTATION_SCOPE)
-    for r in range(runs):
-        run_id = f'run{r:04d}'
-        with tracer.start_as_current_span(f'run graph {graph}') as run_span:
-            run_span.set_attributes({attr.GRAPH_NAME: graph, attr.RUN_ID: run_id, attr.RUN_START_NODE: 'N1'})
-            for step in range(1, nodes + 1):
-                last = step == nodes
-                with tracer.start_as_current_span(f'run node N{step}', record_exception=False) as span:
-                    span.set_attributes(
-                        {
-                            attr.GRAPH_NAME: graph,
-                            attr.RUN_ID: run_id,
-                            attr.NODE_ID: f'N{step}',
-                            attr.NODE_STEP: step,
-                            attr.NODE_OUTCOME: 'failed' if fail_last and last else 'completed',
-                        }
-                    )
-                    if fail_last and last:
-                        span.record_exception(ValueError('boom'))
-                        span.set_status(Status(StatusCode.ERROR, 'ValueError: boom'))
-                    else:
-                        span.set_attribute(attr.NODE_NEXT, 'End' if last else f'N{step + 1}')
-            outcome = 'failed' if fail_last else 'completed'
-            run_span.set_attributes({attr.RUN_STEPS: nodes, attr.RUN_OUTCOME: outcome})
-    provider.shutdown()
-    return pipeline.spans
+    steps = tuple(f'N{i}' for i in range(1, nodes + 1))
+    for _ in range(runs):
+        run_sample_graph(
+            pipeline.tracer_provider, graph=graph, steps=steps, fail=fail_last, error='boom', nested_calls=False
+        )
+    pipeline.tracer_provider.shutdown()
+    return list(pipeline.exporter.get_finished_spans())
 
 
 def attrs_of(items: Any) -> dict[str, Any]:
@@ -207,21 +186,21 @@ class Receiver:
         with self.lock:
             self.replies.extend(replies)
 
-    def _next_reply(self, headers: dict[str, str]) -> Reply:
+    def next_reply(self, headers: dict[str, str]) -> Reply:
         with self.lock:
             self.attempts += 1
             self.attempt_times.append(time.monotonic())
             self.headers.append(headers)
             return self.replies.pop(0) if self.replies else Reply(delay=self.default_delay)
 
-    def _accept_traces(self, request: trace_service_pb2.ExportTraceServiceRequest) -> None:
+    def accept_traces(self, request: trace_service_pb2.ExportTraceServiceRequest) -> None:
         count = sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans)
         with self.lock:
             self.span_count += count
             if self.keep:
                 self.trace_requests.append(request)
 
-    def _accept_metrics(self, request: metrics_service_pb2.ExportMetricsServiceRequest) -> None:
+    def accept_metrics(self, request: metrics_service_pb2.ExportMetricsServiceRequest) -> None:
         with self.lock:
             self.metric_requests.append(request)
 
@@ -279,19 +258,19 @@ class OtlpHttpReceiver(Receiver):
                 with receiver.lock:
                     receiver.bodies.append(body)
                 if self.path == '/v1/metrics':
-                    receiver._accept_metrics(metrics_service_pb2.ExportMetricsServiceRequest.FromString(body))
+                    receiver.accept_metrics(metrics_service_pb2.ExportMetricsServiceRequest.FromString(body))
                     self._answer(200, metrics_service_pb2.ExportMetricsServiceResponse().SerializeToString())
                     return
                 if self.path != '/v1/traces':
                     self._answer(404, b'')
                     return
-                reply = receiver._next_reply({k.lower(): v for k, v in self.headers.items()})
+                reply = receiver.next_reply({k.lower(): v for k, v in self.headers.items()})
                 if receiver.refuse(trace_service_pb2.ExportTraceServiceRequest.FromString(body)):
                     reply = Reply(status=503)
                 if reply.delay:
                     time.sleep(reply.delay)
                 if reply.status == 200:
-                    receiver._accept_traces(trace_service_pb2.ExportTraceServiceRequest.FromString(body))
+                    receiver.accept_traces(trace_service_pb2.ExportTraceServiceRequest.FromString(body))
                     self._answer(200, trace_service_pb2.ExportTraceServiceResponse().SerializeToString())
                 else:
                     self._answer(reply.status, b'', reply.headers)
@@ -331,7 +310,7 @@ class OtlpGrpcReceiver(Receiver):
 
         class Traces(trace_service_pb2_grpc.TraceServiceServicer):
             def Export(self, request: Any, context: Any) -> Any:
-                reply = receiver._next_reply(dict(context.invocation_metadata()))
+                reply = receiver.next_reply(dict(context.invocation_metadata()))
                 if reply.delay:
                     time.sleep(reply.delay)
                 if reply.grpc_code is not None:
@@ -345,17 +324,17 @@ class OtlpGrpcReceiver(Receiver):
                         status.details.add().Pack(info)
                         context.set_trailing_metadata((('grpc-status-details-bin', status.SerializeToString()),))
                     context.abort(reply.grpc_code, 'injected by the test receiver')
-                receiver._accept_traces(request)
+                receiver.accept_traces(request)
                 return trace_service_pb2.ExportTraceServiceResponse()
 
         class Metrics(metrics_service_pb2_grpc.MetricsServiceServicer):
             def Export(self, request: Any, context: Any) -> Any:
-                receiver._accept_metrics(request)
+                receiver.accept_metrics(request)
                 return metrics_service_pb2.ExportMetricsServiceResponse()
 
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Traces(), self._server)
-        metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(Metrics(), self._server)
+        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Traces(), self._server)  # pyright: ignore[reportUnknownMemberType]  # generated, untyped
+        metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(Metrics(), self._server)  # pyright: ignore[reportUnknownMemberType]
         self.port = self._server.add_insecure_port(f'127.0.0.1:{port}')
         self.endpoint = f'http://127.0.0.1:{self.port}'
 

@@ -2,7 +2,8 @@
 
 Written as the classic docs write it (an unparameterised `GraphRunContext`), so it is checked in basic mode.
 """
-# pyright: basic
+# pyright: basic, reportAttributeAccessIssue=false
+# (an unparameterised `GraphRunContext` types `ctx.state` as None, as in the classic docs)
 
 from __future__ import annotations
 

@@ -22,7 +22,7 @@ from tracegraph.persistence.file import FileStatePersistence
 @dataclass
 class Article:
     title: str
-    edits: list[str] = field(default_factory=list)
+    edits: list[str] = field(default_factory=list[str])
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Helpers for the dashboard tests: sample runs made with the plain OpenTelemetry SDK, exporters and bodies."""
+"""Helpers for the dashboard tests: sample runs of real graphs, exporters, bodies and crafted hostile spans."""
 
 from __future__ import annotations
 
@@ -10,14 +10,12 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Generator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from opentelemetry.context import Context
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -27,7 +25,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span as PbSpan
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanKind, Status, StatusCode, set_span_in_context
+from sample_runs import SampleRunResult, run_sample_graph
 from tracing_helpers import make_pipeline
 
 from tracegraph.dashboard.server import ServerThread
@@ -49,101 +47,10 @@ __all__ = (
     'trace_of',
 )
 
-MS = 1_000_000
+SampleRun = SampleRunResult
 
-
-@dataclass(kw_only=True)
-class SampleRun:
-    """What `emit_run` produced: ids and the expected shape of the run."""
-
-    graph: str
-    run_id: str
-    trace_id: str
-    run_span_id: str
-    nodes: list[tuple[str, float]]
-    """(node id, duration in seconds) per step."""
-    node_span_ids: list[int]
-    outcome: str
-
-
-def emit_run(
-    provider: TracerProvider,
-    *,
-    graph: str = 'sample',
-    fail: bool = False,
-    start_ns: int | None = None,
-    steps: Sequence[str] = ('Fetch', 'Think', 'Answer'),
-    parent: Context | None = None,
-) -> SampleRun:
-    """Emit one run span with a node span per step (10, 20, 30 ms...) carrying the contract attributes.
-
-    The second step opens a nested user span (and a grandchild). With `fail`, the last step raises a
-    `ValueError` recorded with `record_exception`, both node and run end with status ERROR.
-    """
-    tracer = provider.get_tracer(attr.INSTRUMENTATION_SCOPE)
-    run_id = uuid.uuid4().hex
-    t0 = start_ns if start_ns is not None else time.time_ns()
-    run_span = tracer.start_span(
-        attr.RUN_SPAN_TEMPLATE.format(graph_name=graph),
-        kind=SpanKind.INTERNAL,
-        start_time=t0,
-        context=parent,
-        attributes={attr.GRAPH_NAME: graph, attr.RUN_ID: run_id, attr.RUN_START_NODE: steps[0]},
-    )
-    ctx = set_span_in_context(run_span)
-    t = t0 + MS
-    nodes: list[tuple[str, float]] = []
-    node_span_ids: list[int] = []
-    for i, node_id in enumerate(steps, start=1):
-        duration = 10 * i * MS
-        last = i == len(steps)
-        failing = fail and last
-        next_node = None if failing else ('End' if last else steps[i])
-        node_attrs: dict[str, Any] = {
-            attr.GRAPH_NAME: graph,
-            attr.RUN_ID: run_id,
-            attr.NODE_ID: node_id,
-            attr.NODE_STEP: i,
-            attr.NODE_OUTCOME: 'failed' if failing else 'completed',
-            attr.NODE_INPUT: json.dumps({'n': i}),
-        }
-        if next_node is not None:
-            node_attrs[attr.NODE_NEXT] = next_node
-        span = tracer.start_span(
-            attr.NODE_SPAN_TEMPLATE.format(node_id=node_id), context=ctx, start_time=t, attributes=node_attrs
-        )
-        if i == 2:
-            child = tracer.start_span(
-                'call model', context=set_span_in_context(span), start_time=t + 2 * MS, attributes={'model': 'm1'}
-            )
-            grandchild = tracer.start_span('http POST', context=set_span_in_context(child), start_time=t + 3 * MS)
-            grandchild.end(end_time=t + 5 * MS)
-            child.end(end_time=t + 8 * MS)
-        if failing:
-            try:
-                raise ValueError('the answer is not 42')
-            except ValueError as exc:
-                span.record_exception(exc)
-                span.set_status(Status(StatusCode.ERROR, str(exc)))
-        span.end(end_time=t + duration)
-        nodes.append((node_id, duration / 1e9))
-        node_span_ids.append(span.get_span_context().span_id)
-        t += duration + MS
-    run_span.set_attribute(attr.RUN_STEPS, len(steps))
-    run_span.set_attribute(attr.RUN_OUTCOME, 'failed' if fail else 'completed')
-    if fail:
-        run_span.set_status(Status(StatusCode.ERROR, 'the answer is not 42'))
-    run_span.end(end_time=t)
-    ctx_ = run_span.get_span_context()
-    return SampleRun(
-        graph=graph,
-        run_id=run_id,
-        trace_id=f'{ctx_.trace_id:032x}',
-        run_span_id=f'{ctx_.span_id:016x}',
-        nodes=nodes,
-        node_span_ids=node_span_ids,
-        outcome='failed' if fail else 'completed',
-    )
+emit_run = run_sample_graph
+"""One run of a real graph (`Fetch`, `Think`, `Answer` by default) on a fixed clock; see `sample_runs`."""
 
 
 @contextmanager

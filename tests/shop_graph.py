@@ -11,14 +11,14 @@ from tracegraph import BaseNode, End, Graph, GraphRunContext
 
 @dataclass
 class Cart:
-    items: list[str] = field(default_factory=list)
+    items: list[str] = field(default_factory=list[str])
     paid: bool = False
 
 
 @dataclass
 class AddItem(BaseNode[Cart, None, str]):
     item: str
-    then: list[str] = field(default_factory=list)
+    then: list[str] = field(default_factory=list[str])
 
     async def run(self, ctx: GraphRunContext[Cart]) -> AddItem | Pay:
         ctx.state.items.append(self.item)

@@ -77,7 +77,10 @@ def test_classic_module_names_are_importable(module: str, names: list[str]) -> N
 async def test_1x_utils_helpers() -> None:
     from opentelemetry.sdk.trace import TracerProvider
 
-    assert await _utils.run_in_executor(lambda a, b=0: a + b, 2, b=3) == 5
+    def add(a: int, b: int = 0) -> int:
+        return a + b
+
+    assert await _utils.run_in_executor(add, 2, b=3) == 5
     with TracerProvider().get_tracer('t').start_as_current_span('s') as span:
         ctx = span.get_span_context()
         assert _utils.get_traceparent(span) == f'00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{int(ctx.trace_flags):02x}'
@@ -161,7 +164,7 @@ def test_node_def_takes_positional_arguments_as_the_classic_one() -> None:
 def test_unresolvable_return_hint_is_also_the_classic_name_error() -> None:
     @dataclass
     class Lost(BaseNode[None, None, None]):
-        async def run(self, ctx: GraphRunContext) -> Nowhere:  # type: ignore[name-defined]  # noqa: F821
+        async def run(self, ctx: GraphRunContext) -> Nowhere:  # noqa: F821  # pyright: ignore[reportUndefinedVariable, reportUnknownParameterType]
             raise NotImplementedError
 
     from tracegraph import Graph

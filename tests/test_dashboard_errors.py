@@ -136,7 +136,7 @@ def test_bad_metrics_body(client: httpx.Client) -> None:
 
 def test_storage_failure_is_503_not_200(server: ServerThread, client: httpx.Client) -> None:
     assert server.store is not None
-    server.store._con.execute('DROP TABLE spans')
+    server.store._con.execute('DROP TABLE spans')  # pyright: ignore[reportPrivateUsage]  # the fault
     reply = client.post('/v1/traces', content=sample_body(), headers={'Content-Type': PROTO})
     code, grpc_code, message = status_of(reply)
     assert (code, grpc_code) == (503, 14)

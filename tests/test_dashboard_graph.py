@@ -96,5 +96,5 @@ async def test_real_graph_runs_read_back(server: ServerThread) -> None:
             ('Check', 2, 0.5),
         ]
     assert server.store is not None
-    names = {r[0] for r in server.store._query('SELECT DISTINCT name FROM metrics')}
+    names = {r[0] for r in server.store.query('SELECT DISTINCT name FROM metrics')}
     assert {'tracegraph.node.duration', 'tracegraph.run.duration'} <= names

@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -421,22 +421,37 @@ def _json_of(spans: list[Any]) -> bytes:
 
 
 def _weird_json_value(rng: random.Random) -> Any:
-    return rng.choice(
-        [None, True, -1, 2**64, 1e308, 'NaN', '\ud800', 'ÿ' * 1000, [], {}, [[[]]], {'a': {'b': {}}}, '0' * 40]
-    )
+    values: list[Any] = [
+        None,
+        True,
+        -1,
+        2**64,
+        1e308,
+        'NaN',
+        '\ud800',
+        'ÿ' * 1000,
+        [],
+        {},
+        [[[]]],
+        {'a': {'b': {}}},
+        '0' * 40,
+    ]
+    return rng.choice(values)
 
 
 def _mutate_json(data: Any, rng: random.Random) -> Any:
     """`data` with one value somewhere replaced by something of another type or range."""
     if isinstance(data, dict) and data:
-        key = rng.choice(list(data))  # pyright: ignore[reportUnknownArgumentType]
-        data[key] = _mutate_json(data[key], rng) if rng.random() < 0.7 else _weird_json_value(rng)
-    elif isinstance(data, list) and data:
-        i = rng.randrange(len(data))  # pyright: ignore[reportUnknownArgumentType]
-        data[i] = _mutate_json(data[i], rng) if rng.random() < 0.7 else _weird_json_value(rng)
-    else:
-        return _weird_json_value(rng)
-    return data  # pyright: ignore[reportUnknownVariableType]
+        mapping = cast(dict[str, Any], data)
+        key = rng.choice(list(mapping))
+        mapping[key] = _mutate_json(mapping[key], rng) if rng.random() < 0.7 else _weird_json_value(rng)
+        return mapping
+    if isinstance(data, list) and data:
+        items = cast(list[Any], data)
+        i = rng.randrange(len(items))
+        items[i] = _mutate_json(items[i], rng) if rng.random() < 0.7 else _weird_json_value(rng)
+        return items
+    return _weird_json_value(rng)
 
 
 def _mutate_bytes(raw: bytes, rng: random.Random) -> bytes:

@@ -59,10 +59,10 @@ def submit_all(committer: GroupCommitter[str], writer: BlockingWriter, items: li
         t.start()
     # every item is queued behind the blocked write before it is released
     for _ in range(1000):
-        if len(committer._queue) == len(items):
+        if committer.queued == len(items):
             break
         threading.Event().wait(0.005)
-    assert len(committer._queue) == len(items)
+    assert committer.queued == len(items)
     writer.release.set()
     for t in [first, *threads]:
         t.join(10)

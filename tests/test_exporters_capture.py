@@ -6,6 +6,7 @@ import importlib.metadata
 import subprocess
 import sys
 import threading
+from typing import Any, cast
 
 import pytest
 from exporters_helpers import Explode, Increment, counter_graph
@@ -147,6 +148,6 @@ async def test_spans_as_dicts_are_the_same_from_one_run_to_the_next() -> None:
     ]
     starts = [s['start_time'] for s in spans]
     assert starts == [2_000_000_000, 4_000_000_000, 1_000_000_000, 8_000_000_000, 7_000_000_000]
-    assert [s['attributes'][attr.RUN_ID] for s in spans] == ['run-1'] * 3 + ['run-2'] * 2  # type: ignore[index]
-    (event,) = spans[3]['events']  # type: ignore[misc]
+    assert [cast(dict[str, Any], s['attributes'])[attr.RUN_ID] for s in spans] == ['run-1'] * 3 + ['run-2'] * 2
+    (event,) = cast(list[dict[str, Any]], spans[3]['events'])
     assert event['name'] == 'exception' and event['attributes']['exception.stacktrace'] == 'ValueError: boom'

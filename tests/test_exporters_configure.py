@@ -173,7 +173,7 @@ async def test_joins_an_existing_global_provider_and_says_so_once(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, 'tracegraph.exporters')
-    exporters_pipeline._announced_existing.clear()
+    exporters_pipeline._announced_existing.clear()  # pyright: ignore[reportPrivateUsage]  # a once-per-process note
     with TelemetryCapture.start() as capture:  # makes sure a real global TracerProvider exists
         first = configure(file=tmp_path / 'a.jsonl', metrics=False)
         second = configure(file=tmp_path / 'b.jsonl', metrics=False)
@@ -242,7 +242,7 @@ def test_the_standard_exporter_variables_choose_the_exporters(
     with configure(set_global=False) as telemetry:
         assert [type(p).__name__ for p in telemetry.span_processors] == processors
         assert telemetry.meter_provider is not None
-        found = telemetry.meter_provider._metric_readers
+        found = telemetry.meter_provider._metric_readers  # pyright: ignore[reportPrivateUsage]  # the SDK has no public list
         assert [type(r).__name__ for r in found] == readers
 
 

@@ -118,15 +118,12 @@ def test_spans_outside_runs_are_ignored_and_pending_runs_are_bounded() -> None:
     spans = make_spans(runs=3, nodes=2)
     node_spans = [s for s in spans if s.name.startswith('run node')]
     run_spans = [s for s in spans if s.name.startswith('run graph')]
+    run_ids = [str((s.attributes or {})['tracegraph.run.id']) for s in run_spans]
     for span in node_spans:
         processor.on_end(span)
-    assert list(processor._pending) == ['run0001', 'run0002']  # run0000 was forgotten
+    assert processor.pending_runs == run_ids[1:]  # the first run was forgotten
     for span in run_spans:
         processor.on_end(span)
     text = out.getvalue()
-    assert [line.split()[2] for line in text.splitlines() if line.startswith('g  run ')] == [
-        'run0000',
-        'run0001',
-        'run0002',
-    ]
-    assert text.count('completed → ') == 4  # run0000 printed without its forgotten node steps
+    assert [line.split()[2] for line in text.splitlines() if line.startswith('g  run ')] == run_ids
+    assert text.count('completed → ') == 4  # the first run printed without its forgotten node steps

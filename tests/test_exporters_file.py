@@ -9,12 +9,15 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import cast
 
 import pytest
 from exporters_helpers import Explode, Increment, counter_graph, make_spans
+from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+import tracegraph
 from tracegraph import NodeTimeline
 from tracegraph.exporters import JsonLinesSpanExporter, TelemetryCapture, configure, read_spans
 from tracegraph.tracing import attributes as attr
@@ -26,7 +29,7 @@ async def test_a_real_run_round_trips_to_the_same_timeline(tmp_path: Path) -> No
     path = tmp_path / 'spans.jsonl'
     memory = InMemorySpanExporter()
     with TelemetryCapture.start() as capture, configure(file=path, metrics=False, set_global=False) as telemetry:
-        telemetry.tracer_provider.add_span_processor(SimpleSpanProcessor(memory))
+        cast(TracerProvider, telemetry.tracer_provider).add_span_processor(SimpleSpanProcessor(memory))
         graph = counter_graph(telemetry.tracer_provider)
         await graph.run(Increment(0))
         with pytest.raises(ValueError, match='boom'):
@@ -67,7 +70,7 @@ def test_lines_use_otlp_json_field_names(tmp_path: Path) -> None:
     (resource_spans,) = node['resourceSpans']
     assert {'key': 'service.name', 'value': {'stringValue': 'helpers'}} in resource_spans['resource']['attributes']
     (scope_spans,) = resource_spans['scopeSpans']
-    assert scope_spans['scope'] == {'name': 'tracegraph'}
+    assert scope_spans['scope'] == {'name': 'tracegraph', 'version': tracegraph.__version__}
     (span,) = scope_spans['spans']
     run_span = spans[1]
     assert run_span.context is not None

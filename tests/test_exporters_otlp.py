@@ -223,16 +223,16 @@ def test_set_global_and_flush_at_exit(kind: str) -> None:
 
 def test_a_stale_keep_alive_connection_is_replaced_without_a_failure(caplog: pytest.LogCaptureFixture) -> None:
     from exporters_helpers import OtlpHttpReceiver, make_spans
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 
     from tracegraph.exporters.senders import HttpSender
     from tracegraph.exporters.settings import resolve_target
-    from tracegraph.exporters.spool import _encode
 
     with OtlpHttpReceiver() as receiver:
         receiver.drop_idle_connections = True  # the backend closes every connection after its answer
         target = resolve_target(endpoint=receiver.endpoint, protocol='http/protobuf', headers=None, signal='traces')
         sender = HttpSender(target, timeout=5)
-        results = [sender.send(_encode(make_spans())) for _ in range(3)]
+        results = [sender.send(encode_spans(make_spans()).SerializeToString()) for _ in range(3)]
         sender.close()
         assert [r.outcome for r in results] == ['ok', 'ok', 'ok']
         assert len(receiver.spans()) == 12
@@ -244,6 +244,7 @@ def test_spans_dropped_by_a_full_queue_or_a_failed_export_are_counted(monkeypatc
     from exporters_helpers import Increment, OtlpHttpReceiver, Reply, counter_graph
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from tracing_helpers import points_of
 
     from tracegraph.exporters import configure
 
@@ -262,15 +263,7 @@ def test_spans_dropped_by_a_full_queue_or_a_failed_export_are_counted(monkeypatc
             assert len(receiver.spans()) + sum(dropped.values()) == 100
             reader = InMemoryMetricReader()
             telemetry.drops.register(MeterProvider(metric_readers=[reader]))
-            data = reader.get_metrics_data()
-            points = {
-                p.attributes['reason']: p.value
-                for rm in data.resource_metrics
-                for sm in rm.scope_metrics
-                for m in sm.metrics
-                if m.name == 'tracegraph.export.dropped'
-                for p in m.data.data_points
-            }
+            points = {p.attributes['reason']: p.value for p in points_of(reader, 'tracegraph.export.dropped')}
             assert points == dropped
         finally:
             telemetry.shutdown()

@@ -23,6 +23,7 @@ from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan
+from tracing_helpers import points_of
 
 from tracegraph.exporters import SpoolOptions, configure
 from tracegraph.exporters.senders import parse_retry_after
@@ -153,16 +154,7 @@ def test_bad_request_is_dropped_counted_and_the_rest_delivered(
     assert receiver.span_ids() == _ids(rest)
     assert spool.dropped_spans == {'rejected': len(first)}
     assert f'backend refused {len(first)} spans for good (HTTP 400 Bad Request)' in caplog.text
-    data = reader.get_metrics_data()
-    assert data is not None
-    points = [
-        (dict(p.attributes or {}), p.value)
-        for rm in data.resource_metrics
-        for sm in rm.scope_metrics
-        for m in sm.metrics
-        if m.name == METRIC_SPOOL_DROPPED
-        for p in m.data.data_points
-    ]
+    points = [(dict(p.attributes or {}), p.value) for p in points_of(reader, METRIC_SPOOL_DROPPED)]
     assert points == [({'reason': 'rejected'}, len(first))]
 
 
@@ -261,16 +253,7 @@ def test_disk_bound_drops_oldest_counts_and_logs(tmp_path: Path, caplog: pytest.
     assert dropped % len(batch) == 0
     assert spool.pending_spans + dropped == 25 * len(batch)
     assert 'disk bound reached (spool_full): dropped' in caplog.text
-    data = reader.get_metrics_data()
-    assert data is not None
-    total = sum(
-        p.value
-        for rm in data.resource_metrics
-        for sm in rm.scope_metrics
-        for m in sm.metrics
-        if m.name == METRIC_SPOOL_DROPPED
-        for p in m.data.data_points
-    )
+    total = sum(p.value for p in points_of(reader, METRIC_SPOOL_DROPPED))
     assert total == dropped
     spool.shutdown()
 

@@ -115,7 +115,7 @@ def test_unwritable_directory_for_a_while(tmp_path: Path, monkeypatch: pytest.Mo
         for batch in batches[5:10]:
             spool.export(batch)
         assert wait_until(lambda: len(receiver.spans()) == sum(len(b) for b in batches[:10]))  # sent from memory
-        assert spool._thread.is_alive()
+        assert spool.sending
         unwritable.on = False
         for batch in batches[10:]:
             spool.export(batch)
@@ -239,7 +239,7 @@ def test_stray_files_are_skipped(tmp_path: Path, caplog: pytest.LogCaptureFixtur
         spool = _spool(directory, receiver.endpoint)
         spool.export(spans)
         assert spool.force_flush(10_000)
-        assert spool._thread.is_alive()
+        assert spool.sending
         spool.shutdown()
         assert len(receiver.spans()) == len(spans)
     assert any('not a segment file' in r.getMessage() for r in caplog.records)

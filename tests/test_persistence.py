@@ -14,7 +14,7 @@ import pytest
 from inline_snapshot import snapshot
 from opentelemetry.trace import StatusCode
 from persisted_graph import Article, Draft, Publish, Review, articles
-from tracing_helpers import Pipeline
+from tracing_helpers import Pipeline, finished
 
 from tracegraph import BaseNode, End, FullStatePersistence, Graph, GraphRunContext, SimpleStatePersistence
 from tracegraph import nodes as tracegraph_nodes
@@ -102,7 +102,7 @@ async def test_wrong_statuses_and_unknown_snapshots_are_clear_errors() -> None:
 
 async def test_history_and_persistence_together_is_an_error() -> None:
     with pytest.raises(TypeError) as exc_info:
-        async with articles.iter(Draft(), history=[], persistence=FullStatePersistence()):
+        async with articles.iter(Draft(), state=Article('T'), history=[], persistence=FullStatePersistence()):
             pass
     assert str(exc_info.value) == snapshot(
         'Pass `history=` (the classic API) or `persistence=` (the 0.0.40+ API) to a run, not both; a `FullStatePersistence` keeps every step of a persisted run.'
@@ -140,7 +140,11 @@ async def test_snapshot_ids(monkeypatch: pytest.MonkeyPatch) -> None:
     assert node.deep_copy().get_snapshot_id() == 'Review:fixed'
 
     ids = iter(range(100))
-    monkeypatch.setattr(tracegraph_nodes, 'generate_snapshot_id', lambda node_id: f'{node_id}:{next(ids)}')
+
+    def numbered(node_id: str) -> str:
+        return f'{node_id}:{next(ids)}'
+
+    monkeypatch.setattr(tracegraph_nodes, 'generate_snapshot_id', numbered)
     persistence = FullStatePersistence()
     await articles.run(Draft(), state=Article('T'), persistence=persistence)
     assert [s.id for s in persistence.history] == ['Draft:0', 'Review:1', 'Publish:2', 'end:3']
@@ -195,25 +199,26 @@ def test_interrupted_run_resumed_in_another_process_joins_its_trace(tmp_path: Pa
         ('node', 'success'),
         ('end', None),
     ]
-    a = {s.name: s for s in read_spans(first_spans)}
-    b = {s.name: s for s in read_spans(second_spans)}
+    a = {s.name: s for s in finished(read_spans(first_spans))}
+    b = {s.name: s for s in finished(read_spans(second_spans))}
     assert sorted(a) == ['run graph articles', 'run node Draft', 'run node Review']
     assert sorted(b) == ['run graph articles', 'run node Publish']
     a_run, b_run = a['run graph articles'], b['run graph articles']
-    assert a_run.attributes[attr.RUN_OUTCOME] == 'interrupted'  # type: ignore[index]
-    assert b_run.attributes[attr.RUN_OUTCOME] == 'completed'  # type: ignore[index]
-    assert b['run node Publish'].attributes[attr.SNAPSHOT_ID] == snapshots[2]['id']  # type: ignore[index]
-    a_trace = f'{a_run.context.trace_id:032x}'  # type: ignore[union-attr]
-    assert snapshots[2]['traceparent'] == first['traceparent'] == f'00-{a_trace}-{a_run.context.span_id:016x}-03'  # type: ignore[union-attr]
+    assert a_run.attributes[attr.RUN_OUTCOME] == 'interrupted'
+    assert b_run.attributes[attr.RUN_OUTCOME] == 'completed'
+    assert b['run node Publish'].attributes[attr.SNAPSHOT_ID] == snapshots[2]['id']
+    a_trace = f'{a_run.context.trace_id:032x}'
+    assert snapshots[2]['traceparent'] == first['traceparent'] == f'00-{a_trace}-{a_run.context.span_id:016x}-03'
     if join:
         # One trace: the resumed run span is a child of the first run's span.
         assert second['trace_id'] == first['trace_id'] == a_trace
-        assert b_run.parent is not None and b_run.parent.span_id == a_run.context.span_id  # type: ignore[union-attr]
+        assert b_run.parent is not None
+        assert b_run.parent.span_id == a_run.context.span_id
     else:
         assert second['trace_id'] != a_trace
-        assert b_run.attributes[attr.RUN_RESUMED_FROM] == a_trace  # type: ignore[index]
+        assert b_run.attributes[attr.RUN_RESUMED_FROM] == a_trace
         assert [(link.context.trace_id, link.context.span_id) for link in b_run.links] == [
-            (a_run.context.trace_id, a_run.context.span_id)  # type: ignore[union-attr]
+            (a_run.context.trace_id, a_run.context.span_id)
         ]
     assert snapshots[3]['traceparent'] == second['traceparent']
 

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -27,7 +28,7 @@ def documented_output(module: ModuleType) -> str:
 
 @pytest.fixture
 def docs_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]:
-    monkeypatch.syspath_prepend(str(DOCS))
+    monkeypatch.syspath_prepend(str(DOCS))  # pyright: ignore[reportUnknownMemberType]  # pytest types it partly
     monkeypatch.chdir(tmp_path)  # the file examples write into the working directory
     yield tmp_path
     for name in list(sys.modules):
@@ -76,7 +77,11 @@ def test_vending_machine(docs_path: Path, capsys: pytest.CaptureFixture[str], mo
     from rich.prompt import Prompt
 
     answers = iter(['1', 'crisps', '1'])
-    monkeypatch.setattr(Prompt, 'ask', classmethod(lambda cls, prompt, **kwargs: next(answers)))
+
+    def ask(cls: type[Prompt], prompt: str, **kwargs: Any) -> str:
+        return next(answers)
+
+    monkeypatch.setattr(Prompt, 'ask', classmethod(ask))
     module = importlib.import_module('vending_machine')
     asyncio.run(module.main())
     assert capsys.readouterr().out == documented_output(module)

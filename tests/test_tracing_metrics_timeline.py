@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import pydantic
 import pytest
 from opentelemetry.sdk.metrics.export import HistogramDataPoint, NumberDataPoint
-from tracing_helpers import Pipeline
+from tracing_helpers import Pipeline, sdk_attributes
 
 from tracegraph import BaseNode, End, Graph, GraphRunContext, NodeStep, NodeTimeline, ScrubbingOptions
 from tracegraph.tracing import attributes as attr
@@ -44,15 +44,15 @@ async def test_metrics(otel: Pipeline) -> None:
         await graph.run(Step(-1))
 
     node_points: list[HistogramDataPoint] = otel.metric_points(attr.METRIC_NODE_DURATION)
-    by_key = {(p.attributes[attr.NODE_ID], p.attributes[attr.NODE_OUTCOME]): p for p in node_points}  # type: ignore[index]
+    by_key = {(sdk_attributes(p)[attr.NODE_ID], sdk_attributes(p)[attr.NODE_OUTCOME]): p for p in node_points}
     assert set(by_key) == {('Step', 'completed'), ('Boom', 'failed')}
     assert by_key['Step', 'completed'].count == 4
-    assert all(p.attributes[attr.GRAPH_NAME] == 'steps' for p in node_points)  # type: ignore[index]
+    assert all(sdk_attributes(p)[attr.GRAPH_NAME] == 'steps' for p in node_points)
     assert tuple(by_key['Step', 'completed'].explicit_bounds) == attr.DURATION_BUCKETS
     assert attr.DURATION_BUCKETS[0] == 0.0001 and attr.DURATION_BUCKETS[-1] == 600.0
 
     run_points: list[HistogramDataPoint] = otel.metric_points(attr.METRIC_RUN_DURATION)
-    assert {p.attributes[attr.RUN_OUTCOME]: p.count for p in run_points} == {'completed': 1, 'failed': 1}  # type: ignore[index]
+    assert {sdk_attributes(p)[attr.RUN_OUTCOME]: p.count for p in run_points} == {'completed': 1, 'failed': 1}
     steps: list[NumberDataPoint] = otel.metric_points(attr.METRIC_RUN_STEPS)
     assert [(dict(p.attributes or {}), p.value) for p in steps] == [({attr.GRAPH_NAME: 'steps'}, 5)]
 
@@ -119,7 +119,7 @@ async def test_failed_run_timeline(otel: Pipeline) -> None:
         async with graph.iter(Step(-1)) as run:
             async for _ in run:
                 pass
-    live, from_spans = run.timeline, NodeTimeline.from_spans(otel.spans)
+    live, from_spans = run.timeline, NodeTimeline.from_spans(otel.spans)  # pyright: ignore[reportPossiblyUnboundVariable]  # bound before it raised
     assert [(n.node_id, n.outcome, n.next_node) for n in live.nodes] == [
         ('Step', 'completed', 'Boom'),
         ('Boom', 'failed', None),
@@ -161,7 +161,8 @@ async def test_resumed_run_links_to_the_trace_it_came_from(otel: Pipeline) -> No
     history = graph.load_history(saved)
     last = history[-1]
     assert isinstance(last, NodeStep) and last.trace_id == first.trace_id and last.span_id is not None
-    async with graph.iter(next_node, history=history) as second:  # type: ignore[arg-type]
+    assert isinstance(next_node, BaseNode)
+    async with graph.iter(next_node, history=history) as second:
         async for _ in second:
             pass
     assert second.trace_id != first.trace_id
@@ -190,7 +191,7 @@ class Profile(pydantic.BaseModel):
 @dataclass
 class Login(BaseNode[None, None, Profile]):
     profile: Profile
-    headers: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict[str, str])
 
     async def run(self, ctx: GraphRunContext) -> End[Profile]:
         return End(self.profile)

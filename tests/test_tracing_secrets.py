@@ -55,7 +55,7 @@ class Client:
 
 @dataclass
 class Vault:
-    notes: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list[str])
 
 
 @dataclass

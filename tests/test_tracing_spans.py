@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
+from collections.abc import Generator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
@@ -12,9 +12,9 @@ import pytest
 from dirty_equals import IsStr
 from inline_snapshot import snapshot
 from opentelemetry.trace import SpanKind, StatusCode
-from tracing_helpers import Pipeline
+from tracing_helpers import Pipeline, parent_id, sdk_attributes
 
-from tracegraph import BaseNode, End, Graph, GraphRunContext
+from tracegraph import BaseNode, End, Graph, GraphRunContext, HistoryStep, NodeStep
 
 pytestmark = pytest.mark.anyio
 
@@ -86,7 +86,9 @@ async def test_run_and_node_spans(otel: Pipeline) -> None:
     assert [n.attributes['tracegraph.node.next'] for n in nodes] == ['Tick', 'Tick', 'End']
     assert run_span.status.status_code == StatusCode.UNSET
     assert result.trace_id == f'{run_span.context.trace_id:032x}'
-    assert [s.span_id for s in result.history if hasattr(s, 'span_id')] == [f'{n.context.span_id:016x}' for n in nodes]
+    assert [s.span_id for s in result.history if isinstance(s, NodeStep)] == [
+        f'{n.context.span_id:016x}' for n in nodes
+    ]
 
 
 async def test_node_failure_recorded_on_node_and_run_span(otel: Pipeline) -> None:
@@ -98,7 +100,7 @@ async def test_node_failure_recorded_on_node_and_run_span(otel: Pipeline) -> Non
         assert span.status.status_code == StatusCode.ERROR
         assert span.status.description == 'ValueError: no luck'
         assert [e.name for e in span.events] == ['exception']
-        assert span.events[0].attributes['exception.type'] == 'ValueError'  # type: ignore[index]
+        assert sdk_attributes(span.events[0])['exception.type'] == 'ValueError'
     assert node.attributes['tracegraph.node.outcome'] == 'failed'
     assert 'tracegraph.node.next' not in (node.attributes or {})
     assert run.attributes['tracegraph.run.outcome'] == 'failed'
@@ -168,7 +170,7 @@ async def test_next_from_another_task_keeps_parents(otel: Pipeline) -> None:
         while not isinstance(run.next_node, End):
             await asyncio.create_task(run.next())
     run_span = otel.span('run graph ticker')
-    assert [s.parent.span_id for s in otel.spans if s.name == 'run node Tick'] == [run_span.context.span_id] * 3  # type: ignore[union-attr]
+    assert [parent_id(s) for s in otel.spans if s.name == 'run node Tick'] == [run_span.context.span_id] * 3
 
 
 async def test_200_interleaved_runs_each_node_under_its_own_run(otel: Pipeline) -> None:
@@ -193,7 +195,7 @@ async def test_interleaved_runs_in_one_task(otel: Pipeline) -> None:
             await b.next()
     for run in (a, b):
         node_parents = {
-            s.parent.span_id
+            parent_id(s)
             for s in otel.spans
             if s.name == 'run node Tick' and s.attributes['tracegraph.run.id'] == run.run_id
         }
@@ -222,7 +224,7 @@ async def test_span_argument_already_started_span(otel: Pipeline) -> None:
         await graph.run(Fail(), state=Counter(), span=started)
     span = otel.span('started elsewhere')
     assert span.status.status_code == StatusCode.ERROR
-    assert otel.span('run node Fail').parent.span_id == span.context.span_id  # type: ignore[union-attr]
+    assert parent_id(otel.span('run node Fail')) == span.context.span_id
     assert span.attributes['tracegraph.run.outcome'] == 'failed'
 
 
@@ -230,7 +232,7 @@ async def test_span_argument_other_context_manager(otel: Pipeline) -> None:
     entered: list[str] = []
 
     @contextmanager
-    def audit() -> Iterator[None]:
+    def audit() -> Generator[None]:
         entered.append('in')
         yield
         entered.append('out')
@@ -302,7 +304,7 @@ def test_settings_validation() -> None:
     from tracegraph import InstrumentationSettings
 
     with pytest.raises(ValueError, match=r"^`state` must be 'none', 'diff' or 'full', not 'all'\.$"):
-        InstrumentationSettings(state='all')  # type: ignore[arg-type]
+        InstrumentationSettings(state='all')  # pyright: ignore[reportArgumentType]  # the misuse under test
     with pytest.raises(ValueError, match=r'^`max_attribute_length` must be at least 16, not 3\.$'):
         InstrumentationSettings(max_attribute_length=3)
 
@@ -318,27 +320,28 @@ async def test_history_state_is_after_and_span_diff_is_before_after(otel: Pipeli
 
 async def test_a_failing_node_appends_no_step(otel: Pipeline) -> None:
     graph = make_graph(otel)
-    history: list = []  # type: ignore[type-arg]
+    history: list[HistoryStep[Counter, int]] = []
     with pytest.raises(ValueError, match='no luck'):
         async with graph.iter(Tick(2), history=history, state=Counter()) as run:
             await run.next()
             await run.next(Fail())
-    assert [s.node for s in history] == [Tick(2)]
-    assert [(n.node_id, n.outcome) for n in run.timeline.nodes] == [('Tick', 'completed'), ('Fail', 'failed')]
+    assert [s.node for s in history if isinstance(s, NodeStep)] == [Tick(2)]
+    assert [(n.node_id, n.outcome) for n in run.timeline.nodes] == [('Tick', 'completed'), ('Fail', 'failed')]  # pyright: ignore[reportPossiblyUnboundVariable]
     assert otel.span('run node Fail').status.status_code == StatusCode.ERROR
 
 
 async def test_graph_next_outside_a_run_opens_a_node_span_under_the_current_span(otel: Pipeline) -> None:
     graph = make_graph(otel)
     tracer = otel.tracer_provider.get_tracer('test')
-    history: list = []  # type: ignore[type-arg]
+    history: list[HistoryStep[Counter, int]] = []
     with tracer.start_as_current_span('caller') as caller:
         node = await graph.next(Tick(2), history, state=Counter())
-        await graph.next(node, history, state=Counter(1))  # type: ignore[arg-type]
+        assert isinstance(node, BaseNode)
+        await graph.next(node, history, state=Counter(1))
     ticks = [s for s in otel.spans if s.name == 'run node Tick']
     assert len(ticks) == 2 and not any(s.name.startswith('run graph') for s in otel.spans)
     assert {s.parent.span_id for s in ticks if s.parent} == {caller.get_span_context().span_id}
-    assert [s.span_id for s in history if s.kind == 'node'] == [f'{s.context.span_id:016x}' for s in ticks]  # type: ignore[union-attr]
+    assert [s.span_id for s in history if isinstance(s, NodeStep)] == [f'{s.context.span_id:016x}' for s in ticks]
     assert [p.value for p in otel.metric_points('tracegraph.run.steps')] == [2]  # counted, no run recorded
     assert otel.metric_points('tracegraph.run.duration') == []
 

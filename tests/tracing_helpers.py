@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import Event, TracerProvider
+from opentelemetry.sdk.trace import Event, ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status
@@ -59,7 +59,7 @@ class Pipeline:
 
     @property
     def spans(self) -> list[Finished]:
-        return cast(list[Finished], list(self.exporter.get_finished_spans()))
+        return finished(self.exporter.get_finished_spans())
 
     def span(self, name: str) -> Finished:
         matches = [s for s in self.spans if s.name == name]
@@ -67,14 +67,36 @@ class Pipeline:
         return matches[0]
 
     def metric_points(self, name: str) -> list[Any]:
-        data: Any = self.reader.get_metrics_data()  # the SDK's point types are a union the tests read loosely
-        points: list[Any] = []
-        for rm in data.resource_metrics if data else []:
-            for sm in rm.scope_metrics:
-                for metric in sm.metrics:
-                    if metric.name == name:
-                        points.extend(metric.data.data_points)
-        return points
+        return points_of(self.reader, name)
+
+
+def finished(spans: Iterable[ReadableSpan]) -> list[Finished]:
+    """`spans` typed as exported spans (whose context and attributes are always set)."""
+    return cast(list[Finished], list(spans))
+
+
+def parent_id(span: Finished) -> int:
+    """The span id of `span`'s parent (it must have one)."""
+    assert span.parent is not None, f'{span.name!r} has no parent'
+    return span.parent.span_id
+
+
+def sdk_attributes(item: Any) -> Mapping[str, Any]:
+    """The attributes of a span, event or metric point, which the SDK types as optional."""
+    return item.attributes or {}
+
+
+def points_of(reader: InMemoryMetricReader, name: str) -> list[Any]:
+    """The data points `reader` holds for the metric `name` (the SDK's point types are a union read loosely)."""
+    data: Any = reader.get_metrics_data()
+    points: list[Any] = []
+    resource_metrics: list[Any] = data.resource_metrics if data else []
+    for rm in resource_metrics:
+        for sm in rm.scope_metrics:
+            for metric in sm.metrics:
+                if metric.name == name:
+                    points.extend(metric.data.data_points)
+    return points
 
 
 def make_pipeline(service_name: str | None = None) -> Pipeline:

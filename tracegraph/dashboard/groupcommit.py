@@ -41,6 +41,12 @@ class GroupCommitter(Generic[T]):
     _queue: list[_Pending[T]] = field(default_factory=list[_Pending[T]], init=False)
     _busy: bool = field(default=False, init=False)
 
+    @property
+    def queued(self) -> int:
+        """Items waiting for a write (not counting the one in progress)."""
+        with self._cv:
+            return len(self._queue)
+
     def submit(self, item: T) -> None:
         """Write `item` (possibly together with others); returns once it is committed.
 

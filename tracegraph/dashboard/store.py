@@ -215,17 +215,21 @@ class Store:
 
     # --- reading -------------------------------------------------------------------------------------------------
 
-    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Rows of one SQL statement over the `spans` and `metrics` tables (`?` placeholders take `params`).
+
+        For analysis the pages do not offer; the columns are those of `tracegraph.dashboard.columns`.
+        """
         with self._cursor() as cur:
             return cur.execute(sql, list(params)).fetchall()
 
     def span_count(self) -> int:
         """How many spans are stored."""
-        return int(self._query('SELECT count(*) FROM spans')[0][0])
+        return int(self.query('SELECT count(*) FROM spans')[0][0])
 
     def metric_count(self) -> int:
         """How many metric points are stored."""
-        return int(self._query('SELECT count(*) FROM metrics')[0][0])
+        return int(self.query('SELECT count(*) FROM metrics')[0][0])
 
     def runs(
         self,
@@ -258,7 +262,7 @@ class Store:
                 where.append(clause)
                 params.append(value)
         order = 'end_ns - start_ns DESC' if slowest else 'start_ns DESC'
-        rows = self._query(
+        rows = self.query(
             'SELECT trace_id, run_id, graph, start_ns, end_ns - start_ns, steps, outcome FROM spans '
             f'WHERE {" AND ".join(where)} ORDER BY {order} LIMIT ?',
             [*params, max(0, limit)],
@@ -276,7 +280,7 @@ class Store:
 
         Returns None when the trace holds no such run.
         """
-        rows = self._query(
+        rows = self.query(
             'SELECT span_id, parent_span_id, name, start_ns, end_ns, status_code, status_message, attributes, events, '
             'run_id, node_id, is_run FROM spans WHERE trace_id = ? ORDER BY start_ns, span_id',
             [trace_id.lower()],
@@ -299,7 +303,7 @@ class Store:
         trace_id = (detail.timeline.trace_id or '').lower()
         origin = detail.run_span.attributes.get(RUN_RESUMED_FROM)
         start_ns = datetime_to_ns(detail.timeline.start)
-        refs = self._query(
+        refs = self.query(
             'SELECT trace_id, run_id, graph, start_ns, outcome, '
             f'json_extract_string(attributes, \'$."{RUN_RESUMED_FROM}"\') FROM spans '
             'WHERE is_run AND run_id IS NOT NULL AND run_id <> ? AND ('
@@ -316,7 +320,7 @@ class Store:
 
     def graphs(self) -> list[GraphSummary]:
         """Every graph with runs stored: its name, how many runs and when the last one started, newest first."""
-        rows = self._query(
+        rows = self.query(
             'SELECT graph, count(*), max(start_ns) FROM spans WHERE is_run AND graph IS NOT NULL '
             'GROUP BY graph ORDER BY 3 DESC'
         )
@@ -324,7 +328,7 @@ class Store:
 
     def run_totals(self, graph: str, *, since: datetime | None = None) -> tuple[int, int, float]:
         """Of the runs of `graph` started since `since`: how many, how many failed, and their summed seconds."""
-        runs, failed, total_ns = self._query(
+        runs, failed, total_ns = self.query(
             "SELECT count(*), count(*) FILTER (WHERE outcome = 'failed'), coalesce(sum(end_ns - start_ns), 0) "
             'FROM spans WHERE is_run AND graph = ? AND start_ns >= ?',
             [graph, datetime_to_ns(since) if since else 0],
@@ -333,7 +337,7 @@ class Store:
 
     def node_stats(self, graph: str, *, since: datetime | None = None) -> list[NodeStats]:
         """Per node of `graph`: step count, error rate and duration percentiles (seconds), by average step."""
-        rows = self._query(
+        rows = self.query(
             "SELECT node_id, count(*), avg(CASE WHEN outcome = 'failed' THEN 1.0 ELSE 0.0 END), "
             'quantile_cont(end_ns - start_ns, [0.5, 0.95, 0.99]), sum(end_ns - start_ns) '
             'FROM spans WHERE graph = ? AND node_id IS NOT NULL AND start_ns >= ? '
@@ -350,7 +354,7 @@ class Store:
 
     def edges(self, graph: str, *, since: datetime | None = None) -> list[Transition]:
         """Transitions seen in `graph` (node -> the node it returned, `End` included), most frequent first."""
-        rows = self._query(
+        rows = self.query(
             'SELECT node_id, next_node, count(*) FROM spans '
             'WHERE graph = ? AND node_id IS NOT NULL AND next_node IS NOT NULL AND start_ns >= ? '
             'GROUP BY ALL ORDER BY 3 DESC, 1, 2',

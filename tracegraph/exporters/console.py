@@ -81,6 +81,12 @@ class ConsoleTimelineProcessor(SpanProcessor):
         self._pending: OrderedDict[str, list[ReadableSpan]] = OrderedDict()
         self._lock = threading.Lock()
 
+    @property
+    def pending_runs(self) -> list[str]:
+        """Run ids whose node spans are held until their run span ends, oldest first."""
+        with self._lock:
+            return list(self._pending)
+
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         pass
 

@@ -230,6 +230,11 @@ class SpoolSpanExporter(SpanExporter):
     # --- state ---------------------------------------------------------------------------------------------
 
     @property
+    def sending(self) -> bool:
+        """Whether the sending thread is alive (it stops only at `shutdown`; a fault it survives keeps it)."""
+        return self._thread.is_alive()
+
+    @property
     def pending_spans(self) -> int:
         """Spans stored (on disk or, while it cannot be written, in memory) and not yet acknowledged, including those
         of dead processes' spools this one took over."""
