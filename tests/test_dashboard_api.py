@@ -48,10 +48,11 @@ def test_runs_newest_first_with_filters(store: Store) -> None:
         NOW + timedelta(minutes=1),
     ]
     page = store.runs(graph='alpha', limit=2)
-    older = store.runs(graph='alpha', limit=2, before=page[-1].start)
+    older = store.runs(graph='alpha', limit=2, until=page[-1].start)
     assert [r.start.minute for r in page + older] == [4, 3, 2, 1]
     assert [r.start.minute for r in store.runs(since=NOW + timedelta(minutes=3))] == [10, 4, 3]
-    assert store.runs(slowest=True, limit=1)[0].graph == 'alpha'
+    longest = [r.duration for r in store.runs(sort='duration')]
+    assert longest == sorted(longest, reverse=True) and len(longest) == 6
     assert runs[0].steps == 3
     assert runs[0].duration == pytest.approx(0.064)
 

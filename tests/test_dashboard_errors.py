@@ -154,7 +154,8 @@ def test_wrong_method(client: httpx.Client) -> None:
         ('/api/runs?limit=abc', "limit must be a whole number from 1 to 1000 in ASCII digits, got 'abc'."),
         (
             '/api/runs?before=yesterday',
-            "before must be ISO 8601: 'yesterday' is not an ISO 8601 timestamp such as 2026-01-02T03:04:05Z.",
+            "before must be a duration back from now (30m, 6h, 7d, 2w) or an ISO 8601 timestamp: "
+            "'yesterday' is neither a duration like 30m, 6h, 7d nor an ISO 8601 timestamp.",
         ),
         (
             '/api/graphs/g/nodes?since=soon',

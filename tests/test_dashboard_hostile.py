@@ -356,7 +356,8 @@ def test_health_and_ingest_answer_while_a_big_run_renders(client: httpx.Client, 
 
     def load_page() -> None:
         with httpx.Client(base_url=served.url, timeout=120) as c:
-            assert c.get(f'/runs/{trace_of(spans)}').status_code == 200
+            # the whole run as JSON: every span's attributes parsed and serialised, seconds of Python work
+            assert c.get(f'/api/runs/{trace_of(spans)}').status_code == 200
         finished.append('page')
 
     loader = threading.Thread(target=load_page)

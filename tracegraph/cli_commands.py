@@ -78,6 +78,10 @@ def serve(
             help='Another Host name to answer for, besides loopback names and IP addresses (repeatable; * for any).'
         ),
     ] = None,
+    stale_after: Annotated[
+        float,
+        typer.Option(min=1.0, help='Seconds without a new node span after which an unfinished run is shown stale.'),
+    ] = 600.0,
 ) -> None:
     """Run the local dashboard: an OTLP/HTTP receiver (POST /v1/traces, /v1/metrics), a DuckDB store and a web UI."""
     from .dashboard.auth import check_token
@@ -130,6 +134,7 @@ def serve(
         log_level=log_level,
         bind_host=host,
         allowed_hosts=allowed_host or (),
+        stale_after=stale_after,
     )
     # Rendering a big run is Python work in a worker thread; a 1 ms GIL switch interval (default 5 ms) lets the
     # event loop answer ingest and health between its slices (bench/serve_responsive.py: busy ingest p50 117 -> 31 ms).

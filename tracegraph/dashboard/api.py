@@ -10,13 +10,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
+from urllib.parse import urlencode
 
 import anyio.to_thread
 from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import Response
 
-from .models import RunDetail, parse_since, parse_time
+from .models import RunDetail, RunPage, parse_duration, parse_since, parse_time
+from .runquery import ATTR_KEY, RUN_KINDS, RUN_OUTCOMES, SORTS, Cursor, RunQuery
 from .store import Store
 
 __all__ = (
@@ -28,6 +30,8 @@ __all__ = (
     'query_text',
     'path_text',
     'path_trace_id',
+    'page_links',
+    'runs_query',
     'Readers',
     'stored_run',
 )
@@ -38,6 +42,7 @@ MAX_TEXT = 1000
 _T = TypeVar('_T')
 _DIGITS = re.compile(r'[0-9]{1,7}', re.ASCII)
 _TRACE_ID = re.compile(r'[0-9a-fA-F]{32}', re.ASCII)
+_SPAN_ID = re.compile(r'[0-9a-fA-F]{16}', re.ASCII)
 
 
 class ApiError(Exception):
@@ -85,6 +90,15 @@ def path_trace_id(request: Request) -> str:
     return text.lower()
 
 
+def path_span_id(request: Request) -> str:
+    """The `{span_id}` of the path: 16 hexadecimal digits (any case; stored lower-case)."""
+    text: str = request.path_params['span_id']
+    if not _SPAN_ID.fullmatch(text):
+        shown = text if len(text) <= 64 else text[:64] + '…'
+        raise ApiError(400, f'span_id must be 16 hexadecimal digits, got {shown!r}.')
+    return text.lower()
+
+
 def stored_run(store: Store, trace_id: str, run_id: str | None) -> RunDetail:
     """The run `GET /api/runs/{trace_id}` and `/runs/{trace_id}` show, or a 404 `ApiError`."""
     detail = store.run(trace_id, run_id=run_id)
@@ -123,6 +137,93 @@ def query_time(request: Request, name: str, *, relative: bool = False) -> dateti
         raise ApiError(400, f'{name} must be {accepted}: {exc}') from None
 
 
+def _cursor(request: Request, name: str) -> Cursor | None:
+    text = request.query_params.get(name)
+    if not text:
+        return None
+    try:
+        return Cursor.parse(text)
+    except ValueError as exc:
+        raise ApiError(400, f'{name} must be a page cursor: {exc}') from None
+
+
+def _choice(request: Request, name: str, choices: tuple[str, ...]) -> str | None:
+    text = query_text(request, name)
+    if text is not None and text not in choices:
+        raise ApiError(400, f'{name} must be one of {", ".join(choices)}, got {text[:80]!r}.')
+    return text
+
+
+def _duration(request: Request, name: str) -> float | None:
+    text = request.query_params.get(name)
+    if not text:
+        return None
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise ApiError(400, f'{name} must be a duration: {exc}') from None
+
+
+def _attrs(request: Request) -> tuple[tuple[str, str], ...]:
+    pairs: list[tuple[str, str]] = []
+    for text in request.query_params.getlist('attr'):
+        if not text:
+            continue
+        key, sep, value = _bounded('attr', text).partition('=')
+        if not sep or not ATTR_KEY.fullmatch(key):
+            raise ApiError(
+                400,
+                'attr must be key=value with a key of letters, digits and _.:/@- (e.g. attr=user.id=42), '
+                f'got {text[:80]!r}.',
+            )
+        pairs.append((key, value))
+    return tuple(pairs)
+
+
+def runs_query(request: Request, *, stale_after: float = 600.0) -> RunQuery:
+    """The runs-list query of the request's parameters, shared by `GET /api/runs` and the runs page.
+
+    Parameters: `graph`, `service`, `outcome`, `kind` (`run`, `trace`), `since` / `until` (a duration back from
+    now or a timestamp; `before` is the older name of `until`), `min_duration` / `max_duration` (`250ms`, `2s`),
+    `node`, `attr=key=value` (repeatable), `q` (a trace id, a run id, or part of a graph name), `sort` (`start`,
+    `duration`), `limit`, and `older` / `newer` (the cursors of the page links).
+    """
+    older, newer = _cursor(request, 'older'), _cursor(request, 'newer')
+    if older is not None and newer is not None:
+        raise ApiError(400, 'pass older or newer, not both.')
+    until = query_time(request, 'until', relative=True) or query_time(request, 'before', relative=True)
+    sort = _choice(request, 'sort', SORTS) or 'start'
+    kind = _choice(request, 'kind', RUN_KINDS)
+    return RunQuery(
+        graph=query_text(request, 'graph'),
+        service=query_text(request, 'service'),
+        outcome=_choice(request, 'outcome', RUN_OUTCOMES),
+        kind='run' if kind == 'run' else 'trace' if kind == 'trace' else None,
+        since=query_time(request, 'since', relative=True),
+        until=until,
+        min_duration=_duration(request, 'min_duration'),
+        max_duration=_duration(request, 'max_duration'),
+        node=query_text(request, 'node'),
+        attrs=_attrs(request),
+        search=query_text(request, 'q'),
+        sort='duration' if sort == 'duration' else 'start',
+        limit=query_limit(request),
+        older=older,
+        newer=newer,
+        stale_after=stale_after,
+    )
+
+
+def page_links(request: Request, page: RunPage) -> dict[str, str]:
+    """URLs of the newer and older pages of `page` (same path and filters), by `newer` / `older`."""
+    kept = [(k, v) for k, v in request.query_params.multi_items() if k not in ('older', 'newer')]
+    links: dict[str, str] = {}
+    for name, token in (('newer', page.newer), ('older', page.older)):
+        if token is not None:
+            links[name] = f'{request.url.path}?{urlencode([*kept, (name, token)])}'
+    return links
+
+
 def _json(value: Any) -> Response:
     if isinstance(value, BaseModel):
         return Response(value.model_dump_json(), media_type='application/json')
@@ -137,22 +238,56 @@ class Api:
 
     store: Store
     readers: Readers
+    stale_after: float = 600.0
+    """Seconds after which a run without its run span is listed as stale."""
 
     async def runs(self, request: Request) -> Response:
-        """`GET /api/runs?graph=&outcome=&limit=&before=&since=`: runs, newest first."""
-        graph = query_text(request, 'graph')
-        outcome = query_text(request, 'outcome')
-        limit = query_limit(request)
-        before = query_time(request, 'before')
-        since = query_time(request, 'since', relative=True)
-        return await self.readers.run(
-            lambda: _json(self.store.runs(graph=graph, outcome=outcome, limit=limit, before=before, since=since))
-        )
+        """`GET /api/runs?...`: a page of runs (see `runs_query` for the filters), newest first.
+
+        The body is the list of runs; the `Link` header holds the older (`rel="next"`) and newer (`rel="prev"`)
+        pages, as RFC 8288 web links.
+        """
+        query = runs_query(request, stale_after=self.stale_after)
+
+        def answer() -> Response:
+            page = self.store.run_page(query)
+            response = _json(page.runs)
+            links = page_links(request, page)
+            rels = {'older': 'next', 'newer': 'prev'}
+            if links:
+                response.headers['Link'] = ', '.join(f'<{url}>; rel="{rels[name]}"' for name, url in links.items())
+            return response
+
+        return await self.readers.run(answer)
 
     async def run(self, request: Request) -> Response:
         """`GET /api/runs/{trace_id}?run_id=`: the run's `NodeTimeline` and the spans nested under each node."""
         trace_id, run_id = path_trace_id(request), query_text(request, 'run_id')
         return await self.readers.run(lambda: _json(stored_run(self.store, trace_id, run_id)))
+
+    async def trace(self, request: Request) -> Response:
+        """`GET /api/traces/{trace_id}`: every span of the trace as a tree (depth first, with `depth`)."""
+        trace_id = path_trace_id(request)
+
+        def answer() -> Response:
+            spans = self.store.trace_spans(trace_id)
+            if not spans:
+                raise ApiError(404, f'No spans found in trace {trace_id!r}.')
+            return _json(spans)
+
+        return await self.readers.run(answer)
+
+    async def span(self, request: Request) -> Response:
+        """`GET /api/traces/{trace_id}/spans/{span_id}`: one span's attributes and events, its parent and children."""
+        trace_id, span_id = path_trace_id(request), path_span_id(request)
+
+        def answer() -> Response:
+            detail = self.store.span_detail(trace_id, span_id)
+            if detail is None:
+                raise ApiError(404, f'No span {span_id!r} in trace {trace_id!r}.')
+            return _json(detail)
+
+        return await self.readers.run(answer)
 
     async def graphs(self, request: Request) -> Response:
         """`GET /api/graphs`: name, runs and last seen of every graph."""

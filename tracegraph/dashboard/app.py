@@ -21,7 +21,8 @@ from .api import Api, ApiError, Readers
 from .auth import TokenAuth, check_token
 from .decodepool import DecodePool
 from .guards import HostGuard, SecurityHeaders
-from .pages import Pages, layout
+from .markup import layout
+from .pages import Pages
 from .receiver import DEFAULT_MAX_BODY, Receiver
 from .store import Store
 
@@ -42,6 +43,7 @@ def create_app(
     decode_workers: int = 0,
     bind_host: str = '127.0.0.1',
     allowed_hosts: Sequence[str] = (),
+    stale_after: float = 600.0,
 ) -> ASGIApp:
     """The ASGI app serving `store`.
 
@@ -54,13 +56,14 @@ def create_app(
         decode_workers: processes decoding large span requests (0: decode in threads of this process).
         bind_host: the address the server listens on; its name is one the Host check accepts (see `guards`).
         allowed_hosts: more Host names to answer for (`*`: any).
+        stale_after: seconds after its last node span ended at which a run without its run span is stale.
     """
     token = check_token(token)
     pool = DecodePool(workers=decode_workers)
     receiver = Receiver(store=store, pool=pool, max_body=max_body)
     readers = Readers()
-    api = Api(store=store, readers=readers)
-    pages = Pages(store=store, readers=readers, sign_out=token is not None)
+    api = Api(store=store, readers=readers, stale_after=stale_after)
+    pages = Pages(store=store, readers=readers, sign_out=token is not None, stale_after=stale_after)
 
     async def healthz(request: Request) -> Response:
         return PlainTextResponse('ok')
@@ -85,11 +88,14 @@ def create_app(
         Route('/v1/metrics', receiver.metrics, methods=['POST']),
         Route('/api/runs', api.runs),
         Route('/api/runs/{trace_id}', api.run),
+        Route('/api/traces/{trace_id}', api.trace),
+        Route('/api/traces/{trace_id}/spans/{span_id}', api.span),
         Route('/api/graphs', api.graphs),
         Route('/api/graphs/{graph:path}/nodes', api.nodes),
         Route('/api/graphs/{graph:path}/edges', api.edges),
         Route('/', pages.runs),
         Route('/runs/{trace_id}', pages.run),
+        Route('/traces/{trace_id}', pages.trace),
         Route('/graphs/{graph:path}', pages.graph),
         Route('/healthz', healthz),
         Route('/favicon.ico', favicon),

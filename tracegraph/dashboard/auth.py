@@ -27,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .pages import layout
+from .markup import layout
 from .receiver import error_response
 
 __all__ = (

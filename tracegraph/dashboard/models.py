@@ -12,30 +12,50 @@ from ..tracing.timeline import NodeTimeline
 
 __all__ = (
     'RunSummary',
+    'RunPage',
     'GraphSummary',
     'NodeStats',
     'Transition',
     'SpanEvent',
     'SpanInfo',
     'NodeSpans',
+    'SpanRef',
+    'SpanDetail',
     'RunDetail',
     'RunRef',
     'parse_time',
     'parse_since',
+    'parse_duration',
 )
 
 
 class RunSummary(BaseModel):
-    """One graph run, as listed by `GET /api/runs`."""
+    """One row of the runs list (`GET /api/runs`): a graph run, finished or not, or a plain trace."""
 
     trace_id: str
     run_id: str
+    """The run's id; for a plain trace, its root span's id."""
     graph: str
     start: datetime
     duration: float
-    """Seconds."""
+    """Seconds (so far, for a run in progress)."""
     steps: int | None
     outcome: str
+    """`completed`, `failed`, `interrupted`; `running` or `stale` for a run whose run span has not arrived."""
+    kind: str = 'run'
+    """`run` (a graph run) or `trace` (a trace of other instrumentation, no graph in it)."""
+    service: str | None = None
+    """`service.name` of the resource that sent it."""
+    name: str | None = None
+    """The root span's name, for a plain trace."""
+
+
+class RunPage(BaseModel):
+    """A page of the runs list and the cursors of the pages around it (None at either end)."""
+
+    runs: list[RunSummary]
+    newer: str | None
+    older: str | None
 
 
 class GraphSummary(BaseModel):
@@ -92,6 +112,22 @@ class SpanInfo(BaseModel):
     """Nesting depth below the node span (1 = a direct child); 0 for the run and node spans themselves."""
     attributes: dict[str, Any]
     events: list[SpanEvent]
+
+
+class SpanRef(BaseModel):
+    """Another span of the trace, by id and name (a parent or a child in a span's detail)."""
+
+    span_id: str
+    name: str
+
+
+class SpanDetail(BaseModel):
+    """One span with every attribute and event, and the spans around it (`GET /api/traces/{t}/spans/{s}`)."""
+
+    trace_id: str
+    span: SpanInfo
+    parent: SpanRef | None
+    children: list[SpanRef]
 
 
 class NodeSpans(BaseModel):
@@ -168,3 +204,19 @@ def parse_since(text: str, *, now: datetime | None = None) -> datetime:
         return parse_time(text)
     except ValueError:
         raise ValueError(f'{text!r} is neither a duration like 30m, 6h, 7d nor an ISO 8601 timestamp.') from None
+
+
+_DURATION = re.compile(r'^\s*([0-9]{1,12}(?:\.[0-9]{1,9})?)\s*(us|µs|ms|s|m|h|d)?\s*$')
+_DURATION_UNITS = {'us': 1e-6, 'µs': 1e-6, 'ms': 1e-3, 's': 1.0, 'm': 60.0, 'h': 3600.0, 'd': 86400.0}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds of a duration such as `250ms`, `2s`, `1.5m`, `1h` or `800us` (a bare number is seconds).
+
+    Raises:
+        ValueError: with a message naming the problem.
+    """
+    match = _DURATION.match(text)
+    if not match:
+        raise ValueError(f'{text!r} is not a duration such as 250ms, 2s, 1.5m or 1h.')
+    return float(match.group(1)) * _DURATION_UNITS[match.group(2) or 's']

@@ -1,56 +1,27 @@
-"""Server-rendered HTML pages: the runs list, a run's Gantt timeline and a graph's diagram and node table."""
+"""Server-rendered HTML pages: the runs list, a run's page, a trace's span tree, and a graph's page."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from html import escape
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import RedirectResponse, Response
 
-from ..tracing.timeline import format_duration, run_duration_text
-from .api import Readers, path_text, path_trace_id, query_limit, query_text, query_time, stored_run
-from .models import RunDetail
+from ..tracing.timeline import format_duration
+from .api import ApiError, Readers, page_links, path_text, path_trace_id, query_text, query_time, runs_query
+from .markup import graph_href, layout, run_href, trace_href
+from .runpage import run_body, step_window, trace_body
+from .runspage import runs_body
 from .store import Store
-from .svg import OUTCOME_COLOURS, diagram_svg, gantt_svg
+from .svg import diagram_svg
 
-__all__ = ('Pages', 'layout')
+__all__ = ('Pages',)
 
-_OUTCOMES = ('completed', 'failed', 'interrupted')
-
-
-def layout(title: str, body: str, *, status: int = 200, sign_out: bool = False) -> HTMLResponse:
-    """A full page around `body`; `sign_out` adds the sign-out link (when the server has a token)."""
-    nav = '<a href="/">Runs</a>' + ('<a href="/logout">Sign out</a>' if sign_out else '')
-    html = (
-        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f'<title>{escape(title)} · tracegraph</title><link rel="icon" href="/favicon.ico" type="image/svg+xml">'
-        '<link rel="stylesheet" href="/static/dashboard.css">'
-        f'</head><body><header><a class="brand" href="/">tracegraph</a><nav>{nav}</nav></header>'
-        f'<main>{body}</main><div id="tip" hidden></div><script src="/static/dashboard.js"></script></body></html>'
-    )
-    return HTMLResponse(html, status_code=status)
-
-
-def _badge(outcome: str) -> str:
-    colour = OUTCOME_COLOURS.get(outcome, '#888')
-    return f'<span class="badge" style="background:{colour}">{escape(outcome)}</span>'
-
-
-def _time(value: object) -> str:
-    text = str(value)
-    return escape(text[:23].replace('T', ' '))
-
-
-def _run_href(trace_id: str, run_id: str) -> str:
-    return f'/runs/{quote(trace_id)}?run_id={quote(run_id)}'
-
-
-def _graph_href(graph: str) -> str:
-    return f'/graphs/{quote(graph, safe="")}'
+_TRACE_ID = re.compile(r'[0-9a-f]{32}', re.ASCII)
 
 
 @dataclass(kw_only=True)
@@ -61,71 +32,78 @@ class Pages:
     readers: Readers
     sign_out: bool = False
     """Show the sign-out link (the server has a token)."""
+    stale_after: float = 600.0
+    """Seconds after which a run without its run span is shown as stale."""
 
     async def runs(self, request: Request) -> Response:
-        """`GET /`: the runs list, filtered by graph and outcome, newest first, paged with `before`."""
-        limit = query_limit(request)
-        before = query_time(request, 'before')
-        graph = query_text(request, 'graph')
-        outcome = query_text(request, 'outcome')
-        since = query_time(request, 'since', relative=True)
-        return await self.readers.run(
-            lambda: self._runs_page(graph=graph, outcome=outcome, limit=limit, before=before, since=since)
-        )
+        """`GET /`: the runs list with its filters (see `api.runs_query`) and keyset pages.
 
-    def _runs_page(
-        self, *, graph: str | None, outcome: str | None, limit: int, before: datetime | None, since: datetime | None
-    ) -> Response:
-        graphs = self.store.graphs()
-        runs = self.store.runs(graph=graph, outcome=outcome, limit=limit, before=before, since=since)
-        graph_opts = ''.join(
-            f'<option value="{escape(g.name)}"{" selected" if g.name == graph else ""}>{escape(g.name)}</option>'
-            for g in graphs
-        )
-        outcome_opts = ''.join(f'<option{" selected" if o == outcome else ""}>{o}</option>' for o in _OUTCOMES)
-        form = (
-            '<form class="filters" method="get" action="/">'
-            f'<label>Graph <select name="graph"><option value="">all</option>{graph_opts}</select></label>'
-            f'<label>Outcome <select name="outcome"><option value="">any</option>{outcome_opts}</select></label>'
-            f'<label>Show <input name="limit" type="number" min="1" max="1000" value="{limit}"></label>'
-            '<button type="submit">Filter</button></form>'
-        )
-        cards = ''.join(
-            f'<a class="card" href="{_graph_href(g.name)}"><b>{escape(g.name)}</b>'
-            f'<span>{g.runs} runs · last {_time(g.last_seen)}</span></a>'
-            for g in graphs
-        )
-        rows = ''.join(
-            f'<tr class="run" data-trace="{r.trace_id}"><td>{_time(r.start)}</td>'
-            f'<td><a href="{_graph_href(r.graph)}">{escape(r.graph)}</a></td>'
-            f'<td><a class="runlink" href="{_run_href(r.trace_id, r.run_id)}">'
-            f'<code>{escape(r.run_id[:12])}</code></a></td>'
-            f'<td class="num">{r.steps if r.steps is not None else "–"}</td>'
-            f'<td class="num">{format_duration(r.duration)}</td><td>{_badge(r.outcome)}</td></tr>'
-            for r in runs
-        )
-        table = (
-            '<table class="runs"><thead><tr><th>Start (UTC)</th><th>Graph</th><th>Run</th><th class="num">Steps</th>'
-            f'<th class="num">Duration</th><th>Outcome</th></tr></thead><tbody>{rows}</tbody></table>'
-            if runs
-            else '<p class="empty">No runs yet. Point an OpenTelemetry exporter at this server '
-            '(<code>OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318</code>) and run a graph.</p>'
-        )
-        more = ''
-        if len(runs) == limit:
-            params = {k: v for k, v in (('graph', graph), ('outcome', outcome)) if v}
-            params |= {'limit': str(limit), 'before': runs[-1].start.isoformat()}
-            more = f'<p><a class="more" href="/?{urlencode(params)}">Older runs →</a></p>'
-        graphs_html = f'<section class="cards">{cards}</section>' if graphs else ''
-        return layout('Runs', f'<h1>Runs</h1>{graphs_html}{form}{table}{more}', sign_out=self.sign_out)
-
-    async def run(self, request: Request) -> Response:
-        """`GET /runs/{trace_id}`: the run's Gantt chart, its steps and any exception with its traceback."""
-        trace_id, run_id = path_trace_id(request), query_text(request, 'run_id')
+        `q` holding a stored trace id or run id, or a graph's exact name, goes straight to its page.
+        """
+        query = runs_query(request, stale_after=self.stale_after)
+        params = {k: request.query_params.getlist(k) for k in request.query_params}
 
         def render() -> Response:
-            detail = stored_run(self.store, trace_id, run_id)
-            return layout(f'{detail.timeline.graph} run', _run_body(detail), sign_out=self.sign_out)
+            if query.search is not None:
+                target = self._found(query.search.strip())
+                if target is not None:
+                    return RedirectResponse(target, status_code=303)
+            page = self.store.run_page(query)
+            body = runs_body(page, query, params, self.store.graphs(), page_links(request, page))
+            return layout('Runs', body, sign_out=self.sign_out)
+
+        return await self.readers.run(render)
+
+    def _found(self, text: str) -> str | None:
+        """The page `text` names directly: a run by trace id or run id, a trace, or a graph by name."""
+        lowered = text.lower()
+        if _TRACE_ID.fullmatch(lowered):
+            rows = self.store.query(
+                'SELECT run_id, bool_or(is_run) FROM spans WHERE trace_id = ? GROUP BY run_id ORDER BY 2 DESC LIMIT 1',
+                [lowered],
+            )
+            if rows:
+                return trace_href(lowered) if rows[0][0] is None else run_href(lowered, rows[0][0])
+        rows = self.store.query('SELECT trace_id FROM spans WHERE run_id = ? LIMIT 1', [text])
+        if rows:
+            return run_href(rows[0][0], text)
+        if any(g.name == text for g in self.store.graphs()):
+            return graph_href(text)
+        return None
+
+    async def run(self, request: Request) -> Response:
+        """`GET /runs/{trace_id}?run_id=&steps=`: one window of the run's steps, its exceptions and its steps.
+
+        A trace that holds spans but no run redirects to its span tree (`/traces/{trace_id}`).
+        """
+        trace_id, run_id = path_trace_id(request), query_text(request, 'run_id')
+        steps = query_text(request, 'steps')
+
+        def render() -> Response:
+            outline = self.store.run_outline(trace_id, run_id=run_id, stale_after=self.stale_after)
+            if outline is None:
+                if run_id is None and self.store.query('SELECT 1 FROM spans WHERE trace_id = ? LIMIT 1', [trace_id]):
+                    return RedirectResponse(trace_href(trace_id), status_code=303)
+                raise ApiError(404, f'No run found in trace {trace_id!r}.')
+            try:
+                window = step_window(outline, steps)
+            except ValueError as exc:
+                raise ApiError(400, f'steps must be a range of step numbers: {exc}') from None
+            earlier, later = self.store.resumed_parts(trace_id, outline.run_id, outline.start_ns)
+            body = run_body(outline, window, earlier, later)
+            return layout(f'{outline.graph} run', body, sign_out=self.sign_out)
+
+        return await self.readers.run(render)
+
+    async def trace(self, request: Request) -> Response:
+        """`GET /traces/{trace_id}`: the spans of a trace as a tree (any trace, graph run or not)."""
+        trace_id = path_trace_id(request)
+
+        def render() -> Response:
+            spans = self.store.trace_spans(trace_id)
+            if not spans:
+                raise ApiError(404, f'No spans found in trace {trace_id!r}.')
+            return layout(f'Trace {trace_id[:8]}', trace_body(trace_id, spans), sign_out=self.sign_out)
 
         return await self.readers.run(render)
 
@@ -164,68 +142,3 @@ class Pages:
             f'<section class="panel"><h2>Nodes</h2>{table if stats else "<p class=empty>No node steps.</p>"}</section>'
         )
         return layout(f'Graph {graph}', body, sign_out=self.sign_out)
-
-
-def _resumed_panel(detail: RunDetail) -> str:
-    """Links to the other parts of a run that was interrupted and resumed, earlier and later."""
-    items = [
-        f'<li>{label} <a href="{_run_href(ref.trace_id, ref.run_id)}">run <code>{escape(ref.run_id)}</code></a> '
-        f'{_badge(ref.outcome or "running")} started {_time(ref.start)} UTC</li>'
-        for label, refs in (('resumed from', detail.resumed_from), ('resumed by', detail.resumed_by))
-        for ref in refs
-    ]
-    return f'<section class="panel resumed"><h2>Resumed run</h2><ul>{"".join(items)}</ul></section>'
-
-
-def _run_body(detail: RunDetail) -> str:
-    tl = detail.timeline
-    duration = run_duration_text(tl)
-    head = (
-        f'<h1><a href="{_graph_href(tl.graph)}">{escape(tl.graph)}</a> run <code>{escape(tl.run_id)}</code></h1>'
-        f'<p class="meta">{_badge(tl.outcome)} {len(tl.nodes)} steps · {duration} · started {_time(tl.start)} UTC · '
-        f'trace <code>{escape(tl.trace_id or "")}</code></p>'
-    )
-    errors: list[str] = []
-    for rec, spans in zip(tl.nodes, detail.nodes):
-        if rec.error is not None:
-            errors.append(
-                f'<div class="exception"><h3>Step {rec.step} <code>{escape(rec.node_id)}</code> raised '
-                f'<code>{escape(rec.error.type)}</code>: {escape(rec.error.message)}</h3>'
-                f'<pre class="traceback">{escape(rec.error.traceback or "(no traceback recorded)")}</pre></div>'
-            )
-        for child in spans.children:
-            for ev in child.events:
-                if ev.name == 'exception':
-                    errors.append(
-                        f'<div class="exception"><h3>Span <code>{escape(child.name)}</code> in step {rec.step} '
-                        f'recorded <code>{escape(str(ev.attributes.get("exception.type", "")))}</code>: '
-                        f'{escape(str(ev.attributes.get("exception.message", "")))}</h3>'
-                        f'<pre class="traceback">{escape(str(ev.attributes.get("exception.stacktrace", "")))}</pre>'
-                        '</div>'
-                    )
-    steps = ''.join(
-        f'<tr><td class="num">{r.step}</td><td>{escape(r.node_id)}</td>'
-        f'<td class="num">+{format_duration((r.start - tl.start).total_seconds())}</td>'
-        f'<td class="num">{format_duration(r.duration)}</td><td>{_badge(r.outcome)}</td>'
-        f'<td>{escape(r.next_node or "–")}</td></tr>'
-        for r in tl.nodes
-    )
-    legend = ''.join(
-        f'<span><i style="background:{c}"></i>{o}</span>' for o, c in OUTCOME_COLOURS.items() if o != 'running'
-    )
-    legend += '<span><i style="background:#8aa2c8"></i>nested span</span>'
-    body = (
-        f'{head}<section class="panel"><h2>Timeline</h2><div class="legend">{legend}</div>'
-        f'<div class="scroll">{gantt_svg(detail)}</div><p class="hint">Hover a bar for its attributes.</p></section>'
-    )
-    if detail.resumed_from or detail.resumed_by:
-        body += _resumed_panel(detail)
-    if errors:
-        body += f'<section class="panel"><h2>Exceptions</h2>{"".join(errors)}</section>'
-    body += (
-        '<section class="panel"><h2>Steps</h2><table class="steps"><thead><tr><th class="num">Step</th><th>Node</th>'
-        '<th class="num">Start</th><th class="num">Duration</th><th>Outcome</th><th>Next</th></tr></thead>'
-        f'<tbody>{steps}</tbody></table>'
-        '</section>'
-    )
-    return body

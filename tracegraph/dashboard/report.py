@@ -87,7 +87,7 @@ def build_report(store: Store, *, source: str, graph: str | None = None, since: 
                 failed_runs=failed,
                 total_run_time=total,
                 nodes=nodes,
-                slowest=store.runs(graph=name, since=since, limit=slowest, slowest=True),
+                slowest=store.runs(graph=name, since=since, limit=slowest, sort='duration') if slowest else [],
             )
         )
     return Report(source=source, since=since, graphs=graphs)

@@ -11,8 +11,9 @@ from opentelemetry.trace import StatusCode
 from ..tracing.clock import ns_to_datetime
 from ..tracing.timeline import NodeTimeline
 from .models import NodeSpans, RunDetail, SpanEvent, SpanInfo
+from .runoutline import LightSpan, RunOutline, StepError
 
-__all__ = ('StoredSpan', 'build_run_detail')
+__all__ = ('StoredSpan', 'build_run_detail', 'run_errors', 'span_tree')
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -157,3 +158,85 @@ def build_run_detail(spans: Sequence[StoredSpan], *, run_id: str | None = None) 
         )
     others = [s.info(0) for s in spans if s.span_hex not in placed]
     return RunDetail(timeline=timeline, run_span=run_span.info(0), nodes=nodes, other_spans=others)
+
+
+def span_tree(spans: Sequence[StoredSpan]) -> list[SpanInfo]:
+    """`spans` (one trace's, in start order) as a tree: roots then their descendants, depth first, iteratively.
+
+    A span whose parent is not among `spans` is a root (its parent may not have arrived).
+    """
+    ids = {s.span_hex for s in spans}
+    children: dict[str, list[StoredSpan]] = {}
+    roots: list[StoredSpan] = []
+    for s in spans:
+        if s.parent_hex is not None and s.parent_hex in ids and s.parent_hex != s.span_hex:
+            children.setdefault(s.parent_hex, []).append(s)
+        else:
+            roots.append(s)
+    out: list[SpanInfo] = []
+    placed: set[str] = set()
+    stack = [(root, 0) for root in reversed(roots)]
+    while stack:
+        span, depth = stack.pop()
+        if span.span_hex in placed:
+            continue
+        placed.add(span.span_hex)
+        out.append(span.info(depth))
+        stack.extend((c, depth + 1) for c in reversed(children.get(span.span_hex, [])))
+    out.extend(s.info(0) for s in spans if s.span_hex not in placed)  # cycles: shown flat rather than lost
+    return out
+
+
+def run_errors(outline: RunOutline, light: Mapping[str, LightSpan], failing: Sequence[StoredSpan]) -> list[StepError]:
+    """The exceptions of `outline`'s run, each once: the node's own, then nested spans' with another message.
+
+    Args:
+        outline: the run.
+        light: every span of the trace by id (to find the step a nested span belongs to).
+        failing: the spans of the trace that recorded an exception event, with their events.
+    """
+    steps = {s.span_id: s for s in outline.steps}
+
+    def step_of(span_id: str) -> tuple[LightSpan | None, bool]:
+        seen: set[str] = set()
+        current: str | None = span_id
+        while current is not None and current not in seen:
+            seen.add(current)
+            if current in steps:
+                return steps[current], current != span_id
+            span = light.get(current)
+            current = span.parent_id if span is not None else None
+        return None, True
+
+    found: list[tuple[bool, int, StepError]] = []
+    for span in failing:
+        step, nested = step_of(span.span_hex)
+        is_run_span = span.is_run and span.run_id == outline.run_id
+        if step is None and not is_run_span:
+            continue
+        for ev in span.event_list:
+            if ev.get('name') != 'exception':
+                continue
+            attrs: dict[str, Any] = ev.get('attributes') or {}
+            error = StepError(
+                step=step.step if step else None,
+                node_id=step.node_id if step else None,
+                span_id=span.span_hex,
+                span_name=span.name,
+                type=str(attrs.get('exception.type', '')),
+                message=str(attrs.get('exception.message', '')),
+                traceback=str(attrs.get('exception.stacktrace', '')),
+                nested=nested and not is_run_span,
+            )
+            found.append((is_run_span or error.nested, span.start_ns, error))
+    kept: list[StepError] = []
+    seen_in_step: set[tuple[int | None, str, str]] = set()
+    seen_anywhere: set[tuple[str, str]] = set()
+    for _, _, error in sorted(found, key=lambda f: (f[0], f[1])):
+        what = (error.type, error.message)
+        if (error.step, *what) in seen_in_step or (error.step is None and what in seen_anywhere):
+            continue  # the same failure recorded again by an enclosing or enclosed span
+        seen_in_step.add((error.step, *what))
+        seen_anywhere.add(what)
+        kept.append(error)
+    return sorted(kept, key=lambda e: (e.step if e.step is not None else 1 << 62, e.nested))

@@ -75,6 +75,7 @@ def make_server(
     log_level: str = 'warning',
     bind_host: str = DEFAULT_HOST,
     allowed_hosts: Sequence[str] = (),
+    stale_after: float = 600.0,
 ) -> uvicorn.Server:
     """A uvicorn server for the dashboard app over `store`; run it with `server.run(sockets=[...])`."""
     app = create_app(
@@ -85,6 +86,7 @@ def make_server(
         decode_workers=decode_workers,
         bind_host=bind_host,
         allowed_hosts=allowed_hosts,
+        stale_after=stale_after,
     )
     config = uvicorn.Config(app, log_level=log_level, access_log=False, lifespan='on', timeout_graceful_shutdown=5)
     return uvicorn.Server(config)
@@ -115,6 +117,8 @@ class ServerThread:
     """Processes decoding large span requests; 0 (the default here) decodes in threads."""
     allowed_hosts: Sequence[str] = ()
     """Host names answered besides loopback and IP addresses (see `guards.HostGuard`)."""
+    stale_after: float = 600.0
+    """Seconds after its last node span ended at which a run without its run span is shown as stale."""
     startup_timeout: float = 20.0
     store: Store | None = field(default=None, init=False)
     _server: uvicorn.Server | None = field(default=None, init=False)
@@ -152,6 +156,7 @@ class ServerThread:
             decode_workers=self.decode_workers,
             bind_host=self.host,
             allowed_hosts=self.allowed_hosts,
+            stale_after=self.stale_after,
         )
         server, sock = self._server, self._sock
         self._thread = threading.Thread(

@@ -11,6 +11,7 @@ import json
 import os
 import re
 import threading
+import time
 from collections.abc import Generator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,9 +27,22 @@ from .columns import SPAN_COLUMNS, arrow, arrow_table
 from .dedup import RecentKeys, span_key
 from .groupcommit import GroupCommitter
 from .metrics import METRIC_COLUMNS, MetricBatch
-from .models import GraphSummary, NodeStats, RunDetail, RunRef, RunSummary, Transition
+from .models import (
+    GraphSummary,
+    NodeStats,
+    RunDetail,
+    RunPage,
+    RunRef,
+    RunSummary,
+    SpanDetail,
+    SpanInfo,
+    SpanRef,
+    Transition,
+)
 from .otlp import SpanBatch
-from .rundetail import StoredSpan, build_run_detail
+from .rundetail import StoredSpan, build_run_detail, run_errors, span_tree
+from .runoutline import LIGHT_COLUMNS, LightSpan, RunOutline, build_outline
+from .runquery import RunQuery
 
 __all__ = ('SPAN_COLUMNS', 'Store', 'StoreError', 'default_db_path')
 
@@ -231,92 +245,119 @@ class Store:
         """How many metric points are stored."""
         return int(self.query('SELECT count(*) FROM metrics')[0][0])
 
-    def runs(
-        self,
-        *,
-        graph: str | None = None,
-        outcome: str | None = None,
-        limit: int = 50,
-        before: datetime | None = None,
-        since: datetime | None = None,
-        slowest: bool = False,
-    ) -> list[RunSummary]:
-        """Runs newest first (or slowest first), filtered by graph, outcome and start time.
+    def runs(self, query: RunQuery | None = None, /, **filters: Any) -> list[RunSummary]:
+        """The first page of runs for `query` (or for `RunQuery(**filters)`), newest (or longest) first.
 
-        Args:
-            graph: only runs of this graph.
-            outcome: only runs that ended so (`completed`, `failed`, `interrupted`).
-            limit: at most this many.
-            before: only runs that started before this instant (the `start` of the last run of a page).
-            since: only runs that started at or after this instant.
-            slowest: order by duration, longest first, instead of newest first.
+        Example: `store.runs(graph='agent', outcome='failed', min_duration=2.0, since=..., limit=10)`; see
+        `RunQuery` for every filter.
         """
-        where, params = ['is_run'], list[Any]()
-        for clause, value in (
-            ('graph = ?', graph),
-            ('outcome = ?', outcome),
-            ('start_ns < ?', datetime_to_ns(before) if before else None),
-            ('start_ns >= ?', datetime_to_ns(since) if since else None),
-        ):
-            if value is not None:
-                where.append(clause)
-                params.append(value)
-        order = 'end_ns - start_ns DESC' if slowest else 'start_ns DESC'
-        rows = self.query(
-            'SELECT trace_id, run_id, graph, start_ns, end_ns - start_ns, steps, outcome FROM spans '
-            f'WHERE {" AND ".join(where)} ORDER BY {order} LIMIT ?',
-            [*params, max(0, limit)],
-        )
-        return [
+        return self.run_page(query or RunQuery(**filters)).runs
+
+    def run_page(self, query: RunQuery) -> RunPage:
+        """One page of the runs list and the cursors of the pages before and after it."""
+        sql, params = query.sql()
+        with self._cursor() as cur:
+            rows = cur.execute(sql, params).fetchall()
+        page, newer, older = query.cursors(rows)
+        runs = [
             RunSummary(
-                trace_id=r[0], run_id=r[1], graph=r[2] or '', start=ns_to_datetime(r[3]), duration=r[4] / 1e9,
-                steps=r[5], outcome=r[6],
+                kind=r[0], trace_id=r[1], run_id=r[2], graph=r[3] or '', service=r[4], name=r[5],
+                start=ns_to_datetime(r[6]), duration=max(0, r[7] - r[6]) / 1e9, steps=r[8], outcome=r[9] or 'completed',
             )
-            for r in rows
+            for r in page
         ]  # fmt: skip
+        return RunPage(runs=runs, newer=newer.token() if newer else None, older=older.token() if older else None)
 
     def run(self, trace_id: str, *, run_id: str | None = None) -> RunDetail | None:
         """The run of trace `trace_id` (the outermost one, or `run_id`) with its timeline and nested spans.
 
         Returns None when the trace holds no such run.
         """
+        detail = build_run_detail(self._stored_spans(trace_id.lower()), run_id=run_id)
+        if detail is not None:
+            start_ns = datetime_to_ns(detail.timeline.start)
+            detail.resumed_from, detail.resumed_by = self.resumed_parts(trace_id, detail.timeline.run_id, start_ns)
+        return detail
+
+    def _stored_spans(self, trace_id: str, where: str = '', params: Sequence[Any] = ()) -> list[StoredSpan]:
         rows = self.query(
             'SELECT span_id, parent_span_id, name, start_ns, end_ns, status_code, status_message, attributes, events, '
-            'run_id, node_id, is_run FROM spans WHERE trace_id = ? ORDER BY start_ns, span_id',
-            [trace_id.lower()],
+            f'run_id, node_id, is_run FROM spans WHERE trace_id = ? {where} ORDER BY start_ns, span_id',
+            [trace_id, *params],
         )
-        spans = [
+        return [
             StoredSpan(
-                trace_hex=trace_id.lower(), span_hex=r[0], parent_hex=r[1], name=r[2], start_ns=r[3], end_ns=r[4],
+                trace_hex=trace_id, span_hex=r[0], parent_hex=r[1], name=r[2], start_ns=r[3], end_ns=r[4],
                 status_name=r[5], status_message=r[6], attrs=json.loads(r[7]) if r[7] else {},
                 event_list=json.loads(r[8]) if r[8] else [], run_id=r[9], node_id=r[10], is_run=r[11],
             )
             for r in rows
         ]  # fmt: skip
-        detail = build_run_detail(spans, run_id=run_id)
-        if detail is not None:
-            self._link_resumed_parts(detail)
-        return detail
 
-    def _link_resumed_parts(self, detail: RunDetail) -> None:
-        """Fill `resumed_from` / `resumed_by`: the other parts of a run that was interrupted and resumed."""
-        trace_id = (detail.timeline.trace_id or '').lower()
-        origin = detail.run_span.attributes.get(RUN_RESUMED_FROM)
-        start_ns = datetime_to_ns(detail.timeline.start)
+    def run_outline(self, trace_id: str, *, run_id: str | None = None, stale_after: float = 600.0) -> RunOutline | None:
+        """The outline a run page draws (steps and nested spans without attributes, and the run's errors).
+
+        Reads no attribute JSON but that of the spans that recorded an exception, so it stays quick for a run
+        of many thousands of steps. None when trace `trace_id` holds no such run.
+        """
+        trace_id = trace_id.lower()
+        rows = self.query(
+            f'SELECT {LIGHT_COLUMNS} FROM spans WHERE trace_id = ? ORDER BY start_ns, span_id', [trace_id]
+        )
+        spans = [LightSpan(*r) for r in rows]
+        stale_ns = time.time_ns() - int(stale_after * 1e9)
+        outline = build_outline(trace_id, spans, run_id=run_id, stale_ns=stale_ns)
+        if outline is not None:
+            failing = self._stored_spans(trace_id, "AND events LIKE '%exception%'")
+            outline.errors = run_errors(outline, {s.span_id: s for s in spans}, failing)
+        return outline
+
+    def span_detail(self, trace_id: str, span_id: str) -> SpanDetail | None:
+        """One span of trace `trace_id` with all its attributes and events, its parent and its children."""
+        trace_id, span_id = trace_id.lower(), span_id.lower()
+        found = self._stored_spans(trace_id, 'AND span_id = ?', [span_id])
+        if not found:
+            return None
+        span = found[0]
+        around = self.query(
+            'SELECT span_id, name, span_id = ? FROM spans WHERE trace_id = ? AND (span_id = ? OR parent_span_id = ?) '
+            'ORDER BY start_ns, span_id',
+            [span.parent_hex or '', trace_id, span.parent_hex or '', span_id],
+        )
+        parent = next((SpanRef(span_id=r[0], name=r[1]) for r in around if r[2]), None)
+        children = [SpanRef(span_id=r[0], name=r[1]) for r in around if not r[2]]
+        return SpanDetail(trace_id=trace_id, span=span.info(0), parent=parent, children=children)
+
+    def trace_spans(self, trace_id: str, *, limit: int = 10_000) -> list[SpanInfo]:
+        """The spans of trace `trace_id` as a tree, depth first in start order (at most `limit`); [] when unknown."""
+        spans = self._stored_spans(trace_id.lower(), 'LIMIT ?', [limit]) if limit else []
+        return span_tree(spans)
+
+    def resumed_parts(self, trace_id: str, run_id: str, start_ns: int) -> tuple[list[RunRef], list[RunRef]]:
+        """The other parts of a run that was interrupted and resumed: those it resumed, and those resuming it."""
+        trace_id = trace_id.lower()
+        resumed_from = f'json_extract_string(attributes, \'$."{RUN_RESUMED_FROM}"\')'
+        origin_row = self.query(
+            f'SELECT {resumed_from} FROM spans WHERE trace_id = ? AND run_id = ? AND is_run LIMIT 1', [trace_id, run_id]
+        )
+        origin = str(origin_row[0][0] or '') if origin_row else ''
         refs = self.query(
-            'SELECT trace_id, run_id, graph, start_ns, outcome, '
-            f'json_extract_string(attributes, \'$."{RUN_RESUMED_FROM}"\') FROM spans '
+            f'SELECT trace_id, run_id, graph, start_ns, outcome, {resumed_from} FROM spans '
             'WHERE is_run AND run_id IS NOT NULL AND run_id <> ? AND ('
             # the runs of the trace this one resumes, the runs of this trace (join_trace), the runs resuming it
-            f"trace_id = ? OR trace_id = ? OR (attributes LIKE '%resumed_from%' AND "
-            f'json_extract_string(attributes, \'$."{RUN_RESUMED_FROM}"\') = ?)) ORDER BY start_ns',
-            [detail.timeline.run_id, str(origin or '').lower(), trace_id, trace_id],
+            f"trace_id = ? OR trace_id = ? OR (attributes LIKE '%resumed_from%' AND {resumed_from} = ?)) "
+            'ORDER BY start_ns',
+            [run_id, origin.lower(), trace_id, trace_id],
         )
+        earlier: list[RunRef] = []
+        later: list[RunRef] = []
         for ref_trace, ref_run, graph, ref_start, outcome, ref_origin in refs:
-            start = ns_to_datetime(ref_start)
-            ref = RunRef(trace_id=ref_trace, run_id=ref_run, graph=graph, start=start, outcome=outcome)
-            later = ref_origin == trace_id or (ref_trace == trace_id and ref_start > start_ns)
-            (detail.resumed_by if later else detail.resumed_from).append(ref)
+            ref = RunRef(
+                trace_id=ref_trace, run_id=ref_run, graph=graph, start=ns_to_datetime(ref_start), outcome=outcome
+            )
+            after = ref_origin == trace_id or (ref_trace == trace_id and ref_start > start_ns)
+            (later if after else earlier).append(ref)
+        return earlier, later
 
     def graphs(self) -> list[GraphSummary]:
         """Every graph with runs stored: its name, how many runs and when the last one started, newest first."""

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import math
+from collections.abc import Callable, Sequence
 from html import escape
-from typing import Any
 
 from ..tracing.timeline import format_duration
 from ..tracing.timeline_views import OUTCOME_COLOURS
-from .models import NodeStats, RunDetail, SpanInfo, Transition
+from .models import NodeStats, Transition
+from .runoutline import LightSpan, RunOutline
 
-__all__ = ('OUTCOME_COLOURS', 'gantt_svg', 'diagram_svg', 'p95_colour')
+__all__ = ('OUTCOME_COLOURS', 'gantt_svg', 'overview_svg', 'diagram_svg', 'p95_colour')
 
 _SPAN_COLOUR = '#8aa2c8'
 _SPAN_ERROR_COLOUR = '#e58a84'
@@ -32,24 +32,39 @@ def _duration_label(x: float, width: float, y: float, seconds: float) -> str:
     return f'<text class="dur" x="{x - 4:.1f}" y="{y}" text-anchor="end">{format_duration(seconds)}</text>'
 
 
-def _tip(title: str, span: SpanInfo, extra: dict[str, Any]) -> str:
-    data = {'title': title, 'duration': format_duration(span.duration), 'status': span.status, **extra}
-    data['attributes'] = span.attributes
-    return escape(json.dumps(data, default=str), quote=True)
-
-
 def _nice_step(total: float) -> float:
     raw = total / 6 if total > 0 else 1.0
     mag = 10 ** math.floor(math.log10(raw))
     return next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
 
 
-def gantt_svg(detail: RunDetail) -> str:
-    """One row per node step (coloured by outcome) followed by the spans nested under it, on a shared time axis."""
-    tl = detail.timeline
-    start = tl.start
-    end = max([tl.end or start, *(n.end for n in tl.nodes)])
-    total = max((end - start).total_seconds(), 1e-9)
+def _axis(total: float, x_of: Callable[[float], float], bottom: float) -> str:
+    tick = _nice_step(total)
+    axis: list[str] = []
+    t = 0.0
+    while t <= total * 1.0001:
+        tx = x_of(t)
+        axis.append(
+            f'<line class="grid" x1="{tx:.1f}" y1="{_AXIS_H - 4}" x2="{tx:.1f}" y2="{bottom}"/>'
+            f'<text class="tick" x="{tx:.1f}" y="{_AXIS_H - 8}">{format_duration(t) if t else "0"}</text>'
+        )
+        t += tick
+    return ''.join(axis)
+
+
+def gantt_svg(outline: RunOutline, steps: Sequence[LightSpan]) -> str:
+    """One row per node step of `steps` (coloured by outcome, its outcome in its title) followed by the spans
+    nested under it, on a time axis from the first of `steps` to the last.
+
+    Every bar is focusable and carries `data-span`: the page opens its detail panel on click or Enter.
+    """
+    if not steps:
+        return ''
+    start = min(s.start_ns for s in steps)
+    end = max(s.end_ns for s in steps)
+    if len(steps) == len(outline.steps):
+        start, end = min(start, outline.start_ns), max(end, outline.end_ns)
+    total = max((end - start) / 1e9, 1e-9)
     scale = _CHART_W / total
 
     def x_of(t: float) -> float:
@@ -57,49 +72,71 @@ def gantt_svg(detail: RunDetail) -> str:
 
     rows: list[str] = []
     y = _AXIS_H
-    for record, spans in zip(tl.nodes, detail.nodes):
-        offset = (record.start - start).total_seconds()
-        x, w = x_of(offset), max(2.0, record.duration * scale)
-        colour = OUTCOME_COLOURS.get(record.outcome, '#888')
-        label = f'{record.step}. {record.node_id}'
-        tip = _tip(
-            f'step {record.step}: {record.node_id}', spans.span, {'outcome': record.outcome, 'next': record.next_node}
-        )
+    for step in steps:
+        offset = (step.start_ns - start) / 1e9
+        x, w = x_of(offset), max(2.0, step.duration * scale)
+        outcome = step.outcome or 'completed'
+        colour = OUTCOME_COLOURS.get(outcome, '#6b6b6b')
+        title = f'step {step.step}: {step.node_id} · {format_duration(step.duration)} · {outcome}'
         rows.append(
-            f'<g class="row"><text class="label" x="8" y="{y + 15}">{escape(label)}</text>'
-            f'<rect class="bar node" data-step="{record.step}" data-node="{escape(record.node_id)}" '
-            f'data-outcome="{record.outcome}" data-tip="{tip}" x="{x:.1f}" y="{y + 3}" width="{w:.1f}" '
-            f'height="{_ROW_H - 6}" rx="3" fill="{colour}"/>'
-            f'{_duration_label(x, w, y + 15, record.duration)}</g>'
+            f'<g class="row"><text class="label" x="8" y="{y + 15}">{escape(f"{step.step}. {step.node_id}")}</text>'
+            f'<rect class="bar node" tabindex="0" role="button" data-span="{step.span_id}" data-step="{step.step}" '
+            f'data-node="{escape(step.node_id or "")}" data-outcome="{escape(outcome)}" x="{x:.1f}" y="{y + 3}" '
+            f'width="{w:.1f}" height="{_ROW_H - 6}" rx="3" fill="{colour}"><title>{escape(title)}</title></rect>'
+            f'{_duration_label(x, w, y + 15, step.duration)}</g>'
         )
         y += _ROW_H
-        for child in spans.children:
-            c_off = (child.start - start).total_seconds()
-            cx, cw = x_of(c_off), max(1.5, child.duration * scale)
+        for child, depth in outline.descendants(step.span_id):
+            cx, cw = x_of((child.start_ns - start) / 1e9), max(1.5, child.duration * scale)
             fill = _SPAN_ERROR_COLOUR if child.status == 'ERROR' else _SPAN_COLOUR
-            indent = 8 + 14 * min(child.depth, _MAX_INDENT)
+            indent = 8 + 14 * min(depth, _MAX_INDENT)
             rows.append(
                 f'<g class="row child"><text class="label sub" x="{indent}" y="{y + 14}">'
                 f'{escape(child.name[:40])}</text>'
-                f'<rect class="bar span" data-tip="{_tip(child.name, child, {})}" x="{cx:.1f}" y="{y + 5}" '
-                f'width="{cw:.1f}" height="{_ROW_H - 10}" rx="2" fill="{fill}"/></g>'
+                f'<rect class="bar span" tabindex="0" role="button" data-span="{child.span_id}" x="{cx:.1f}" '
+                f'y="{y + 5}" width="{cw:.1f}" height="{_ROW_H - 10}" rx="2" fill="{fill}">'
+                f'<title>{escape(child.name)} · {format_duration(child.duration)} · depth {depth}</title></rect></g>'
             )
             y += _ROW_H
-    tick = _nice_step(total)
-    axis: list[str] = []
-    t = 0.0
-    while t <= total * 1.0001:
-        tx = x_of(t)
-        axis.append(
-            f'<line class="grid" x1="{tx:.1f}" y1="{_AXIS_H - 4}" x2="{tx:.1f}" y2="{y}"/>'
-            f'<text class="tick" x="{tx:.1f}" y="{_AXIS_H - 8}">{format_duration(t) if t else "0"}</text>'
-        )
-        t += tick
     height = y + 6
     width = _LABEL_W + _CHART_W + 20
     return (
         f'<svg class="gantt" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
-        f'role="img" aria-label="Gantt chart of the run">{"".join(axis)}{"".join(rows)}</svg>'
+        f'role="img" aria-label="Gantt chart of the run">{_axis(total, x_of, y)}{"".join(rows)}</svg>'
+    )
+
+
+def overview_svg(outline: RunOutline, buckets: int, href: Callable[[int, int], str], shown: tuple[int, int]) -> str:
+    """The whole run in one strip of at most `buckets` bars, each a link to its window of steps.
+
+    A bar covers consecutive steps, spans their time, and is coloured by the worst outcome in it (failed, then
+    interrupted, then running); `shown` (first and last step index, 0-based) is outlined.
+    """
+    steps = outline.steps
+    if not steps:
+        return ''
+    per = max(1, math.ceil(len(steps) / buckets))
+    total = max(outline.duration, 1e-9)
+    width, height = _LABEL_W + _CHART_W + 20, 34
+    bars: list[str] = []
+    for first in range(0, len(steps), per):
+        group = steps[first : first + per]
+        last = first + len(group) - 1
+        outcomes = {s.outcome or 'completed' for s in group}
+        worst = next((o for o in ('failed', 'interrupted', 'running') if o in outcomes), 'completed')
+        x0 = (group[0].start_ns - outline.start_ns) / 1e9 / total * (width - 20) + 10
+        x1 = (group[-1].end_ns - outline.start_ns) / 1e9 / total * (width - 20) + 10
+        current = first <= shown[1] and last >= shown[0]
+        title = f'steps {group[0].step}–{group[-1].step} ({worst} worst)'
+        bars.append(
+            f'<a href="{escape(href(first, last))}"><rect class="bucket{" shown" if current else ""}" '
+            f'x="{x0:.1f}" y="6" width="{max(1.0, x1 - x0):.1f}" height="{height - 12}" '
+            f'fill="{OUTCOME_COLOURS.get(worst)}">'
+            f'<title>{escape(title)}</title></rect></a>'
+        )
+    return (
+        f'<svg class="overview" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
+        f'aria-label="The whole run; each bar links to its steps">{"".join(bars)}</svg>'
     )
 
 

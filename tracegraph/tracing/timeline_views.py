@@ -17,8 +17,15 @@ if TYPE_CHECKING:
 
 __all__ = ('OUTCOME_COLOURS', 'ROW_FIELDS', 'timeline_html', 'timeline_rows', 'timeline_arrow', 'timeline_pandas')
 
-OUTCOME_COLOURS = {'completed': '#2f9e6e', 'failed': '#d9473f', 'interrupted': '#e39b21', 'running': '#5b7fd6'}
-"""Bar colour per outcome, in the dashboard and in notebooks; an unknown outcome is grey."""
+OUTCOME_COLOURS = {
+    'completed': '#1f7a4d',
+    'failed': '#c0342b',
+    'interrupted': '#9a5b00',
+    'running': '#3d5fc4',
+    'stale': '#5f6670',
+}
+"""Bar colour per outcome, in the dashboard and in notebooks; an unknown outcome is grey. Each is dark enough for
+white text on it to meet WCAG AA contrast (4.5:1) on the outcome badges."""
 
 ROW_FIELDS = (
     'graph', 'run_id', 'trace_id', 'step', 'node_id', 'span_id', 'start', 'end', 'duration', 'outcome',

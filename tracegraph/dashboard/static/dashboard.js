@@ -1,42 +1,170 @@
-// tracegraph dashboard: the hover tooltip of Gantt bars. Plain JavaScript, no build step.
+// tracegraph dashboard: the span detail panel and live updates. Plain JavaScript, no build step.
 (function () {
   'use strict';
-  const tip = document.getElementById('tip');
-  if (!tip) return;
+
   function esc(text) {
-    return String(text).replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]);
+    return String(text).replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]);
   }
-  function show(el, event) {
-    let data;
-    try { data = JSON.parse(el.getAttribute('data-tip')); } catch (e) { return; }
-    const rows = [['duration', data.duration], ['status', data.status]];
-    if (data.outcome) rows.push(['outcome', data.outcome]);
-    if (data.next) rows.push(['next', data.next]);
-    for (const [k, v] of Object.entries(data.attributes || {})) {
-      const text = typeof v === 'string' ? v : JSON.stringify(v);
-      rows.push([k, text.length > 300 ? text.slice(0, 300) + '…' : text]);
+
+  function parsed(value) {
+    if (typeof value !== 'string') return value;
+    const t = value.trim();
+    if (!(t.startsWith('{') || t.startsWith('['))) return value;
+    try { return JSON.parse(t); } catch (e) { return value; }
+  }
+
+  function valueHtml(value) {
+    const v = parsed(value);
+    if (v !== null && typeof v === 'object') {
+      return '<details open><summary>JSON</summary><pre class="json">' + esc(JSON.stringify(v, null, 2)) + '</pre></details>';
     }
-    tip.innerHTML = '<b>' + esc(data.title) + '</b><table>' +
-      rows.map(([k, v]) => '<tr><td>' + esc(k) + '</td><td>' + esc(v) + '</td></tr>').join('') + '</table>';
-    tip.hidden = false;
-    move(event);
+    return '<span class="value">' + esc(v) + '</span>';
   }
-  function move(event) {
-    const pad = 14;
-    const w = tip.offsetWidth, h = tip.offsetHeight;
-    let x = event.clientX + pad, y = event.clientY + pad;
-    if (x + w > window.innerWidth) x = Math.max(0, event.clientX - w - pad);
-    if (y + h > window.innerHeight) y = Math.max(0, event.clientY - h - pad);
-    tip.style.left = x + 'px';
-    tip.style.top = y + 'px';
+
+  function copyButton(text) {
+    return '<button type="button" class="copy" data-copy="' + esc(text) + '" aria-label="Copy value">copy</button>';
   }
-  document.addEventListener('mouseover', (e) => {
-    const el = e.target.closest && e.target.closest('[data-tip]');
-    if (el) show(el, e);
+
+  function attrRows(entries) {
+    return entries.map(([k, v]) => {
+      const text = typeof v === 'string' ? v : JSON.stringify(v);
+      return '<tr><th scope="row">' + esc(k) + '</th><td>' + valueHtml(v) + '</td><td>' + copyButton(text) + '</td></tr>';
+    }).join('');
+  }
+
+  function stateTable(attrs) {
+    const diff = parsed(attrs['tracegraph.state.diff']);
+    let rows = [];
+    if (diff && typeof diff === 'object' && !Array.isArray(diff)) {
+      rows = Object.entries(diff).map(([k, d]) => [k, d && d.old, d && d.new]);
+    } else {
+      const before = parsed(attrs['tracegraph.state.before']);
+      const after = parsed(attrs['tracegraph.state.after']);
+      if (before && after && typeof before === 'object' && typeof after === 'object') {
+        const keys = Array.from(new Set(Object.keys(before).concat(Object.keys(after))));
+        rows = keys.filter((k) => JSON.stringify(before[k]) !== JSON.stringify(after[k])).map((k) => [k, before[k], after[k]]);
+      }
+    }
+    if (!rows.length) return '';
+    const cell = (v) => '<td><pre class="json">' + esc(v === undefined ? '–' : JSON.stringify(v, null, 2)) + '</pre></td>';
+    return '<h3>State change</h3><table class="state-diff"><thead><tr><th>Field</th><th>Before</th><th>After</th></tr></thead><tbody>' +
+      rows.map(([k, a, b]) => '<tr><th scope="row">' + esc(k) + '</th>' + cell(a) + cell(b) + '</tr>').join('') + '</tbody></table>';
+  }
+
+  function spanLink(ref) {
+    return '<a href="#" class="open-span" data-span="' + esc(ref.span_id) + '">' + esc(ref.name) + '</a>';
+  }
+
+  function render(panel, data) {
+    const span = data.span;
+    const attrs = span.attributes || {};
+    const entries = Object.entries(attrs);
+    const own = entries.filter(([k]) => !k.startsWith('logfire.'));
+    const logfire = entries.filter(([k]) => k.startsWith('logfire.'));
+    let html = '<header><h2>' + esc(span.name) + '</h2><button type="button" class="close" aria-label="Close the detail panel">×</button></header>';
+    html += '<p class="meta">' + esc(span.duration.toFixed(6)) + ' s · status ' + esc(span.status) +
+      (span.status_message ? ': ' + esc(span.status_message) : '') + ' · span <code>' + esc(span.span_id) + '</code></p>';
+    if ('tracegraph.node.input' in attrs) {
+      html += '<h3>Node input</h3>' + valueHtml(attrs['tracegraph.node.input']);
+    }
+    html += stateTable(attrs);
+    html += '<h3>Attributes</h3><table class="attrs"><tbody>' + attrRows(own) + '</tbody></table>';
+    if (logfire.length) {
+      html += '<details class="logfire"><summary>Logfire attributes (' + logfire.length + ')</summary><table class="attrs"><tbody>' +
+        attrRows(logfire) + '</tbody></table></details>';
+    }
+    if (span.events && span.events.length) {
+      html += '<h3>Events</h3>' + span.events.map((ev) => {
+        const a = ev.attributes || {};
+        const trace = a['exception.stacktrace'] ? '<pre class="traceback">' + esc(a['exception.stacktrace']) + '</pre>' : '';
+        const rest = Object.entries(a).filter(([k]) => k !== 'exception.stacktrace');
+        return '<div class="event"><b>' + esc(ev.name) + '</b> <time>' + esc(ev.time) + '</time><table class="attrs"><tbody>' +
+          attrRows(rest) + '</tbody></table>' + trace + '</div>';
+      }).join('');
+    }
+    html += '<h3>Around it</h3><ul class="around">' +
+      (data.parent ? '<li>parent: ' + spanLink(data.parent) + '</li>' : '<li>no parent (a root span)</li>') +
+      data.children.map((c) => '<li>child: ' + spanLink(c) + '</li>').join('') + '</ul>';
+    panel.innerHTML = html;
+  }
+
+  async function openSpan(spanId, opener) {
+    const panel = document.getElementById('detail');
+    if (!panel) return;
+    panel.hidden = false;
+    panel.innerHTML = '<p class="meta">Loading…</p>';
+    document.querySelectorAll('.selected').forEach((el) => el.classList.remove('selected'));
+    if (opener) opener.classList.add('selected');
+    const url = '/api/traces/' + panel.dataset.trace + '/spans/' + spanId;
+    try {
+      const reply = await fetch(url, { credentials: 'same-origin' });
+      if (!reply.ok) throw new Error((await reply.json()).detail || reply.statusText);
+      render(panel, await reply.json());
+    } catch (e) {
+      panel.innerHTML = '<p class="error">Could not load the span: ' + esc(e.message) + '</p>';
+    }
+    panel.focus();
+  }
+
+  document.addEventListener('click', (e) => {
+    const copy = e.target.closest && e.target.closest('button.copy');
+    if (copy) {
+      navigator.clipboard && navigator.clipboard.writeText(copy.dataset.copy);
+      copy.textContent = 'copied';
+      return;
+    }
+    if (e.target.closest && e.target.closest('#detail button.close')) {
+      document.getElementById('detail').hidden = true;
+      return;
+    }
+    const el = e.target.closest && e.target.closest('[data-span]');
+    if (el && !e.target.closest('a[href]:not(.open-span)')) {
+      e.preventDefault();
+      openSpan(el.dataset.span, el);
+    }
   });
-  document.addEventListener('mousemove', (e) => { if (!tip.hidden) move(e); });
-  document.addEventListener('mouseout', (e) => {
-    const el = e.target.closest && e.target.closest('[data-tip]');
-    if (el) tip.hidden = true;
+  document.addEventListener('keydown', (e) => {
+    if (e.key === 'Escape') {
+      const panel = document.getElementById('detail');
+      if (panel) panel.hidden = true;
+      return;
+    }
+    if (e.key !== 'Enter' && e.key !== ' ') return;
+    const el = document.activeElement && document.activeElement.closest && document.activeElement.closest('[data-span]');
+    if (el && el.tagName !== 'BUTTON') {
+      e.preventDefault();
+      openSpan(el.dataset.span, el);
+    }
   });
+
+  // Live updates: the element marked data-live is fetched again every 2 s and swapped in place.
+  const live = document.querySelector('[data-live]');
+  if (live) {
+    const toggle = document.getElementById('live-toggle');
+    const state = document.getElementById('live-state');
+    let paused = false;
+    if (toggle) {
+      toggle.addEventListener('click', () => {
+        paused = !paused;
+        toggle.setAttribute('aria-pressed', String(paused));
+        toggle.textContent = paused ? 'Resume updates' : 'Pause updates';
+        if (state) state.textContent = paused ? 'paused' : 'updating every 2 s';
+      });
+    }
+    const refresh = async () => {
+      if (paused || document.hidden) return;
+      try {
+        const reply = await fetch(location.href, { credentials: 'same-origin', headers: { 'X-Requested-With': 'refresh' } });
+        if (!reply.ok) return;
+        const doc = new DOMParser().parseFromString(await reply.text(), 'text/html');
+        const fresh = doc.getElementById(live.id);
+        const current = document.getElementById(live.id);
+        if (fresh && current && fresh.innerHTML !== current.innerHTML) {
+          current.innerHTML = fresh.innerHTML;
+          if (!fresh.hasAttribute('data-live')) current.removeAttribute('data-live');
+        }
+      } catch (e) { /* the next round tries again */ }
+    };
+    setInterval(refresh, 2000);
+  }
 })();

@@ -1,0 +1,52 @@
+"""The HTML every page shares: the page around a body, outcome badges, times and links to runs and graphs."""
+
+from __future__ import annotations
+
+from html import escape
+from urllib.parse import quote
+
+from starlette.responses import HTMLResponse
+
+from .svg import OUTCOME_COLOURS
+
+__all__ = ('badge', 'graph_href', 'layout', 'run_href', 'time_text', 'trace_href')
+
+
+def layout(title: str, body: str, *, status: int = 200, sign_out: bool = False) -> HTMLResponse:
+    """A full page around `body`; `sign_out` adds the sign-out link (when the server has a token)."""
+    nav = '<a href="/">Runs</a>' + ('<a href="/logout">Sign out</a>' if sign_out else '')
+    html = (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f'<title>{escape(title)} · tracegraph</title><link rel="icon" href="/favicon.ico" type="image/svg+xml">'
+        '<link rel="stylesheet" href="/static/dashboard.css">'
+        f'</head><body><header><a class="brand" href="/">tracegraph</a><nav>{nav}</nav></header>'
+        f'<main>{body}</main><script src="/static/dashboard.js"></script></body></html>'
+    )
+    return HTMLResponse(html, status_code=status)
+
+
+def badge(outcome: str) -> str:
+    """The outcome as a coloured label (the text says it: colour is never the only cue)."""
+    colour = OUTCOME_COLOURS.get(outcome, '#6b6b6b')
+    return f'<span class="badge" style="background:{colour}">{escape(outcome)}</span>'
+
+
+def time_text(value: object) -> str:
+    """A stored instant as `YYYY-MM-DD HH:MM:SS.mmm` (UTC), escaped."""
+    return escape(str(value)[:23].replace('T', ' '))
+
+
+def run_href(trace_id: str, run_id: str) -> str:
+    """The page of one run."""
+    return f'/runs/{quote(trace_id)}?run_id={quote(run_id)}'
+
+
+def trace_href(trace_id: str) -> str:
+    """The span tree of a trace that holds no graph run."""
+    return f'/traces/{quote(trace_id)}'
+
+
+def graph_href(graph: str) -> str:
+    """The page of one graph."""
+    return f'/graphs/{quote(graph, safe="")}'

@@ -1,0 +1,194 @@
+"""A run's page and a plain trace's page, drawn from outlines so a run of 10,000 steps loads quickly.
+
+A run page shows one window of steps at a time (`?steps=201-400`; `WINDOW` steps by default) on a Gantt chart
+zoomed to that window, under an overview strip of the whole run whose bars link to their windows, a table of the
+run's steps per node, every exception once, and the window's steps. Each bar and row opens the detail panel,
+which loads that span's attributes and events on demand (`/api/traces/{trace}/spans/{span}`).
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+from collections.abc import Sequence
+from html import escape
+from urllib.parse import quote, urlencode
+
+from ..tracing.clock import ns_to_datetime
+from ..tracing.timeline import format_duration
+from .markup import badge, graph_href, run_href, time_text
+from .models import RunRef, SpanInfo
+from .runoutline import LightSpan, RunOutline
+from .svg import OUTCOME_COLOURS, gantt_svg, overview_svg
+
+__all__ = ('WINDOW', 'run_body', 'step_window', 'trace_body')
+
+WINDOW = 200
+"""Steps drawn at once on a run page."""
+OVERVIEW_BARS = 200
+"""Bars of the overview strip at most."""
+_RANGE = re.compile(r'([0-9]{1,9})-([0-9]{1,9})', re.ASCII)
+
+
+def step_window(outline: RunOutline, text: str | None) -> tuple[int, int]:
+    """The (first, last) indexes into `outline.steps` of the window `text` (`a-b`, step numbers, inclusive).
+
+    Without `text`: the first `WINDOW` steps, or the window ending at the first failed step when there is one.
+
+    Raises:
+        ValueError: `text` is not `a-b` with `1 <= a <= b`.
+    """
+    n = len(outline.steps)
+    if not text:
+        failed = next((i for i, s in enumerate(outline.steps) if s.outcome == 'failed'), None)
+        if failed is not None and failed >= WINDOW:
+            return failed - WINDOW + 1, failed
+        return 0, max(0, min(n, WINDOW) - 1)
+    match = _RANGE.fullmatch(text)
+    if match is None or not 1 <= int(match[1]) <= int(match[2]):
+        raise ValueError(f'{text[:40]!r} is not a range of step numbers like 1-200.')
+    first, last = int(match[1]) - 1, int(match[2]) - 1
+    first = min(first, max(0, n - 1))
+    return first, min(last, n - 1, first + 5 * WINDOW - 1)
+
+
+def _window_href(outline: RunOutline, first: int, last: int) -> str:
+    params = {'run_id': outline.run_id, 'steps': f'{first + 1}-{last + 1}'}
+    return f'/runs/{quote(outline.trace_id)}?{urlencode(params)}'
+
+
+def _node_summary(steps: Sequence[LightSpan]) -> str:
+    by_node: dict[str, list[LightSpan]] = {}
+    for s in steps:
+        by_node.setdefault(s.node_id or '', []).append(s)
+    total = sum(s.duration for s in steps) or 1.0
+    rows = ''.join(
+        f'<tr><td>{escape(node)}</td><td class="num">{len(group)}</td>'
+        f'<td class="num">{sum(1 for s in group if s.outcome == "failed")}</td>'
+        f'<td class="num">{format_duration(statistics.median(s.duration for s in group))}</td>'
+        f'<td class="num">{format_duration(max(s.duration for s in group))}</td>'
+        f'<td class="num">{format_duration(sum(s.duration for s in group))}</td>'
+        f'<td class="num">{sum(s.duration for s in group) / total * 100:.1f}%</td></tr>'
+        for node, group in sorted(by_node.items(), key=lambda kv: -sum(s.duration for s in kv[1]))
+    )
+    return (
+        '<div class="scroll"><table class="by-node"><thead><tr><th>Node</th><th class="num">Steps</th>'
+        '<th class="num">Failed</th><th class="num">Median</th><th class="num">Longest</th><th class="num">Total</th>'
+        f'<th class="num">Share</th></tr></thead><tbody>{rows}</tbody></table></div>'
+    )
+
+
+def _errors(outline: RunOutline) -> str:
+    items: list[str] = []
+    for e in outline.errors:
+        where = f'Step {e.step} <code>{escape(e.node_id or "")}</code>' if e.step is not None else 'The run'
+        verb = f'span <code>{escape(e.span_name)}</code> in it recorded' if e.nested else 'raised'
+        items.append(
+            f'<div class="exception" data-span="{e.span_id}"><h3>{where} {verb} <code>{escape(e.type)}</code>: '
+            f'{escape(e.message)}</h3>'
+            f'<pre class="traceback">{escape(e.traceback or "(no traceback recorded)")}</pre></div>'
+        )
+    return f'<section class="panel"><h2>Exceptions</h2>{"".join(items)}</section>' if items else ''
+
+
+def _resumed(earlier: Sequence[RunRef], later: Sequence[RunRef]) -> str:
+    items = [
+        f'<li>{label} <a href="{run_href(ref.trace_id, ref.run_id)}">run <code>{escape(ref.run_id)}</code></a> '
+        f'{badge(ref.outcome or "running")} started {time_text(ref.start)} UTC</li>'
+        for label, refs in (('resumed from', earlier), ('resumed by', later))
+        for ref in refs
+    ]
+    return f'<section class="panel resumed"><h2>Resumed run</h2><ul>{"".join(items)}</ul></section>' if items else ''
+
+
+def _legend() -> str:
+    items = ''.join(f'<span><i style="background:{c}"></i>{o}</span>' for o, c in OUTCOME_COLOURS.items())
+    return f'<div class="legend">{items}<span><i style="background:#8aa2c8"></i>nested span</span></div>'
+
+
+def detail_panel(trace_id: str) -> str:
+    """The (empty) panel the page's script fills with a span's detail."""
+    return (
+        f'<aside id="detail" class="panel detail" data-trace="{trace_id}" hidden aria-live="polite" tabindex="-1">'
+        '</aside>'
+    )
+
+
+def run_body(outline: RunOutline, window: tuple[int, int], earlier: Sequence[RunRef], later: Sequence[RunRef]) -> str:
+    """The page of `outline`'s run, drawing the steps `window` (indexes, inclusive)."""
+    first, last = window
+    shown = outline.steps[first : last + 1] if outline.steps else []
+    since_start = time_text(ns_to_datetime(outline.start_ns))
+    head = (
+        f'<h1><a href="{graph_href(outline.graph)}">{escape(outline.graph)}</a> run '
+        f'<code>{escape(outline.run_id)}</code></h1>'
+        f'<p class="meta">{badge(outline.outcome)} {len(outline.steps)} steps · {format_duration(outline.duration)}'
+        f'{" so far" if outline.outcome in ("running", "stale") else ""} · started {since_start} UTC · '
+        f'trace <code>{escape(outline.trace_id)}</code>'
+        + (f' · service {escape(outline.service)}' if outline.service else '')
+        + '</p>'
+    )
+    pager = ''
+    if len(outline.steps) > len(shown):
+        size = last - first + 1
+        links: list[str] = []
+        if first > 0:
+            links.append(
+                f'<a rel="prev" href="{escape(_window_href(outline, max(0, first - size), first - 1))}">'
+                '← earlier steps</a>'
+            )
+        links.append(f'<span>steps {first + 1}–{last + 1} of {len(outline.steps)}</span>')
+        if last + 1 < len(outline.steps):
+            end = min(len(outline.steps) - 1, last + size)
+            links.append(f'<a rel="next" href="{escape(_window_href(outline, last + 1, end))}">later steps →</a>')
+        strip = overview_svg(outline, OVERVIEW_BARS, lambda a, b: _window_href(outline, a, b), window)
+        pager = f'<div class="window">{strip}<p class="pager">{" ".join(links)}</p></div>'
+    live = outline.outcome == 'running'
+    timeline = (
+        f'<section class="panel"><h2>Timeline</h2>{_legend()}{pager}'
+        f'<div class="scroll">{gantt_svg(outline, shown)}</div>'
+        '<p class="hint">Click a bar or a step (or focus it and press Enter) for its attributes and events.</p>'
+        '</section>'
+    )
+    steps = ''.join(
+        f'<tr class="step-row" tabindex="0" data-span="{s.span_id}"><td class="num">{s.step}</td>'
+        f'<td>{escape(s.node_id or "")}</td>'
+        f'<td class="num">+{format_duration((s.start_ns - outline.start_ns) / 1e9)}</td>'
+        f'<td class="num">{format_duration(s.duration)}</td><td>{badge(s.outcome or "completed")}</td>'
+        f'<td>{escape(s.next_node or "–")}</td></tr>'
+        for s in shown
+    )
+    run_span = (
+        f'<p><button type="button" class="open-span" data-span="{outline.run_span.span_id}">'
+        'Run span attributes</button></p>'
+        if outline.run_span
+        else ''
+    )
+    body = (
+        f'<div id="live-run"{" data-live" if live else ""}>{head}{run_span}{timeline}'
+        f'{_resumed(earlier, later)}{_errors(outline)}'
+        f'<section class="panel"><h2>Steps by node</h2>{_node_summary(outline.steps)}</section>'
+        '<section class="panel"><h2>Steps</h2><div class="scroll"><table class="steps"><thead><tr>'
+        '<th class="num">Step</th><th>Node</th><th class="num">Start</th><th class="num">Duration</th>'
+        f'<th>Outcome</th><th>Next</th></tr></thead><tbody>{steps}</tbody></table></div></section></div>'
+    )
+    return body + detail_panel(outline.trace_id)
+
+
+def trace_body(trace_id: str, spans: Sequence[SpanInfo]) -> str:
+    """The page of a trace that holds no graph run: its spans as an indented tree with their durations."""
+    start = min(s.start for s in spans)
+    rows = ''.join(
+        f'<tr class="span-row" tabindex="0" data-span="{s.span_id}">'
+        f'<td style="padding-left:{0.5 + 1.2 * min(s.depth, 20):.1f}em">'
+        f'{escape(s.name)}</td><td class="num">+{format_duration((s.start - start).total_seconds())}</td>'
+        f'<td class="num">{format_duration(s.duration)}</td><td>{escape(s.status)}</td></tr>'
+        for s in spans
+    )
+    return (
+        f'<h1>Trace <code>{escape(trace_id)}</code></h1>'
+        f'<p class="meta">{len(spans)} spans · started {time_text(start)} UTC · no graph run in this trace</p>'
+        '<section class="panel"><h2>Spans</h2><div class="scroll"><table class="spans"><thead><tr><th>Span</th>'
+        '<th class="num">Start</th><th class="num">Duration</th><th>Status</th></tr></thead>'
+        f'<tbody>{rows}</tbody></table></div></section>{detail_panel(trace_id)}'
+    )

@@ -1,0 +1,224 @@
+"""Which runs to list: the filters, order and page of the runs list, and the SQL that answers them.
+
+The list holds three kinds of rows, from the `spans` table alone:
+
+- finished runs: a run span (its outcome is the run's);
+- runs in progress: node spans of a run whose run span has not arrived (the run span ends last), shown as
+  `running`, or `stale` once their last node span ended `stale_after` seconds ago;
+- plain traces: the root span of a trace no tracegraph span belongs to (other instrumentation), outcome
+  `failed` when the root span's status is ERROR and `completed` otherwise.
+
+Pages are keyset pages: each row has the key (sort value, trace id, run id) — the sort value is the start or the
+duration in nanoseconds — and a page asks for the rows after (older, or slower) or before (newer) a key, so
+paging never repeats or skips a row while new runs arrive.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any, Literal
+
+from ..tracing.clock import datetime_to_ns
+
+__all__ = ('Cursor', 'RunQuery', 'RUN_KINDS', 'RUN_OUTCOMES', 'SORTS', 'ATTR_KEY')
+
+SORTS = ('start', 'duration')
+RUN_KINDS = ('run', 'trace')
+RUN_OUTCOMES = ('completed', 'failed', 'interrupted', 'running', 'stale')
+ATTR_KEY = re.compile(r'[A-Za-z0-9_.:/@-]{1,200}', re.ASCII)
+"""The attribute keys `attr=` matches (the characters OpenTelemetry attribute names use)."""
+
+_CURSOR = re.compile(r'(-?[0-9]{1,20})\.([0-9a-f]{32})\.(.{1,1000})', re.ASCII | re.DOTALL)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Cursor:
+    """A row's place in the list: its sort value (start or duration, ns), trace id and run id."""
+
+    value: int
+    trace_id: str
+    run_id: str
+
+    def token(self) -> str:
+        """The text form used in URLs (`older=` / `newer=`)."""
+        return f'{self.value}.{self.trace_id}.{self.run_id}'
+
+    @classmethod
+    def parse(cls, text: str) -> Cursor:
+        """The cursor of `token()`'s text.
+
+        Raises:
+            ValueError: the text is not a cursor.
+        """
+        match = _CURSOR.fullmatch(text)
+        if match is None:
+            raise ValueError(f'{text[:80]!r} is not a page cursor (use the older/newer links of a page).')
+        return cls(value=int(match[1]), trace_id=match[2], run_id=match[3])
+
+
+_ROWS = """
+WITH finished AS (
+    SELECT 'run' AS kind, trace_id, run_id, graph, service_name, name, start_ns, end_ns, steps, outcome
+    FROM spans WHERE is_run AND run_id IS NOT NULL
+), open_groups AS (
+    SELECT trace_id, run_id, any_value(graph) AS graph, any_value(service_name) AS service_name,
+           min(start_ns) AS start_ns, max(end_ns) AS end_ns, count(*) AS steps
+    FROM spans WHERE node_id IS NOT NULL AND run_id IS NOT NULL GROUP BY trace_id, run_id
+), open_runs AS (
+    SELECT 'run' AS kind, o.trace_id, o.run_id, o.graph, o.service_name, NULL AS name, o.start_ns, o.end_ns,
+           o.steps, CASE WHEN o.end_ns < $stale_ns THEN 'stale' ELSE 'running' END AS outcome
+    FROM open_groups o ANTI JOIN finished f ON f.trace_id = o.trace_id AND f.run_id = o.run_id
+), graph_traces AS (
+    SELECT DISTINCT trace_id FROM spans WHERE run_id IS NOT NULL
+), plain_traces AS (
+    SELECT 'trace' AS kind, s.trace_id, s.span_id AS run_id, NULL AS graph, s.service_name, s.name, s.start_ns,
+           s.end_ns, NULL AS steps, CASE WHEN s.status_code = 'ERROR' THEN 'failed' ELSE 'completed' END AS outcome
+    FROM spans s ANTI JOIN graph_traces g ON g.trace_id = s.trace_id
+    WHERE s.parent_span_id IS NULL
+), listed AS (
+    SELECT * FROM finished UNION ALL SELECT * FROM open_runs UNION ALL SELECT * FROM plain_traces
+)
+SELECT kind, trace_id, run_id, graph, service_name, name, start_ns, end_ns, steps, outcome, {sort} AS sort_ns
+FROM listed r
+"""
+
+COLUMNS = ('kind', 'trace_id', 'run_id', 'graph', 'service_name', 'name', 'start_ns', 'end_ns', 'steps', 'outcome')
+"""The columns of each row `RunQuery.sql` selects, before the sort value."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunQuery:
+    """Filters, order and page of a runs list; every filter is optional and they combine with AND."""
+
+    graph: str | None = None
+    service: str | None = None
+    """`service.name` of the resource that sent the run."""
+    outcome: str | None = None
+    """One of `RUN_OUTCOMES`."""
+    kind: Literal['run', 'trace'] | None = None
+    """Graph runs only, or plain traces only; both by default."""
+    since: datetime | None = None
+    """Started at or after."""
+    until: datetime | None = None
+    """Started before."""
+    min_duration: float | None = None
+    """Seconds, at least."""
+    max_duration: float | None = None
+    """Seconds, at most."""
+    node: str | None = None
+    """Runs that ran this node."""
+    attrs: tuple[tuple[str, str], ...] = ()
+    """(key, value) pairs; each must match an attribute of the run's span or one of its node spans, as text."""
+    search: str | None = None
+    """A trace id or run id (exactly), or part of a graph or root-span name (any case)."""
+    sort: Literal['start', 'duration'] = 'start'
+    """Newest first, or longest first."""
+    limit: int = 50
+    older: Cursor | None = None
+    """Rows after this one in the order (older, or shorter)."""
+    newer: Cursor | None = None
+    """Rows before this one in the order (newer, or longer)."""
+    stale_after: float = 600.0
+    """Seconds after its last node span ended at which a run without its run span is shown as stale."""
+    now: datetime | None = field(default=None, compare=False)
+
+    def page(self, *, older: Cursor | None = None, newer: Cursor | None = None) -> RunQuery:
+        """The same query at another page."""
+        return replace(self, older=older, newer=newer)
+
+    def sql(self) -> tuple[str, dict[str, Any]]:
+        """The statement and its named parameters: `limit + 1` rows of the page, in the page's order."""
+        now_ns = datetime_to_ns(self.now) if self.now else _now_ns()
+        params: dict[str, Any] = {'stale_ns': now_ns - int(self.stale_after * 1e9)}
+        where: list[str] = []
+
+        def add(clause: str, **values: Any) -> None:
+            where.append(clause)
+            params.update(values)
+
+        if self.graph is not None:
+            add('r.graph = $graph', graph=self.graph)
+        if self.service is not None:
+            add('r.service_name = $service', service=self.service)
+        if self.outcome is not None:
+            add('r.outcome = $outcome', outcome=self.outcome)
+        if self.kind is not None:
+            add('r.kind = $kind', kind=self.kind)
+        if self.since is not None:
+            add('r.start_ns >= $since', since=datetime_to_ns(self.since))
+        if self.until is not None:
+            add('r.start_ns < $until', until=datetime_to_ns(self.until))
+        if self.min_duration is not None:
+            add('r.end_ns - r.start_ns >= $min_ns', min_ns=round(self.min_duration * 1e9))
+        if self.max_duration is not None:
+            add('r.end_ns - r.start_ns <= $max_ns', max_ns=round(self.max_duration * 1e9))
+        if self.node is not None:
+            add(
+                'EXISTS (SELECT 1 FROM spans n WHERE n.trace_id = r.trace_id AND n.run_id = r.run_id '
+                'AND n.node_id = $node)',
+                node=self.node,
+            )
+        for i, (key, value) in enumerate(self.attrs):
+            owner = "(r.kind = 'trace' OR (a.run_id = r.run_id AND (a.is_run OR a.node_id IS NOT NULL)))"
+            add(
+                f'EXISTS (SELECT 1 FROM spans a WHERE a.trace_id = r.trace_id AND {owner} '
+                f'AND json_extract_string(a.attributes, $attr_path{i}) = $attr_value{i})',
+                **{f'attr_path{i}': f'$."{key}"', f'attr_value{i}': value},
+            )
+        if self.search is not None:
+            add(
+                '(r.trace_id = lower($search) OR r.run_id = $search '
+                "OR r.graph ILIKE $search_like ESCAPE '\\' OR r.name ILIKE $search_like ESCAPE '\\')",
+                search=self.search,
+                search_like='%' + _like_escaped(self.search) + '%',
+            )
+        sort = 'r.start_ns' if self.sort == 'start' else 'r.end_ns - r.start_ns'
+        descending = self.newer is None
+        cursor = self.older or self.newer
+        if cursor is not None:
+            op = '<' if descending else '>'
+            add(
+                f'({sort} {op} $c_value OR ({sort} = $c_value AND (r.trace_id {op} $c_trace '
+                f'OR (r.trace_id = $c_trace AND r.run_id {op} $c_run))))',
+                c_value=cursor.value,
+                c_trace=cursor.trace_id,
+                c_run=cursor.run_id,
+            )
+        direction = 'DESC' if descending else 'ASC'
+        text = _ROWS.format(sort=sort)
+        if where:
+            text += 'WHERE ' + ' AND '.join(where) + '\n'
+        text += f'ORDER BY sort_ns {direction}, r.trace_id {direction}, r.run_id {direction} LIMIT $limit'
+        params['limit'] = self.limit + 1
+        return text, params
+
+    def cursors(self, rows: Sequence[Sequence[Any]]) -> tuple[list[Sequence[Any]], Cursor | None, Cursor | None]:
+        """The page's rows in list order, and the cursors of the newer and older pages (None at either end).
+
+        `rows` are what `sql()` selected: `COLUMNS` then the sort value, `limit + 1` at most.
+        """
+        more = len(rows) > self.limit
+        page = list(rows[: self.limit])
+        if self.newer is not None:
+            page.reverse()
+        if not page:
+            return page, None, None
+
+        def key(row: Sequence[Any]) -> Cursor:
+            return Cursor(value=int(row[len(COLUMNS)]), trace_id=row[1], run_id=row[2])
+
+        has_newer = more if self.newer is not None else self.older is not None
+        has_older = more if self.newer is None else True
+        return page, key(page[0]) if has_newer else None, key(page[-1]) if has_older else None
+
+
+def _like_escaped(text: str) -> str:
+    return text.replace('\\', '\\\\').replace('%', '\\%').replace('_', '\\_')
+
+
+def _now_ns() -> int:
+    return time.time_ns()
