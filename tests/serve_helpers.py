@@ -59,9 +59,11 @@ def exporting_provider(
     *,
     headers: dict[str, str] | None = None,
     gzip: bool = False,
+    service: str = 'dashboard-tests',
 ) -> Generator[tuple[TracerProvider, InMemorySpanExporter]]:
-    """A TracerProvider exporting through the real OTLP/HTTP exporter to `url` (when given) and to memory."""
-    pipeline = make_pipeline('dashboard-tests')
+    """A TracerProvider of `service` exporting through the real OTLP/HTTP exporter to `url` (when given), and to
+    memory; each span is sent as it ends."""
+    pipeline = make_pipeline(service)
     provider, memory = pipeline.tracer_provider, pipeline.exporter
     if url is not None:
         exporter = OTLPSpanExporter(

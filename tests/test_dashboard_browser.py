@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
+import threading
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
@@ -21,6 +25,7 @@ from serve_helpers import (
     trace_of,
 )
 
+from tracegraph import BaseNode, End, Graph, GraphRunContext, InstrumentationSettings
 from tracegraph.dashboard.server import ServerThread
 from tracegraph.dashboard.svg import OUTCOME_COLOURS
 
@@ -213,9 +218,204 @@ def test_script_payloads_in_span_data_never_run(page: Page) -> None:
             response = page.goto(server.url + path)
             assert response is not None and response.status == 200, path
             assert "script-src 'self'" in response.headers['content-security-policy']
-            for bar in page.locator('[data-tip]').all():
-                bar.hover()
+            for bar in page.locator('[data-span]').all()[:6]:
+                bar.click()  # the detail panel renders the span's attributes and events
+                expect(page.locator('#detail')).not_to_contain_text('Loading')
             assert page.evaluate('window.__xss') is None, path
             expect(page.locator('main')).to_contain_text('onerror="window.__xss=1"')  # shown, as text
         shot(page, 'dashboard-xss.png')
     assert problems == []
+
+
+# --- find, page, watch, read ------------------------------------------------------------------------------------
+
+T0 = 1_790_000_000 * 10**9
+
+
+@pytest.fixture(scope='module')
+def many() -> Iterator[tuple[ServerThread, list[SampleRun]]]:
+    """Twelve runs a minute apart: `alpha` (two steps, every third failing) and `beta` (one step)."""
+    with running_server() as server:
+        with exporting_provider(server.url) as (provider, _):
+            runs = [
+                emit_run(
+                    provider,
+                    graph='alpha' if i % 2 else 'beta',
+                    steps=('Fetch', 'Think') if i % 2 else ('Fetch',),
+                    fail=i % 3 == 0,
+                    start_ns=T0 + i * 60 * 10**9,
+                )
+                for i in range(12)
+            ]
+        yield server, runs
+
+
+def listed(page: Page) -> list[str]:
+    return page.locator('table.runs tbody tr.run').evaluate_all('rs => rs.map(r => r.dataset.run)')
+
+
+def test_filters_and_the_search_box(many: tuple[ServerThread, list[SampleRun]], page: Page) -> None:
+    server, runs = many
+    newest_first = [r.run_id for r in reversed(runs)]
+    page.goto(server.url + '/')
+    assert listed(page) == newest_first
+    page.select_option('select[name=graph]', 'alpha')
+    page.fill('input[name=node]', 'Think')
+    page.click('form.filters button[type=submit]')
+    assert listed(page) == [r.run_id for r in reversed(runs) if r.graph == 'alpha']
+    assert 'graph=alpha' in page.url and 'node=Think' in page.url  # the filters are in the URL
+    page.select_option('select[name=outcome]', 'failed')
+    page.click('form.filters button[type=submit]')
+    assert listed(page) == [r.run_id for r in reversed(runs) if r.graph == 'alpha' and r.outcome == 'failed']
+    page.goto(server.url + '/')
+    page.fill('input[name=min_duration]', '30ms')  # two steps last 33 ms, one 12 ms
+    page.select_option('select[name=sort]', 'duration')
+    page.click('form.filters button[type=submit]')
+    assert sorted(listed(page)) == sorted(r.run_id for r in runs if r.graph == 'alpha')
+    page.goto(server.url + '/')
+    page.fill('input[name=attr]', 'tracegraph.run.start_node=Fetch')
+    page.fill('input[name=until]', _iso(T0 + 3 * 60 * 10**9))
+    page.click('form.filters button[type=submit]')
+    assert listed(page) == [r.run_id for r in reversed(runs[:3])]
+    shot(page, 'dashboard-runs-filtered.png')
+    page.goto(server.url + '/')
+    page.fill('input[name=q]', runs[5].trace_id)
+    page.press('input[name=q]', 'Enter')
+    expect(page).to_have_url(re.compile(f'/runs/{runs[5].trace_id}'))
+    expect(page.locator('h1')).to_contain_text(runs[5].run_id)
+
+
+def test_paging_forward_and_back(many: tuple[ServerThread, list[SampleRun]], page: Page) -> None:
+    server, runs = many
+    page.goto(server.url + '/?limit=4')
+    pages = [listed(page)]
+    for _ in range(2):
+        page.click('a.older')
+        pages.append(listed(page))
+    expect(page.locator('a.older')).to_have_count(0)  # the last page
+    seen = [run_id for p in pages for run_id in p]
+    assert seen == [r.run_id for r in reversed(runs)]  # every row once, in order, over 3 pages
+    page.click('a.newer')
+    assert listed(page) == pages[1]
+    page.click('a.newer')
+    assert listed(page) == pages[0]
+    expect(page.locator('a.newer')).to_have_count(0)
+
+
+@dataclass
+class Counter:
+    count: int = 0
+    log: list[str] = field(default_factory=list[str])
+
+
+@dataclass
+class Bump(BaseNode[Counter, None, int]):
+    by: int
+
+    async def run(self, ctx: GraphRunContext[Counter]) -> Bump | End[int]:
+        ctx.state.count += self.by
+        ctx.state.log.append(f'+{self.by}')
+        return Bump(self.by + 1) if ctx.state.count < 6 else End(ctx.state.count)
+
+
+def test_a_run_appears_while_running_then_completes_without_reload(page: Page) -> None:
+    step = threading.Event()
+    with running_server() as server, exporting_provider(server.url) as (provider, _):
+        settings = InstrumentationSettings(tracer_provider=provider, state='diff')
+        graph = Graph(nodes=[Bump], name='live', instrumentation=settings)
+
+        async def drive() -> None:
+            async with graph.iter(Bump(1), state=Counter()) as run:
+                await run.next()
+                step.wait(30)  # the browser looks at the run while it runs
+                async for _ in run:
+                    pass
+
+        page.goto(server.url + '/')
+        expect(page.locator('#live-state')).to_have_text('updating every 2 s')
+        worker = threading.Thread(target=lambda: asyncio.run(drive()))
+        worker.start()
+        try:
+            row = page.locator('table.runs tbody tr.run')
+            expect(row).to_have_count(1, timeout=10_000)  # appeared without a reload
+            expect(row.locator('.badge')).to_have_text('running')
+            shot(page, 'dashboard-live-running.png')
+            step.set()
+            expect(row.locator('.badge')).to_have_text('completed', timeout=10_000)
+        finally:
+            step.set()
+            worker.join(30)
+        page.click('#live-toggle')
+        expect(page.locator('#live-state')).to_have_text('paused')
+
+        # the detail panel: by click, then by keyboard, with the node's input and its state change
+        row.locator('a.runlink').click()
+        page.locator('svg.gantt rect.bar.node').nth(1).click()
+        panel = page.locator('#detail')
+        expect(panel).to_be_visible()
+        expect(panel.locator('h2')).to_have_text('run node Bump')
+        expect(panel).to_contain_text('"by": 2')  # node input, pretty-printed
+        diff = panel.locator('table.state-diff tbody tr')
+        expect(diff).to_have_count(2)
+        assert diff.first.inner_text().split() == ['count', '1', '3']
+        expect(panel.locator('details.logfire')).to_have_count(1)  # logfire.* folded away
+        expect(panel.locator('details.logfire')).not_to_have_attribute('open', '')
+        shot(page, 'dashboard-detail-panel.png')
+        page.keyboard.press('Escape')
+        expect(panel).to_be_hidden()
+        first_row = page.locator('tr.step-row').first
+        first_row.focus()
+        page.keyboard.press('Enter')
+        expect(panel).to_be_visible()
+        expect(panel).to_contain_text('"by": 1')
+        panel.locator('ul.around a').first.click()  # to the parent: the run span
+        expect(panel.locator('h2')).to_have_text('run graph live')
+
+
+def test_a_ten_thousand_step_run_page_loads_quickly(page: Page) -> None:
+    spans = crafted_run(nodes=10_000)
+    with running_server() as server:
+        for i in range(0, len(spans), 2000):
+            httpx.post(
+                server.url + '/v1/traces',
+                content=crafted_body(*spans[i : i + 2000]),
+                headers={'Content-Type': 'application/x-protobuf'},
+                timeout=60,
+            ).raise_for_status()
+        started = time.perf_counter()
+        page.goto(f'{server.url}/runs/{trace_of(spans)}', wait_until='load')
+        seconds = time.perf_counter() - started
+        size = page.evaluate('document.documentElement.outerHTML.length')
+        print(
+            f'\n10,000-step run page: loaded in {seconds:.2f} s, {size / 1e6:.2f} MB of HTML'
+        )  # reported, not asserted
+        expect(page.locator('svg.gantt rect.bar.node')).to_have_count(200)
+        expect(page.locator('svg.overview rect.bucket')).to_have_count(200)
+        expect(page.locator('.window .pager')).to_contain_text('steps 1–200 of 10000')
+        page.locator('svg.overview a').last.click()
+        expect(page.locator('.window .pager')).to_contain_text('of 10000')
+        assert page.locator('svg.gantt rect.bar.node').last.get_attribute('data-step') == '10000'
+        shot(page, 'dashboard-big-run.png')
+
+
+def test_narrow_screens_scroll_tables_not_the_page(
+    many: tuple[ServerThread, list[SampleRun]], browser: Browser
+) -> None:
+    server, runs = many
+    context = browser.new_context(viewport={'width': 390, 'height': 844})
+    narrow = context.new_page()
+    try:
+        for path in ('/', f'/runs/{runs[1].trace_id}', '/graphs/alpha'):
+            narrow.goto(server.url + path)
+            overflow = narrow.evaluate('document.documentElement.scrollWidth - document.documentElement.clientWidth')
+            assert overflow <= 0, (path, overflow)
+        narrow.goto(server.url + '/')
+        shot(narrow, 'dashboard-runs-390.png')
+    finally:
+        context.close()
+
+
+def _iso(ns: int) -> str:
+    from tracegraph.tracing.clock import ns_to_datetime
+
+    return ns_to_datetime(ns).isoformat()

@@ -154,7 +154,7 @@ def test_wrong_method(client: httpx.Client) -> None:
         ('/api/runs?limit=abc', "limit must be a whole number from 1 to 1000 in ASCII digits, got 'abc'."),
         (
             '/api/runs?before=yesterday',
-            "before must be a duration back from now (30m, 6h, 7d, 2w) or an ISO 8601 timestamp: "
+            'before must be a duration back from now (30m, 6h, 7d, 2w) or an ISO 8601 timestamp: '
             "'yesterday' is neither a duration like 30m, 6h, 7d nor an ISO 8601 timestamp.",
         ),
         (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from html import escape
 from urllib.parse import quote
 
@@ -32,9 +33,9 @@ def badge(outcome: str) -> str:
     return f'<span class="badge" style="background:{colour}">{escape(outcome)}</span>'
 
 
-def time_text(value: object) -> str:
-    """A stored instant as `YYYY-MM-DD HH:MM:SS.mmm` (UTC), escaped."""
-    return escape(str(value)[:23].replace('T', ' '))
+def time_text(value: datetime) -> str:
+    """An instant as `YYYY-MM-DD HH:MM:SS.mmm` in UTC."""
+    return value.astimezone(timezone.utc).strftime('%Y-%m-%d %H:%M:%S.%f')[:23]
 
 
 def run_href(trace_id: str, run_id: str) -> str:

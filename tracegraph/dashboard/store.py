@@ -279,10 +279,13 @@ class Store:
             detail.resumed_from, detail.resumed_by = self.resumed_parts(trace_id, detail.timeline.run_id, start_ns)
         return detail
 
-    def _stored_spans(self, trace_id: str, where: str = '', params: Sequence[Any] = ()) -> list[StoredSpan]:
+    def _stored_spans(
+        self, trace_id: str, where: str = '', params: Sequence[Any] = (), *, limit: int | None = None
+    ) -> list[StoredSpan]:
         rows = self.query(
             'SELECT span_id, parent_span_id, name, start_ns, end_ns, status_code, status_message, attributes, events, '
-            f'run_id, node_id, is_run FROM spans WHERE trace_id = ? {where} ORDER BY start_ns, span_id',
+            f'run_id, node_id, is_run FROM spans WHERE trace_id = ? {where} ORDER BY start_ns, span_id'
+            + ('' if limit is None else f' LIMIT {int(limit)}'),
             [trace_id, *params],
         )
         return [
@@ -330,7 +333,7 @@ class Store:
 
     def trace_spans(self, trace_id: str, *, limit: int = 10_000) -> list[SpanInfo]:
         """The spans of trace `trace_id` as a tree, depth first in start order (at most `limit`); [] when unknown."""
-        spans = self._stored_spans(trace_id.lower(), 'LIMIT ?', [limit]) if limit else []
+        spans = self._stored_spans(trace_id.lower(), limit=limit)
         return span_tree(spans)
 
     def resumed_parts(self, trace_id: str, run_id: str, start_ns: int) -> tuple[list[RunRef], list[RunRef]]:

@@ -1,0 +1,268 @@
+"""Finding runs through the JSON API: every filter, keyset pages, runs in progress, plain traces, span details."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from sample_runs import SampleRunResult
+from serve_helpers import emit_run, exporting_provider, running_server
+
+from tracegraph import BaseNode, End, Graph, GraphRunContext, InstrumentationSettings
+from tracegraph.dashboard.server import ServerThread
+
+T0 = 1_790_000_000 * 10**9
+MINUTE = 60 * 10**9
+
+
+@dataclass(kw_only=True)
+class Seeded:
+    server: ServerThread
+    client: httpx.Client
+    runs: list[SampleRunResult]
+    plain_trace: str
+
+
+@pytest.fixture(scope='module')
+def seeded() -> Iterator[Seeded]:
+    """Ten runs a minute apart: `alpha` (1 to 4 steps, the 4th failing) and `beta` (from service `other`), plus a
+    plain trace of other instrumentation."""
+    with running_server(stale_after=3600) as server:
+        runs: list[SampleRunResult] = []
+        with exporting_provider(server.url) as (provider, _):
+            for i in range(6):
+                steps = ('Fetch', 'Think', 'Answer', 'Check')[: 1 + i % 4]
+                runs.append(emit_run(provider, graph='alpha', steps=steps, fail=i == 3, start_ns=T0 + i * MINUTE))
+        with exporting_provider(server.url, service='other') as (provider, _):
+            for i in range(6, 10):
+                runs.append(emit_run(provider, graph='beta', steps=('X', 'Y'), start_ns=T0 + i * MINUTE))
+            tracer = provider.get_tracer('plain')
+            with (
+                tracer.start_as_current_span('GET /items', start_time=T0 + 20 * MINUTE) as root,
+                tracer.start_as_current_span('SELECT items', start_time=T0 + 20 * MINUTE + 1000),
+            ):
+                pass
+            plain = f'{root.get_span_context().trace_id:032x}'
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            yield Seeded(server=server, client=client, runs=runs, plain_trace=plain)
+
+
+def ids(reply: httpx.Response) -> list[str]:
+    assert reply.status_code == 200, reply.text
+    return [r['run_id'] for r in reply.json()]
+
+
+def expected(runs: list[SampleRunResult], keep: Any) -> list[str]:
+    return [r.run_id for r in reversed(runs) if keep(r)]
+
+
+def test_each_filter_alone_and_combined(seeded: Seeded) -> None:
+    c, runs = seeded.client, seeded.runs
+    get = lambda **p: ids(c.get('/api/runs', params={'kind': 'run', **p}))  # noqa: E731
+    assert get() == expected(runs, lambda r: True)
+    assert get(graph='alpha') == expected(runs, lambda r: r.graph == 'alpha')
+    assert get(service='other') == expected(runs, lambda r: r.graph == 'beta')
+    assert get(outcome='failed') == [runs[3].run_id]
+    assert get(since=_iso(T0 + 8 * MINUTE)) == [runs[9].run_id, runs[8].run_id]
+    assert get(until=_iso(T0 + 2 * MINUTE)) == [runs[1].run_id, runs[0].run_id]
+    # 1 step lasts 12 ms, 2 steps 33 ms, 3 steps 64 ms, 4 steps 105 ms (see sample_runs)
+    assert get(min_duration='100ms') == [runs[3].run_id]
+    assert get(max_duration='0.02') == expected(runs, lambda r: len(r.nodes) == 1)
+    assert get(node='Answer') == expected(runs, lambda r: 'Answer' in dict(r.nodes))
+    assert get(attr='tracegraph.run.start_node=X') == expected(runs, lambda r: r.graph == 'beta')
+    assert get(attr='tracegraph.node.input={"n":3}') == expected(runs, lambda r: len(r.nodes) >= 3)
+    assert get(q='alp') == expected(runs, lambda r: r.graph == 'alpha')
+    assert get(q=runs[4].run_id) == [runs[4].run_id]
+    assert get(q=runs[5].trace_id.upper()) == [runs[5].run_id]
+    both = c.get(
+        '/api/runs',
+        params=[('graph', 'alpha'), ('node', 'Think'), ('attr', 'tracegraph.step=2'), ('max_duration', '70ms')],
+    )
+    assert ids(both) == expected(runs, lambda r: r.graph == 'alpha' and len(r.nodes) in (2, 3))
+    longest = c.get('/api/runs', params={'kind': 'run', 'sort': 'duration', 'limit': 3}).json()
+    assert longest[0]['run_id'] == runs[3].run_id
+    assert [r['duration'] for r in longest] == sorted((r['duration'] for r in longest), reverse=True)
+
+
+def test_plain_traces_are_listed_and_shown_as_span_trees(seeded: Seeded) -> None:
+    c = seeded.client
+    (trace,) = c.get('/api/runs', params={'kind': 'trace'}).json()
+    assert (trace['trace_id'], trace['name'], trace['service'], trace['outcome']) == (
+        seeded.plain_trace,
+        'GET /items',
+        'other',
+        'completed',
+    )
+    assert ids(c.get('/api/runs', params={'q': 'get /it'})) == [trace['run_id']]
+    tree = c.get(f'/api/traces/{seeded.plain_trace}').json()
+    assert [(s['name'], s['depth']) for s in tree] == [('GET /items', 0), ('SELECT items', 1)]
+    page = c.get(f'/runs/{seeded.plain_trace}', follow_redirects=False)
+    assert (page.status_code, page.headers['location']) == (303, f'/traces/{seeded.plain_trace}')
+    html = c.get(f'/traces/{seeded.plain_trace}').text
+    assert 'SELECT items' in html and 'no graph run in this trace' in html
+
+
+def test_keyset_pages_never_repeat_or_skip_a_row(seeded: Seeded) -> None:
+    c = seeded.client
+    everything = ids(c.get('/api/runs', params={'limit': 1000}))
+    assert len(everything) == 11
+    for sort in ('start', 'duration'):
+        seen: list[str] = []
+        url: str | None = f'/api/runs?limit=4&sort={sort}'
+        pages = 0
+        while url is not None:
+            reply = c.get(url)
+            seen += ids(reply)
+            pages += 1
+            url = _link(reply, 'next')
+        assert pages == 3
+        assert sorted(seen) == sorted(everything) and len(set(seen)) == len(seen)
+        # and back: the last page's "prev" link leads to the rows just before it
+        last = c.get(f'/api/runs?limit=4&sort={sort}&older=' + _cursor_after(c, sort, 8))
+        back = _link(last, 'prev')
+        assert back is not None
+        assert ids(c.get(back)) == seen[4:8]
+    # limit=1 walks every row, one at a time (it showed the same run forever once)
+    one_by_one: list[str] = []
+    url = '/api/runs?limit=1'
+    while url is not None and len(one_by_one) < 20:
+        reply = c.get(url)
+        one_by_one += ids(reply)
+        url = _link(reply, 'next')
+    assert one_by_one == everything
+
+
+def test_bad_parameters_are_clear_400s(seeded: Seeded) -> None:
+    c = seeded.client
+    cases = {
+        'min_duration=fast': "min_duration must be a duration: 'fast' is not a duration such as 250ms, 2s, 1.5m or 1h.",
+        'sort=name': "sort must be one of start, duration, got 'name'.",
+        'kind=span': "kind must be one of run, trace, got 'span'.",
+        'outcome=ok': "outcome must be one of completed, failed, interrupted, running, stale, got 'ok'.",
+        'attr=novalue': 'attr must be key=value with a key of letters, digits and _.:/@- (e.g. attr=user.id=42), '
+        "got 'novalue'.",
+        'attr=a%20b=1': 'attr must be key=value with a key of letters, digits and _.:/@- (e.g. attr=user.id=42), '
+        "got 'a b=1'.",
+        'older=12': "older must be a page cursor: '12' is not a page cursor (use the older/newer links of a page).",
+        f'older=1.{"0" * 32}.r&newer=1.{"0" * 32}.r': 'pass older or newer, not both.',
+        'until=soon': "until must be a duration back from now (30m, 6h, 7d, 2w) or an ISO 8601 timestamp: 'soon' is "
+        'neither a duration like 30m, 6h, 7d nor an ISO 8601 timestamp.',
+    }
+    for query, message in cases.items():
+        reply = c.get(f'/api/runs?{query}')
+        assert (reply.status_code, reply.json()) == (400, {'detail': message}), query
+        page = c.get(f'/?{query}')
+        assert page.status_code == 400 and 'text/html' in page.headers['content-type'], query
+    run = seeded.runs[0]
+    bad = c.get(f'/runs/{run.trace_id}', params={'steps': '5-2'})
+    assert bad.status_code == 400 and 'steps must be a range of step numbers' in bad.text
+    assert c.get(f'/api/traces/{run.trace_id}/spans/xyz').json() == {
+        'detail': "span_id must be 16 hexadecimal digits, got 'xyz'."
+    }
+    assert c.get(f'/api/traces/{run.trace_id}/spans/{"0" * 16}').status_code == 404
+
+
+def test_the_search_box_goes_straight_to_what_it_names(seeded: Seeded) -> None:
+    c, run = seeded.client, seeded.runs[2]
+    for q, target in (
+        (run.trace_id, f'/runs/{run.trace_id}?run_id={run.run_id}'),
+        (run.run_id, f'/runs/{run.trace_id}?run_id={run.run_id}'),
+        ('beta', '/graphs/beta'),
+        (seeded.plain_trace, f'/traces/{seeded.plain_trace}'),
+    ):
+        reply = c.get('/', params={'q': q}, follow_redirects=False)
+        assert (reply.status_code, reply.headers.get('location')) == (303, target), q
+    listed = c.get('/', params={'q': 'alp'})
+    assert listed.status_code == 200 and listed.text.count('<tr class="run"') == 6
+
+
+def test_span_detail_has_every_attribute_its_parent_and_children(seeded: Seeded) -> None:
+    c, run = seeded.client, seeded.runs[2]  # Fetch, Think (with nested spans), Answer
+    think = f'{run.node_span_ids[1]:016x}'
+    detail = c.get(f'/api/traces/{run.trace_id}/spans/{think}').json()
+    assert detail['span']['name'] == 'run node Think'
+    assert detail['span']['attributes']['tracegraph.node.input'] == '{"n":2}'
+    assert detail['parent'] == {'span_id': run.run_span_id, 'name': 'run graph alpha'}
+    assert [ch['name'] for ch in detail['children']] == ['call model']
+    child = c.get(f'/api/traces/{run.trace_id}/spans/{detail["children"][0]["span_id"]}').json()
+    assert child['parent']['span_id'] == think and [g['name'] for g in child['children']] == ['http POST']
+
+
+def test_each_exception_is_shown_once(seeded: Seeded) -> None:
+    failed = seeded.runs[3]
+    html = seeded.client.get(f'/runs/{failed.trace_id}').text
+    assert html.count('class="exception"') == 1  # the node's; the run span's copy of the same error is not repeated
+    assert 'Step 4 <code>Check</code> raised <code>ValueError</code>: the answer is not 42' in html
+
+
+# --- runs in progress ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Slow(BaseNode[None, None, int]):
+    n: int
+
+    async def run(self, ctx: GraphRunContext) -> Slow | End[int]:
+        return Slow(self.n + 1) if self.n < 3 else End(self.n)
+
+
+@pytest.mark.anyio
+async def test_a_run_is_listed_while_it_runs_and_then_completes() -> None:
+    with running_server(stale_after=3600) as server, exporting_provider(server.url) as (provider, _):
+        graph = Graph(nodes=[Slow], name='live', instrumentation=InstrumentationSettings(tracer_provider=provider))
+        with httpx.Client(base_url=server.url) as c:
+            async with graph.iter(Slow(1)) as run:
+                await run.next()
+                await run.next()  # two node spans sent; the run span ends last
+                (listed,) = c.get('/api/runs').json()
+                assert (listed['run_id'], listed['outcome'], listed['steps']) == (run.run_id, 'running', 2)
+                assert ids(c.get('/api/runs', params={'outcome': 'running'})) == [run.run_id]
+                page = c.get(f'/runs/{run.trace_id}').text
+                assert 'data-live' in page and page.count('class="step-row"') == 2
+                async for _ in run:
+                    pass
+            (listed,) = c.get('/api/runs').json()
+            assert (listed['outcome'], listed['steps']) == ('completed', 3)
+            assert 'data-live' not in c.get(f'/runs/{run.trace_id}').text
+
+
+@pytest.mark.anyio
+async def test_a_run_that_never_finishes_turns_stale() -> None:
+    with running_server(stale_after=1) as server, exporting_provider(server.url) as (provider, _):
+        graph = Graph(nodes=[Slow], name='abandoned', instrumentation=InstrumentationSettings(tracer_provider=provider))
+        with httpx.Client(base_url=server.url) as c:
+            async with graph.iter(Slow(1)) as run:
+                await run.next()
+                assert c.get('/api/runs').json()[0]['outcome'] == 'running'
+                time.sleep(1.2)
+                assert c.get('/api/runs').json()[0]['outcome'] == 'stale'
+                assert ids(c.get('/api/runs', params={'outcome': 'stale'})) == [run.run_id]
+                async for _ in run:
+                    pass
+
+
+# --- helpers -----------------------------------------------------------------------------------------------------
+
+
+def _iso(ns: int) -> str:
+    from tracegraph.tracing.clock import ns_to_datetime
+
+    return ns_to_datetime(ns).isoformat()
+
+
+def _link(reply: httpx.Response, rel: str) -> str | None:
+    match = re.search(rf'<([^>]+)>; rel="{rel}"', reply.headers.get('link', ''))
+    return match[1] if match else None
+
+
+def _cursor_after(c: httpx.Client, sort: str, n: int) -> str:
+    """The `older` cursor of the page ending with row `n` (1-based)."""
+    reply = c.get(f'/api/runs?limit={n}&sort={sort}')
+    link = _link(reply, 'next')
+    assert link is not None
+    return link.split('older=')[1]
