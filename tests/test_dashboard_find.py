@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import httpx
 import pytest
@@ -57,13 +56,16 @@ def ids(reply: httpx.Response) -> list[str]:
     return [r['run_id'] for r in reply.json()]
 
 
-def expected(runs: list[SampleRunResult], keep: Any) -> list[str]:
+def expected(runs: list[SampleRunResult], keep: Callable[[SampleRunResult], bool]) -> list[str]:
     return [r.run_id for r in reversed(runs) if keep(r)]
 
 
 def test_each_filter_alone_and_combined(seeded: Seeded) -> None:
     c, runs = seeded.client, seeded.runs
-    get = lambda **p: ids(c.get('/api/runs', params={'kind': 'run', **p}))  # noqa: E731
+
+    def get(**params: str) -> list[str]:
+        return ids(c.get('/api/runs', params={'kind': 'run', **params}))
+
     assert get() == expected(runs, lambda r: True)
     assert get(graph='alpha') == expected(runs, lambda r: r.graph == 'alpha')
     assert get(service='other') == expected(runs, lambda r: r.graph == 'beta')

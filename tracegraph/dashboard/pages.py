@@ -126,9 +126,10 @@ class Pages:
             for s in stats
         )
         table = (
-            '<div class="scroll"><table class="nodes"><thead><tr><th>Node</th><th class="num">Steps</th><th class="num">Error rate</th>'
-            '<th class="num">p50</th><th class="num">p95</th>'
-            f'<th class="num">p99</th><th class="num">Share of time</th></tr></thead><tbody>{rows}</tbody></table></div>'
+            '<div class="scroll"><table class="nodes"><thead><tr><th>Node</th><th class="num">Steps</th>'
+            '<th class="num">Error rate</th><th class="num">p50</th><th class="num">p95</th>'
+            '<th class="num">p99</th><th class="num">Share of time</th></tr></thead>'
+            f'<tbody>{rows}</tbody></table></div>'
         )
         form = (
             f'<form class="filters" method="get"><label>Since <input name="since" value="{escape(since_text)}" '
