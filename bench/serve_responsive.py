@@ -4,7 +4,8 @@
 
 Starts `tracegraph serve` (a real process, default decode workers) on a free port, stores one run of `--steps`
 node steps, then for `--seconds` measures the latency of `GET /healthz` and of a small `POST /v1/traces`, once
-while nothing else happens and once while other clients load that run's page (and its JSON) back to back.
+while nothing else happens and once while other clients load that run's page and/or its JSON (`--load`) back to
+back.
 Prints p50/p99 in ms of each, and how many pages were rendered meanwhile. Target (issue 11): p99 under 50 ms.
 """
 
@@ -53,6 +54,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or '').splitlines()[0])
     parser.add_argument('--steps', type=int, default=10_000)
     parser.add_argument('--seconds', type=float, default=10.0)
+    parser.add_argument(
+        '--load', choices=('page', 'json', 'both'), default='both', help='what the busy clients load back to back'
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as data, serve_process(Path(data)) as served:
         spans = crafted_run(nodes=args.steps)
@@ -70,7 +74,8 @@ def main() -> None:
                     rendered[0] += 1
 
         loaders = [
-            threading.Thread(target=load_pages, args=(f'{p}{trace_of(spans)}',)) for p in ('/runs/', '/api/runs/')
+            threading.Thread(target=load_pages, args=(f'{p}{trace_of(spans)}',))
+            for p in {'page': ('/runs/',), 'json': ('/api/runs/',), 'both': ('/runs/', '/api/runs/')}[args.load]
         ]
         for t in loaders:
             t.start()
@@ -78,7 +83,7 @@ def main() -> None:
         stop.set()
         for t in loaders:
             t.join()
-    print(f'{args.steps}-step run; {rendered[0]} big pages rendered during the busy phase')
+    print(f'{args.steps}-step run; {rendered[0]} big pages ({args.load}) rendered during the busy phase')
     for label, (health, ingest) in (('quiet', quiet), ('busy', busy)):
         (h50, h99), (i50, i99) = _quantiles(health), _quantiles(ingest)
         print(

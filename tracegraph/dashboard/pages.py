@@ -14,7 +14,7 @@ from starlette.responses import RedirectResponse, Response
 from ..tracing.timeline import format_duration
 from .api import ApiError, Readers, page_links, path_text, path_trace_id, query_text, query_time, runs_query
 from .markup import graph_href, layout, run_href, trace_href
-from .runpage import run_body, step_window, trace_body
+from .runpage import run_body, trace_body
 from .runspage import runs_body
 from .store import Store
 from .svg import diagram_svg
@@ -80,17 +80,16 @@ class Pages:
         steps = query_text(request, 'steps')
 
         def render() -> Response:
-            outline = self.store.run_outline(trace_id, run_id=run_id, stale_after=self.stale_after)
+            try:
+                outline = self.store.run_outline(trace_id, run_id=run_id, steps=steps, stale_after=self.stale_after)
+            except ValueError as exc:
+                raise ApiError(400, f'steps must be a range of step numbers: {exc}') from None
             if outline is None:
                 if run_id is None and self.store.query('SELECT 1 FROM spans WHERE trace_id = ? LIMIT 1', [trace_id]):
                     return RedirectResponse(trace_href(trace_id), status_code=303)
                 raise ApiError(404, f'No run found in trace {trace_id!r}.')
-            try:
-                window = step_window(outline, steps)
-            except ValueError as exc:
-                raise ApiError(400, f'steps must be a range of step numbers: {exc}') from None
             earlier, later = self.store.resumed_parts(trace_id, outline.run_id, outline.start_ns)
-            body = run_body(outline, window, earlier, later)
+            body = run_body(outline, earlier, later)
             return layout(f'{outline.graph} run', body, sign_out=self.sign_out)
 
         return await self.readers.run(render)

@@ -11,9 +11,8 @@ from opentelemetry.trace import StatusCode
 from ..tracing.clock import ns_to_datetime
 from ..tracing.timeline import NodeTimeline
 from .models import NodeSpans, RunDetail, SpanEvent, SpanInfo
-from .runoutline import LightSpan, RunOutline, StepError
 
-__all__ = ('StoredSpan', 'build_run_detail', 'run_errors', 'span_tree')
+__all__ = ('StoredSpan', 'build_run_detail', 'span_tree')
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -185,58 +184,3 @@ def span_tree(spans: Sequence[StoredSpan]) -> list[SpanInfo]:
         stack.extend((c, depth + 1) for c in reversed(children.get(span.span_hex, [])))
     out.extend(s.info(0) for s in spans if s.span_hex not in placed)  # cycles: shown flat rather than lost
     return out
-
-
-def run_errors(outline: RunOutline, light: Mapping[str, LightSpan], failing: Sequence[StoredSpan]) -> list[StepError]:
-    """The exceptions of `outline`'s run, each once: the node's own, then nested spans' with another message.
-
-    Args:
-        outline: the run.
-        light: every span of the trace by id (to find the step a nested span belongs to).
-        failing: the spans of the trace that recorded an exception event, with their events.
-    """
-    steps = {s.span_id: s for s in outline.steps}
-
-    def step_of(span_id: str) -> tuple[LightSpan | None, bool]:
-        seen: set[str] = set()
-        current: str | None = span_id
-        while current is not None and current not in seen:
-            seen.add(current)
-            if current in steps:
-                return steps[current], current != span_id
-            span = light.get(current)
-            current = span.parent_id if span is not None else None
-        return None, True
-
-    found: list[tuple[bool, int, StepError]] = []
-    for span in failing:
-        step, nested = step_of(span.span_hex)
-        is_run_span = span.is_run and span.run_id == outline.run_id
-        if step is None and not is_run_span:
-            continue
-        for ev in span.event_list:
-            if ev.get('name') != 'exception':
-                continue
-            attrs: dict[str, Any] = ev.get('attributes') or {}
-            error = StepError(
-                step=step.step if step else None,
-                node_id=step.node_id if step else None,
-                span_id=span.span_hex,
-                span_name=span.name,
-                type=str(attrs.get('exception.type', '')),
-                message=str(attrs.get('exception.message', '')),
-                traceback=str(attrs.get('exception.stacktrace', '')),
-                nested=nested and not is_run_span,
-            )
-            found.append((is_run_span or error.nested, span.start_ns, error))
-    kept: list[StepError] = []
-    seen_in_step: set[tuple[int | None, str, str]] = set()
-    seen_anywhere: set[tuple[str, str]] = set()
-    for _, _, error in sorted(found, key=lambda f: (f[0], f[1])):
-        what = (error.type, error.message)
-        if (error.step, *what) in seen_in_step or (error.step is None and what in seen_anywhere):
-            continue  # the same failure recorded again by an enclosing or enclosed span
-        seen_in_step.add((error.step, *what))
-        seen_anywhere.add(what)
-        kept.append(error)
-    return sorted(kept, key=lambda e: (e.step if e.step is not None else 1 << 62, e.nested))

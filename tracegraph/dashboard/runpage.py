@@ -8,8 +8,6 @@ which loads that span's attributes and events on demand (`/api/traces/{trace}/sp
 
 from __future__ import annotations
 
-import re
-import statistics
 from collections.abc import Sequence
 from html import escape
 from urllib.parse import quote, urlencode
@@ -18,38 +16,10 @@ from ..tracing.clock import ns_to_datetime
 from ..tracing.timeline import format_duration
 from .markup import badge, graph_href, run_href, time_text
 from .models import RunRef, SpanInfo
-from .runoutline import LightSpan, RunOutline
+from .runoutline import RunOutline
 from .svg import OUTCOME_COLOURS, gantt_svg, overview_svg
 
-__all__ = ('WINDOW', 'run_body', 'step_window', 'trace_body')
-
-WINDOW = 200
-"""Steps drawn at once on a run page."""
-OVERVIEW_BARS = 200
-"""Bars of the overview strip at most."""
-_RANGE = re.compile(r'([0-9]{1,9})-([0-9]{1,9})', re.ASCII)
-
-
-def step_window(outline: RunOutline, text: str | None) -> tuple[int, int]:
-    """The (first, last) indexes into `outline.steps` of the window `text` (`a-b`, step numbers, inclusive).
-
-    Without `text`: the first `WINDOW` steps, or the window ending at the first failed step when there is one.
-
-    Raises:
-        ValueError: `text` is not `a-b` with `1 <= a <= b`.
-    """
-    n = len(outline.steps)
-    if not text:
-        failed = next((i for i, s in enumerate(outline.steps) if s.outcome == 'failed'), None)
-        if failed is not None and failed >= WINDOW:
-            return failed - WINDOW + 1, failed
-        return 0, max(0, min(n, WINDOW) - 1)
-    match = _RANGE.fullmatch(text)
-    if match is None or not 1 <= int(match[1]) <= int(match[2]):
-        raise ValueError(f'{text[:40]!r} is not a range of step numbers like 1-200.')
-    first, last = int(match[1]) - 1, int(match[2]) - 1
-    first = min(first, max(0, n - 1))
-    return first, min(last, n - 1, first + 5 * WINDOW - 1)
+__all__ = ('detail_panel', 'run_body', 'trace_body')
 
 
 def _window_href(outline: RunOutline, first: int, last: int) -> str:
@@ -57,19 +27,13 @@ def _window_href(outline: RunOutline, first: int, last: int) -> str:
     return f'/runs/{quote(outline.trace_id)}?{urlencode(params)}'
 
 
-def _node_summary(steps: Sequence[LightSpan]) -> str:
-    by_node: dict[str, list[LightSpan]] = {}
-    for s in steps:
-        by_node.setdefault(s.node_id or '', []).append(s)
-    total = sum(s.duration for s in steps) or 1.0
+def _node_summary(outline: RunOutline) -> str:
+    total = sum(n.total for n in outline.by_node) or 1.0
     rows = ''.join(
-        f'<tr><td>{escape(node)}</td><td class="num">{len(group)}</td>'
-        f'<td class="num">{sum(1 for s in group if s.outcome == "failed")}</td>'
-        f'<td class="num">{format_duration(statistics.median(s.duration for s in group))}</td>'
-        f'<td class="num">{format_duration(max(s.duration for s in group))}</td>'
-        f'<td class="num">{format_duration(sum(s.duration for s in group))}</td>'
-        f'<td class="num">{sum(s.duration for s in group) / total * 100:.1f}%</td></tr>'
-        for node, group in sorted(by_node.items(), key=lambda kv: -sum(s.duration for s in kv[1]))
+        f'<tr><td>{escape(n.node_id)}</td><td class="num">{n.count}</td><td class="num">{n.failed}</td>'
+        f'<td class="num">{format_duration(n.median)}</td><td class="num">{format_duration(n.longest)}</td>'
+        f'<td class="num">{format_duration(n.total)}</td><td class="num">{n.total / total * 100:.1f}%</td></tr>'
+        for n in outline.by_node
     )
     return (
         '<div class="scroll"><table class="by-node"><thead><tr><th>Node</th><th class="num">Steps</th>'
@@ -114,22 +78,21 @@ def detail_panel(trace_id: str) -> str:
     )
 
 
-def run_body(outline: RunOutline, window: tuple[int, int], earlier: Sequence[RunRef], later: Sequence[RunRef]) -> str:
-    """The page of `outline`'s run, drawing the steps `window` (indexes, inclusive)."""
-    first, last = window
-    shown = outline.steps[first : last + 1] if outline.steps else []
+def run_body(outline: RunOutline, earlier: Sequence[RunRef], later: Sequence[RunRef]) -> str:
+    """The page of `outline`'s run, drawing the window of steps it holds."""
+    first, last, shown = outline.first, outline.last, outline.steps
     since_start = time_text(ns_to_datetime(outline.start_ns))
     head = (
         f'<h1><a href="{graph_href(outline.graph)}">{escape(outline.graph)}</a> run '
         f'<code>{escape(outline.run_id)}</code></h1>'
-        f'<p class="meta">{badge(outline.outcome)} {len(outline.steps)} steps · {format_duration(outline.duration)}'
+        f'<p class="meta">{badge(outline.outcome)} {outline.total_steps} steps · {format_duration(outline.duration)}'
         f'{" so far" if outline.outcome in ("running", "stale") else ""} · started {since_start} UTC · '
         f'trace <code>{escape(outline.trace_id)}</code>'
         + (f' · service {escape(outline.service)}' if outline.service else '')
         + '</p>'
     )
     pager = ''
-    if len(outline.steps) > len(shown):
+    if outline.total_steps > len(shown):
         size = last - first + 1
         links: list[str] = []
         if first > 0:
@@ -137,11 +100,11 @@ def run_body(outline: RunOutline, window: tuple[int, int], earlier: Sequence[Run
                 f'<a rel="prev" href="{escape(_window_href(outline, max(0, first - size), first - 1))}">'
                 '← earlier steps</a>'
             )
-        links.append(f'<span>steps {first + 1}–{last + 1} of {len(outline.steps)}</span>')
-        if last + 1 < len(outline.steps):
-            end = min(len(outline.steps) - 1, last + size)
+        links.append(f'<span>steps {first + 1}–{last + 1} of {outline.total_steps}</span>')
+        if last + 1 < outline.total_steps:
+            end = min(outline.total_steps - 1, last + size)
             links.append(f'<a rel="next" href="{escape(_window_href(outline, last + 1, end))}">later steps →</a>')
-        strip = overview_svg(outline, OVERVIEW_BARS, lambda a, b: _window_href(outline, a, b), window)
+        strip = overview_svg(outline, lambda a, b: _window_href(outline, a, b))
         pager = f'<div class="window">{strip}<p class="pager">{" ".join(links)}</p></div>'
     live = outline.outcome == 'running'
     timeline = (
@@ -167,7 +130,7 @@ def run_body(outline: RunOutline, window: tuple[int, int], earlier: Sequence[Run
     body = (
         f'<div id="live-run"{" data-live" if live else ""}>{head}{run_span}{timeline}'
         f'{_resumed(earlier, later)}{_errors(outline)}'
-        f'<section class="panel"><h2>Steps by node</h2>{_node_summary(outline.steps)}</section>'
+        f'<section class="panel"><h2>Steps by node</h2>{_node_summary(outline)}</section>'
         '<section class="panel"><h2>Steps</h2><div class="scroll"><table class="steps"><thead><tr>'
         '<th class="num">Step</th><th>Node</th><th class="num">Start</th><th class="num">Duration</th>'
         f'<th>Outcome</th><th>Next</th></tr></thead><tbody>{steps}</tbody></table></div></section></div>'

@@ -40,8 +40,8 @@ from .models import (
     Transition,
 )
 from .otlp import SpanBatch
-from .rundetail import StoredSpan, build_run_detail, run_errors, span_tree
-from .runoutline import LIGHT_COLUMNS, LightSpan, RunOutline, build_outline
+from .rundetail import StoredSpan, build_run_detail, span_tree
+from .runoutline import RunOutline, errors_of, read_outline
 from .runquery import RunQuery
 
 __all__ = ('SPAN_COLUMNS', 'Store', 'StoreError', 'default_db_path')
@@ -297,22 +297,30 @@ class Store:
             for r in rows
         ]  # fmt: skip
 
-    def run_outline(self, trace_id: str, *, run_id: str | None = None, stale_after: float = 600.0) -> RunOutline | None:
-        """The outline a run page draws (steps and nested spans without attributes, and the run's errors).
+    def run_outline(
+        self, trace_id: str, *, run_id: str | None = None, steps: str | None = None, stale_after: float = 600.0
+    ) -> RunOutline | None:
+        """What a run page draws: the run's totals, overview and per-node summary, one window of steps (`steps`,
+        e.g. `201-400`) with the spans nested under them, and its exceptions (see `runoutline`).
 
-        Reads no attribute JSON but that of the spans that recorded an exception, so it stays quick for a run
-        of many thousands of steps. None when trace `trace_id` holds no such run.
+        None when trace `trace_id` holds no such run.
+
+        Raises:
+            ValueError: `steps` is not a range of step numbers.
         """
         trace_id = trace_id.lower()
-        rows = self.query(
-            f'SELECT {LIGHT_COLUMNS} FROM spans WHERE trace_id = ? ORDER BY start_ns, span_id', [trace_id]
-        )
-        spans = [LightSpan(*r) for r in rows]
         stale_ns = time.time_ns() - int(stale_after * 1e9)
-        outline = build_outline(trace_id, spans, run_id=run_id, stale_ns=stale_ns)
+        outline = read_outline(self.query, trace_id, run_id=run_id, window=steps, stale_ns=stale_ns)
         if outline is not None:
-            failing = self._stored_spans(trace_id, "AND events LIKE '%exception%'")
-            outline.errors = run_errors(outline, {s.span_id: s for s in spans}, failing)
+            failing: list[tuple[str, str | None, str, bool, str | None, list[Any]]] = [
+                (r[0], r[1], r[2], r[3], r[4], json.loads(r[5]) if r[5] else [])
+                for r in self.query(
+                    'SELECT span_id, run_id, name, is_run, node_id, events FROM spans '
+                    "WHERE trace_id = ? AND events LIKE '%exception%' ORDER BY start_ns, span_id LIMIT 500",
+                    [trace_id],
+                )
+            ]
+            outline.errors = errors_of(self.query, outline, failing)
         return outline
 
     def span_detail(self, trace_id: str, span_id: str) -> SpanDetail | None:

@@ -62,7 +62,7 @@ def gantt_svg(outline: RunOutline, steps: Sequence[LightSpan]) -> str:
         return ''
     start = min(s.start_ns for s in steps)
     end = max(s.end_ns for s in steps)
-    if len(steps) == len(outline.steps):
+    if len(steps) == outline.total_steps:
         start, end = min(start, outline.start_ns), max(end, outline.end_ns)
     total = max((end - start) / 1e9, 1e-9)
     scale = _CHART_W / total
@@ -86,7 +86,7 @@ def gantt_svg(outline: RunOutline, steps: Sequence[LightSpan]) -> str:
             f'{_duration_label(x, w, y + 15, step.duration)}</g>'
         )
         y += _ROW_H
-        for child, depth in outline.descendants(step.span_id):
+        for child, depth in outline.children.get(step.span_id, []):
             cx, cw = x_of((child.start_ns - start) / 1e9), max(1.5, child.duration * scale)
             fill = _SPAN_ERROR_COLOUR if child.status == 'ERROR' else _SPAN_COLOUR
             indent = 8 + 14 * min(depth, _MAX_INDENT)
@@ -106,33 +106,23 @@ def gantt_svg(outline: RunOutline, steps: Sequence[LightSpan]) -> str:
     )
 
 
-def overview_svg(outline: RunOutline, buckets: int, href: Callable[[int, int], str], shown: tuple[int, int]) -> str:
-    """The whole run in one strip of at most `buckets` bars, each a link to its window of steps.
-
-    A bar covers consecutive steps, spans their time, and is coloured by the worst outcome in it (failed, then
-    interrupted, then running); `shown` (first and last step index, 0-based) is outlined.
-    """
-    steps = outline.steps
-    if not steps:
+def overview_svg(outline: RunOutline, href: Callable[[int, int], str]) -> str:
+    """The whole run in one strip: a bar per bucket of consecutive steps (`outline.buckets`), each a link to its
+    window of steps, spanning their time and coloured by the worst outcome in it; the window shown is outlined."""
+    if not outline.buckets:
         return ''
-    per = max(1, math.ceil(len(steps) / buckets))
     total = max(outline.duration, 1e-9)
     width, height = _LABEL_W + _CHART_W + 20, 34
     bars: list[str] = []
-    for first in range(0, len(steps), per):
-        group = steps[first : first + per]
-        last = first + len(group) - 1
-        outcomes = {s.outcome or 'completed' for s in group}
-        worst = next((o for o in ('failed', 'interrupted', 'running') if o in outcomes), 'completed')
-        x0 = (group[0].start_ns - outline.start_ns) / 1e9 / total * (width - 20) + 10
-        x1 = (group[-1].end_ns - outline.start_ns) / 1e9 / total * (width - 20) + 10
-        current = first <= shown[1] and last >= shown[0]
-        title = f'steps {group[0].step}–{group[-1].step} ({worst} worst)'
+    for b in outline.buckets:
+        x0 = (b.start_ns - outline.start_ns) / 1e9 / total * (width - 20) + 10
+        x1 = (b.end_ns - outline.start_ns) / 1e9 / total * (width - 20) + 10
+        current = b.first <= outline.last and b.last >= outline.first
+        title = f'steps {b.first_step}–{b.last_step} ({b.worst} worst)'
         bars.append(
-            f'<a href="{escape(href(first, last))}"><rect class="bucket{" shown" if current else ""}" '
+            f'<a href="{escape(href(b.first, b.last))}"><rect class="bucket{" shown" if current else ""}" '
             f'x="{x0:.1f}" y="6" width="{max(1.0, x1 - x0):.1f}" height="{height - 12}" '
-            f'fill="{OUTCOME_COLOURS.get(worst)}">'
-            f'<title>{escape(title)}</title></rect></a>'
+            f'fill="{OUTCOME_COLOURS.get(b.worst)}"><title>{escape(title)}</title></rect></a>'
         )
     return (
         f'<svg class="overview" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
