@@ -221,6 +221,17 @@ def get_json(conn: http.client.HTTPConnection, path: str) -> object:
     return json.loads(conn.getresponse().read())
 
 
+def get_link(conn: http.client.HTTPConnection, path: str) -> str | None:
+    """The `Link` header's `rel="next"` URL of `path`'s answer."""
+    conn.request('GET', path)
+    reply = conn.getresponse()
+    reply.read()
+    for part in (reply.getheader('Link') or '').split(','):
+        if 'rel="next"' in part:
+            return part.strip().split(';')[0].strip('<>')
+    return None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--spans', type=int, default=1_000_000)
@@ -276,10 +287,30 @@ def main() -> None:
             traces: list[str] = [r['trace_id'] for r in rows]
             befores: list[str] = [r['start'] for r in rows[::25]]
             rng = random.Random(1)
+            cursors = [
+                link.split('older=')[1].split('>')[0]
+                for t in rows[::100]
+                for link in [get_link(conn, f'/api/runs?limit=5&until={t["start"]}')]
+                if link
+            ]
+            spans_of = [
+                f'{t}/spans/{cast("list[dict[str, Any]]", get_json(conn, f"/api/traces/{t}"))[1]["span_id"]}'
+                for t in traces[::50]
+            ]
             calls = {
                 '/api/runs': lambda: '/api/runs',
                 '/api/runs?graph=&outcome=failed': lambda: f'/api/runs?graph={rng.choice(GRAPHS)}&outcome=failed',
-                '/api/runs?before=': lambda: f'/api/runs?before={rng.choice(befores)}',
+                '/api/runs?until=': lambda: f'/api/runs?until={rng.choice(befores)}',
+                '/api/runs?older= (next page)': lambda: f'/api/runs?older={rng.choice(cursors)}',
+                '/api/runs?sort=duration': lambda: '/api/runs?sort=duration',
+                '/api/runs?min_duration=&max_duration=': lambda: '/api/runs?min_duration=5ms&max_duration=2s',
+                '/api/runs?node=': lambda: f'/api/runs?node={rng.choice(NODES)}',
+                '/api/runs?attr=': lambda: f'/api/runs?attr=tracegraph.node.id={rng.choice(NODES)}',
+                '/api/runs?q= (part of a graph name)': lambda: '/api/runs?q=graph_3',
+                '/api/runs?service=&kind=run': lambda: '/api/runs?service=bench&kind=run',
+                '/api/runs?outcome=running': lambda: '/api/runs?outcome=running',
+                '/api/traces/{trace_id}': lambda: f'/api/traces/{rng.choice(traces)}',
+                '/api/traces/{trace_id}/spans/{span_id}': lambda: f'/api/traces/{rng.choice(spans_of)}',
                 '/api/runs/{trace_id}': lambda: f'/api/runs/{rng.choice(traces)}',
                 '/api/graphs': lambda: '/api/graphs',
                 '/api/graphs/{graph}/nodes': lambda: f'/api/graphs/{rng.choice(GRAPHS)}/nodes',

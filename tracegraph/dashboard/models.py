@@ -16,6 +16,7 @@ __all__ = (
     'GraphSummary',
     'NodeStats',
     'Transition',
+    'TimeBucket',
     'SpanEvent',
     'SpanInfo',
     'NodeSpans',
@@ -86,6 +87,26 @@ class Transition(BaseModel):
     source: str
     target: str
     count: int
+
+
+class TimeBucket(BaseModel):
+    """One time bucket of a graph's runs (or a node's steps): how many, by outcome, and duration percentiles."""
+
+    start: datetime
+    width: float
+    """Seconds the bucket covers."""
+    count: int
+    completed: int
+    failed: int
+    interrupted: int
+    p50: float
+    p95: float
+    p99: float
+
+    @property
+    def error_rate(self) -> float:
+        """Failed / all, 0 to 1."""
+        return self.failed / self.count if self.count else 0.0
 
 
 class SpanEvent(BaseModel):

@@ -6,6 +6,9 @@ and the exceptions; only those rows become Python objects, and no attribute JSON
 that recorded an exception (the detail panel loads one span's attributes when it is opened). Query execution
 releases the GIL, so a big page does not starve the event loop that answers ingest.
 
+The queries read the relation `trace_spans`: the caller registers the light columns of the trace's spans under
+that name (one scan of the store's `spans` table per page instead of one per query).
+
 A run whose run span has not arrived yet (it ends last) is outlined from its node spans: `running`, or `stale`
 once its last node span ended more than the store's stale time ago.
 """
@@ -152,8 +155,8 @@ class RunOutline:
 
 
 _STEPS = (
-    'WITH steps AS (SELECT *, row_number() OVER (ORDER BY step NULLS FIRST, start_ns, span_id) - 1 AS i FROM spans '
-    'WHERE trace_id = ? AND run_id = ? AND node_id IS NOT NULL AND NOT is_run) '
+    'WITH steps AS (SELECT *, row_number() OVER (ORDER BY step NULLS FIRST, start_ns, span_id) - 1 AS i '
+    'FROM trace_spans WHERE trace_id = ? AND run_id = ? AND node_id IS NOT NULL AND NOT is_run) '
 )
 
 
@@ -162,8 +165,8 @@ def _pick_run(query: Query, trace_id: str, run_id: str | None) -> tuple[str, Lig
     runs = [
         LightSpan(*r)
         for r in query(
-            f'SELECT {LIGHT_COLUMNS} FROM spans r WHERE trace_id = ? AND is_run AND run_id IS NOT NULL AND '
-            '(? IS NULL OR run_id = ?) ORDER BY (parent_span_id IS NOT NULL AND EXISTS (SELECT 1 FROM spans p '
+            f'SELECT {LIGHT_COLUMNS} FROM trace_spans r WHERE trace_id = ? AND is_run AND run_id IS NOT NULL AND '
+            '(? IS NULL OR run_id = ?) ORDER BY (parent_span_id IS NOT NULL AND EXISTS (SELECT 1 FROM trace_spans p '
             'WHERE p.trace_id = r.trace_id AND p.span_id = r.parent_span_id)), start_ns LIMIT 1',
             [trace_id, run_id, run_id],
         )
@@ -171,7 +174,7 @@ def _pick_run(query: Query, trace_id: str, run_id: str | None) -> tuple[str, Lig
     if runs:
         return runs[0].run_id or '', runs[0]
     rows = query(
-        'SELECT run_id FROM spans WHERE trace_id = ? AND node_id IS NOT NULL AND run_id IS NOT NULL AND '
+        'SELECT run_id FROM trace_spans WHERE trace_id = ? AND node_id IS NOT NULL AND run_id IS NOT NULL AND '
         '(? IS NULL OR run_id = ?) ORDER BY start_ns LIMIT 1',
         [trace_id, run_id, run_id],
     )
@@ -203,7 +206,7 @@ def read_outline(
     """The outline of run `run_id` (the outermost run by default) of trace `trace_id`, or None.
 
     Args:
-        query: runs one SQL statement with `?` parameters on the store.
+        query: runs one SQL statement with `?` parameters where `trace_spans` holds the trace's spans.
         trace_id: the trace, lower-case hex.
         run_id: which run; None for the outermost one.
         window: which steps to draw (`a-b`); None for the default window (see `window_of`).
@@ -291,15 +294,15 @@ def _nested(
         return {}
     rows = query(
         'WITH RECURSIVE tree(span_id, root, depth, path) AS ('
-        '  SELECT span_id, parent_span_id, 1, [start_ns] FROM spans'
+        '  SELECT span_id, parent_span_id, 1, [start_ns] FROM trace_spans'
         '  WHERE trace_id = ? AND list_contains(?, parent_span_id)'
         '  AND NOT (run_id IS NOT DISTINCT FROM ? AND (is_run OR node_id IS NOT NULL))'
         '  UNION ALL'
-        '  SELECT s.span_id, t.root, t.depth + 1, list_append(t.path, s.start_ns) FROM spans s JOIN tree t'
+        '  SELECT s.span_id, t.root, t.depth + 1, list_append(t.path, s.start_ns) FROM trace_spans s JOIN tree t'
         '  ON s.trace_id = ? AND s.parent_span_id = t.span_id WHERE t.depth < ?'
         ') '
         f'SELECT {", ".join("s." + c.strip() for c in LIGHT_COLUMNS.split(","))}, t.root, t.depth FROM tree t '
-        'JOIN spans s ON s.trace_id = ? AND s.span_id = t.span_id ORDER BY t.root, t.path, s.span_id',
+        'JOIN trace_spans s ON s.trace_id = ? AND s.span_id = t.span_id ORDER BY t.root, t.path, s.span_id',
         [trace_id, [s.span_id for s in steps], run_id, trace_id, MAX_DEPTH, trace_id],
     )
     nested: dict[str, list[tuple[LightSpan, int]]] = {}
@@ -327,7 +330,7 @@ def errors_of(
         step: tuple[int | None, str | None] | None = None
         if own_node:
             rows = query(
-                'SELECT step, node_id FROM spans WHERE trace_id = ? AND span_id = ?', [outline.trace_id, span_id]
+                'SELECT step, node_id FROM trace_spans WHERE trace_id = ? AND span_id = ?', [outline.trace_id, span_id]
             )
             step = (rows[0][0], rows[0][1]) if rows else None
         elif not is_run_span:
@@ -361,11 +364,11 @@ def errors_of(
 def _enclosing_step(query: Query, outline: RunOutline, span_id: str) -> tuple[int | None, str | None] | None:
     rows = query(
         'WITH RECURSIVE up(span_id, parent, depth) AS ('
-        '  SELECT span_id, parent_span_id, 0 FROM spans WHERE trace_id = ? AND span_id = ?'
+        '  SELECT span_id, parent_span_id, 0 FROM trace_spans WHERE trace_id = ? AND span_id = ?'
         '  UNION ALL'
-        '  SELECT s.span_id, s.parent_span_id, u.depth + 1 FROM spans s JOIN up u'
+        '  SELECT s.span_id, s.parent_span_id, u.depth + 1 FROM trace_spans s JOIN up u'
         '  ON s.trace_id = ? AND s.span_id = u.parent WHERE u.depth < ?'
-        ') SELECT s.step, s.node_id FROM up JOIN spans s ON s.trace_id = ? AND s.span_id = up.span_id '
+        ') SELECT s.step, s.node_id FROM up JOIN trace_spans s ON s.trace_id = ? AND s.span_id = up.span_id '
         'WHERE up.depth > 0 AND s.run_id = ? AND s.node_id IS NOT NULL AND NOT s.is_run ORDER BY up.depth LIMIT 1',
         [outline.trace_id, span_id, outline.trace_id, MAX_DEPTH, outline.trace_id, outline.run_id],
     )

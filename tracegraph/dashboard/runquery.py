@@ -4,7 +4,7 @@ The list holds three kinds of rows, from the `spans` table alone:
 
 - finished runs: a run span (its outcome is the run's);
 - runs in progress: node spans of a run whose run span has not arrived (the run span ends last), shown as
-  `running`, or `stale` once their last node span ended `stale_after` seconds ago;
+  `running`, or `stale` once their last node span ended `stale_after` seconds ago (within `OPEN_RUN_HORIZON`);
 - plain traces: the root span of a trace no tracegraph span belongs to (other instrumentation), outcome
   `failed` when the root span's status is ERROR and `completed` otherwise.
 
@@ -15,6 +15,7 @@ paging never repeats or skips a row while new runs arrive.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Sequence
@@ -31,6 +32,10 @@ RUN_KINDS = ('run', 'trace')
 RUN_OUTCOMES = ('completed', 'failed', 'interrupted', 'running', 'stale')
 ATTR_KEY = re.compile(r'[A-Za-z0-9_.:/@-]{1,200}', re.ASCII)
 """The attribute keys `attr=` matches (the characters OpenTelemetry attribute names use)."""
+
+OPEN_RUN_HORIZON = 86_400.0
+"""Seconds back (or ten times `stale_after`, if longer) in which node spans are looked at for runs in progress:
+a run left unfinished before that drops off the list (its page, and `q=` with its run id, still find it)."""
 
 _CURSOR = re.compile(r'(-?[0-9]{1,20})\.([0-9a-f]{32})\.(.{1,1000})', re.ASCII | re.DOTALL)
 
@@ -62,23 +67,29 @@ class Cursor:
 
 _ROWS = """
 WITH finished AS (
-    SELECT 'run' AS kind, trace_id, run_id, graph, service_name, name, start_ns, end_ns, steps, outcome
-    FROM spans WHERE is_run AND run_id IS NOT NULL
-), open_groups AS (
-    SELECT trace_id, run_id, any_value(graph) AS graph, any_value(service_name) AS service_name,
-           min(start_ns) AS start_ns, max(end_ns) AS end_ns, count(*) AS steps
-    FROM spans WHERE node_id IS NOT NULL AND run_id IS NOT NULL GROUP BY trace_id, run_id
+    SELECT 'run' AS kind, trace_id, run_id, graph, service_name, NULL AS name, start_ns, end_ns, steps, outcome
+    FROM spans WHERE is_run AND run_id IS NOT NULL AND start_ns >= $since_ns
+), finished_keys AS (
+    -- a run span ends after its node spans and after the root span of its trace started: those that end since
+    -- the page's start bound are all the anti joins below need
+    SELECT trace_id, run_id FROM spans WHERE is_run AND run_id IS NOT NULL AND end_ns >= $since_ns
+), open_nodes AS (
+    -- node spans of runs whose run span has not arrived: the anti join first, so only they are grouped
+    SELECT n.trace_id, n.run_id, n.graph, n.service_name, n.start_ns, n.end_ns FROM (
+        SELECT trace_id, run_id, graph, service_name, start_ns, end_ns FROM spans
+        WHERE node_id IS NOT NULL AND run_id IS NOT NULL AND NOT is_run AND start_ns >= $open_since
+    ) n ANTI JOIN finished_keys f ON f.run_id = n.run_id
 ), open_runs AS (
-    SELECT 'run' AS kind, o.trace_id, o.run_id, o.graph, o.service_name, NULL AS name, o.start_ns, o.end_ns,
-           o.steps, CASE WHEN o.end_ns < $stale_ns THEN 'stale' ELSE 'running' END AS outcome
-    FROM open_groups o ANTI JOIN finished f ON f.trace_id = o.trace_id AND f.run_id = o.run_id
-), graph_traces AS (
-    SELECT DISTINCT trace_id FROM spans WHERE run_id IS NOT NULL
+    SELECT 'run' AS kind, trace_id, run_id, any_value(graph) AS graph, any_value(service_name) AS service_name,
+           NULL AS name, min(start_ns) AS start_ns, max(end_ns) AS end_ns, count(*) AS steps,
+           CASE WHEN max(end_ns) < $stale_ns THEN 'stale' ELSE 'running' END AS outcome
+    FROM open_nodes GROUP BY trace_id, run_id
 ), plain_traces AS (
     SELECT 'trace' AS kind, s.trace_id, s.span_id AS run_id, NULL AS graph, s.service_name, s.name, s.start_ns,
            s.end_ns, NULL AS steps, CASE WHEN s.status_code = 'ERROR' THEN 'failed' ELSE 'completed' END AS outcome
-    FROM spans s ANTI JOIN graph_traces g ON g.trace_id = s.trace_id
-    WHERE s.parent_span_id IS NULL
+    FROM spans s ANTI JOIN (SELECT trace_id FROM finished_keys UNION ALL SELECT trace_id FROM open_nodes) g
+    ON g.trace_id = s.trace_id
+    WHERE s.parent_span_id IS NULL AND s.run_id IS NULL AND s.start_ns >= $since_ns
 ), listed AS (
     SELECT * FROM finished UNION ALL SELECT * FROM open_runs UNION ALL SELECT * FROM plain_traces
 )
@@ -133,7 +144,11 @@ class RunQuery:
     def sql(self) -> tuple[str, dict[str, Any]]:
         """The statement and its named parameters: `limit + 1` rows of the page, in the page's order."""
         now_ns = datetime_to_ns(self.now) if self.now else _now_ns()
-        params: dict[str, Any] = {'stale_ns': now_ns - int(self.stale_after * 1e9)}
+        params: dict[str, Any] = {
+            'stale_ns': now_ns - int(self.stale_after * 1e9),
+            'since_ns': datetime_to_ns(self.since) if self.since is not None else 0,
+        }
+        params['open_since'] = max(params['since_ns'], now_ns - int(max(OPEN_RUN_HORIZON, 10 * self.stale_after) * 1e9))
         where: list[str] = []
 
         def add(clause: str, **values: Any) -> None:
@@ -156,18 +171,31 @@ class RunQuery:
             add('r.end_ns - r.start_ns >= $min_ns', min_ns=round(self.min_duration * 1e9))
         if self.max_duration is not None:
             add('r.end_ns - r.start_ns <= $max_ns', max_ns=round(self.max_duration * 1e9))
+        # the spans of a run start after its run span (and a trace's after its root): a start bound on them lets
+        # DuckDB skip the older row groups
+        later = ' AND {t}.start_ns >= $since' if self.since is not None else ''
         if self.node is not None:
             add(
                 'EXISTS (SELECT 1 FROM spans n WHERE n.trace_id = r.trace_id AND n.run_id = r.run_id '
-                'AND n.node_id = $node)',
+                f'AND n.node_id = $node{later.format(t="n")})',
                 node=self.node,
             )
         for i, (key, value) in enumerate(self.attrs):
             owner = "(r.kind = 'trace' OR (a.run_id = r.run_id AND (a.is_run OR a.node_id IS NOT NULL)))"
+            # The stored JSON is compact, so a match holds `"key":"value"` (a string) or `"key":value` (a number or
+            # a literal) as it is: a substring test finds the candidates fast, and only they have their JSON parsed.
+            as_string = '"' + json.dumps(key, ensure_ascii=False)[1:-1] + '":' + json.dumps(value, ensure_ascii=False)
+            as_literal = '"' + json.dumps(key, ensure_ascii=False)[1:-1] + '":' + value
             add(
-                f'EXISTS (SELECT 1 FROM spans a WHERE a.trace_id = r.trace_id AND {owner} '
+                f'EXISTS (SELECT 1 FROM spans a WHERE a.trace_id = r.trace_id AND {owner}{later.format(t="a")} '
+                f'AND (contains(a.attributes, $attr_s{i}) OR contains(a.attributes, $attr_l{i})) '
                 f'AND json_extract_string(a.attributes, $attr_path{i}) = $attr_value{i})',
-                **{f'attr_path{i}': f'$."{key}"', f'attr_value{i}': value},
+                **{
+                    f'attr_path{i}': f'$."{key}"',
+                    f'attr_value{i}': value,
+                    f'attr_s{i}': as_string,
+                    f'attr_l{i}': as_literal,
+                },
             )
         if self.search is not None:
             add(

@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Generator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ import duckdb
 
 from ..tracing.attributes import RUN_RESUMED_FROM
 from ..tracing.clock import datetime_to_ns, ns_to_datetime
+from . import graphstats
 from .columns import SPAN_COLUMNS, arrow, arrow_table
 from .dedup import RecentKeys, span_key
 from .groupcommit import GroupCommitter
@@ -37,11 +38,12 @@ from .models import (
     SpanDetail,
     SpanInfo,
     SpanRef,
+    TimeBucket,
     Transition,
 )
 from .otlp import SpanBatch
 from .rundetail import StoredSpan, build_run_detail, span_tree
-from .runoutline import RunOutline, errors_of, read_outline
+from .runoutline import LIGHT_COLUMNS, RunOutline, errors_of, read_outline
 from .runquery import RunQuery
 
 __all__ = ('SPAN_COLUMNS', 'Store', 'StoreError', 'default_db_path')
@@ -83,6 +85,9 @@ class _Table:
 _SPANS = _Table(name='spans', columns=SPAN_COLUMNS)
 _METRICS = _Table(name='metrics', columns=METRIC_COLUMNS)
 
+
+FIRST_WINDOW_NS = 15 * 60 * 10**9
+"""The first window of start time a filtered newest-first runs page is looked for in (see `Store.run_page`)."""
 
 CHECKPOINT_THRESHOLD = '256MB'
 """WAL size at which DuckDB folds the log into the database file."""
@@ -254,10 +259,13 @@ class Store:
         return self.run_page(query or RunQuery(**filters)).runs
 
     def run_page(self, query: RunQuery) -> RunPage:
-        """One page of the runs list and the cursors of the pages before and after it."""
-        sql, params = query.sql()
-        with self._cursor() as cur:
-            rows = cur.execute(sql, params).fetchall()
+        """One page of the runs list and the cursors of the pages before and after it.
+
+        A newest-first page is looked for in growing windows of start time back from the newest span (or the
+        page's cursor), so it reads the recent row groups only; each window is 4 times the last, until the page is
+        full or the windows reach the oldest span.
+        """
+        rows = self._page_rows(query)
         page, newer, older = query.cursors(rows)
         runs = [
             RunSummary(
@@ -267,6 +275,29 @@ class Store:
             for r in page
         ]  # fmt: skip
         return RunPage(runs=runs, newer=newer.token() if newer else None, older=older.token() if older else None)
+
+    def _page_rows(self, query: RunQuery) -> list[tuple[Any, ...]]:
+        def fetch(q: RunQuery) -> list[tuple[Any, ...]]:
+            sql, params = q.sql()
+            with self._cursor() as cur:
+                return cur.execute(sql, params).fetchall()
+
+        if query.sort != 'start' or query.newer is not None:
+            return fetch(query)
+        low, high = self.query('SELECT min(start_ns), max(start_ns) FROM spans')[0]
+        if low is None:
+            return []
+        floor = max(low, datetime_to_ns(query.since)) if query.since else low
+        top = min(high + 1, query.older.value + 1) if query.older else high + 1
+        if query.until is not None:
+            top = min(top, datetime_to_ns(query.until))
+        width = FIRST_WINDOW_NS
+        while True:
+            start = max(floor, top - width)
+            rows = fetch(replace(query, since=ns_to_datetime(start)))
+            if len(rows) > query.limit or start <= floor:
+                return rows
+            width *= 4
 
     def run(self, trace_id: str, *, run_id: str | None = None) -> RunDetail | None:
         """The run of trace `trace_id` (the outermost one, or `run_id`) with its timeline and nested spans.
@@ -310,17 +341,29 @@ class Store:
         """
         trace_id = trace_id.lower()
         stale_ns = time.time_ns() - int(stale_after * 1e9)
-        outline = read_outline(self.query, trace_id, run_id=run_id, window=steps, stale_ns=stale_ns)
-        if outline is not None:
-            failing: list[tuple[str, str | None, str, bool, str | None, list[Any]]] = [
-                (r[0], r[1], r[2], r[3], r[4], json.loads(r[5]) if r[5] else [])
-                for r in self.query(
-                    'SELECT span_id, run_id, name, is_run, node_id, events FROM spans '
-                    "WHERE trace_id = ? AND events LIKE '%exception%' ORDER BY start_ns, span_id LIMIT 500",
-                    [trace_id],
-                )
-            ]
-            outline.errors = errors_of(self.query, outline, failing)
+        with self._cursor() as cur:
+            # the trace's spans once, as Arrow (no Python objects), for the outline's queries to read
+            own = cur.sql(
+                f"SELECT trace_id, {LIGHT_COLUMNS}, CASE WHEN events LIKE '%exception%' THEN events END AS events "
+                'FROM spans WHERE trace_id = ?',
+                params=[trace_id],
+            ).to_arrow_table()
+            cur.register('trace_spans', own)
+
+            def query(sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+                return cur.execute(sql, list(params)).fetchall()
+
+            outline = read_outline(query, trace_id, run_id=run_id, window=steps, stale_ns=stale_ns)
+            if outline is not None:
+                failing: list[tuple[str, str | None, str, bool, str | None, list[Any]]] = [
+                    (r[0], r[1], r[2], r[3], r[4], json.loads(r[5]))
+                    for r in query(
+                        'SELECT span_id, run_id, name, is_run, node_id, events FROM trace_spans '
+                        'WHERE events IS NOT NULL ORDER BY start_ns, span_id LIMIT 500'
+                    )
+                ]
+                outline.errors = errors_of(query, outline, failing)
+            cur.unregister('trace_spans')
         return outline
 
     def span_detail(self, trace_id: str, span_id: str) -> SpanDetail | None:
@@ -352,14 +395,19 @@ class Store:
             f'SELECT {resumed_from} FROM spans WHERE trace_id = ? AND run_id = ? AND is_run LIMIT 1', [trace_id, run_id]
         )
         origin = str(origin_row[0][0] or '') if origin_row else ''
-        refs = self.query(
-            f'SELECT trace_id, run_id, graph, start_ns, outcome, {resumed_from} FROM spans '
-            'WHERE is_run AND run_id IS NOT NULL AND run_id <> ? AND ('
-            # the runs of the trace this one resumes, the runs of this trace (join_trace), the runs resuming it
-            f"trace_id = ? OR trace_id = ? OR (attributes LIKE '%resumed_from%' AND {resumed_from} = ?)) "
-            'ORDER BY start_ns',
-            [run_id, origin.lower(), trace_id, trace_id],
+        columns = f'trace_id, run_id, graph, start_ns, outcome, {resumed_from}'
+        # the runs of the trace this one resumes and of this trace (join_trace); then the runs resuming it, which
+        # start after it (two statements: the start bound lets DuckDB skip older row groups before the LIKE)
+        found = self.query(
+            'SELECT trace_id, run_id, graph, start_ns, outcome, NULL FROM spans '
+            'WHERE is_run AND run_id IS NOT NULL AND run_id <> ? AND (trace_id = ? OR trace_id = ?)',
+            [run_id, origin.lower(), trace_id],
+        ) + self.query(
+            f'SELECT {columns} FROM spans WHERE is_run AND run_id IS NOT NULL AND run_id <> ? AND start_ns >= ? '
+            f"AND attributes LIKE '%resumed_from%' AND {resumed_from} = ?",
+            [run_id, start_ns, trace_id],
         )
+        refs = sorted(dict.fromkeys(found), key=lambda r: (r[3], r[0], r[1]))
         earlier: list[RunRef] = []
         later: list[RunRef] = []
         for ref_trace, ref_run, graph, ref_start, outcome, ref_origin in refs:
@@ -380,36 +428,18 @@ class Store:
 
     def run_totals(self, graph: str, *, since: datetime | None = None) -> tuple[int, int, float]:
         """Of the runs of `graph` started since `since`: how many, how many failed, and their summed seconds."""
-        runs, failed, total_ns = self.query(
-            "SELECT count(*), count(*) FILTER (WHERE outcome = 'failed'), coalesce(sum(end_ns - start_ns), 0) "
-            'FROM spans WHERE is_run AND graph = ? AND start_ns >= ?',
-            [graph, datetime_to_ns(since) if since else 0],
-        )[0]
-        return int(runs), int(failed), total_ns / 1e9
+        return graphstats.run_totals(self.query, graph, since=since)
 
     def node_stats(self, graph: str, *, since: datetime | None = None) -> list[NodeStats]:
         """Per node of `graph`: step count, error rate and duration percentiles (seconds), by average step."""
-        rows = self.query(
-            "SELECT node_id, count(*), avg(CASE WHEN outcome = 'failed' THEN 1.0 ELSE 0.0 END), "
-            'quantile_cont(end_ns - start_ns, [0.5, 0.95, 0.99]), sum(end_ns - start_ns) '
-            'FROM spans WHERE graph = ? AND node_id IS NOT NULL AND start_ns >= ? '
-            'GROUP BY node_id ORDER BY avg(step), node_id',
-            [graph, datetime_to_ns(since) if since else 0],
-        )
-        return [
-            NodeStats(
-                node_id=r[0], count=r[1], error_rate=float(r[2]), p50=r[3][0] / 1e9, p95=r[3][1] / 1e9,
-                p99=r[3][2] / 1e9, total=r[4] / 1e9,
-            )
-            for r in rows
-        ]  # fmt: skip
+        return graphstats.node_stats(self.query, graph, since=since)
 
     def edges(self, graph: str, *, since: datetime | None = None) -> list[Transition]:
         """Transitions seen in `graph` (node -> the node it returned, `End` included), most frequent first."""
-        rows = self.query(
-            'SELECT node_id, next_node, count(*) FROM spans '
-            'WHERE graph = ? AND node_id IS NOT NULL AND next_node IS NOT NULL AND start_ns >= ? '
-            'GROUP BY ALL ORDER BY 3 DESC, 1, 2',
-            [graph, datetime_to_ns(since) if since else 0],
-        )
-        return [Transition(source=r[0], target=r[1], count=r[2]) for r in rows]
+        return graphstats.edges(self.query, graph, since=since)
+
+    def timeseries(
+        self, graph: str, *, node: str | None = None, since: datetime | None = None, until: datetime | None = None
+    ) -> list[TimeBucket]:
+        """Runs of `graph` (or steps of `node`) per time bucket: counts by outcome, p50/p95/p99 seconds."""
+        return graphstats.timeseries(self.query, graph, node=node, since=since, until=until)
