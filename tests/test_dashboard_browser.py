@@ -419,3 +419,31 @@ def _iso(ns: int) -> str:
     from tracegraph.tracing.clock import ns_to_datetime
 
     return ns_to_datetime(ns).isoformat()
+
+
+def test_graph_page_series_diagram_and_edges(page: Page) -> None:
+    nine = tuple('ABCDEFGHI')
+    with running_server() as server:
+        with exporting_provider(server.url) as (provider, _):
+            runs = [
+                emit_run(provider, graph='wide', steps=nine[: 5 + i % 5], fail=i == 3, start_ns=T0 + i * 60 * 10**9)
+                for i in range(8)
+            ]
+        page.goto(server.url + '/graphs/wide')
+        expect(page.locator('figure.chart')).to_have_count(3)
+        expect(page.locator('figure.chart rect.bar.failed')).to_have_count(1)
+        expect(page.locator('figure.chart figcaption').first).to_contain_text('failed')  # a legend, not colour alone
+        diagram = page.locator('svg.diagram')
+        expect(diagram.locator('g.gnode')).to_have_count(10)  # nine nodes and End
+        fits = page.evaluate(
+            'Math.ceil(document.querySelector("svg.diagram").getBoundingClientRect().right) '
+            '<= document.querySelector("main").getBoundingClientRect().right'
+        )
+        assert fits  # the whole diagram is on the page at 1280 px, nothing cut off
+        fills = diagram.locator('g.gnode:not(.failing) rect').evaluate_all('rs => rs.map(r => r.getAttribute("fill"))')
+        assert OUTCOME_COLOURS['failed'] not in fills  # red is kept for failure
+        shot(page, 'dashboard-graph-wide.png')
+        diagram.locator('g.edge[data-source="H"][data-target="I"] text.edge-label').click()
+        expect(page).to_have_url(re.compile(r'edge=H-%3EI'))
+        took = [r.run_id for r in reversed(runs) if [n for n, _ in r.nodes][-2:] == ['H', 'I']]
+        assert listed(page) == took and took

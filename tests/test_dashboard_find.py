@@ -268,3 +268,50 @@ def _cursor_after(c: httpx.Client, sort: str, n: int) -> str:
     link = _link(reply, 'next')
     assert link is not None
     return link.split('older=')[1]
+
+
+# --- analyse -----------------------------------------------------------------------------------------------------
+
+
+def test_the_edge_filter_lists_the_runs_that_took_a_transition(seeded: Seeded) -> None:
+    c, runs = seeded.client, seeded.runs
+    took = expected(runs, lambda r: [n for n, _ in r.nodes][-1:] == ['Think'] and r.outcome == 'completed')
+    assert ids(c.get('/api/runs', params={'edge': 'Think->End'})) == took
+    assert ids(c.get('/api/runs', params={'edge': 'Think->Answer'})) == expected(runs, lambda r: len(r.nodes) >= 3)
+    bad = c.get('/api/runs', params={'edge': 'Think'})
+    assert (bad.status_code, bad.json()) == (
+        400,
+        {'detail': "edge must be SOURCE->TARGET, two node ids (e.g. edge=Fetch->End), got 'Think'."},
+    )
+
+
+def test_time_series_count_every_run_in_its_bucket(seeded: Seeded) -> None:
+    c, runs = seeded.client, seeded.runs
+    alpha = c.get('/api/graphs/alpha/timeseries').json()
+    # six runs a minute apart over five minutes: 5 s buckets (at most 60), one run in each of six
+    assert [(b['width'], b['count'], b['completed'], b['failed']) for b in alpha] == [
+        (5.0, 1, 1, 0),
+        (5.0, 1, 1, 0),
+        (5.0, 1, 1, 0),
+        (5.0, 1, 0, 1),
+        (5.0, 1, 1, 0),
+        (5.0, 1, 1, 0),
+    ]
+    assert [b['p50'] for b in alpha] == pytest.approx([0.012, 0.033, 0.064, 0.105, 0.012, 0.033])
+    think = c.get('/api/graphs/alpha/timeseries', params={'node': 'Think'}).json()
+    assert sum(b['count'] for b in think) == sum(1 for r in runs if 'Think' in dict(r.nodes))
+    assert [b['p99'] for b in think] == pytest.approx([0.02] * len(think))  # the second step lasts 20 ms
+    wide = c.get('/api/graphs/beta/timeseries', params={'since': _iso(T0 - 3600 * 10**9)}).json()
+    assert sum(b['count'] for b in wide) == 4 and {b['width'] for b in wide} == {300.0}
+
+
+def test_graph_and_node_pages_draw_the_series_and_the_diagram(seeded: Seeded) -> None:
+    c = seeded.client
+    html = c.get('/graphs/alpha').text
+    assert html.count('<figure class="chart">') == 3
+    assert html.count('<rect class="bar failed"') == 1 and 'fill="url(#hatch-failed)"' in html
+    assert 'href="/?graph=alpha&amp;edge=Think-%3EAnswer"' in html  # every edge links to its runs
+    assert 'class="gnode failing"' in html  # Check failed once: outlined
+    node = c.get('/graphs/alpha/nodes/Think')
+    assert node.status_code == 200 and node.text.count('<figure class="chart">') == 3
+    assert c.get('/graphs/alpha/nodes/Nowhere').status_code == 404

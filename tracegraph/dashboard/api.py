@@ -180,12 +180,23 @@ def _attrs(request: Request) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
+def _edge(request: Request) -> tuple[str, str] | None:
+    text = query_text(request, 'edge')
+    if text is None:
+        return None
+    source, sep, target = text.partition('->')
+    if not sep or not source or not target:
+        raise ApiError(400, f'edge must be SOURCE->TARGET, two node ids (e.g. edge=Fetch->End), got {text[:80]!r}.')
+    return source, target
+
+
 def runs_query(request: Request, *, stale_after: float = 600.0) -> RunQuery:
     """The runs-list query of the request's parameters, shared by `GET /api/runs` and the runs page.
 
     Parameters: `graph`, `service`, `outcome`, `kind` (`run`, `trace`), `since` / `until` (a duration back from
     now or a timestamp; `before` is the older name of `until`), `min_duration` / `max_duration` (`250ms`, `2s`),
-    `node`, `attr=key=value` (repeatable), `q` (a trace id, a run id, or part of a graph name), `sort` (`start`,
+    `node`, `edge` (`SOURCE->TARGET`), `attr=key=value` (repeatable), `q` (a trace id, a run id, or part of a
+    graph name), `sort` (`start`,
     `duration`), `limit`, and `older` / `newer` (the cursors of the page links).
     """
     older, newer = _cursor(request, 'older'), _cursor(request, 'newer')
@@ -204,6 +215,7 @@ def runs_query(request: Request, *, stale_after: float = 600.0) -> RunQuery:
         min_duration=_duration(request, 'min_duration'),
         max_duration=_duration(request, 'max_duration'),
         node=query_text(request, 'node'),
+        edge=_edge(request),
         attrs=_attrs(request),
         search=query_text(request, 'q'),
         sort='duration' if sort == 'duration' else 'start',
@@ -298,6 +310,14 @@ class Api:
         graph = path_text(request, 'graph')
         since = query_time(request, 'since', relative=True)
         return await self.readers.run(lambda: _json(self.store.node_stats(graph, since=since)))
+
+    async def timeseries(self, request: Request) -> Response:
+        """`GET /api/graphs/{graph}/timeseries?since=&until=&node=`: runs (or the node's steps) per time bucket."""
+        graph = path_text(request, 'graph')
+        node = query_text(request, 'node')
+        since = query_time(request, 'since', relative=True)
+        until = query_time(request, 'until', relative=True)
+        return await self.readers.run(lambda: _json(self.store.timeseries(graph, node=node, since=since, until=until)))
 
     async def edges(self, request: Request) -> Response:
         """`GET /api/graphs/{graph}/edges?since=`: source, target and count of each transition seen."""

@@ -6,18 +6,19 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 from html import escape
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from ..tracing.timeline import format_duration
 from .api import ApiError, Readers, page_links, path_text, path_trace_id, query_text, query_time, runs_query
+from .charts import duration_chart, error_rate_chart, runs_chart
 from .markup import graph_href, layout, run_href, trace_href
 from .runpage import run_body, trace_body
 from .runspage import runs_body
 from .store import Store
-from .svg import diagram_svg
+from .svg import diagram_svg, duration_legend
 
 __all__ = ('Pages',)
 
@@ -107,18 +108,45 @@ class Pages:
         return await self.readers.run(render)
 
     async def graph(self, request: Request) -> Response:
-        """`GET /graphs/{graph}`: the diagram of the transitions seen and the per-node table."""
+        """`GET /graphs/{graph}?since=&until=`: runs over time, the diagram of the transitions seen, the nodes."""
         graph = path_text(request, 'graph')
         since = query_time(request, 'since', relative=True)
-        since_text = request.query_params.get('since', '')
-        return await self.readers.run(lambda: self._graph_page(graph, since, since_text))
+        until = query_time(request, 'until', relative=True)
+        texts = (request.query_params.get('since', ''), request.query_params.get('until', ''))
+        return await self.readers.run(lambda: self._graph_page(graph, since, until, texts))
 
-    def _graph_page(self, graph: str, since: datetime | None, since_text: str) -> Response:
+    async def node(self, request: Request) -> Response:
+        """`GET /graphs/{graph}/nodes/{node}?since=&until=`: one node's steps over time."""
+        graph, node = path_text(request, 'graph'), path_text(request, 'node')
+        since = query_time(request, 'since', relative=True)
+        until = query_time(request, 'until', relative=True)
+        texts = (request.query_params.get('since', ''), request.query_params.get('until', ''))
+
+        def render() -> Response:
+            buckets = self.store.timeseries(graph, node=node, since=since, until=until)
+            if not buckets and not any(s.node_id == node for s in self.store.node_stats(graph)):
+                raise ApiError(404, f'No steps of node {node!r} in graph {graph!r}.')
+            runs_link = f'/?{urlencode({"graph": graph, "node": node})}'
+            body = (
+                f'<h1>Node <code>{escape(node)}</code> of <a href="{graph_href(graph)}">{escape(graph)}</a></h1>'
+                f'{_range_form(texts, runs_link, "Runs through this node →")}'
+                f'<section class="panel"><h2>Steps over time</h2>{runs_chart(buckets, "steps")}'
+                f'{duration_chart(buckets, "step")}{error_rate_chart(buckets)}</section>'
+            )
+            return layout(f'Node {node}', body, sign_out=self.sign_out)
+
+        return await self.readers.run(render)
+
+    def _graph_page(
+        self, graph: str, since: datetime | None, until: datetime | None, texts: tuple[str, str]
+    ) -> Response:
         stats = self.store.node_stats(graph, since=since)
         edges = self.store.edges(graph, since=since)
+        buckets = self.store.timeseries(graph, since=since, until=until)
         total = sum(s.total for s in stats) or 1.0
         rows = ''.join(
-            f'<tr class="node-row" data-node="{escape(s.node_id)}"><td>{escape(s.node_id)}</td>'
+            f'<tr class="node-row" data-node="{escape(s.node_id)}">'
+            f'<td><a href="{graph_href(graph)}/nodes/{quote(s.node_id, safe="")}">{escape(s.node_id)}</a></td>'
             f'<td class="num">{s.count}</td><td class="num">{s.error_rate * 100:.1f}%</td>'
             f'<td class="num">{format_duration(s.p50)}</td><td class="num">{format_duration(s.p95)}</td>'
             f'<td class="num">{format_duration(s.p99)}</td><td class="num">{s.total / total * 100:.1f}%</td></tr>'
@@ -130,15 +158,28 @@ class Pages:
             '<th class="num">p99</th><th class="num">Share of time</th></tr></thead>'
             f'<tbody>{rows}</tbody></table></div>'
         )
-        form = (
-            f'<form class="filters" method="get"><label>Since <input name="since" value="{escape(since_text)}" '
-            'placeholder="e.g. 6h, 7d or 2026-01-01"></label><button type="submit">Apply</button>'
-            f'<a href="/?graph={quote(graph)}">Runs of this graph →</a></form>'
-        )
+
+        def edge_href(source: str, target: str) -> str:
+            return f'/?{urlencode({"graph": graph, "edge": f"{source}->{target}"})}'
+
         body = (
-            f'<h1>Graph <code>{escape(graph)}</code></h1>{form}<section class="panel"><h2>Diagram</h2>'
-            '<p class="hint">Transitions seen in stored runs; node colour by p95 (green fast → red slow), '
-            f'edge width by count.</p><div class="scroll">{diagram_svg(stats, edges)}</div></section>'
+            f'<h1>Graph <code>{escape(graph)}</code></h1>'
+            f'{_range_form(texts, f"/?graph={quote(graph)}", "Runs of this graph →")}'
+            f'<section class="panel"><h2>Runs over time</h2>{runs_chart(buckets)}{duration_chart(buckets)}'
+            f'{error_rate_chart(buckets)}</section>'
+            '<section class="panel"><h2>Diagram</h2><p class="hint">Transitions seen in stored runs; edge width by '
+            'count (click an edge for the runs that took it).</p>'
+            f'{duration_legend()}<div class="scroll">{diagram_svg(stats, edges, edge_href)}</div></section>'
             f'<section class="panel"><h2>Nodes</h2>{table if stats else "<p class=empty>No node steps.</p>"}</section>'
         )
         return layout(f'Graph {graph}', body, sign_out=self.sign_out)
+
+
+def _range_form(texts: tuple[str, str], runs_link: str, runs_text: str) -> str:
+    since, until = texts
+    return (
+        f'<form class="filters" method="get"><label>Since <input name="since" value="{escape(since)}" '
+        'placeholder="e.g. 6h, 7d or 2026-01-01"></label>'
+        f'<label>Until <input name="until" value="{escape(until)}" placeholder="e.g. 1h or 2026-01-02"></label>'
+        f'<button type="submit">Apply</button><a href="{escape(runs_link)}">{runs_text}</a></form>'
+    )

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal
@@ -122,6 +122,8 @@ class RunQuery:
     """Seconds, at most."""
     node: str | None = None
     """Runs that ran this node."""
+    edge: tuple[str, str] | None = None
+    """Runs that took this transition: a step of the first node returned the second (`End` when it ended the run)."""
     attrs: tuple[tuple[str, str], ...] = ()
     """(key, value) pairs; each must match an attribute of the run's span or one of its node spans, as text."""
     search: str | None = None
@@ -144,66 +146,21 @@ class RunQuery:
     def sql(self) -> tuple[str, dict[str, Any]]:
         """The statement and its named parameters: `limit + 1` rows of the page, in the page's order."""
         now_ns = datetime_to_ns(self.now) if self.now else _now_ns()
+        since_ns = datetime_to_ns(self.since) if self.since is not None else 0
+        horizon = now_ns - int(max(OPEN_RUN_HORIZON, 10 * self.stale_after) * 1e9)
         params: dict[str, Any] = {
             'stale_ns': now_ns - int(self.stale_after * 1e9),
-            'since_ns': datetime_to_ns(self.since) if self.since is not None else 0,
+            'since_ns': since_ns,
+            'open_since': max(since_ns, horizon),
         }
-        params['open_since'] = max(params['since_ns'], now_ns - int(max(OPEN_RUN_HORIZON, 10 * self.stale_after) * 1e9))
         where: list[str] = []
 
         def add(clause: str, **values: Any) -> None:
             where.append(clause)
             params.update(values)
 
-        if self.graph is not None:
-            add('r.graph = $graph', graph=self.graph)
-        if self.service is not None:
-            add('r.service_name = $service', service=self.service)
-        if self.outcome is not None:
-            add('r.outcome = $outcome', outcome=self.outcome)
-        if self.kind is not None:
-            add('r.kind = $kind', kind=self.kind)
-        if self.since is not None:
-            add('r.start_ns >= $since', since=datetime_to_ns(self.since))
-        if self.until is not None:
-            add('r.start_ns < $until', until=datetime_to_ns(self.until))
-        if self.min_duration is not None:
-            add('r.end_ns - r.start_ns >= $min_ns', min_ns=round(self.min_duration * 1e9))
-        if self.max_duration is not None:
-            add('r.end_ns - r.start_ns <= $max_ns', max_ns=round(self.max_duration * 1e9))
-        # the spans of a run start after its run span (and a trace's after its root): a start bound on them lets
-        # DuckDB skip the older row groups
-        later = ' AND {t}.start_ns >= $since' if self.since is not None else ''
-        if self.node is not None:
-            add(
-                'EXISTS (SELECT 1 FROM spans n WHERE n.trace_id = r.trace_id AND n.run_id = r.run_id '
-                f'AND n.node_id = $node{later.format(t="n")})',
-                node=self.node,
-            )
-        for i, (key, value) in enumerate(self.attrs):
-            owner = "(r.kind = 'trace' OR (a.run_id = r.run_id AND (a.is_run OR a.node_id IS NOT NULL)))"
-            # The stored JSON is compact, so a match holds `"key":"value"` (a string) or `"key":value` (a number or
-            # a literal) as it is: a substring test finds the candidates fast, and only they have their JSON parsed.
-            as_string = '"' + json.dumps(key, ensure_ascii=False)[1:-1] + '":' + json.dumps(value, ensure_ascii=False)
-            as_literal = '"' + json.dumps(key, ensure_ascii=False)[1:-1] + '":' + value
-            add(
-                f'EXISTS (SELECT 1 FROM spans a WHERE a.trace_id = r.trace_id AND {owner}{later.format(t="a")} '
-                f'AND (contains(a.attributes, $attr_s{i}) OR contains(a.attributes, $attr_l{i})) '
-                f'AND json_extract_string(a.attributes, $attr_path{i}) = $attr_value{i})',
-                **{
-                    f'attr_path{i}': f'$."{key}"',
-                    f'attr_value{i}': value,
-                    f'attr_s{i}': as_string,
-                    f'attr_l{i}': as_literal,
-                },
-            )
-        if self.search is not None:
-            add(
-                '(r.trace_id = lower($search) OR r.run_id = $search '
-                "OR r.graph ILIKE $search_like ESCAPE '\\' OR r.name ILIKE $search_like ESCAPE '\\')",
-                search=self.search,
-                search_like='%' + _like_escaped(self.search) + '%',
-            )
+        self._row_filters(add)
+        self._span_filters(add)
         sort = 'r.start_ns' if self.sort == 'start' else 'r.end_ns - r.start_ns'
         descending = self.newer is None
         cursor = self.older or self.newer
@@ -224,6 +181,63 @@ class RunQuery:
         params['limit'] = self.limit + 1
         return text, params
 
+    def _row_filters(self, add: Callable[..., None]) -> None:
+        """The filters on a listed row's own columns."""
+        for clause, name, value in (
+            ('r.graph = $graph', 'graph', self.graph),
+            ('r.service_name = $service', 'service', self.service),
+            ('r.outcome = $outcome', 'outcome', self.outcome),
+            ('r.kind = $kind', 'kind', self.kind),
+            ('r.start_ns >= $since', 'since', datetime_to_ns(self.since) if self.since else None),
+            ('r.start_ns < $until', 'until', datetime_to_ns(self.until) if self.until else None),
+            ('r.end_ns - r.start_ns >= $min_ns', 'min_ns', _ns(self.min_duration)),
+            ('r.end_ns - r.start_ns <= $max_ns', 'max_ns', _ns(self.max_duration)),
+        ):
+            if value is not None:
+                add(clause, **{name: value})
+        if self.search is not None:
+            add(
+                '(r.trace_id = lower($search) OR r.run_id = $search '
+                "OR r.graph ILIKE $search_like ESCAPE '\\' OR r.name ILIKE $search_like ESCAPE '\\')",
+                search=self.search,
+                search_like='%' + _like_escaped(self.search) + '%',
+            )
+
+    def _span_filters(self, add: Callable[..., None]) -> None:
+        """The filters on the spans of a listed run (or trace): node, edge and attributes."""
+        # the spans of a run start after its run span (and a trace's after its root): a start bound on them lets
+        # DuckDB skip the older row groups
+        later = ' AND {t}.start_ns >= $since' if self.since is not None else ''
+        if self.node is not None:
+            add(
+                'EXISTS (SELECT 1 FROM spans n WHERE n.trace_id = r.trace_id AND n.run_id = r.run_id '
+                f'AND n.node_id = $node{later.format(t="n")})',
+                node=self.node,
+            )
+        if self.edge is not None:
+            add(
+                'EXISTS (SELECT 1 FROM spans e WHERE e.trace_id = r.trace_id AND e.run_id = r.run_id '
+                f'AND e.node_id = $edge_from AND e.next_node = $edge_to{later.format(t="e")})',
+                edge_from=self.edge[0],
+                edge_to=self.edge[1],
+            )
+        owner = "(r.kind = 'trace' OR (a.run_id = r.run_id AND (a.is_run OR a.node_id IS NOT NULL)))"
+        for i, (key, value) in enumerate(self.attrs):
+            # The stored JSON is compact, so a match holds `"key":"value"` (a string) or `"key":value` (a number or
+            # a literal) as it is: a substring test finds the candidates fast, and only they have their JSON parsed.
+            quoted_key = '"' + json.dumps(key, ensure_ascii=False)[1:-1] + '":'
+            add(
+                f'EXISTS (SELECT 1 FROM spans a WHERE a.trace_id = r.trace_id AND {owner}{later.format(t="a")} '
+                f'AND (contains(a.attributes, $attr_s{i}) OR contains(a.attributes, $attr_l{i})) '
+                f'AND json_extract_string(a.attributes, $attr_path{i}) = $attr_value{i})',
+                **{
+                    f'attr_path{i}': f'$."{key}"',
+                    f'attr_value{i}': value,
+                    f'attr_s{i}': quoted_key + json.dumps(value, ensure_ascii=False),
+                    f'attr_l{i}': quoted_key + value,
+                },
+            )
+
     def cursors(self, rows: Sequence[Sequence[Any]]) -> tuple[list[Sequence[Any]], Cursor | None, Cursor | None]:
         """The page's rows in list order, and the cursors of the newer and older pages (None at either end).
 
@@ -242,6 +256,10 @@ class RunQuery:
         has_newer = more if self.newer is not None else self.older is not None
         has_older = more if self.newer is None else True
         return page, key(page[0]) if has_newer else None, key(page[-1]) if has_older else None
+
+
+def _ns(seconds: float | None) -> int | None:
+    return None if seconds is None else round(seconds * 1e9)
 
 
 def _like_escaped(text: str) -> str:

@@ -11,7 +11,15 @@ from ..tracing.timeline_views import OUTCOME_COLOURS
 from .models import NodeStats, Transition
 from .runoutline import LightSpan, RunOutline
 
-__all__ = ('OUTCOME_COLOURS', 'gantt_svg', 'overview_svg', 'diagram_svg', 'p95_colour')
+__all__ = (
+    'DURATION_BANDS',
+    'OUTCOME_COLOURS',
+    'diagram_svg',
+    'duration_band',
+    'duration_legend',
+    'gantt_svg',
+    'overview_svg',
+)
 
 _SPAN_COLOUR = '#8aa2c8'
 _SPAN_ERROR_COLOUR = '#e58a84'
@@ -130,13 +138,33 @@ def overview_svg(outline: RunOutline, href: Callable[[int, int], str]) -> str:
     )
 
 
-def p95_colour(p95: float, worst: float) -> str:
-    """Green for the fastest nodes through amber to red for the slowest p95 of the graph."""
-    share = 0.0 if worst <= 0 else min(1.0, p95 / worst)
-    return f'hsl({120 * (1 - share):.0f}, 62%, 42%)'
+DURATION_BANDS = (
+    (1e-3, '#dbe7f6', '#1f2733'),
+    (1e-2, '#b3cde9', '#1f2733'),
+    (1e-1, '#7fa8d6', '#1f2733'),
+    (1.0, '#4f7fbf', '#ffffff'),
+    (10.0, '#2e5b9a', '#ffffff'),
+    (float('inf'), '#1b3a6b', '#ffffff'),
+)
+"""p95 bands of the diagram's node colours (upper bound in seconds, fill, text): an absolute scale with a legend,
+in blues, so a uniform graph is one colour and red keeps meaning failure."""
 
 
-def diagram_svg(stats: list[NodeStats], edges: list[Transition]) -> str:
+def duration_band(p95: float) -> tuple[str, str]:
+    """The (fill, text colour) of a node whose p95 is `p95` seconds."""
+    return next((fill, text) for bound, fill, text in DURATION_BANDS if p95 < bound)
+
+
+def duration_legend() -> str:
+    """The legend of `DURATION_BANDS`."""
+    labels = ['< 1ms', '< 10ms', '< 100ms', '< 1s', '< 10s', '≥ 10s']
+    items = ''.join(
+        f'<span><i style="background:{fill}"></i>{label}</span>' for (_, fill, _), label in zip(DURATION_BANDS, labels)
+    )
+    return f'<div class="legend">p95: {items}<span><i class="failing"></i>has failed steps</span></div>'
+
+
+def diagram_svg(stats: list[NodeStats], edges: list[Transition], edge_href: Callable[[str, str], str]) -> str:
     """The graph as seen: nodes left to right in step order (then `End`), arcs above for forward transitions,
     below for backward ones; node colour by p95, edge width by count."""
     order = [s.node_id for s in stats]
@@ -149,7 +177,6 @@ def diagram_svg(stats: list[NodeStats], edges: list[Transition]) -> str:
     if not order:
         return '<p class="empty">No node steps recorded yet.</p>'
     by_id = {s.node_id: s for s in stats}
-    worst = max((s.p95 for s in stats), default=0.0)
     gap, box_w, box_h = 190, 150, 44
     xs = {n: 40 + i * gap for i, n in enumerate(order)}
     drawn = [e for e in edges if e.source in xs and e.target in xs]
@@ -180,19 +207,26 @@ def diagram_svg(stats: list[NodeStats], edges: list[Transition]) -> str:
             d = f'M {sx - 8} {y0} C {sx - 8} {cy}, {tx + 8} {cy}, {tx + 8} {y1}'
             lx, ly = (sx + tx) / 2, (y0 - lift * 0.75 - 5) if forward else (y0 + lift * 0.75 + 14)
         paths.append(
-            f'<g class="edge" data-source="{escape(e.source)}" data-target="{escape(e.target)}" data-count="{e.count}">'
-            f'<path d="{d}" stroke-width="{stroke:.1f}" marker-end="url(#arrow)"><title>{escape(label)}</title></path>'
-            f'<text class="edge-label" x="{lx:.0f}" y="{ly:.0f}">{e.count}</text></g>'
+            f'<a href="{escape(edge_href(e.source, e.target))}"><g class="edge" data-source="{escape(e.source)}" '
+            f'data-target="{escape(e.target)}" data-count="{e.count}">'
+            f'<path d="{d}" stroke-width="{stroke:.1f}" marker-end="url(#arrow)"><title>{escape(label)} '
+            '(click for the runs)</title></path>'
+            f'<text class="edge-label" x="{lx:.0f}" y="{ly:.0f}">{e.count}</text></g></a>'
         )
     boxes: list[str] = []
     for n in order:
         s = by_id.get(n)
-        fill = '#55606e' if s is None else p95_colour(s.p95, worst)
+        fill, ink = ('#55606e', '#ffffff') if s is None else duration_band(s.p95)
+        failing = s is not None and s.error_rate > 0
         sub = 'end of run' if s is None else f'p95 {format_duration(s.p95)} · {s.count}×'
+        if failing and s is not None:
+            sub += f' · {s.error_rate * 100:.0f}% failed'
+        outline = f' stroke="{OUTCOME_COLOURS["failed"]}" stroke-width="3"' if failing else ''
         boxes.append(
-            f'<g class="gnode" data-node="{escape(n)}"><rect x="{xs[n]}" y="{top}" width="{box_w}" height="{box_h}" '
-            f'rx="8" fill="{fill}"/><text class="gname" x="{xs[n] + box_w / 2}" y="{top + 19}">{escape(n[:20])}</text>'
-            f'<text class="gsub" x="{xs[n] + box_w / 2}" y="{top + 35}">{escape(sub)}</text></g>'
+            f'<g class="gnode{" failing" if failing else ""}" data-node="{escape(n)}"><rect x="{xs[n]}" y="{top}" '
+            f'width="{box_w}" height="{box_h}" rx="8" fill="{fill}"{outline}/>'
+            f'<text class="gname" x="{xs[n] + box_w / 2}" y="{top + 19}" fill="{ink}">{escape(n[:20])}</text>'
+            f'<text class="gsub" x="{xs[n] + box_w / 2}" y="{top + 35}" fill="{ink}">{escape(sub[:30])}</text></g>'
         )
     defs = (
         '<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="11" markerHeight="11" '
@@ -200,6 +234,6 @@ def diagram_svg(stats: list[NodeStats], edges: list[Transition]) -> str:
         'orient="auto-start-reverse"><path d="M 0 0 L 10 5 L 0 10 z" fill="#7c8796"/></marker></defs>'
     )
     return (
-        f'<svg class="diagram" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
+        f'<svg class="diagram" viewBox="0 0 {width} {height}" style="max-width:{width}px" role="img" '
         f'aria-label="Graph diagram">{defs}{"".join(paths)}{"".join(boxes)}</svg>'
     )
