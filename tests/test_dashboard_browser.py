@@ -447,3 +447,18 @@ def test_graph_page_series_diagram_and_edges(page: Page) -> None:
         expect(page).to_have_url(re.compile(r'edge=H-%3EI'))
         took = [r.run_id for r in reversed(runs) if [n for n, _ in r.nodes][-2:] == ['H', 'I']]
         assert listed(page) == took and took
+
+
+def test_compare_view(many: tuple[ServerThread, list[SampleRun]], page: Page) -> None:
+    server, runs = many
+    page.goto(f'{server.url}/runs/{runs[3].trace_id}')  # alpha (Fetch, Think); the alpha run before it: runs[1]
+    page.click('a.compare-previous')
+    expect(page.locator('h1')).to_have_text('Compare runs')
+    expect(page.locator('table.compare tbody tr')).to_have_count(2)
+    expect(page.locator('main')).to_contain_text('The two runs took the same path.')
+    page.goto(f'{server.url}/runs/{runs[3].trace_id}')
+    page.fill('.compare-form input[name=b]', runs[2].trace_id)  # beta: Fetch only
+    page.click('.compare-form button')
+    expect(page.locator('.mark.diverge')).to_have_text('paths diverge here')
+    expect(page.locator('main')).to_contain_text('The paths diverge at step 2.')
+    shot(page, 'dashboard-compare.png')

@@ -315,3 +315,20 @@ def test_graph_and_node_pages_draw_the_series_and_the_diagram(seeded: Seeded) ->
     node = c.get('/graphs/alpha/nodes/Think')
     assert node.status_code == 200 and node.text.count('<figure class="chart">') == 3
     assert c.get('/graphs/alpha/nodes/Nowhere').status_code == 404
+
+
+def test_compare_two_runs_and_a_run_against_the_typical_run(seeded: Seeded) -> None:
+    c, runs = seeded.client, seeded.runs
+    two, four = runs[1], runs[3]  # Fetch, Think — and Fetch, Think, Answer, Check (failed)
+    html = c.get('/compare', params={'a': two.trace_id, 'b': four.trace_id}).text
+    assert 'The paths diverge at step 3.' in html
+    assert html.count('class="step-pair"') == 2 and html.count('class="step-pair diverged"') == 2
+    assert html.count('input differs') == 0  # same steps, same inputs ({"n": 1}, {"n": 2})
+    assert 'B took 72.0ms longer.' in html  # 105 ms against 33 ms
+    same = c.get('/compare', params={'a': two.trace_id, 'b': runs[5].trace_id}).text
+    assert 'The two runs took the same path.' in same
+    bad = c.get('/compare', params={'a': 'x', 'b': two.trace_id})
+    assert bad.status_code == 400 and 'a must be the 32-hex-digit trace id of a run, got &#x27;x&#x27;.' in bad.text
+    page = c.get(f'/runs/{runs[5].trace_id}').text
+    assert 'Compare with the previous run' in page and f'b={runs[5].trace_id}' in page
+    assert '<th class="num">Node p50 / p95</th>' in page and '10.0ms / 10.0ms' in page

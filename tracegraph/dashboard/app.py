@@ -97,6 +97,7 @@ def create_app(
         Route('/', pages.runs),
         Route('/runs/{trace_id}', pages.run),
         Route('/traces/{trace_id}', pages.trace),
+        Route('/compare', pages.compare),
         Route('/graphs/{graph:path}/nodes/{node:path}', pages.node),
         Route('/graphs/{graph:path}', pages.graph),
         Route('/healthz', healthz),

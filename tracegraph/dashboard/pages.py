@@ -14,7 +14,9 @@ from starlette.responses import RedirectResponse, Response
 from ..tracing.timeline import format_duration
 from .api import ApiError, Readers, page_links, path_text, path_trace_id, query_text, query_time, runs_query
 from .charts import duration_chart, error_rate_chart, runs_chart
+from .compare import compare_body
 from .markup import graph_href, layout, run_href, trace_href
+from .runoutline import MAX_WINDOW, RunOutline
 from .runpage import run_body, trace_body
 from .runspage import runs_body
 from .store import Store
@@ -90,8 +92,27 @@ class Pages:
                     return RedirectResponse(trace_href(trace_id), status_code=303)
                 raise ApiError(404, f'No run found in trace {trace_id!r}.')
             earlier, later = self.store.resumed_parts(trace_id, outline.run_id, outline.start_ns)
-            body = run_body(outline, earlier, later)
+            typical = {s.node_id: s for s in self.store.node_stats(outline.graph)}
+            previous = self.store.previous_run(outline.graph, outline.start_ns)
+            body = run_body(outline, earlier, later, typical=typical, previous=previous)
             return layout(f'{outline.graph} run', body, sign_out=self.sign_out)
+
+        return await self.readers.run(render)
+
+    async def compare(self, request: Request) -> Response:
+        """`GET /compare?a=TRACE&a_run=&b=TRACE&b_run=`: two runs side by side, aligned by step."""
+        sides = [(_trace_param(request, name), query_text(request, f'{name}_run')) for name in ('a', 'b')]
+
+        def render() -> Response:
+            outlines: list[RunOutline] = []
+            for trace_id, run_id in sides:
+                outline = self.store.run_outline(trace_id, run_id=run_id, steps=f'1-{MAX_WINDOW}')
+                if outline is None:
+                    raise ApiError(404, f'No run found in trace {trace_id!r}.')
+                outlines.append(outline)
+            a, b = outlines
+            inputs = [self.store.node_inputs(o.trace_id, [s.span_id for s in o.steps]) for o in outlines]
+            return layout('Compare runs', compare_body(a, b, *inputs), sign_out=self.sign_out)
 
         return await self.readers.run(render)
 
@@ -173,6 +194,13 @@ class Pages:
             f'<section class="panel"><h2>Nodes</h2>{table if stats else "<p class=empty>No node steps.</p>"}</section>'
         )
         return layout(f'Graph {graph}', body, sign_out=self.sign_out)
+
+
+def _trace_param(request: Request, name: str) -> str:
+    text = (query_text(request, name) or '').strip().lower()
+    if not _TRACE_ID.fullmatch(text):
+        raise ApiError(400, f'{name} must be the 32-hex-digit trace id of a run, got {text[:64]!r}.')
+    return text
 
 
 def _range_form(texts: tuple[str, str], runs_link: str, runs_text: str) -> str:

@@ -8,15 +8,15 @@ which loads that span's attributes and events on demand (`/api/traces/{trace}/sp
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from html import escape
 from urllib.parse import quote, urlencode
 
 from ..tracing.clock import ns_to_datetime
 from ..tracing.timeline import format_duration
 from .markup import badge, graph_href, run_href, time_text
-from .models import RunRef, SpanInfo
-from .runoutline import RunOutline
+from .models import NodeStats, RunRef, SpanInfo
+from .runoutline import LightSpan, RunOutline
 from .svg import OUTCOME_COLOURS, gantt_svg, overview_svg
 
 __all__ = ('detail_panel', 'run_body', 'trace_body')
@@ -70,6 +70,35 @@ def _legend() -> str:
     return f'<div class="legend">{items}<span><i style="background:#8aa2c8"></i>nested span</span></div>'
 
 
+def _step_row(outline: RunOutline, s: LightSpan, node: NodeStats | None) -> str:
+    slow = node is not None and node.count > 1 and s.duration > node.p95
+    usual = f'{format_duration(node.p50)} / {format_duration(node.p95)}' if node is not None else '–'
+    mark = ' <span class="mark slow">slower than its p95</span>' if slow else ''
+    return (
+        f'<tr class="step-row{" slow" if slow else ""}" tabindex="0" data-span="{s.span_id}">'
+        f'<td class="num">{s.step}</td><td>{escape(s.node_id or "")}</td>'
+        f'<td class="num">+{format_duration((s.start_ns - outline.start_ns) / 1e9)}</td>'
+        f'<td class="num">{format_duration(s.duration)}{mark}</td><td class="num">{usual}</td>'
+        f'<td>{badge(s.outcome or "completed")}</td><td>{escape(s.next_node or "–")}</td></tr>'
+    )
+
+
+def _compare_form(outline: RunOutline, previous: RunRef | None) -> str:
+    prev = ''
+    if previous is not None:
+        pair = {'a': previous.trace_id, 'a_run': previous.run_id, 'b': outline.trace_id, 'b_run': outline.run_id}
+        prev = (
+            f'<a class="compare-previous" href="/compare?{escape(urlencode(pair))}">Compare with the previous run</a> '
+        )
+    return (
+        f'<form class="compare-form" method="get" action="/compare">{prev}'
+        f'<input type="hidden" name="a" value="{outline.trace_id}">'
+        f'<input type="hidden" name="a_run" value="{escape(outline.run_id)}">'
+        '<label>or with trace <input name="b" placeholder="trace id" size="34" required></label>'
+        '<button type="submit">Compare</button></form>'
+    )
+
+
 def detail_panel(trace_id: str) -> str:
     """The (empty) panel the page's script fills with a span's detail."""
     return (
@@ -78,8 +107,23 @@ def detail_panel(trace_id: str) -> str:
     )
 
 
-def run_body(outline: RunOutline, earlier: Sequence[RunRef], later: Sequence[RunRef]) -> str:
-    """The page of `outline`'s run, drawing the window of steps it holds."""
+def run_body(
+    outline: RunOutline,
+    earlier: Sequence[RunRef],
+    later: Sequence[RunRef],
+    *,
+    typical: Mapping[str, NodeStats] | None = None,
+    previous: RunRef | None = None,
+) -> str:
+    """The page of `outline`'s run, drawing the window of steps it holds.
+
+    Args:
+        outline: the run.
+        earlier: the parts of the run it resumed; `later`: those that resume it.
+        typical: each node's figures over the graph's stored runs: a step slower than its node's p95 is marked.
+        previous: the graph's run before this one, offered for comparison.
+    """
+    typical = typical or {}
     first, last, shown = outline.first, outline.last, outline.steps
     since_start = time_text(ns_to_datetime(outline.start_ns))
     head = (
@@ -113,14 +157,7 @@ def run_body(outline: RunOutline, earlier: Sequence[RunRef], later: Sequence[Run
         '<p class="hint">Click a bar or a step (or focus it and press Enter) for its attributes and events.</p>'
         '</section>'
     )
-    steps = ''.join(
-        f'<tr class="step-row" tabindex="0" data-span="{s.span_id}"><td class="num">{s.step}</td>'
-        f'<td>{escape(s.node_id or "")}</td>'
-        f'<td class="num">+{format_duration((s.start_ns - outline.start_ns) / 1e9)}</td>'
-        f'<td class="num">{format_duration(s.duration)}</td><td>{badge(s.outcome or "completed")}</td>'
-        f'<td>{escape(s.next_node or "–")}</td></tr>'
-        for s in shown
-    )
+    steps = ''.join(_step_row(outline, s, typical.get(s.node_id or '')) for s in shown)
     run_span = (
         f'<p><button type="button" class="open-span" data-span="{outline.run_span.span_id}">'
         'Run span attributes</button></p>'
@@ -128,12 +165,13 @@ def run_body(outline: RunOutline, earlier: Sequence[RunRef], later: Sequence[Run
         else ''
     )
     body = (
-        f'<div id="live-run"{" data-live" if live else ""}>{head}{run_span}{timeline}'
+        f'<div id="live-run"{" data-live" if live else ""}>{head}{run_span}{_compare_form(outline, previous)}{timeline}'
         f'{_resumed(earlier, later)}{_errors(outline)}'
         f'<section class="panel"><h2>Steps by node</h2>{_node_summary(outline)}</section>'
         '<section class="panel"><h2>Steps</h2><div class="scroll"><table class="steps"><thead><tr>'
         '<th class="num">Step</th><th>Node</th><th class="num">Start</th><th class="num">Duration</th>'
-        f'<th>Outcome</th><th>Next</th></tr></thead><tbody>{steps}</tbody></table></div></section></div>'
+        '<th class="num">Node p50 / p95</th><th>Outcome</th><th>Next</th></tr></thead>'
+        f'<tbody>{steps}</tbody></table></div></section></div>'
     )
     return body + detail_panel(outline.trace_id)
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import duckdb
 
-from ..tracing.attributes import RUN_RESUMED_FROM
+from ..tracing.attributes import NODE_INPUT, RUN_RESUMED_FROM
 from ..tracing.clock import datetime_to_ns, ns_to_datetime
 from . import graphstats
 from .columns import SPAN_COLUMNS, arrow, arrow_table
@@ -365,6 +365,27 @@ class Store:
                 outline.errors = errors_of(query, outline, failing)
             cur.unregister('trace_spans')
         return outline
+
+    def node_inputs(self, trace_id: str, span_ids: Sequence[str]) -> dict[str, str | None]:
+        """The `tracegraph.node.input` of each of the node spans `span_ids` of trace `trace_id`."""
+        rows = self.query(
+            f'SELECT span_id, json_extract_string(attributes, \'$."{NODE_INPUT}"\') FROM spans '
+            'WHERE trace_id = ? AND list_contains(?, span_id)',
+            [trace_id.lower(), list(span_ids)],
+        )
+        return {r[0]: r[1] for r in rows}
+
+    def previous_run(self, graph: str, start_ns: int) -> RunRef | None:
+        """The run of `graph` that started last before `start_ns`, if any."""
+        rows = self.query(
+            'SELECT trace_id, run_id, graph, start_ns, outcome FROM spans WHERE is_run AND graph = ? AND start_ns < ? '
+            'ORDER BY start_ns DESC LIMIT 1',
+            [graph, start_ns],
+        )
+        if not rows:
+            return None
+        r = rows[0]
+        return RunRef(trace_id=r[0], run_id=r[1], graph=r[2], start=ns_to_datetime(r[3]), outcome=r[4])
 
     def span_detail(self, trace_id: str, span_id: str) -> SpanDetail | None:
         """One span of trace `trace_id` with all its attributes and events, its parent and its children."""
