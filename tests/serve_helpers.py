@@ -110,11 +110,13 @@ class Served:
 
 
 @contextmanager
-def serve_process(data: Path, *args: str, banner_lines: int = 4) -> Generator[Served]:
-    """`python -m tracegraph.cli serve --port 0 ARGS` with its store under `data`, stopped with Ctrl-C after."""
+def serve_process(data: Path, *args: str, banner_lines: int = 5) -> Generator[Served]:
+    """`python -m tracegraph.cli serve --port 0 --grpc-port 0 ARGS` with its store under `data`, stopped with Ctrl-C
+    after (`--no-grpc` in `args` leaves gRPC off; the banner then has a line less)."""
     env = {**os.environ, 'COLUMNS': '250', 'XDG_DATA_HOME': str(data)}
+    grpc = [] if '--no-grpc' in args else ['--grpc-port', '0']
     proc = subprocess.Popen(
-        [sys.executable, '-m', 'tracegraph.cli', 'serve', '--port', '0', *args],
+        [sys.executable, '-m', 'tracegraph.cli', 'serve', '--port', '0', *grpc, *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

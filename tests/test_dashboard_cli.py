@@ -13,6 +13,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpanExporter
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from serve_helpers import emit_run, exporting_provider, serve_process
 from typer.testing import CliRunner
 
@@ -22,7 +25,7 @@ from tracegraph.dashboard.server import is_loopback
 
 @pytest.fixture
 def served_with_retention(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], list[str]]]:
-    with serve_process(tmp_path / 'data', '--retention-days', '30', banner_lines=5) as served:
+    with serve_process(tmp_path / 'data', '--retention-days', '30', banner_lines=6) as served:
         yield served.proc, served.banner
 
 
@@ -33,16 +36,23 @@ def test_serve_prints_where_and_serves(
     assert banner[0].startswith('tracegraph dashboard  http://127.0.0.1:'), banner
     url = banner[0].split()[-1]
     db = tmp_path / 'data' / 'tracegraph' / 'traces.duckdb'
-    assert banner[1:5] == [
+    grpc_url = banner[3].split('OTEL_EXPORTER_OTLP_ENDPOINT=')[1].split()[0]
+    assert grpc_url.startswith('http://127.0.0.1:') and grpc_url != url
+    assert banner[1:6] == [
         f'  store      {db}',
-        f'  ingest     OTEL_EXPORTER_OTLP_ENDPOINT={url}',
+        f'  ingest     OTLP/HTTP  OTEL_EXPORTER_OTLP_ENDPOINT={url}',
+        f'             OTLP/gRPC  OTEL_EXPORTER_OTLP_ENDPOINT={grpc_url} OTEL_EXPORTER_OTLP_PROTOCOL=grpc',
         '  auth       off: anyone who can reach the port can send spans and read them',
         '  retention  30 days',
     ]
     with exporting_provider(url) as (provider, _):
         run = emit_run(provider)
+    over_grpc = TracerProvider()
+    over_grpc.add_span_processor(SimpleSpanProcessor(GrpcSpanExporter(endpoint=grpc_url, insecure=True)))
+    run_grpc = emit_run(over_grpc, graph='via-grpc')  # the real OTLP/gRPC exporter, as the SDKs default to
+    over_grpc.shutdown()
     with httpx.Client(base_url=url, timeout=10) as c:
-        assert [r['run_id'] for r in c.get('/api/runs').json()] == [run.run_id]
+        assert [r['run_id'] for r in c.get('/api/runs').json()] == [run_grpc.run_id, run.run_id]
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=15) == 0
     assert db.exists()

@@ -36,7 +36,7 @@ TOKEN = 's3cret-token'
 
 @pytest.fixture(scope='module')
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    with serve_process(tmp_path_factory.mktemp('serve'), '--allowed-host', 'dash.internal', banner_lines=5) as s:
+    with serve_process(tmp_path_factory.mktemp('serve'), '--allowed-host', 'dash.internal', banner_lines=6) as s:
         assert s.banner[0].startswith('tracegraph dashboard'), s.banner
         yield s
 
@@ -236,7 +236,7 @@ def test_an_empty_token_is_refused_at_start(tmp_path: Path, how: str) -> None:
 @pytest.fixture(scope='module')
 def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     with serve_process(tmp_path_factory.mktemp('guarded'), '--token', TOKEN) as s:
-        assert s.banner[3] == '  auth       on: Authorization: Bearer <token>, or sign in at /login', s.banner
+        assert s.banner[4] == '  auth       on: Authorization: Bearer <token>, or sign in at /login', s.banner
         yield s
 
 

@@ -78,6 +78,10 @@ def serve(
             help='Another Host name to answer for, besides loopback names and IP addresses (repeatable; * for any).'
         ),
     ] = None,
+    grpc_port: Annotated[
+        int, typer.Option(help='Port for OTLP/gRPC ingest (what most SDKs and the zero-code agent send to by default).')
+    ] = 4317,
+    no_grpc: Annotated[bool, typer.Option('--no-grpc', help='Receive OTLP over HTTP only.')] = False,
     stale_after: Annotated[
         float,
         typer.Option(min=1.0, help='Seconds without a new node span after which an unfinished run is shown stale.'),
@@ -85,7 +89,8 @@ def serve(
 ) -> None:
     """Run the local dashboard: an OTLP/HTTP receiver (POST /v1/traces, /v1/metrics), a DuckDB store and a web UI."""
     from .dashboard.auth import check_token
-    from .dashboard.server import bind_socket, default_decode_workers, is_loopback, make_server
+    from .dashboard.grpcreceiver import GrpcReceiver
+    from .dashboard.server import bind_socket, default_decode_workers, free_grpc_port, is_loopback, make_server
     from .dashboard.store import Store, StoreError, default_db_path
     from .exporters.settings import http_url
 
@@ -103,6 +108,8 @@ def serve(
         )
     if not 0 <= port <= 65535:
         _fail(f'--port must be from 0 to 65535 (0 picks a free port), got {port}')
+    if not no_grpc and not 0 <= grpc_port <= 65535:
+        _fail(f'--grpc-port must be from 0 to 65535 (0 picks a free port), got {grpc_port}')
     try:
         store = Store(path)
     except StoreError as exc:
@@ -114,9 +121,26 @@ def serve(
         store.close()
         raise typer.Exit(1) from None
     url = http_url(host, sock.getsockname()[1])
+    grpc = None
+    if not no_grpc:
+        grpc_port = grpc_port or free_grpc_port(host)
+        try:
+            bind_socket(host, grpc_port).close()  # said now, in one line, rather than from inside the server
+        except OSError as exc:
+            _err.print(
+                f'[bold red]error:[/] cannot listen on {host}:{grpc_port} for OTLP/gRPC: {exc.strerror or exc} '
+                '(pass --grpc-port PORT or --no-grpc)'
+            )
+            sock.close()
+            store.close()
+            raise typer.Exit(1) from None
+        grpc = GrpcReceiver(host=host, port=grpc_port)
     _out.print(f'tracegraph dashboard  [bold]{url}[/]')
     _out.print(f'  store      {path}')
-    _out.print(f'  ingest     OTEL_EXPORTER_OTLP_ENDPOINT={url}')
+    _out.print(f'  ingest     OTLP/HTTP  OTEL_EXPORTER_OTLP_ENDPOINT={url}')
+    if grpc is not None:
+        grpc_url = http_url(host, grpc.port)
+        _out.print(f'             OTLP/gRPC  OTEL_EXPORTER_OTLP_ENDPOINT={grpc_url} OTEL_EXPORTER_OTLP_PROTOCOL=grpc')
     if token is not None:
         _out.print('  auth       on: Authorization: Bearer <token>, or sign in at /login')
     else:
@@ -135,6 +159,7 @@ def serve(
         bind_host=host,
         allowed_hosts=allowed_host or (),
         stale_after=stale_after,
+        grpc=grpc,
     )
     # Rendering a big run is Python work in a worker thread; a 1 ms GIL switch interval (default 5 ms) lets the
     # event loop answer ingest and health between its slices (bench/serve_responsive.py: busy ingest p50 117 -> 31 ms).

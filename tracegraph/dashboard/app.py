@@ -20,6 +20,7 @@ from starlette.types import ASGIApp
 from .api import Api, ApiError, Readers
 from .auth import TokenAuth, check_token
 from .decodepool import DecodePool
+from .grpcreceiver import GrpcReceiver
 from .guards import HostGuard, SecurityHeaders
 from .markup import layout
 from .pages import Pages
@@ -44,6 +45,7 @@ def create_app(
     bind_host: str = '127.0.0.1',
     allowed_hosts: Sequence[str] = (),
     stale_after: float = 600.0,
+    grpc: GrpcReceiver | None = None,
 ) -> ASGIApp:
     """The ASGI app serving `store`.
 
@@ -57,10 +59,14 @@ def create_app(
         bind_host: the address the server listens on; its name is one the Host check accepts (see `guards`).
         allowed_hosts: more Host names to answer for (`*`: any).
         stale_after: seconds after its last node span ended at which a run without its run span is stale.
+        grpc: an OTLP/gRPC receiver to serve alongside, started and stopped with the app (its `bound_port` is
+            set once it listens).
     """
     token = check_token(token)
     pool = DecodePool(workers=decode_workers)
     receiver = Receiver(store=store, pool=pool, max_body=max_body)
+    if grpc is not None:
+        grpc.receiver, grpc.token = receiver, token
     readers = Readers()
     api = Api(store=store, readers=readers, stale_after=stale_after)
     pages = Pages(store=store, readers=readers, sign_out=token is not None, stale_after=stale_after)
@@ -75,12 +81,16 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncGenerator[None]:
         await anyio.to_thread.run_sync(pool.start)
         try:
+            if grpc is not None:
+                await grpc.start()
             async with anyio.create_task_group() as tg:
                 if retention_days is not None:
                     tg.start_soon(_retention_loop, store, retention_days)
                 yield
                 tg.cancel_scope.cancel()
         finally:
+            if grpc is not None:
+                await grpc.stop()
             await anyio.to_thread.run_sync(pool.close)
 
     routes = [

@@ -80,7 +80,8 @@ class Receiver:
             return Response(proto_reply, media_type=PROTOBUF)
         return Response(json.dumps(json_reply), media_type=JSON)
 
-    async def _ingest_traces(self, body: bytes, media: str) -> tuple[bytes, dict[str, Any]]:
+    async def ingest_traces(self, body: bytes, media: str) -> tuple[bytes, dict[str, Any]]:
+        """Decode and store a trace request body; the reply, in protobuf and as OTLP/JSON (see `otlp`)."""
         batch = await self.pool.traces(body, media)
         await anyio.to_thread.run_sync(self.store.insert_spans, batch)
         reply = ExportTraceServiceResponse()
@@ -91,15 +92,16 @@ class Receiver:
             json_reply = {'partialSuccess': {'rejectedSpans': str(batch.rejected), 'errorMessage': batch.error_message}}
         return reply.SerializeToString(), json_reply
 
-    async def _ingest_metrics(self, body: bytes, media: str) -> tuple[bytes, dict[str, Any]]:
+    async def ingest_metrics(self, body: bytes, media: str) -> tuple[bytes, dict[str, Any]]:
+        """Decode and store a metrics request body; the reply, in protobuf and as OTLP/JSON."""
         batch = await anyio.to_thread.run_sync(read_or_400, parse_metrics, body, media)
         await anyio.to_thread.run_sync(self.store.insert_metrics, batch)
         return ExportMetricsServiceResponse().SerializeToString(), {}
 
     async def traces(self, request: Request) -> Response:
         """`POST /v1/traces`."""
-        return await self._handle(request, self._ingest_traces)
+        return await self._handle(request, self.ingest_traces)
 
     async def metrics(self, request: Request) -> Response:
         """`POST /v1/metrics`."""
-        return await self._handle(request, self._ingest_metrics)
+        return await self._handle(request, self.ingest_metrics)

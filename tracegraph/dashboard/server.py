@@ -15,6 +15,7 @@ import uvicorn
 
 from ..exporters.settings import http_url
 from .app import create_app
+from .grpcreceiver import GrpcReceiver
 from .receiver import DEFAULT_MAX_BODY
 from .store import Store
 
@@ -65,6 +66,12 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+def free_grpc_port(host: str) -> int:
+    """A port nobody listens on at `host` now (for `--grpc-port 0`; a later bind may still race)."""
+    with bind_socket(host, 0) as sock:
+        return int(sock.getsockname()[1])
+
+
 def make_server(
     store: Store,
     *,
@@ -76,6 +83,7 @@ def make_server(
     bind_host: str = DEFAULT_HOST,
     allowed_hosts: Sequence[str] = (),
     stale_after: float = 600.0,
+    grpc: GrpcReceiver | None = None,
 ) -> uvicorn.Server:
     """A uvicorn server for the dashboard app over `store`; run it with `server.run(sockets=[...])`."""
     app = create_app(
@@ -87,6 +95,7 @@ def make_server(
         bind_host=bind_host,
         allowed_hosts=allowed_hosts,
         stale_after=stale_after,
+        grpc=grpc,
     )
     config = uvicorn.Config(app, log_level=log_level, access_log=False, lifespan='on', timeout_graceful_shutdown=5)
     return uvicorn.Server(config)
@@ -119,18 +128,28 @@ class ServerThread:
     """Host names answered besides loopback and IP addresses (see `guards.HostGuard`)."""
     stale_after: float = 600.0
     """Seconds after its last node span ended at which a run without its run span is shown as stale."""
+    grpc_port: int | None = None
+    """Also receive OTLP/gRPC on this port (0: a free one; see `grpc_url`); None: OTLP/HTTP only."""
     startup_timeout: float = 20.0
     store: Store | None = field(default=None, init=False)
     _server: uvicorn.Server | None = field(default=None, init=False)
     _thread: threading.Thread | None = field(default=None, init=False)
     _sock: socket.socket | None = field(default=None, init=False)
     _url: str | None = field(default=None, init=False)
+    _grpc: GrpcReceiver | None = field(default=None, init=False)
 
     @property
     def url(self) -> str:
         """`http://host:port` of the running server."""
         assert self._url is not None, 'the server was never started'
         return self._url
+
+    @property
+    def grpc_url(self) -> str:
+        """`http://host:port` of the OTLP/gRPC receiver (started with `grpc_port`)."""
+        port = self._grpc.bound_port if self._grpc is not None else None
+        assert port is not None, 'no OTLP/gRPC receiver is running'
+        return http_url(self.host, port)
 
     def start(self) -> ServerThread:
         """Bind the socket, open the store and serve until `stop()`; waits (bounded) until it answers.
@@ -142,6 +161,7 @@ class ServerThread:
         self._sock = bind_socket(self.host, self.port)
         host, port = self._sock.getsockname()[:2]
         self._url = http_url(host, port)
+        self._grpc = None if self.grpc_port is None else GrpcReceiver(host=self.host, port=self.grpc_port)
         try:
             self.store = Store(self.db)
         except BaseException:
@@ -157,6 +177,7 @@ class ServerThread:
             bind_host=self.host,
             allowed_hosts=self.allowed_hosts,
             stale_after=self.stale_after,
+            grpc=self._grpc,
         )
         server, sock = self._server, self._sock
         self._thread = threading.Thread(
