@@ -332,3 +332,32 @@ def test_compare_two_runs_and_a_run_against_the_typical_run(seeded: Seeded) -> N
     page = c.get(f'/runs/{runs[5].trace_id}').text
     assert 'Compare with the previous run' in page and f'b={runs[5].trace_id}' in page
     assert '<th class="num">Node p50 / p95</th>' in page and '10.0ms / 10.0ms' in page
+
+
+def test_unknown_pages_say_what_is_there(seeded: Seeded) -> None:
+    c = seeded.client
+    graph = c.get('/graphs/nope')
+    assert graph.status_code == 404
+    assert 'No runs of a graph named &#x27;nope&#x27; are stored. Graphs stored: beta, alpha.' in graph.text
+    run = c.get(f'/runs/{"0" * 32}')
+    assert run.status_code == 404 and 'its search box finds a trace id, a run id or a graph' in run.text
+
+
+def _luminance(hex_colour: str) -> float:
+    channels = [int(hex_colour[i : i + 2], 16) / 255 for i in (1, 3, 5)]
+    linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def test_badge_and_node_colours_meet_wcag_aa_contrast() -> None:
+    from tracegraph.dashboard.svg import DURATION_BANDS, OUTCOME_COLOURS
+
+    def contrast(a: str, b: str) -> float:
+        high, low = sorted((_luminance(a), _luminance(b)), reverse=True)
+        return (high + 0.05) / (low + 0.05)
+
+    for outcome, colour in OUTCOME_COLOURS.items():
+        assert contrast(colour, '#ffffff') >= 4.5, outcome  # white badge text
+    for bound, fill, ink in DURATION_BANDS:
+        assert contrast(fill, ink) >= 4.5, bound  # node names on the diagram
+    assert contrast('#566172', '#f6f8fa') >= 4.5  # muted text on the page background (dashboard.css)

@@ -126,7 +126,14 @@ async def _error_reply(request: Request, exc: Exception) -> Response:
     if request.url.path.startswith('/api/'):
         return JSONResponse({'detail': exc.message}, status_code=exc.status)
     title = 'Not found' if exc.status == 404 else 'Bad request'
-    return layout(title, f'<h1>{title}</h1><p class="error">{escape(exc.message)}</p>', status=exc.status)
+    hint = (
+        '<p>The runs list shows what is stored: <a href="/">all runs</a>; its search box finds a trace id, a run id '
+        'or a graph.</p>'
+        if exc.status == 404
+        else '<p><a href="/">Back to the runs</a>.</p>'
+    )
+    body = f'<h1>{title}</h1><p class="error">{escape(exc.message)}</p>{hint}'
+    return layout(title, body, status=exc.status)
 
 
 async def _retention_loop(store: Store, days: float) -> None:

@@ -161,6 +161,10 @@ class Pages:
     def _graph_page(
         self, graph: str, since: datetime | None, until: datetime | None, texts: tuple[str, str]
     ) -> Response:
+        known = [g.name for g in self.store.graphs()]
+        if graph not in known:
+            shown = ', '.join(known[:20]) or 'none yet'
+            raise ApiError(404, f'No runs of a graph named {graph!r} are stored. Graphs stored: {shown}.')
         stats = self.store.node_stats(graph, since=since)
         edges = self.store.edges(graph, since=since)
         buckets = self.store.timeseries(graph, since=since, until=until)

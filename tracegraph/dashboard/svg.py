@@ -142,7 +142,7 @@ DURATION_BANDS = (
     (1e-3, '#dbe7f6', '#1f2733'),
     (1e-2, '#b3cde9', '#1f2733'),
     (1e-1, '#7fa8d6', '#1f2733'),
-    (1.0, '#4f7fbf', '#ffffff'),
+    (1.0, '#3f6fae', '#ffffff'),
     (10.0, '#2e5b9a', '#ffffff'),
     (float('inf'), '#1b3a6b', '#ffffff'),
 )
