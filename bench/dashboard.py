@@ -205,6 +205,38 @@ def ingest(port: int, bodies: list[bytes], clients: int) -> float:
     return time.perf_counter() - t0
 
 
+def ingest_grpc(port: int, bodies: list[bytes], clients: int) -> float:
+    """Send every body over OTLP/gRPC (`clients` channels in parallel, raw bytes); returns elapsed seconds."""
+    import grpc
+
+    queue = list(reversed(bodies))
+    lock = threading.Lock()
+    errors: list[str] = []
+
+    def worker() -> None:
+        with grpc.insecure_channel(f'127.0.0.1:{port}') as channel:
+            export: Any = cast(Any, channel).unary_unary('/opentelemetry.proto.collector.trace.v1.TraceService/Export')
+            while True:
+                with lock:
+                    if not queue or errors:
+                        return
+                    body = queue.pop()
+                try:
+                    export(body, timeout=60)
+                except grpc.RpcError as exc:
+                    errors.append(str(exc))
+
+    threads = [threading.Thread(target=worker) for _ in range(clients)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise SystemExit(f'gRPC ingest failed: {errors[:3]}')
+    return time.perf_counter() - t0
+
+
 def time_get(conn: http.client.HTTPConnection, path: str) -> float:
     t0 = time.perf_counter()
     conn.request('GET', path)
@@ -239,6 +271,7 @@ def main() -> None:
     parser.add_argument('--clients', type=int, default=4, help='concurrent keep-alive connections')
     parser.add_argument('--requests', type=int, default=40, help='timed requests per API call')
     parser.add_argument('--decode-workers', type=int, default=None, help="the server's --decode-workers")
+    parser.add_argument('--protocol', choices=('http', 'grpc'), default='http', help='OTLP transport for ingest')
     args = parser.parse_args()
 
     t0 = time.perf_counter()
@@ -248,7 +281,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / 'bench.duckdb'
-        port = free_port()
+        port, grpc_port = free_port(), free_port()
         server = subprocess.Popen(
             [
                 sys.executable,
@@ -257,6 +290,8 @@ def main() -> None:
                 str(port),
                 '--db',
                 str(db),
+                '--grpc-port',
+                str(grpc_port),
                 *([] if args.decode_workers is None else ['--decode-workers', str(args.decode_workers)]),
             ],
             stdout=subprocess.DEVNULL,
@@ -266,7 +301,10 @@ def main() -> None:
             wait_up(port)
             load_before = os.getloadavg()[0]
             server_cpu, client_cpu = tree_cpu_seconds(server.pid), time.process_time()
-            elapsed = ingest(port, bodies, args.clients)
+            if args.protocol == 'grpc':
+                elapsed = ingest_grpc(grpc_port, bodies, args.clients)
+            else:
+                elapsed = ingest(port, bodies, args.clients)
             server_cpu = tree_cpu_seconds(server.pid) - server_cpu
             client_cpu = time.process_time() - client_cpu
             print(f'CPU used during ingest: server and its decode workers {server_cpu:.1f}s '
@@ -277,7 +315,7 @@ def main() -> None:
             print(f'1-min load average before/after ingest: {load_before:.2f} / {os.getloadavg()[0]:.2f} '
                   f'on {os.cpu_count()} cores (other processes share the machine)', flush=True)  # fmt: skip
             rate = args.spans / elapsed
-            print(f'ingest: {args.spans:,} spans in {elapsed:.1f}s = {rate:,.0f} spans/s '
+            print(f'ingest over OTLP/{args.protocol}: {args.spans:,} spans in {elapsed:.1f}s = {rate:,.0f} spans/s '
                   f'(batches of {args.batch}, {args.clients} connections)', flush=True)  # fmt: skip
             conn = http.client.HTTPConnection('127.0.0.1', port, timeout=60)
             runs = get_json(conn, '/api/runs?limit=1000')
