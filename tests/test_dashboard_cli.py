@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -125,12 +126,38 @@ def test_bad_options_are_one_line_and_exit_2(tmp_path: Path, args: list[str], me
 
 def test_a_store_held_by_a_running_server_is_named(tmp_path: Path) -> None:
     with serve_process(tmp_path / 'data', '--db', str(tmp_path / 'held.duckdb')) as served:
-        result = _cli(tmp_path, 'serve', '--port', '0', '--db', 'held.duckdb')
+        result = _cli(tmp_path, 'serve', '--port', '0', '--no-grpc', '--db', 'held.duckdb')
+        assert (tmp_path / 'held.duckdb.serving.json').exists()
     assert result.returncode == 2
     assert result.stderr == (
-        f'error: the store held.duckdb is open in process {served.proc.pid} (a running `tracegraph serve`?): '
-        'stop it or pass another --db\n'
+        f'error: the store held.duckdb is open in `tracegraph serve` at {served.url} (process {served.proc.pid}): '
+        'read it through its JSON API (`tracegraph report` does), stop it, or pass another --db\n'
     )
+    assert not (tmp_path / 'held.duckdb.serving.json').exists()  # removed when serve stopped
+    again = _cli(tmp_path, 'report', '--db', 'held.duckdb')  # nobody holds it now: read directly
+    assert again.returncode == 0 and 'reading it through' not in again.stderr
+
+
+def test_report_and_demo_go_through_the_server_that_holds_the_store(tmp_path: Path) -> None:
+    db = tmp_path / 'held.duckdb'
+    with serve_process(tmp_path / 'data', '--db', str(db)) as served:
+        with exporting_provider(served.url) as (provider, _):
+            emit_run(provider, graph='held-graph', fail=True)
+        report = _cli(tmp_path, 'report', '--db', str(db), '--format', 'json')
+        assert report.returncode == 0, report.stderr
+        assert report.stderr.strip() == f'the store {db} is open in `tracegraph serve`: reading it through {served.url}'
+        figures = json.loads(report.stdout)
+        (graph,) = figures['graphs']
+        assert (graph['graph'], graph['runs'], graph['failed_runs']) == ('held-graph', 1, 1)
+        assert [n['node_id'] for n in graph['nodes']] == ['Fetch', 'Think', 'Answer']
+        demo = _cli(tmp_path, 'demo', '--once', '--db', str(db), env={'COLUMNS': '200'})
+        assert demo.returncode == 0, demo.stdout + demo.stderr
+        assert f'the store {db} is open in `tracegraph serve`: sending the runs to it at {served.url}' in ' '.join(
+            demo.stdout.split()
+        )
+        with httpx.Client(base_url=served.url) as c:
+            graphs = {g['name'] for g in c.get('/api/graphs').json()}
+        assert {'held-graph', 'thermostat', 'weather_agent'} <= graphs
 
 
 def test_demo_endpoint_without_a_scheme(tmp_path: Path) -> None:

@@ -91,6 +91,7 @@ def serve(
     from .dashboard.auth import check_token
     from .dashboard.grpcreceiver import GrpcReceiver
     from .dashboard.server import bind_socket, default_decode_workers, free_grpc_port, is_loopback, make_server
+    from .dashboard.serving import announce
     from .dashboard.store import Store, StoreError, default_db_path
     from .exporters.settings import http_url
 
@@ -165,7 +166,8 @@ def serve(
     # event loop answer ingest and health between its slices (bench/serve_responsive.py: busy ingest p50 117 -> 31 ms).
     sys.setswitchinterval(0.001)
     try:
-        server.run(sockets=[sock])
+        with announce(path, url):  # `report`, `demo` and `Store` elsewhere find this server through it
+            server.run(sockets=[sock])
     except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C once it has shut down cleanly
         pass
     finally:
@@ -249,8 +251,12 @@ def report(
 ) -> None:
     """Performance per graph and node: count, error rate, p50/p95/p99, share of run time, and the slowest runs."""
     from .dashboard.models import parse_since
-    from .dashboard.report import build_report, load_span_file, render_report, report_csv, write_report
+    from .dashboard.remote import RemoteStore, RemoteStoreError
+    from .dashboard.report import ReportSource, build_report, load_span_file, render_report, report_csv, write_report
+    from .dashboard.serving import serving_url
     from .dashboard.store import Store, StoreError, default_db_path
+
+    store: ReportSource
 
     if db is not None and file is not None:
         _fail('give --db or --file, not both')
@@ -273,9 +279,16 @@ def report(
         try:
             store, source = Store(path), str(path)
         except StoreError as exc:
-            _fail(str(exc))
+            url = serving_url(path)
+            if url is None:
+                _fail(str(exc))
+            # the file is held by a running `serve`: its JSON API answers the same questions
+            _err.print(f'the store {path} is open in `tracegraph serve`: reading it through {url}')
+            store, source = RemoteStore(url, token=os.environ.get('TRACEGRAPH_TOKEN') or None), f'{path} via {url}'
     try:
         result = build_report(store, source=source, graph=graph, since=since_at, slowest=slowest)
+    except RemoteStoreError as exc:
+        _fail(str(exc))
     finally:
         store.close()
     fmt = 'json' if json_output else output_format

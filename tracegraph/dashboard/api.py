@@ -5,6 +5,7 @@ Every handler runs its query in a worker thread so a slow query never stalls ing
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -310,6 +311,17 @@ class Api:
         graph = path_text(request, 'graph')
         since = query_time(request, 'since', relative=True)
         return await self.readers.run(lambda: _json(self.store.node_stats(graph, since=since)))
+
+    async def totals(self, request: Request) -> Response:
+        """`GET /api/graphs/{graph}/totals?since=`: `runs`, `failed` and `total` seconds of the graph's runs."""
+        graph = path_text(request, 'graph')
+        since = query_time(request, 'since', relative=True)
+
+        def answer() -> Response:
+            runs, failed, total = self.store.run_totals(graph, since=since)
+            return Response(json.dumps({'runs': runs, 'failed': failed, 'total': total}), media_type='application/json')
+
+        return await self.readers.run(answer)
 
     async def timeseries(self, request: Request) -> Response:
         """`GET /api/graphs/{graph}/timeseries?since=&until=&node=`: runs (or the node's steps) per time bucket."""

@@ -104,6 +104,7 @@ def create_app(
         Route('/api/graphs/{graph:path}/nodes', api.nodes),
         Route('/api/graphs/{graph:path}/edges', api.edges),
         Route('/api/graphs/{graph:path}/timeseries', api.timeseries),
+        Route('/api/graphs/{graph:path}/totals', api.totals),
         Route('/', pages.runs),
         Route('/runs/{trace_id}', pages.run),
         Route('/traces/{trace_id}', pages.trace),

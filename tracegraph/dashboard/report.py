@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel
 from rich.console import Console
@@ -13,7 +13,7 @@ from rich.table import Table
 
 from ..tracing.timeline import format_duration
 from .columns import arrow
-from .models import NodeStats, RunSummary
+from .models import GraphSummary, NodeStats, RunSummary
 from .store import Store
 
 __all__ = (
@@ -59,7 +59,18 @@ class Report(BaseModel):
     graphs: list[GraphReport]
 
 
-def build_report(store: Store, *, source: str, graph: str | None = None, since: datetime | None = None,
+class ReportSource(Protocol):
+    """What the report reads: a `Store`, or a `RemoteStore` reading a running dashboard's."""
+
+    def graphs(self) -> list[GraphSummary]: ...
+    def run_totals(self, graph: str, *, since: datetime | None = None) -> tuple[int, int, float]: ...
+    def node_stats(self, graph: str, *, since: datetime | None = None) -> list[NodeStats]: ...
+    def runs(
+        self, *, graph: str | None = None, since: datetime | None = None, limit: int = 50, sort: str = 'start'
+    ) -> list[RunSummary]: ...
+
+
+def build_report(store: ReportSource, *, source: str, graph: str | None = None, since: datetime | None = None,
                  slowest: int = 5) -> Report:  # fmt: skip
     """Collect the report's figures from `store`.
 

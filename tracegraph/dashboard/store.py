@@ -45,6 +45,7 @@ from .otlp import SpanBatch
 from .rundetail import StoredSpan, build_run_detail, span_tree
 from .runoutline import LIGHT_COLUMNS, RunOutline, errors_of, read_outline
 from .runquery import RunQuery
+from .serving import serving_url
 
 __all__ = ('SPAN_COLUMNS', 'Store', 'StoreError', 'default_db_path')
 
@@ -58,6 +59,12 @@ def _open_error(path: str, exc: Exception) -> StoreError:
     if 'Conflicting lock' in text or 'Could not set lock' in text:
         holder = re.search(r'\(PID (\d+)\)', text)
         who = f'process {holder[1]}' if holder else 'another process'
+        url = serving_url(Path(path))
+        if url is not None:
+            return StoreError(
+                f'the store {path} is open in `tracegraph serve` at {url} ({who}): read it through its JSON API '
+                '(`tracegraph report` does), stop it, or pass another --db'
+            )
         return StoreError(
             f'the store {path} is open in {who} (a running `tracegraph serve`?): stop it or pass another --db'
         )

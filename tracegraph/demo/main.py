@@ -40,6 +40,7 @@ def demo(*, endpoint: str | None, once: bool, db: Path | None, port: int, consol
         console: where to print.
     """
     from ..dashboard.server import ServerThread
+    from ..dashboard.serving import serving_url
     from ..dashboard.store import StoreError, default_db_path
     from ..exporters import ConfigurationError, configure
     from ..exporters.settings import check_endpoint
@@ -54,10 +55,15 @@ def demo(*, endpoint: str | None, once: bool, db: Path | None, port: int, consol
                 console.print(f'[yellow]port {port} is busy[/]: serving the dashboard on a free port instead')
                 server = ServerThread(db=path, port=0).start()
         except StoreError as exc:
-            console.print(f'[bold red]error:[/] {exc}')
-            return 2
-        endpoint = server.url
-        console.print(f'dashboard store  {path}')
+            running = serving_url(path)
+            if running is None:
+                console.print(f'[bold red]error:[/] {exc}')
+                return 2
+            console.print(f'the store {path} is open in `tracegraph serve`: sending the runs to it at {running}')
+            endpoint = running
+        else:
+            endpoint = server.url
+            console.print(f'dashboard store  {path}')
     else:
         try:
             endpoint = check_endpoint(endpoint, '--endpoint')
