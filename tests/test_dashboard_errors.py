@@ -220,7 +220,8 @@ def test_token_guards_api_and_ui(token_server: ServerThread) -> None:
         assert (signed_in.status_code, signed_in.headers['location']) == (303, '/graphs/g')
         assert 'httponly' in signed_in.headers['set-cookie'].lower()
         # the cookie now opens the UI and the API
-        assert c.get('/graphs/g').status_code == 200
+        assert c.get('/').status_code == 200
+        assert c.get('/graphs/g').status_code == 404  # signed in, the page answers: no graph g is stored yet
         assert c.get('/api/graphs').json() == []
     with httpx.Client(base_url=token_server.url, timeout=10, headers={'Authorization': f'Bearer {TOKEN}'}) as c:
         assert c.get('/').status_code == 200
