@@ -322,3 +322,17 @@ def test_grafana_provisioning_matches_the_dashboards():
     mounts = dict(m.split(':')[:2] for m in compose['services']['grafana']['volumes'])
     assert mounts['./grafana'] == provider['options']['path']
     assert sorted(p.name for p in (DASHBOARDS_DIR / 'grafana').glob('*.json')) == sorted(DASHBOARD_FILES)
+
+
+def test_the_tempo_service_map_reads_metrics_the_collector_produces() -> None:
+    """Tempo's service map queries `traces_service_graph_request_*` in its Prometheus data source: the Collector's
+    servicegraph connector makes them from the traces and hands them to the metrics pipeline Prometheus scrapes."""
+    config = _load_yaml('collector/otelcol.yaml')
+    pipelines = config['service']['pipelines']
+    assert 'servicegraph' in pipelines['traces']['exporters']
+    assert 'servicegraph' in pipelines['metrics']['receivers']
+    assert 'prometheus' in pipelines['metrics']['exporters']
+    sources = _load_yaml('grafana/provisioning/datasources/tracegraph.yaml')
+    (tempo,) = [s for s in sources['datasources'] if s['type'] == 'tempo']
+    (prometheus,) = [s for s in sources['datasources'] if s['type'] == 'prometheus']
+    assert tempo['jsonData']['serviceMap']['datasourceUid'] == prometheus['uid']
