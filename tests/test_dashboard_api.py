@@ -200,3 +200,12 @@ def test_default_db_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Non
     assert default_db_path() == tmp_path / 'tracegraph' / 'traces.duckdb'
     monkeypatch.delenv('XDG_DATA_HOME')
     assert default_db_path() == Path.home() / '.local' / 'share' / 'tracegraph' / 'traces.duckdb'
+
+
+def test_any_sql_comes_back_as_arrow_or_pandas(store: Store) -> None:
+    table = store.query_arrow(
+        'SELECT graph, count(*) AS runs FROM spans WHERE is_run AND graph = ? GROUP BY graph', ['alpha']
+    )
+    assert table.to_pylist() == [{'graph': 'alpha', 'runs': 5}]
+    frame = store.query_pandas("SELECT node_id, end_ns - start_ns AS ns FROM spans WHERE node_id = 'X'")
+    assert list(frame.columns) == ['node_id', 'ns'] and len(frame) == 2

@@ -151,3 +151,22 @@ async def test_spans_as_dicts_are_the_same_from_one_run_to_the_next() -> None:
     assert [cast(dict[str, Any], s['attributes'])[attr.RUN_ID] for s in spans] == ['run-1'] * 3 + ['run-2'] * 2
     (event,) = cast(list[dict[str, Any]], spans[3]['events'])
     assert event['name'] == 'exception' and event['attributes']['exception.stacktrace'] == 'ValueError: boom'
+
+
+def test_a_capture_exports_to_arrow_and_pandas() -> None:
+    with TelemetryCapture.start() as capture:
+        graph = counter_graph()
+        graph.run_sync(Increment(1))
+        with pytest.raises(ValueError, match='boom'):
+            graph.run_sync(Explode())
+        table = capture.to_arrow()
+        frame = capture.to_pandas()
+    from tracegraph.exporters.spantables import SPAN_ROW_FIELDS
+
+    assert table.column_names == list(SPAN_ROW_FIELDS)
+    assert table.num_rows == len(capture.spans)
+    nodes = frame[frame['node_id'].notna()]
+    assert set(zip(nodes['node_id'], nodes['outcome'])) == {('Explode', 'failed'), ('Increment', 'completed')}
+    runs = frame[frame['name'] == 'run graph counter']
+    assert list(runs['outcome']) == ['completed', 'failed'] and (runs['duration'] >= 0).all()
+    assert set(frame['trace_id'].str.len()) == {32} and str(frame['start'].dtype).startswith('datetime64')

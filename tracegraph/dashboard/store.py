@@ -23,6 +23,7 @@ import duckdb
 
 from ..tracing.attributes import NODE_INPUT, RUN_RESUMED_FROM
 from ..tracing.clock import datetime_to_ns, ns_to_datetime
+from ..tracing.timeline_views import optional_module
 from . import graphstats
 from .columns import SPAN_COLUMNS, arrow, arrow_table
 from .dedup import RecentKeys, span_key
@@ -248,6 +249,16 @@ class Store:
         """
         with self._cursor() as cur:
             return cur.execute(sql, list(params)).fetchall()
+
+    def query_arrow(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        """The result of one SQL statement as a `pyarrow.Table` (built by DuckDB, no Python rows in between)."""
+        with self._cursor() as cur:
+            return cur.sql(sql, params=list(params)).to_arrow_table()
+
+    def query_pandas(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        """The result of one SQL statement as a pandas `DataFrame`."""
+        optional_module('pandas', 'Store')
+        return self.query_arrow(sql, params).to_pandas()
 
     def span_count(self) -> int:
         """How many spans are stored."""

@@ -35,6 +35,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerPro
 from ..tracing import attributes as attr
 from ..tracing.timeline import NodeTimeline
 from .providers import place_processors
+from .spantables import spans_arrow, spans_pandas
 from .views import delta_temporality, metric_views
 
 __all__ = ('TelemetryCapture', 'MetricPoint')
@@ -220,6 +221,14 @@ class TelemetryCapture:
                 }
             )
         return out
+
+    def to_arrow(self) -> Any:
+        """The captured spans as a `pyarrow.Table`, one row per span (see `spantables.SPAN_ROW_FIELDS`)."""
+        return spans_arrow(self.spans)
+
+    def to_pandas(self) -> Any:
+        """The captured spans as a pandas `DataFrame`, one row per span."""
+        return spans_pandas(self.spans)
 
     def span_names(self) -> list[str]:
         """Names of the captured spans, in the order they ended."""

@@ -15,7 +15,15 @@ from .timeline import chart_seconds, format_duration, run_duration_text
 if TYPE_CHECKING:
     from .timeline import NodeTimeline
 
-__all__ = ('OUTCOME_COLOURS', 'ROW_FIELDS', 'timeline_html', 'timeline_rows', 'timeline_arrow', 'timeline_pandas')
+__all__ = (
+    'OUTCOME_COLOURS',
+    'ROW_FIELDS',
+    'optional_module',
+    'timeline_arrow',
+    'timeline_html',
+    'timeline_pandas',
+    'timeline_rows',
+)
 
 OUTCOME_COLOURS = {
     'completed': '#1f7a4d',
@@ -58,16 +66,17 @@ def timeline_rows(timeline: NodeTimeline) -> list[dict[str, Any]]:
     ]
 
 
-def _import(module: str) -> Any:
+def optional_module(module: str, who: str) -> Any:
+    """`module` (pyarrow, pandas), or an `ImportError` saying which install brings it."""
     try:
         return importlib.import_module(module)
     except ImportError as e:
-        raise ImportError(f"NodeTimeline needs {module} for this: pip install 'tracegraph[dashboard]' {module}") from e
+        raise ImportError(f"{who} needs {module} for this: pip install 'tracegraph[dashboard]' {module}") from e
 
 
 def timeline_arrow(timeline: NodeTimeline) -> Any:
     """The steps as a `pyarrow.Table` (columns `ROW_FIELDS`; times as UTC timestamps, durations in seconds)."""
-    pa = _import('pyarrow')
+    pa = optional_module('pyarrow', 'NodeTimeline')
     rows = timeline_rows(timeline)
     types = {
         'step': pa.int32(),
@@ -80,7 +89,7 @@ def timeline_arrow(timeline: NodeTimeline) -> Any:
 
 def timeline_pandas(timeline: NodeTimeline) -> Any:
     """The steps as a pandas `DataFrame` (through `timeline_arrow`)."""
-    _import('pandas')
+    optional_module('pandas', 'NodeTimeline')
     return timeline_arrow(timeline).to_pandas()
 
 
