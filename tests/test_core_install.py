@@ -1,72 +1,140 @@
-"""A core-only install (pydantic and the OpenTelemetry API, no extras), in its own virtual environment: graphs run,
-and the command line and `configure()` say in one line which extra to install instead of a traceback."""
+"""The built wheel installed in fresh virtual environments: core only, with `[otlp]`, with `[dashboard]`.
+
+In each, a graph runs with warnings turned into errors, `python -m tracegraph --version` answers, and what the
+install lacks is named in one line with the extra to add, instead of a traceback. The venvs live under
+`test-output/` and are made once per wheel (CI starts from none).
+"""
 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+import tracegraph
+
 ROOT = Path(__file__).resolve().parent.parent
-VENV = ROOT / 'test-output' / 'venv-core'
-CORE = ['pydantic>=2.11', 'opentelemetry-api>=1.27', 'typing-extensions>=4.12']
+OUTPUT = ROOT / 'test-output'
+GRAPH = (
+    'from dataclasses import dataclass\n'
+    'from tracegraph import BaseNode, End, Graph, GraphRunContext\n'
+    '@dataclass\n'
+    'class Start(BaseNode[None, None, int]):\n'
+    '    async def run(self, ctx: GraphRunContext) -> End[int]:\n'
+    '        return End(42)\n'
+    'print(Graph(nodes=(Start,)).run_sync(Start()).output)\n'
+)
+
+Env = tuple[Path, dict[str, str]]
 
 
 @pytest.fixture(scope='module')
-def core_python(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
-    """The venv's interpreter, and an environment whose path holds only the `tracegraph` package."""
-    python = VENV / 'bin' / 'python'
-    if not python.exists():
-        subprocess.run([sys.executable, '-m', 'venv', str(VENV)], check=True, timeout=300)
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The wheel built from this checkout."""
+    out = tmp_path_factory.mktemp('wheel')
+    subprocess.run(
+        [sys.executable, '-m', 'pip', 'wheel', str(ROOT), '--no-deps', '--quiet', '--disable-pip-version-check',
+         '-w', str(out)],
+        check=True, timeout=600, capture_output=True,
+    )  # fmt: skip
+    (built,) = out.glob('tracegraph-*.whl')
+    return built
+
+
+def _venv(wheel: Path, extra: str) -> Env:
+    name = f'venv-{extra or "core"}'
+    venv = OUTPUT / name
+    python = venv / 'bin' / 'python'
+    stamp = venv / 'installed-wheel'
+    if not python.exists() or not stamp.exists() or stamp.read_text() != wheel.read_bytes().hex()[:64]:
+        subprocess.run([sys.executable, '-m', 'venv', '--clear', str(venv)], check=True, timeout=300)
+        target = f'{wheel}[{extra}]' if extra else str(wheel)
         subprocess.run(
-            [str(python), '-m', 'pip', 'install', '--quiet', '--disable-pip-version-check', *CORE],
-            check=True,
-            timeout=600,
-        )
-    source = tmp_path_factory.mktemp('core-src')
-    shutil.copytree(ROOT / 'tracegraph', source / 'tracegraph', ignore=shutil.ignore_patterns('__pycache__'))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(('OTEL_', 'PYTHON'))}
-    env['PYTHONPATH'] = str(source)
+            [str(python), '-m', 'pip', 'install', '--quiet', '--disable-pip-version-check', '--force-reinstall',
+             target],
+            check=True, timeout=900, capture_output=True,
+        )  # fmt: skip
+        stamp.write_text(wheel.read_bytes().hex()[:64])
+    env = {k: v for k, v in os.environ.items() if not k.startswith(('OTEL_', 'PYTHON', 'TRACEGRAPH_'))}
     return python, env
 
 
-def _run(core: tuple[Path, dict[str, str]], *args: str) -> subprocess.CompletedProcess[str]:
-    python, env = core
-    return subprocess.run([str(python), *args], capture_output=True, text=True, env=env, timeout=120)
-
-
-def test_a_graph_runs_with_the_core_dependencies_only(core_python: tuple[Path, dict[str, str]]) -> None:
-    code = (
-        'from dataclasses import dataclass\n'
-        'from tracegraph import BaseNode, End, Graph, GraphRunContext\n'
-        '@dataclass\n'
-        'class Start(BaseNode[None, None, int]):\n'
-        '    async def run(self, ctx: GraphRunContext) -> End[int]:\n'
-        '        return End(42)\n'
-        'print(Graph(nodes=(Start,)).run_sync(Start()).output)\n'
+def _run(env: Env, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    python, variables = env
+    return subprocess.run(
+        [str(python), '-W', 'error', *args], capture_output=True, text=True, env=variables, timeout=120, cwd=cwd
     )
-    result = _run(core_python, '-c', code)
-    assert (result.returncode, result.stdout, result.stderr) == (0, '42\n', '')
 
 
-def test_the_command_line_names_the_extra(core_python: tuple[Path, dict[str, str]]) -> None:
-    result = _run(core_python, '-m', 'tracegraph', 'serve')
-    assert result.returncode == 2
-    assert result.stdout == ''
-    assert result.stderr == (
+@pytest.fixture(scope='module')
+def core(wheel: Path) -> Env:
+    return _venv(wheel, '')
+
+
+@pytest.fixture(scope='module')
+def otlp(wheel: Path) -> Env:
+    return _venv(wheel, 'otlp')
+
+
+@pytest.fixture(scope='module')
+def dashboard(wheel: Path) -> Env:
+    return _venv(wheel, 'dashboard')
+
+
+@pytest.mark.parametrize('extra', ['core', 'otlp', 'dashboard'])
+def test_every_install_runs_a_graph_without_a_warning_and_knows_its_version(
+    extra: str, request: pytest.FixtureRequest
+) -> None:
+    env: Env = request.getfixturevalue(extra)
+    ran = _run(env, '-c', GRAPH)
+    assert (ran.returncode, ran.stdout, ran.stderr) == (0, '42\n', '')
+    version = _run(env, '-m', 'tracegraph', '--version')
+    assert (version.returncode, version.stdout, version.stderr) == (0, f'tracegraph {tracegraph.__version__}\n', '')
+
+
+def test_core_the_command_line_names_the_extra(core: Env) -> None:
+    result = _run(core, '-m', 'tracegraph', 'serve')
+    assert (result.returncode, result.stdout, result.stderr) == (
+        2,
+        '',
         "tracegraph: the command line needs the 'dashboard' extra (typer, rich not installed): "
-        "pip install 'tracegraph[dashboard]'\n"
+        "pip install 'tracegraph[dashboard]'\n",
     )
 
 
-def test_configure_names_the_extra(core_python: tuple[Path, dict[str, str]]) -> None:
-    result = _run(core_python, '-c', 'from tracegraph.exporters import configure')
+def test_core_configure_names_the_extra(core: Env) -> None:
+    result = _run(core, '-c', 'from tracegraph.exporters import configure')
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == (
         "ModuleNotFoundError: tracegraph.exporters.configure needs the 'otlp' extra "
         "(opentelemetry.sdk is not installed): pip install 'tracegraph[otlp]'"
     )
+
+
+def test_otlp_exports_and_the_command_line_names_the_dashboard_extra(otlp: Env, tmp_path: Path) -> None:
+    code = (
+        GRAPH.replace('print(', 'result = (') + 'from tracegraph.exporters import configure, read_spans\n'
+        "with configure(file='spans.jsonl', metrics=False):\n"
+        '    Graph(nodes=(Start,), name="g").run_sync(Start())\n'
+        "print(sorted(s.name for s in read_spans('spans.jsonl')))\n"
+    )
+    ran = _run(otlp, '-c', code, cwd=tmp_path)
+    assert (ran.returncode, ran.stdout, ran.stderr) == (0, "['run graph g', 'run node Start']\n", '')
+    cli = _run(otlp, '-m', 'tracegraph', 'report')
+    assert (cli.returncode, cli.stderr) == (
+        2,
+        "tracegraph: the command line needs the 'dashboard' extra (typer not installed): "
+        "pip install 'tracegraph[dashboard]'\n",
+    )
+
+
+def test_dashboard_has_the_whole_command_line_and_the_grafana_files(dashboard: Env, tmp_path: Path) -> None:
+    helped = _run(dashboard, '-m', 'tracegraph', 'serve', '--help')
+    assert helped.returncode == 0 and '--grpc-port' in helped.stdout, helped.stderr
+    exported = _run(dashboard, '-m', 'tracegraph', 'dashboards', 'export', str(tmp_path / 'dash'))
+    assert exported.returncode == 0, exported.stderr
+    assert (tmp_path / 'dash' / 'grafana' / 'tracegraph-overview.json').is_file()
+    assert (tmp_path / 'dash' / 'collector' / 'otelcol.yaml').is_file()

@@ -23,6 +23,11 @@ def missing_modules() -> list[str]:
 
 def main() -> None:
     """Entry point of the `tracegraph` script."""
+    if sys.argv[1:] == ['--version']:  # answered in every install, with or without the extra
+        from . import __version__
+
+        print(f'tracegraph {__version__}')
+        return
     missing = missing_modules()
     if missing:
         print(
