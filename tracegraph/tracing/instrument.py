@@ -26,6 +26,7 @@ from pydantic_core import to_jsonable_python
 
 from .._version import __version__
 from . import attributes as attr
+from . import semconv
 from .clock import datetime_to_ns
 from .instrumentation_settings import InstrumentationSettings
 from .outcome import error_type, is_interruption, run_outcome, step_outcome
@@ -246,6 +247,9 @@ class RecordingRunTrace(RunTrace):
         }
         if settings.include_node_input or settings.state != 'none':
             self._node_attrs[attr.LOGFIRE_JSON_SCHEMA] = _JSON_SCHEMA_NODE
+        self._semconv: frozenset[str] | None = frozenset(settings.semconv) or None
+        if self._semconv is not None:
+            self._node_attrs.update(semconv.node_attributes(self._semconv))
         self._trace_hex_cache: tuple[int, str] | None = None
         self._node_metric_attrs: dict[tuple[str, str], dict[str, str]] = {}
         self._uncounted_steps = 0
@@ -264,6 +268,8 @@ class RecordingRunTrace(RunTrace):
             attr.LOGFIRE_SPAN_TYPE: 'span',
             attr.LOGFIRE_JSON_SCHEMA: _JSON_SCHEMA_RUN,
         }
+        if self._semconv is not None:
+            run_attrs.update(semconv.run_start_attributes(self._semconv, settings.agent_name or graph_name, parent))
         links: list[Link] = []
         # The caller's trace is looked up only for a resumed run: a fresh one never links.
         current_trace = trace.get_current_span(parent).get_span_context().trace_id if resumed_from is not None else 0
@@ -314,6 +320,12 @@ class RecordingRunTrace(RunTrace):
         }
         if self._input_limit is not None:
             span_attrs[attr.NODE_INPUT] = self._inst.scrubber.dumps(node, self._input_limit)
+        if self._semconv is not None:
+            node_input = span_attrs.get(attr.NODE_INPUT)
+            given = semconv.input_attributes(self._semconv, node_input if isinstance(node_input, str) else None)
+            span_attrs.update(given)
+            if self.steps == 1 and self.span is not None and given:
+                self.span.set_attributes(given)  # the run's input is its start node's
         if snapshot_id is not None:
             span_attrs[attr.SNAPSHOT_ID] = snapshot_id
         span = tracer.start_span(
@@ -463,6 +475,13 @@ class RecordingRunTrace(RunTrace):
             if ended and outcome == 'completed':
                 settings = self._inst.settings
                 end_attrs[attr.RUN_OUTPUT] = self._inst.scrubber.dumps(output, settings.max_attribute_length)
+            if self._semconv is not None:
+                failure = (error or self.failure) if outcome == 'failed' else None
+                end_attrs.update(
+                    semconv.run_end_attributes(
+                        self._semconv, end_attrs.get(attr.RUN_OUTPUT), error_type(failure) if failure else None
+                    )
+                )
             span.set_attributes(end_attrs)  # one call, one lock
         # Recorded while the run span is current, so an exemplar of this point links to the run's trace.
         if self._instruments is not None:

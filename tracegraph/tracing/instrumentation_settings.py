@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from .scrubbing import ScrubbingOptions
+from .semconv import SEMCONVS, Semconv
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
@@ -46,9 +48,18 @@ class InstrumentationSettings:
     """Replace values whose key looks secret with `[Scrubbed]` (`False` turns it off; options add patterns)."""
     metrics: bool = True
     """Record the `tracegraph.node.duration`, `tracegraph.run.duration` and `tracegraph.run.steps` metrics."""
+    semconv: Sequence[Semconv] = ()
+    """Agent conventions to write as well: `'gen_ai'` (OpenTelemetry GenAI agent spans) and/or `'openinference'`
+    (Arize OpenInference); see `tracegraph.tracing.semconv`."""
+    agent_name: str | None = None
+    """`gen_ai.agent.name` of the runs (with `semconv=('gen_ai',)`); the graph's name by default."""
 
     def __post_init__(self) -> None:
         if self.state not in ('none', 'diff', 'full'):
             raise ValueError(f"`state` must be 'none', 'diff' or 'full', not {self.state!r}.")
+        unknown = [s for s in self.semconv if s not in SEMCONVS]
+        if isinstance(self.semconv, str) or unknown:
+            shown = self.semconv if isinstance(self.semconv, str) else unknown[0]
+            raise ValueError(f"`semconv` must be a sequence of 'gen_ai' and 'openinference', not {shown!r}.")
         if self.max_attribute_length < 16:
             raise ValueError(f'`max_attribute_length` must be at least 16, not {self.max_attribute_length}.')
