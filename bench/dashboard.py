@@ -25,6 +25,7 @@ import threading
 import time
 import traceback
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -175,24 +176,23 @@ def wait_up(port: int, timeout: float = 30) -> None:
     raise SystemExit('the server did not start')
 
 
-def ingest(port: int, bodies: list[bytes], clients: int) -> float:
-    """Send every body (`clients` connections in parallel); returns elapsed seconds."""
+def _send_all(bodies: list[bytes], clients: int, sender: Callable[[], Callable[[bytes], str | None]]) -> float:
+    """Send every body with `clients` senders in parallel (each from `sender()`: a body in, an error or None out);
+    returns elapsed seconds."""
     queue = list(reversed(bodies))
     lock = threading.Lock()
     errors: list[str] = []
 
     def worker() -> None:
-        conn = http.client.HTTPConnection('127.0.0.1', port, timeout=60)
+        send = sender()
         while True:
             with lock:
                 if not queue or errors:
                     return
                 body = queue.pop()
-            conn.request('POST', '/v1/traces', body=body, headers={'Content-Type': 'application/x-protobuf'})
-            resp = conn.getresponse()
-            resp.read()
-            if resp.status != 200:
-                errors.append(f'{resp.status}')
+            error = send(body)
+            if error is not None:
+                errors.append(error)
 
     threads = [threading.Thread(target=worker) for _ in range(clients)]
     t0 = time.perf_counter()
@@ -205,36 +205,41 @@ def ingest(port: int, bodies: list[bytes], clients: int) -> float:
     return time.perf_counter() - t0
 
 
+def ingest(port: int, bodies: list[bytes], clients: int) -> float:
+    """Send every body over OTLP/HTTP (`clients` keep-alive connections in parallel); returns elapsed seconds."""
+
+    def sender() -> Callable[[bytes], str | None]:
+        conn = http.client.HTTPConnection('127.0.0.1', port, timeout=60)
+
+        def send(body: bytes) -> str | None:
+            conn.request('POST', '/v1/traces', body=body, headers={'Content-Type': 'application/x-protobuf'})
+            resp = conn.getresponse()
+            resp.read()
+            return None if resp.status == 200 else str(resp.status)
+
+        return send
+
+    return _send_all(bodies, clients, sender)
+
+
 def ingest_grpc(port: int, bodies: list[bytes], clients: int) -> float:
     """Send every body over OTLP/gRPC (`clients` channels in parallel, raw bytes); returns elapsed seconds."""
     import grpc
 
-    queue = list(reversed(bodies))
-    lock = threading.Lock()
-    errors: list[str] = []
+    def sender() -> Callable[[bytes], str | None]:
+        channel = grpc.insecure_channel(f'127.0.0.1:{port}')
+        export: Any = cast(Any, channel).unary_unary('/opentelemetry.proto.collector.trace.v1.TraceService/Export')
 
-    def worker() -> None:
-        with grpc.insecure_channel(f'127.0.0.1:{port}') as channel:
-            export: Any = cast(Any, channel).unary_unary('/opentelemetry.proto.collector.trace.v1.TraceService/Export')
-            while True:
-                with lock:
-                    if not queue or errors:
-                        return
-                    body = queue.pop()
-                try:
-                    export(body, timeout=60)
-                except grpc.RpcError as exc:
-                    errors.append(str(exc))
+        def send(body: bytes) -> str | None:
+            try:
+                export(body, timeout=60)
+            except grpc.RpcError as exc:
+                return str(exc)
+            return None
 
-    threads = [threading.Thread(target=worker) for _ in range(clients)]
-    t0 = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if errors:
-        raise SystemExit(f'gRPC ingest failed: {errors[:3]}')
-    return time.perf_counter() - t0
+        return send
+
+    return _send_all(bodies, clients, sender)
 
 
 def time_get(conn: http.client.HTTPConnection, path: str) -> float:

@@ -82,22 +82,22 @@ def path_text(request: Request, name: str) -> str:
     return _bounded(name, request.path_params[name])
 
 
+def _path_hex(request: Request, name: str, pattern: re.Pattern[str], digits: int) -> str:
+    text: str = request.path_params[name]
+    if not pattern.fullmatch(text):
+        shown = text if len(text) <= 64 else text[:64] + '…'
+        raise ApiError(400, f'{name} must be {digits} hexadecimal digits, got {shown!r}.')
+    return text.lower()
+
+
 def path_trace_id(request: Request) -> str:
     """The `{trace_id}` of the path: 32 hexadecimal digits (any case; stored lower-case)."""
-    text: str = request.path_params['trace_id']
-    if not _TRACE_ID.fullmatch(text):
-        shown = text if len(text) <= 64 else text[:64] + '…'
-        raise ApiError(400, f'trace_id must be 32 hexadecimal digits, got {shown!r}.')
-    return text.lower()
+    return _path_hex(request, 'trace_id', _TRACE_ID, 32)
 
 
 def path_span_id(request: Request) -> str:
     """The `{span_id}` of the path: 16 hexadecimal digits (any case; stored lower-case)."""
-    text: str = request.path_params['span_id']
-    if not _SPAN_ID.fullmatch(text):
-        shown = text if len(text) <= 64 else text[:64] + '…'
-        raise ApiError(400, f'span_id must be 16 hexadecimal digits, got {shown!r}.')
-    return text.lower()
+    return _path_hex(request, 'span_id', _SPAN_ID, 16)
 
 
 def stored_run(store: Store, trace_id: str, run_id: str | None) -> RunDetail:

@@ -129,17 +129,7 @@ def build_run_detail(spans: Sequence[StoredSpan], *, run_id: str | None = None) 
     placed: set[str] = set(own_ids)
 
     def descendants(span_hex: str) -> list[SpanInfo]:
-        """The spans under `span_hex`, depth first in start order; iterative, as a trace may nest spans deeply."""
-        out: list[SpanInfo] = []
-        stack = [(child, 1) for child in reversed(children.get(span_hex, []))]
-        while stack:
-            child, depth = stack.pop()
-            if child.span_hex in placed:
-                continue
-            placed.add(child.span_hex)
-            out.append(child.info(depth))
-            stack.extend((grandchild, depth + 1) for grandchild in reversed(children.get(child.span_hex, [])))
-        return out
+        return _depth_first([(child, 1) for child in children.get(span_hex, [])], children, placed)
 
     by_id = {s.span_hex: s for s in own}
     nodes: list[NodeSpans] = []
@@ -172,9 +162,19 @@ def span_tree(spans: Sequence[StoredSpan]) -> list[SpanInfo]:
             children.setdefault(s.parent_hex, []).append(s)
         else:
             roots.append(s)
-    out: list[SpanInfo] = []
     placed: set[str] = set()
-    stack = [(root, 0) for root in reversed(roots)]
+    out = _depth_first([(root, 0) for root in roots], children, placed)
+    out.extend(s.info(0) for s in spans if s.span_hex not in placed)  # cycles: shown flat rather than lost
+    return out
+
+
+def _depth_first(
+    starts: list[tuple[StoredSpan, int]], children: Mapping[str, list[StoredSpan]], placed: set[str]
+) -> list[SpanInfo]:
+    """`starts` (with their depths) and the spans under them, depth first in start order, each once (`placed`
+    grows); iterative, as a trace may nest spans deeply."""
+    out: list[SpanInfo] = []
+    stack = list(reversed(starts))
     while stack:
         span, depth = stack.pop()
         if span.span_hex in placed:
@@ -182,5 +182,4 @@ def span_tree(spans: Sequence[StoredSpan]) -> list[SpanInfo]:
         placed.add(span.span_hex)
         out.append(span.info(depth))
         stack.extend((c, depth + 1) for c in reversed(children.get(span.span_hex, [])))
-    out.extend(s.info(0) for s in spans if s.span_hex not in placed)  # cycles: shown flat rather than lost
     return out
