@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -9,8 +10,9 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
+from opentelemetry.proto.trace.v1.trace_pb2 import Span as PbSpan
 from sample_runs import SampleRunResult
-from serve_helpers import emit_run, exporting_provider, running_server
+from serve_helpers import crafted_body, crafted_run, emit_run, exporting_provider, running_server
 
 from tracegraph import BaseNode, End, Graph, GraphRunContext, InstrumentationSettings
 from tracegraph.dashboard.server import ServerThread
@@ -361,3 +363,31 @@ def test_badge_and_node_colours_meet_wcag_aa_contrast() -> None:
     for bound, fill, ink in DURATION_BANDS:
         assert contrast(fill, ink) >= 4.5, bound  # node names on the diagram
     assert contrast('#566172', '#f6f8fa') >= 4.5  # muted text on the page background (dashboard.css)
+
+
+def test_the_critical_path_marks_what_a_step_waited_for() -> None:
+    t0 = time.time_ns()
+    ms = 1_000_000
+    run, node = crafted_run(start=t0, end=t0 + 15 * ms)
+    node.start_time_unix_nano, node.end_time_unix_nano = t0, t0 + 15 * ms
+
+    def child(name: str, parent: PbSpan, start: float, end: float) -> PbSpan:
+        return PbSpan(
+            trace_id=run.trace_id, span_id=os.urandom(8), parent_span_id=parent.span_id, name=name,
+            start_time_unix_nano=t0 + int(start * ms), end_time_unix_nano=t0 + int(end * ms),
+        )  # fmt: skip
+
+    a = child('a', node, 1, 9)
+    inner = child('a-inner', a, 3, 8)
+    beside = child('beside-a', node, 2, 5)  # ran alongside the longer `a` and ended first: not waited for
+    after = child('after-a', node, 9.5, 12)
+    with running_server() as server, httpx.Client(base_url=server.url) as c:
+        c.post(
+            '/v1/traces',
+            content=crafted_body(run, node, a, inner, beside, after),
+            headers={'Content-Type': 'application/x-protobuf'},
+        ).raise_for_status()
+        html = c.get(f'/runs/{run.trace_id.hex()}').text
+    critical = set(re.findall(r'<rect class="bar span critical"[^>]*data-span="([0-9a-f]{16})"', html))
+    assert critical == {s.span_id.hex() for s in (a, inner, after)}
+    assert f'data-span="{beside.span_id.hex()}"' in html

@@ -148,6 +148,28 @@ class RunOutline:
         """Seconds (so far, for a run in progress)."""
         return max(0, self.end_ns - self.start_ns) / 1e9
 
+    def critical_path(self, step: LightSpan) -> set[str]:
+        """The spans under `step` on its critical path: the ones its end waited for.
+
+        Walking back from a span's end, the child that ended last (before that point) is on the path, and so is,
+        before that child started, the child that ended last before then, and so on; then the same inside each of
+        them. A child that ran alongside a longer one, and ended earlier, is off the path (Jaeger's definition).
+        Every step of a run is on the run's path (a run's steps run one after another).
+        """
+        kids: dict[str, list[LightSpan]] = {}
+        for span, _ in self.children.get(step.span_id, []):
+            kids.setdefault(span.parent_id or '', []).append(span)
+        on_path: set[str] = set()
+        stack = [(step.span_id, step.end_ns)]
+        while stack:
+            parent, until = stack.pop()
+            for child in sorted(kids.get(parent, []), key=lambda s: s.end_ns, reverse=True):
+                if child.end_ns <= until and child.span_id not in on_path:
+                    on_path.add(child.span_id)
+                    stack.append((child.span_id, child.end_ns))
+                    until = child.start_ns
+        return on_path
+
     @property
     def last(self) -> int:
         """Index of the window's last step."""

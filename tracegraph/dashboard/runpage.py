@@ -67,7 +67,10 @@ def _resumed(earlier: Sequence[RunRef], later: Sequence[RunRef]) -> str:
 
 def _legend() -> str:
     items = ''.join(f'<span><i style="background:{c}"></i>{o}</span>' for o, c in OUTCOME_COLOURS.items())
-    return f'<div class="legend">{items}<span><i style="background:#8aa2c8"></i>nested span</span></div>'
+    return (
+        f'<div class="legend">{items}<span><i style="background:#8aa2c8"></i>nested span</span>'
+        '<span><i class="critical"></i>on the critical path (what its step waited for)</span></div>'
+    )
 
 
 def _step_row(outline: RunOutline, s: LightSpan, node: NodeStats | None) -> str:

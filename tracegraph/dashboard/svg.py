@@ -94,16 +94,20 @@ def gantt_svg(outline: RunOutline, steps: Sequence[LightSpan]) -> str:
             f'{_duration_label(x, w, y + 15, step.duration)}</g>'
         )
         y += _ROW_H
+        critical = outline.critical_path(step)
         for child, depth in outline.children.get(step.span_id, []):
             cx, cw = x_of((child.start_ns - start) / 1e9), max(1.5, child.duration * scale)
             fill = _SPAN_ERROR_COLOUR if child.status == 'ERROR' else _SPAN_COLOUR
+            on_path = child.span_id in critical
             indent = 8 + 14 * min(depth, _MAX_INDENT)
             rows.append(
                 f'<g class="row child"><text class="label sub" x="{indent}" y="{y + 14}">'
                 f'{escape(child.name[:40])}</text>'
-                f'<rect class="bar span" tabindex="0" role="button" data-span="{child.span_id}" x="{cx:.1f}" '
+                f'<rect class="bar span{" critical" if on_path else ""}" tabindex="0" role="button" '
+                f'data-span="{child.span_id}" x="{cx:.1f}" '
                 f'y="{y + 5}" width="{cw:.1f}" height="{_ROW_H - 10}" rx="2" fill="{fill}">'
-                f'<title>{escape(child.name)} · {format_duration(child.duration)} · depth {depth}</title></rect></g>'
+                f'<title>{escape(child.name)} · {format_duration(child.duration)} · depth {depth}'
+                f'{" · on the critical path" if on_path else ""}</title></rect></g>'
             )
             y += _ROW_H
     height = y + 6
