@@ -115,3 +115,50 @@ def test_logfire_configured_after_configure_gets_told_what_to_do() -> None:
     from tracegraph.exporters.pipeline import LATE_PROVIDER_MESSAGE
 
     assert f'tracegraph.exporters: {LATE_PROVIDER_MESSAGE}' in done.stdout.splitlines()
+
+
+def test_logfire_verbose_console_shows_values_not_none() -> None:
+    """Logfire's console prints a span's schema attributes when the span starts: the schema names only what the
+    span holds then, and grows with the state and the output the span gets at its end."""
+    done = _run(
+        """
+        import asyncio, io, json
+        from dataclasses import dataclass, field
+        import logfire
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+        from tracegraph import BaseNode, End, Graph, GraphRunContext, InstrumentationSettings
+
+        out, memory = io.StringIO(), InMemorySpanExporter()
+        logfire.configure(
+            send_to_logfire=False,
+            console=logfire.ConsoleOptions(verbose=True, output=out, colors='never'),
+            additional_span_processors=[SimpleSpanProcessor(memory)],
+        )
+
+        @dataclass
+        class Basket:
+            items: list[str] = field(default_factory=list)
+
+        @dataclass
+        class Add(BaseNode[Basket, None, int]):
+            item: str
+
+            async def run(self, ctx: GraphRunContext[Basket]) -> End[int]:
+                ctx.state.items.append(self.item)
+                return End(len(ctx.state.items))
+
+        graph = Graph(nodes=[Add], name='shop', instrumentation=InstrumentationSettings(state='diff'))
+        asyncio.run(graph.run(Add('tea'), state=Basket()))
+        print(out.getvalue())
+        for span in memory.get_finished_spans():
+            print(span.name, sorted(json.loads(span.attributes['logfire.json_schema'])['properties']))
+        """
+    )
+    assert done.returncode == 0, done.stderr
+    assert '=None' not in done.stdout
+    assert "'item': 'tea'," in done.stdout  # the node input, which the span has from its start
+    assert done.stdout.splitlines()[-2:] == [
+        "run node Add ['tracegraph.node.input', 'tracegraph.state.diff']",
+        "run graph shop ['tracegraph.run.output']",
+    ]

@@ -29,17 +29,12 @@ from . import attributes as attr
 from . import semconv
 from .clock import datetime_to_ns
 from .instrumentation_settings import InstrumentationSettings
+from .logfire_schemas import INPUT_SCHEMA, RUN_SCHEMA, state_schema
 from .outcome import error_type, is_interruption, run_outcome, step_outcome
 from .runtrace import NodeStepTrace, RunTrace
 from .scrubbing import Scrubber, ScrubbingOptions
 
 __all__ = ('Instrumentation', 'RecordingRunTrace', 'span_of')
-
-
-_JSON_SCHEMA_NODE = '{"type":"object","properties":{"tracegraph.node.input":{"type":"object"},' + (
-    '"tracegraph.state.diff":{"type":"object"},"tracegraph.state.before":{},"tracegraph.state.after":{}}}'
-)
-_JSON_SCHEMA_RUN = '{"type":"object","properties":{"tracegraph.run.output":{}}}'
 
 
 def span_of(given: object, entered: object) -> Span | None:
@@ -245,8 +240,9 @@ class RecordingRunTrace(RunTrace):
             attr.LOGFIRE_MSG_TEMPLATE: attr.NODE_SPAN_TEMPLATE,
             attr.LOGFIRE_SPAN_TYPE: 'span',
         }
-        if settings.include_node_input or settings.state != 'none':
-            self._node_attrs[attr.LOGFIRE_JSON_SCHEMA] = _JSON_SCHEMA_NODE
+        if settings.include_node_input:
+            self._node_attrs[attr.LOGFIRE_JSON_SCHEMA] = INPUT_SCHEMA
+        self._state_schema = state_schema(settings.include_node_input, settings.state)
         self._semconv: frozenset[str] | None = frozenset(settings.semconv) or None
         if self._semconv is not None:
             self._node_attrs.update(semconv.node_attributes(self._semconv))
@@ -266,7 +262,6 @@ class RecordingRunTrace(RunTrace):
             attr.LOGFIRE_MSG_TEMPLATE: attr.RUN_SPAN_TEMPLATE,
             attr.LOGFIRE_MSG: f'run graph {graph_name}',
             attr.LOGFIRE_SPAN_TYPE: 'span',
-            attr.LOGFIRE_JSON_SCHEMA: _JSON_SCHEMA_RUN,
         }
         if self._semconv is not None:
             run_attrs.update(semconv.run_start_attributes(self._semconv, settings.agent_name or graph_name, parent))
@@ -424,6 +419,8 @@ class RecordingRunTrace(RunTrace):
         # Diffed before scrubbing, so a secret that changed shows as changed (its values scrubbed).
         after = to_jsonable_python(state, fallback=repr, serialize_unknown=True)
         limit = self._inst.settings.max_attribute_length
+        if self._state_schema is not None:
+            span.set_attribute(attr.LOGFIRE_JSON_SCHEMA, self._state_schema)
         if self._record_state_mode == 'full':
             span.set_attribute(attr.STATE_BEFORE, scrubber.dumps_jsonable(scrubber.scrub(before), limit))
             span.set_attribute(attr.STATE_AFTER, scrubber.dumps_jsonable(scrubber.scrub(after), limit))
@@ -475,6 +472,7 @@ class RecordingRunTrace(RunTrace):
             if ended and outcome == 'completed':
                 settings = self._inst.settings
                 end_attrs[attr.RUN_OUTPUT] = self._inst.scrubber.dumps(output, settings.max_attribute_length)
+                end_attrs[attr.LOGFIRE_JSON_SCHEMA] = RUN_SCHEMA
             if self._semconv is not None:
                 failure = (error or self.failure) if outcome == 'failed' else None
                 end_attrs.update(
