@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import quote
 
@@ -279,6 +280,22 @@ def test_filters_and_the_search_box(many: tuple[ServerThread, list[SampleRun]], 
     assert listed(page) == [r.run_id for r in reversed(runs[:3])]
     shot(page, 'dashboard-runs-filtered.png')
     page.goto(server.url + '/')
+    page.fill('input[name=max_duration]', '20ms')  # one step: 12 ms
+    page.fill('input[name=service]', 'dashboard-tests')
+    page.click('form.filters button[type=submit]')
+    assert listed(page) == [r.run_id for r in reversed(runs) if r.graph == 'beta']
+    page.goto(server.url + '/')
+    since = datetime.fromtimestamp((T0 + 9 * 60 * 10**9) / 1e9, timezone.utc).strftime('%Y-%m-%dT%H:%M:%S')
+    page.fill('input.pick[data-for=since]', since)  # the date picker fills the Since field
+    expect(page.locator('input[name=since]')).to_have_value(since)
+    page.click('form.filters button[type=submit]')
+    assert listed(page) == [r.run_id for r in reversed(runs[9:])]
+    page.goto(server.url + '/')
+    page.select_option('select[name=kind]', 'trace')
+    page.click('form.filters button[type=submit]')
+    assert listed(page) == []
+    expect(page.locator('p.empty')).to_contain_text('No run matches these filters.')
+    page.goto(server.url + '/')
     page.fill('input[name=q]', runs[5].trace_id)
     page.press('input[name=q]', 'Enter')
     expect(page).to_have_url(re.compile(f'/runs/{runs[5].trace_id}'))
@@ -340,8 +357,14 @@ def test_a_run_appears_while_running_then_completes_without_reload(page: Page) -
             expect(row).to_have_count(1, timeout=10_000)  # appeared without a reload
             expect(row.locator('.badge')).to_have_text('running')
             shot(page, 'dashboard-live-running.png')
+            running = page.context.new_page()  # the run's own page updates itself too, with its own pause control
+            running.goto(f'{server.url}/runs/{row.get_attribute("data-trace")}')
+            expect(running.locator('#live-toggle')).to_have_text('Pause updates')
+            expect(running.locator('.meta .badge')).to_have_text('running')
             step.set()
             expect(row.locator('.badge')).to_have_text('completed', timeout=10_000)
+            expect(running.locator('.meta .badge')).to_have_text('completed', timeout=10_000)
+            running.close()
         finally:
             step.set()
             worker.join(30)

@@ -10,7 +10,7 @@ from starlette.responses import HTMLResponse
 
 from .svg import OUTCOME_COLOURS
 
-__all__ = ('badge', 'graph_href', 'layout', 'run_href', 'time_text', 'trace_href')
+__all__ = ('badge', 'graph_href', 'layout', 'live_control', 'run_href', 'time_text', 'trace_href')
 
 
 def layout(title: str, body: str, *, status: int = 200, sign_out: bool = False) -> HTMLResponse:
@@ -25,6 +25,14 @@ def layout(title: str, body: str, *, status: int = 200, sign_out: bool = False) 
         f'<main>{body}</main><script src="/static/dashboard.js"></script></body></html>'
     )
     return HTMLResponse(html, status_code=status)
+
+
+def live_control() -> str:
+    """The pause/resume button and status of a page that updates itself (the element marked `data-live`)."""
+    return (
+        '<div class="live"><button type="button" id="live-toggle" aria-pressed="false">Pause updates</button>'
+        '<span id="live-state" role="status">updating every 2 s</span></div>'
+    )
 
 
 def badge(outcome: str) -> str:

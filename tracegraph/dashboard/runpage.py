@@ -14,7 +14,7 @@ from urllib.parse import quote, urlencode
 
 from ..tracing.clock import ns_to_datetime
 from ..tracing.timeline import format_duration
-from .markup import badge, graph_href, run_href, time_text
+from .markup import badge, graph_href, live_control, run_href, time_text
 from .models import NodeStats, RunRef, SpanInfo
 from .runoutline import LightSpan, RunOutline
 from .svg import OUTCOME_COLOURS, gantt_svg, overview_svg
@@ -168,7 +168,8 @@ def run_body(
         else ''
     )
     body = (
-        f'<div id="live-run"{" data-live" if live else ""}>{head}{run_span}{_compare_form(outline, previous)}{timeline}'
+        f'{live_control() if live else ""}<div id="live-run"{" data-live" if live else ""}>'
+        f'{head}{run_span}{_compare_form(outline, previous)}{timeline}'
         f'{_resumed(earlier, later)}{_errors(outline)}'
         f'<section class="panel"><h2>Steps by node</h2>{_node_summary(outline)}</section>'
         '<section class="panel"><h2>Steps</h2><div class="scroll"><table class="steps"><thead><tr>'

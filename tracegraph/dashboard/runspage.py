@@ -11,7 +11,7 @@ from html import escape
 from urllib.parse import urlencode
 
 from ..tracing.timeline import format_duration
-from .markup import badge, graph_href, run_href, time_text, trace_href
+from .markup import badge, graph_href, live_control, run_href, time_text, trace_href
 from .models import GraphSummary, RunPage, RunSummary
 from .runquery import RUN_OUTCOMES, RunQuery
 
@@ -36,6 +36,14 @@ def _text(name: str, label: str, value: str, placeholder: str, *, size: int = 10
     )
 
 
+def _picker(name: str) -> str:
+    # fills the text field next to it (which also takes durations like 6h), in UTC like every time on the page
+    return (
+        f'<label>{name.capitalize()} picked (UTC) <input type="datetime-local" class="pick" data-for="{name}" '
+        'step="1"></label>'
+    )
+
+
 def _form(params: dict[str, list[str]], graphs: Sequence[GraphSummary]) -> str:
     def one(name: str) -> str:
         return (params.get(name) or [''])[0]
@@ -54,7 +62,9 @@ def _form(params: dict[str, list[str]], graphs: Sequence[GraphSummary]) -> str:
         )
         + _text('service', 'Service', one('service'), 'service.name')
         + _text('since', 'Since', one('since'), '6h or 2026-01-02')
+        + _picker('since')
         + _text('until', 'Until', one('until'), '1h or 2026-01-02')
+        + _picker('until')
         + _text('min_duration', 'Min duration', one('min_duration'), '250ms', size=6)
         + _text('max_duration', 'Max duration', one('max_duration'), '2s', size=6)
         + _text('node', 'Node', one('node'), 'node id')
@@ -121,12 +131,7 @@ def runs_body(
         if name in links
     )
     first_page = query.older is None and query.newer is None
-    live = (
-        '<div class="live"><button type="button" id="live-toggle" aria-pressed="false">Pause updates</button>'
-        '<span id="live-state" role="status">updating every 2 s</span></div>'
-        if first_page
-        else ''
-    )
+    live = live_control() if first_page else ''
     graphs_html = f'<section class="cards">{cards}</section>' if graphs else ''
     return (
         f'<h1>Runs</h1>{graphs_html}{_form(params, graphs)}{_quick_ranges(params)}{live}'

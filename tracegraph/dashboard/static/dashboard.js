@@ -137,6 +137,14 @@
     }
   });
 
+  // A date picker fills the text field it stands for (which also takes durations such as 6h).
+  document.querySelectorAll('input.pick[data-for]').forEach((picker) => {
+    picker.addEventListener('change', () => {
+      const field = document.querySelector('input[name="' + picker.dataset.for + '"]');
+      if (field && picker.value) field.value = picker.value;
+    });
+  });
+
   // Live updates: the element marked data-live is fetched again every 2 s and swapped in place.
   const live = document.querySelector('[data-live]');
   if (live) {
