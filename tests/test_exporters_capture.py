@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import subprocess
 import sys
+import textwrap
 import threading
+from pathlib import Path
 from typing import Any, cast
 
 import pytest
@@ -170,3 +173,34 @@ def test_a_capture_exports_to_arrow_and_pandas() -> None:
     runs = frame[frame['name'] == 'run graph counter']
     assert list(runs['outcome']) == ['completed', 'failed'] and (runs['duration'] >= 0).all()
     assert set(frame['trace_id'].str.len()) == {32} and str(frame['start'].dtype).startswith('datetime64')
+
+
+def test_capture_metrics_work_beside_logfires_capfire(tmp_path: Path) -> None:
+    """`capfire` sets the global MeterProvider first; tracegraph's metrics then go to it and to the capture."""
+    (tmp_path / 'test_both.py').write_text(
+        textwrap.dedent(
+            """
+            from exporters_helpers import Increment, counter_graph
+
+
+            def test_both(capfire, tracegraph_capture):
+                counter_graph().run_sync(Increment(1))
+                (point,) = tracegraph_capture.metrics('tracegraph.run.duration')
+                assert point.count == 1
+                steps = [p for p in tracegraph_capture.metrics('tracegraph.node.duration')]
+                node_spans = [n for n in tracegraph_capture.span_names() if n.startswith('run node')]
+                assert sum(p.count for p in steps) == len(node_spans) > 0
+                names = {m['name'] for m in capfire.get_collected_metrics()}
+                assert {'tracegraph.node.duration', 'tracegraph.run.duration'} <= names  # capfire still sees them
+                assert [s.name for s in capfire.exporter.exported_spans][-1] == 'run graph counter'
+                assert tracegraph_capture.span_names()[-1] == 'run graph counter'
+            """
+        )
+    )
+    env = {**os.environ, 'PYTHONPATH': str(Path(__file__).parent)}
+    env.pop('LOGFIRE_TOKEN', None)
+    done = subprocess.run(
+        [sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider', '-p', 'no:randomly', str(tmp_path)],
+        capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr

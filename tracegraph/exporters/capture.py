@@ -33,6 +33,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 
 from ..tracing import attributes as attr
+from ..tracing.instrument import meter_taps
 from ..tracing.timeline import NodeTimeline
 from .providers import place_processors
 from .spantables import spans_arrow, spans_pandas
@@ -81,8 +82,8 @@ class _SwitchProcessor(SpanProcessor):
 @dataclass(kw_only=True)
 class _Pipeline:
     switch: _SwitchProcessor
-    reader: InMemoryMetricReader | None
-    """None when another library set the global MeterProvider before the first capture."""
+    reader: InMemoryMetricReader
+    """The capture's reader: of the global MeterProvider, or of the provider tapped in beside another library's."""
 
 
 _pipeline: _Pipeline | None = None
@@ -109,10 +110,12 @@ def _global_pipeline() -> _Pipeline:
             purpose='tracegraph_capture cannot capture spans',
             remedy='let the capture set the global provider, or set an SDK TracerProvider before the first capture.',
         )
-        reader: InMemoryMetricReader | None = None
+        reader = InMemoryMetricReader(preferred_temporality=delta_temporality())
+        own = MeterProvider(metric_readers=[reader], views=metric_views())
         if isinstance(metrics.get_meter_provider(), _ProxyMeterProvider):
-            reader = InMemoryMetricReader(preferred_temporality=delta_temporality())
-            metrics.set_meter_provider(MeterProvider(metric_readers=[reader], views=metric_views()))
+            metrics.set_meter_provider(own)
+        else:  # another library owns the global provider: tracegraph's instruments record to both
+            meter_taps.append(own)
         _pipeline = _Pipeline(switch=switch, reader=reader)
         return _pipeline
 
@@ -144,8 +147,7 @@ class TelemetryCapture:
         """Capture until the block ends; the previous capture (if any) is restored afterwards."""
         pipeline = _global_pipeline()
         capture = cls(_pipeline=pipeline)
-        if pipeline.reader is not None:
-            pipeline.reader.get_metrics_data()  # drop deltas recorded before this capture
+        pipeline.reader.get_metrics_data()  # drop deltas recorded before this capture
         previous = pipeline.switch.target
         pipeline.switch.target = capture
         try:
@@ -248,16 +250,10 @@ class TelemetryCapture:
     def metrics(self, name: str | None = None) -> list[MetricPoint]:
         """Every metric stream recorded while capturing (optionally only those called `name`).
 
-        Raises:
-            RuntimeError: when another library set the global `MeterProvider` before the first capture.
+        When another library set the global `MeterProvider` first (Logfire, `capfire`), tracegraph's metrics go
+        to it and to the capture.
         """
-        reader = self._pipeline.reader
-        if reader is None:
-            raise RuntimeError(
-                'tracegraph_capture cannot read metrics: a global MeterProvider was set before the first capture '
-                '(e.g. by logfire.configure()), and OpenTelemetry allows only one.'
-            )
-        data = reader.get_metrics_data()
+        data = self._pipeline.reader.get_metrics_data()
         with self._lock:
             for resource_metrics in data.resource_metrics if data else ():
                 for scope_metrics in resource_metrics.scope_metrics:

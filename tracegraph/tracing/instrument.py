@@ -13,7 +13,7 @@ import traceback
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from opentelemetry import context as otel_context
 from opentelemetry import metrics as otel_metrics
@@ -122,6 +122,39 @@ class _Instruments:
         self.run_steps = meter.create_counter(attr.METRIC_RUN_STEPS, unit='{step}', description='Node steps run')
 
 
+class _Tee:
+    """One instrument of several providers: each `record` / `add` goes to all of them."""
+
+    def __init__(self, parts: list[Any]) -> None:
+        self._parts = parts
+
+    def record(self, value: float, attributes: Any = None) -> None:
+        for part in self._parts:
+            part.record(value, attributes)
+
+    def add(self, value: float, attributes: Any = None) -> None:
+        for part in self._parts:
+            part.add(value, attributes)
+
+
+def _tee(providers: list[otel_metrics.MeterProvider]) -> _Instruments:
+    """Instruments recording to every one of `providers`."""
+    parts = [_Instruments(p) for p in providers]
+    tee = object.__new__(_Instruments)
+    tee.node_duration = cast(Any, _Tee([p.node_duration for p in parts]))
+    tee.run_duration = cast(Any, _Tee([p.run_duration for p in parts]))
+    tee.run_steps = cast(Any, _Tee([p.run_steps for p in parts]))
+    return tee
+
+
+meter_taps: list[otel_metrics.MeterProvider] = []
+"""MeterProviders that also get the metrics of graphs using the global one (no `meter_provider=`).
+
+For `TelemetryCapture` when another library (Logfire's `capfire`, `logfire.configure()`) owns the global
+MeterProvider, which takes no new reader: the capture's own provider is tapped in from the first capture on.
+Empty in production, where it costs nothing (instruments are resolved once per run, never per step)."""
+
+
 class Instrumentation:
     """A graph's instrumentation settings, with the tracers and instruments it has asked its providers for."""
 
@@ -147,6 +180,9 @@ class Instrumentation:
         if not self.settings.metrics:
             return None
         provider = _live_meter_provider(self.settings.meter_provider)
+        if meter_taps and self.settings.meter_provider is None:
+            providers = [*([provider] if provider is not None else []), *meter_taps]
+            return _tee(providers)  # a test capture is tapped in: resolved per run, not cached
         if provider is None:
             return None
         cached = self._instruments.get(id(provider))
