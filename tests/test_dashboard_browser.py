@@ -381,8 +381,7 @@ def test_a_run_appears_while_running_then_completes_without_reload(page: Page) -
         diff = panel.locator('table.state-diff tbody tr')
         expect(diff).to_have_count(2)
         assert diff.first.inner_text().split() == ['count', '1', '3']
-        expect(panel.locator('details.logfire')).to_have_count(1)  # logfire.* folded away
-        expect(panel.locator('details.logfire')).not_to_have_attribute('open', '')
+        expect(panel.locator('details.logfire')).to_have_count(0)  # a plain SDK: no logfire.* attributes
         shot(page, 'dashboard-detail-panel.png')
         page.keyboard.press('Escape')
         expect(panel).to_be_hidden()
@@ -485,3 +484,19 @@ def test_compare_view(many: tuple[ServerThread, list[SampleRun]], page: Page) ->
     expect(page.locator('.mark.diverge')).to_have_text('paths diverge here')
     expect(page.locator('main')).to_contain_text('The paths diverge at step 2.')
     shot(page, 'dashboard-compare.png')
+
+
+def test_the_detail_panel_folds_logfire_attributes_away(page: Page) -> None:
+    spans = crafted_run(nodes=1)
+    spans[1].attributes.extend([kv('logfire.msg', 'run node N'), kv('logfire.span_type', 'span')])
+    with running_server() as server:
+        httpx.post(
+            server.url + '/v1/traces', content=crafted_body(*spans), headers={'Content-Type': 'application/x-protobuf'}
+        ).raise_for_status()
+        page.goto(f'{server.url}/runs/{trace_of(spans)}')
+        page.locator('svg.gantt rect.bar.node').first.click()
+        folded = page.locator('#detail details.logfire')
+        expect(folded).to_have_count(1)
+        expect(folded.locator('summary')).to_have_text('Logfire attributes (2)')
+        expect(folded).not_to_have_attribute('open', '')
+        expect(page.locator('#detail table.attrs').first).not_to_contain_text('logfire.msg')

@@ -33,7 +33,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 
 from ..tracing import attributes as attr
-from ..tracing.instrument import meter_taps
+from ..tracing.metric_instruments import meter_taps
 from ..tracing.timeline import NodeTimeline
 from .providers import place_processors
 from .spantables import spans_arrow, spans_pandas

@@ -13,7 +13,7 @@ import traceback
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import metrics as otel_metrics
@@ -30,6 +30,7 @@ from . import semconv
 from .clock import datetime_to_ns
 from .instrumentation_settings import InstrumentationSettings
 from .logfire_schemas import INPUT_SCHEMA, RUN_SCHEMA, state_schema
+from .metric_instruments import Instruments, meter_taps, tee
 from .outcome import error_type, is_interruption, run_outcome, step_outcome
 from .runtrace import NodeStepTrace, RunTrace
 from .scrubbing import Scrubber, ScrubbingOptions
@@ -104,57 +105,6 @@ def _live_meter_provider(provider: otel_metrics.MeterProvider | None) -> otel_me
     return provider
 
 
-class _Instruments:
-    def __init__(self, provider: otel_metrics.MeterProvider) -> None:
-        meter = provider.get_meter(attr.INSTRUMENTATION_SCOPE, __version__)
-        self.node_duration = meter.create_histogram(
-            attr.METRIC_NODE_DURATION,
-            unit='s',
-            description='Duration of node steps',
-            explicit_bucket_boundaries_advisory=attr.DURATION_BUCKETS,
-        )
-        self.run_duration = meter.create_histogram(
-            attr.METRIC_RUN_DURATION,
-            unit='s',
-            description='Duration of graph runs',
-            explicit_bucket_boundaries_advisory=attr.DURATION_BUCKETS,
-        )
-        self.run_steps = meter.create_counter(attr.METRIC_RUN_STEPS, unit='{step}', description='Node steps run')
-
-
-class _Tee:
-    """One instrument of several providers: each `record` / `add` goes to all of them."""
-
-    def __init__(self, parts: list[Any]) -> None:
-        self._parts = parts
-
-    def record(self, value: float, attributes: Any = None) -> None:
-        for part in self._parts:
-            part.record(value, attributes)
-
-    def add(self, value: float, attributes: Any = None) -> None:
-        for part in self._parts:
-            part.add(value, attributes)
-
-
-def _tee(providers: list[otel_metrics.MeterProvider]) -> _Instruments:
-    """Instruments recording to every one of `providers`."""
-    parts = [_Instruments(p) for p in providers]
-    tee = object.__new__(_Instruments)
-    tee.node_duration = cast(Any, _Tee([p.node_duration for p in parts]))
-    tee.run_duration = cast(Any, _Tee([p.run_duration for p in parts]))
-    tee.run_steps = cast(Any, _Tee([p.run_steps for p in parts]))
-    return tee
-
-
-meter_taps: list[otel_metrics.MeterProvider] = []
-"""MeterProviders that also get the metrics of graphs using the global one (no `meter_provider=`).
-
-For `TelemetryCapture` when another library (Logfire's `capfire`, `logfire.configure()`) owns the global
-MeterProvider, which takes no new reader: the capture's own provider is tapped in from the first capture on.
-Empty in production, where it costs nothing (instruments are resolved once per run, never per step)."""
-
-
 class Instrumentation:
     """A graph's instrumentation settings, with the tracers and instruments it has asked its providers for."""
 
@@ -163,31 +113,33 @@ class Instrumentation:
         self.settings = settings
         scrub = settings.scrub
         self.scrubber = Scrubber(None if scrub is False else ScrubbingOptions() if scrub is True else scrub)
-        self._tracers: dict[int, tuple[trace.TracerProvider, trace.Tracer]] = {}
-        self._instruments: dict[int, tuple[otel_metrics.MeterProvider, _Instruments]] = {}
+        self._tracers: dict[int, tuple[trace.TracerProvider, trace.Tracer, bool]] = {}
+        self._instruments: dict[int, tuple[otel_metrics.MeterProvider, Instruments]] = {}
 
-    def _tracer(self) -> trace.Tracer | None:
+    def _tracer(self) -> tuple[trace.Tracer, bool] | None:
+        """The tracer of the provider in use, and whether that provider is Logfire's (looked at once per provider)."""
         provider = _live_tracer_provider(self.settings.tracer_provider)
         if provider is None:
             return None
         cached = self._tracers.get(id(provider))
         if cached is None or cached[0] is not provider:
-            cached = (provider, provider.get_tracer(attr.INSTRUMENTATION_SCOPE, __version__))
+            is_logfire = type(provider).__module__.split('.')[0] == 'logfire'
+            cached = (provider, provider.get_tracer(attr.INSTRUMENTATION_SCOPE, __version__), is_logfire)
             self._tracers[id(provider)] = cached
-        return cached[1]
+        return cached[1], cached[2]
 
-    def _metrics(self) -> _Instruments | None:
+    def _metrics(self) -> Instruments | None:
         if not self.settings.metrics:
             return None
         provider = _live_meter_provider(self.settings.meter_provider)
         if meter_taps and self.settings.meter_provider is None:
             providers = [*([provider] if provider is not None else []), *meter_taps]
-            return _tee(providers)  # a test capture is tapped in: resolved per run, not cached
+            return tee(providers)  # a test capture is tapped in: resolved per run, not cached
         if provider is None:
             return None
         cached = self._instruments.get(id(provider))
         if cached is None or cached[0] is not provider:
-            cached = (provider, _Instruments(provider))
+            cached = (provider, Instruments(provider))
             self._instruments[id(provider)] = cached
         return cached[1]
 
@@ -218,13 +170,14 @@ class Instrumentation:
         Returns:
             A `RecordingRunTrace`, or the base `RunTrace` (which records nothing) when no provider would record.
         """
-        tracer = self._tracer()
+        found = self._tracer()
         instruments = self._metrics()
-        if tracer is None and instruments is None:
+        if found is None and instruments is None:
             return RunTrace()
         return RecordingRunTrace(
             self,
-            tracer=tracer,
+            tracer=found[0] if found else None,
+            for_logfire=found[1] if found else False,
             instruments=instruments,
             graph_name=graph_name,
             start_node_id=start_node_id,
@@ -244,8 +197,9 @@ class RecordingRunTrace(RunTrace):
         instrumentation: Instrumentation,
         *,
         tracer: trace.Tracer | None,
-        instruments: _Instruments | None,
+        instruments: Instruments | None,
         graph_name: str,
+        for_logfire: bool = False,
         start_node_id: str,
         adopted: Span | None,
         given_is_span: bool,
@@ -269,16 +223,16 @@ class RecordingRunTrace(RunTrace):
         settings = instrumentation.settings
         self._record_state_mode = settings.state
         self._input_limit = settings.max_attribute_length if settings.include_node_input else None
-        # What every node span of the run carries; each step adds its node id, step and message.
-        self._node_attrs: dict[str, Any] = {
-            attr.GRAPH_NAME: graph_name,
-            attr.RUN_ID: self.run_id,
-            attr.LOGFIRE_MSG_TEMPLATE: attr.NODE_SPAN_TEMPLATE,
-            attr.LOGFIRE_SPAN_TYPE: 'span',
-        }
-        if settings.include_node_input:
-            self._node_attrs[attr.LOGFIRE_JSON_SCHEMA] = INPUT_SCHEMA
-        self._state_schema = state_schema(settings.include_node_input, settings.state)
+        # What every node span of the run carries; each step adds its node id and step (and, for Logfire, its
+        # message). The `logfire.*` attributes only when the spans go to Logfire's SDK: others would store them.
+        self._for_logfire = for_logfire
+        self._node_attrs: dict[str, Any] = {attr.GRAPH_NAME: graph_name, attr.RUN_ID: self.run_id}
+        if for_logfire:
+            self._node_attrs[attr.LOGFIRE_MSG_TEMPLATE] = attr.NODE_SPAN_TEMPLATE
+            self._node_attrs[attr.LOGFIRE_SPAN_TYPE] = 'span'
+            if settings.include_node_input:
+                self._node_attrs[attr.LOGFIRE_JSON_SCHEMA] = INPUT_SCHEMA
+        self._state_schema = state_schema(settings.include_node_input, settings.state) if for_logfire else None
         self._semconv: frozenset[str] | None = frozenset(settings.semconv) or None
         if self._semconv is not None:
             self._node_attrs.update(semconv.node_attributes(self._semconv))
@@ -295,10 +249,11 @@ class RecordingRunTrace(RunTrace):
             attr.GRAPH_NAME: graph_name,
             attr.RUN_ID: self.run_id,
             attr.RUN_START_NODE: start_node_id,
-            attr.LOGFIRE_MSG_TEMPLATE: attr.RUN_SPAN_TEMPLATE,
-            attr.LOGFIRE_MSG: f'run graph {graph_name}',
-            attr.LOGFIRE_SPAN_TYPE: 'span',
         }
+        if for_logfire:
+            run_attrs[attr.LOGFIRE_MSG_TEMPLATE] = attr.RUN_SPAN_TEMPLATE
+            run_attrs[attr.LOGFIRE_MSG] = f'run graph {graph_name}'
+            run_attrs[attr.LOGFIRE_SPAN_TYPE] = 'span'
         if self._semconv is not None:
             run_attrs.update(semconv.run_start_attributes(self._semconv, settings.agent_name or graph_name, parent))
         links: list[Link] = []
@@ -343,12 +298,9 @@ class RecordingRunTrace(RunTrace):
         tracer = self._tracer
         if tracer is None:
             return step
-        span_attrs = {
-            **self._node_attrs,
-            attr.NODE_ID: node_id,
-            attr.NODE_STEP: self.steps,
-            attr.LOGFIRE_MSG: f'run node {node_id}',
-        }
+        span_attrs = {**self._node_attrs, attr.NODE_ID: node_id, attr.NODE_STEP: self.steps}
+        if self._for_logfire:
+            span_attrs[attr.LOGFIRE_MSG] = f'run node {node_id}'
         if self._input_limit is not None:
             span_attrs[attr.NODE_INPUT] = self._inst.scrubber.dumps(node, self._input_limit)
         if self._semconv is not None:
@@ -430,7 +382,7 @@ class RecordingRunTrace(RunTrace):
             cached = self._trace_hex_cache = (trace_id, f'{trace_id:032x}')
         return cached[1]
 
-    def _record_step_metrics(self, instruments: _Instruments, node_id: str, outcome: str, duration: float) -> None:
+    def _record_step_metrics(self, instruments: Instruments, node_id: str, outcome: str, duration: float) -> None:
         key = (node_id, outcome)
         attrs = self._node_metric_attrs.get(key)
         if attrs is None:
@@ -444,7 +396,7 @@ class RecordingRunTrace(RunTrace):
         if not self._has_run or now - self._steps_counted_at >= _STEP_COUNT_INTERVAL_NS:
             self._count_steps(instruments, now)
 
-    def _count_steps(self, instruments: _Instruments, now: int) -> None:
+    def _count_steps(self, instruments: Instruments, now: int) -> None:
         if self._uncounted_steps:
             instruments.run_steps.add(self._uncounted_steps, self._metric_attrs)
             self._uncounted_steps = 0
@@ -508,7 +460,8 @@ class RecordingRunTrace(RunTrace):
             if ended and outcome == 'completed':
                 settings = self._inst.settings
                 end_attrs[attr.RUN_OUTPUT] = self._inst.scrubber.dumps(output, settings.max_attribute_length)
-                end_attrs[attr.LOGFIRE_JSON_SCHEMA] = RUN_SCHEMA
+                if self._for_logfire:
+                    end_attrs[attr.LOGFIRE_JSON_SCHEMA] = RUN_SCHEMA
             if self._semconv is not None:
                 failure = (error or self.failure) if outcome == 'failed' else None
                 end_attrs.update(

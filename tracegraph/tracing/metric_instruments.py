@@ -1,0 +1,65 @@
+"""The metric instruments tracegraph records to, and the providers tapped in beside the global one."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from opentelemetry import metrics as otel_metrics
+
+from .._version import __version__
+from . import attributes as attr
+
+__all__ = ('Instruments', 'meter_taps', 'tee')
+
+
+class Instruments:
+    """`tracegraph.node.duration`, `tracegraph.run.duration` and `tracegraph.run.steps` of one MeterProvider."""
+
+    def __init__(self, provider: otel_metrics.MeterProvider) -> None:
+        meter = provider.get_meter(attr.INSTRUMENTATION_SCOPE, __version__)
+        self.node_duration = meter.create_histogram(
+            attr.METRIC_NODE_DURATION,
+            unit='s',
+            description='Duration of node steps',
+            explicit_bucket_boundaries_advisory=attr.DURATION_BUCKETS,
+        )
+        self.run_duration = meter.create_histogram(
+            attr.METRIC_RUN_DURATION,
+            unit='s',
+            description='Duration of graph runs',
+            explicit_bucket_boundaries_advisory=attr.DURATION_BUCKETS,
+        )
+        self.run_steps = meter.create_counter(attr.METRIC_RUN_STEPS, unit='{step}', description='Node steps run')
+
+
+class _Tee:
+    """One instrument of several providers: each `record` / `add` goes to all of them."""
+
+    def __init__(self, parts: list[Any]) -> None:
+        self._parts = parts
+
+    def record(self, value: float, attributes: Any = None) -> None:
+        for part in self._parts:
+            part.record(value, attributes)
+
+    def add(self, value: float, attributes: Any = None) -> None:
+        for part in self._parts:
+            part.add(value, attributes)
+
+
+def tee(providers: list[otel_metrics.MeterProvider]) -> Instruments:
+    """Instruments recording to every one of `providers`."""
+    parts = [Instruments(p) for p in providers]
+    tee = object.__new__(Instruments)
+    tee.node_duration = cast(Any, _Tee([p.node_duration for p in parts]))
+    tee.run_duration = cast(Any, _Tee([p.run_duration for p in parts]))
+    tee.run_steps = cast(Any, _Tee([p.run_steps for p in parts]))
+    return tee
+
+
+meter_taps: list[otel_metrics.MeterProvider] = []
+"""MeterProviders that also get the metrics of graphs using the global one (no `meter_provider=`).
+
+For `TelemetryCapture` when another library (Logfire's `capfire`, `logfire.configure()`) owns the global
+MeterProvider, which takes no new reader: the capture's own provider is tapped in from the first capture on.
+Empty in production, where it costs nothing (instruments are resolved once per run, never per step)."""
