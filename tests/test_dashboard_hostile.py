@@ -266,11 +266,11 @@ def test_the_cookie_is_a_session_not_the_token(guarded: Served) -> None:
 
 
 def test_the_session_cookie_is_secure_over_tls() -> None:
-    from tracegraph.dashboard.app import create_app
+    from tracegraph.dashboard.app import ServeOptions, create_app
     from tracegraph.dashboard.store import Store
 
     async def sign_in(store: Store) -> httpx.Response:
-        transport = httpx.ASGITransport(app=create_app(store, token=TOKEN))
+        transport = httpx.ASGITransport(app=create_app(store, ServeOptions(token=TOKEN)))
         async with httpx.AsyncClient(transport=transport, base_url='https://127.0.0.1') as c:
             return await c.post('/login', data={'token': TOKEN, 'next': '/'})
 

@@ -88,6 +88,7 @@ def serve(
     ] = 600.0,
 ) -> None:
     """Run the local dashboard: an OTLP/HTTP receiver (POST /v1/traces, /v1/metrics), a DuckDB store and a web UI."""
+    from .dashboard.app import ServeOptions
     from .dashboard.auth import check_token
     from .dashboard.grpcreceiver import GrpcReceiver
     from .dashboard.server import bind_socket, default_decode_workers, free_grpc_port, is_loopback, make_server
@@ -150,18 +151,17 @@ def serve(
         _out.print(f'  hosts      also answering for {", ".join(allowed_host)}')
     if retention_days is not None:
         _out.print(f'  retention  {retention_days:g} days')
-    server = make_server(
-        store,
+    options = ServeOptions(
         token=token,
         retention_days=retention_days,
         max_body=int(max_body_mb * 1024 * 1024),
         decode_workers=default_decode_workers() if decode_workers is None else decode_workers,
-        log_level=log_level,
         bind_host=host,
         allowed_hosts=allowed_host or (),
         stale_after=stale_after,
         grpc=grpc,
     )
+    server = make_server(store, options, log_level=log_level)
     # Rendering a big run is Python work in a worker thread; a 1 ms GIL switch interval (default 5 ms) lets the
     # event loop answer ingest and health between its slices (bench/serve_responsive.py: busy ingest p50 117 -> 31 ms).
     sys.setswitchinterval(0.001)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncGenerator, Sequence
+from dataclasses import dataclass
 from html import escape
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from .pages import Pages
 from .receiver import DEFAULT_MAX_BODY, Receiver
 from .store import Store
 
-__all__ = ('RETENTION_INTERVAL', 'create_app')
+__all__ = ('RETENTION_INTERVAL', 'ServeOptions', 'create_app')
 
 RETENTION_INTERVAL = 3600.0
 """Seconds between two retention passes while serving."""
@@ -35,41 +36,44 @@ logger = logging.getLogger('tracegraph.dashboard')
 _FAVICON = (Path(__file__).parent / 'static' / 'favicon.svg').read_bytes()
 
 
-def create_app(
-    store: Store,
-    *,
-    token: str | None = None,
-    max_body: int = DEFAULT_MAX_BODY,
-    retention_days: float | None = None,
-    decode_workers: int = 0,
-    bind_host: str = '127.0.0.1',
-    allowed_hosts: Sequence[str] = (),
-    stale_after: float = 600.0,
-    grpc: GrpcReceiver | None = None,
-) -> ASGIApp:
-    """The ASGI app serving `store`.
+@dataclass(kw_only=True)
+class ServeOptions:
+    """How a dashboard app serves its store: one group for `create_app`, `make_server`, `ServerThread` and the CLI."""
 
-    Args:
-        store: where spans are written and read.
-        token: when set, every request but `/healthz`, `/login` and static files needs it (see `auth`); an empty
-            token raises `ValueError`.
-        max_body: largest request body accepted (bytes, before and after gzip); larger gets 413.
-        retention_days: when set, spans older than this are deleted at start and every hour.
-        decode_workers: processes decoding large span requests (0: decode in threads of this process).
-        bind_host: the address the server listens on; its name is one the Host check accepts (see `guards`).
-        allowed_hosts: more Host names to answer for (`*`: any).
-        stale_after: seconds after its last node span ended at which a run without its run span is stale.
-        grpc: an OTLP/gRPC receiver to serve alongside, started and stopped with the app (its `bound_port` is
-            set once it listens).
+    token: str | None = None
+    """When set, every request but `/healthz`, `/login` and static files needs it (see `auth`); empty is refused."""
+    max_body: int = DEFAULT_MAX_BODY
+    """Largest request body accepted (bytes, before and after gzip); larger gets 413."""
+    retention_days: float | None = None
+    """When set, spans older than this are deleted at start and every hour."""
+    decode_workers: int = 0
+    """Processes decoding large span requests (0: decode in threads of this process)."""
+    bind_host: str = '127.0.0.1'
+    """The address the server listens on; its name is one the Host check accepts (see `guards`)."""
+    allowed_hosts: Sequence[str] = ()
+    """More Host names to answer for (`*`: any)."""
+    stale_after: float = 600.0
+    """Seconds after its last node span ended at which a run without its run span is stale."""
+    grpc: GrpcReceiver | None = None
+    """An OTLP/gRPC receiver served alongside, started and stopped with the app (`bound_port` set once it listens)."""
+
+
+def create_app(store: Store, options: ServeOptions | None = None) -> ASGIApp:
+    """The ASGI app serving `store` as `options` say.
+
+    Raises:
+        ValueError: the token is empty.
     """
+    o = options or ServeOptions()
+    token, grpc, retention_days = o.token, o.grpc, o.retention_days
     token = check_token(token)
-    pool = DecodePool(workers=decode_workers)
-    receiver = Receiver(store=store, pool=pool, max_body=max_body)
+    pool = DecodePool(workers=o.decode_workers)
+    receiver = Receiver(store=store, pool=pool, max_body=o.max_body)
     if grpc is not None:
         grpc.receiver, grpc.token = receiver, token
     readers = Readers()
-    api = Api(store=store, readers=readers, stale_after=stale_after)
-    pages = Pages(store=store, readers=readers, sign_out=token is not None, stale_after=stale_after)
+    api = Api(store=store, readers=readers, stale_after=o.stale_after)
+    pages = Pages(store=store, readers=readers, sign_out=token is not None, stale_after=o.stale_after)
 
     async def healthz(request: Request) -> Response:
         return PlainTextResponse('ok')
@@ -118,7 +122,7 @@ def create_app(
     app: ASGIApp = Starlette(routes=routes, lifespan=lifespan, exception_handlers={ApiError: _error_reply})
     if token is not None:
         app = TokenAuth(app=app, token=token)
-    return SecurityHeaders(app=HostGuard(app=app, bind_host=bind_host, allowed=allowed_hosts))
+    return SecurityHeaders(app=HostGuard(app=app, bind_host=o.bind_host, allowed=o.allowed_hosts))
 
 
 async def _error_reply(request: Request, exc: Exception) -> Response:

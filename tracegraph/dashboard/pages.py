@@ -59,17 +59,10 @@ class Pages:
 
     def _found(self, text: str) -> str | None:
         """The page `text` names directly: a run by trace id or run id, a trace, or a graph by name."""
-        lowered = text.lower()
-        if _TRACE_ID.fullmatch(lowered):
-            rows = self.store.query(
-                'SELECT run_id, bool_or(is_run) FROM spans WHERE trace_id = ? GROUP BY run_id ORDER BY 2 DESC LIMIT 1',
-                [lowered],
-            )
-            if rows:
-                return trace_href(lowered) if rows[0][0] is None else run_href(lowered, rows[0][0])
-        rows = self.store.query('SELECT trace_id FROM spans WHERE run_id = ? LIMIT 1', [text])
-        if rows:
-            return run_href(rows[0][0], text)
+        found = self.store.find_run(text)
+        if found is not None:
+            trace_id, run_id = found
+            return trace_href(trace_id) if run_id is None else run_href(trace_id, run_id)
         if any(g.name == text for g in self.store.graphs()):
             return graph_href(text)
         return None
@@ -88,7 +81,7 @@ class Pages:
             except ValueError as exc:
                 raise ApiError(400, f'steps must be a range of step numbers: {exc}') from None
             if outline is None:
-                if run_id is None and self.store.query('SELECT 1 FROM spans WHERE trace_id = ? LIMIT 1', [trace_id]):
+                if run_id is None and self.store.find_run(trace_id) is not None:
                     return RedirectResponse(trace_href(trace_id), status_code=303)
                 raise ApiError(404, f'No run found in trace {trace_id!r}.')
             earlier, later = self.store.resumed_parts(trace_id, outline.run_id, outline.start_ns)

@@ -15,6 +15,7 @@ once its last node span ended more than the store's stale time ago.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -337,24 +338,25 @@ def _nested(
     return nested
 
 
-def errors_of(
-    query: Query, outline: RunOutline, failing: Sequence[tuple[str, str | None, str, bool, str | None, list[Any]]]
-) -> list[StepError]:
+def errors_of(query: Query, outline: RunOutline) -> list[StepError]:
     """The run's exceptions, each once: the node's own, then nested spans' with another type or message.
 
-    `failing` holds (span id, run id, name, is_run, node id, events) of the trace's spans that recorded an
-    exception; the step a nested one belongs to is found by walking up its parents (a bounded recursive query).
+    Reads the `events` of the spans in `trace_spans` that recorded an exception (the caller keeps that column for
+    them only); the step a nested one belongs to is found by walking up its parents (a bounded recursive query).
     """
+    failing = query(
+        'SELECT span_id, run_id, name, is_run, node_id, step, events FROM trace_spans '
+        'WHERE events IS NOT NULL ORDER BY start_ns, span_id LIMIT 500',
+        [],
+    )
     found: list[tuple[bool, int, StepError]] = []
-    for order, (span_id, span_run, name, is_run, node_id, events) in enumerate(failing):
+    for order, (span_id, span_run, name, is_run, node_id, step_no, events_json) in enumerate(failing):
+        events: list[dict[str, Any]] = json.loads(events_json)
         own_node = node_id is not None and span_run == outline.run_id and not is_run
         is_run_span = is_run and span_run == outline.run_id
         step: tuple[int | None, str | None] | None = None
         if own_node:
-            rows = query(
-                'SELECT step, node_id FROM trace_spans WHERE trace_id = ? AND span_id = ?', [outline.trace_id, span_id]
-            )
-            step = (rows[0][0], rows[0][1]) if rows else None
+            step = (step_no, node_id)
         elif not is_run_span:
             step = _enclosing_step(query, outline, span_id)
             if step is None:

@@ -19,7 +19,7 @@ import json
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
@@ -138,10 +138,6 @@ class RunQuery:
     stale_after: float = 600.0
     """Seconds after its last node span ended at which a run without its run span is shown as stale."""
     now: datetime | None = field(default=None, compare=False)
-
-    def page(self, *, older: Cursor | None = None, newer: Cursor | None = None) -> RunQuery:
-        """The same query at another page."""
-        return replace(self, older=older, newer=newer)
 
     def sql(self) -> tuple[str, dict[str, Any]]:
         """The statement and its named parameters: `limit + 1` rows of the page, in the page's order."""

@@ -14,7 +14,7 @@ from pathlib import Path
 import uvicorn
 
 from ..exporters.settings import http_url
-from .app import create_app
+from .app import ServeOptions, create_app
 from .grpcreceiver import GrpcReceiver
 from .receiver import DEFAULT_MAX_BODY
 from .store import Store
@@ -72,31 +72,9 @@ def free_grpc_port(host: str) -> int:
         return int(sock.getsockname()[1])
 
 
-def make_server(
-    store: Store,
-    *,
-    token: str | None = None,
-    retention_days: float | None = None,
-    max_body: int = DEFAULT_MAX_BODY,
-    decode_workers: int = 0,
-    log_level: str = 'warning',
-    bind_host: str = DEFAULT_HOST,
-    allowed_hosts: Sequence[str] = (),
-    stale_after: float = 600.0,
-    grpc: GrpcReceiver | None = None,
-) -> uvicorn.Server:
+def make_server(store: Store, options: ServeOptions | None = None, *, log_level: str = 'warning') -> uvicorn.Server:
     """A uvicorn server for the dashboard app over `store`; run it with `server.run(sockets=[...])`."""
-    app = create_app(
-        store,
-        token=token,
-        retention_days=retention_days,
-        max_body=max_body,
-        decode_workers=decode_workers,
-        bind_host=bind_host,
-        allowed_hosts=allowed_hosts,
-        stale_after=stale_after,
-        grpc=grpc,
-    )
+    app = create_app(store, options)
     config = uvicorn.Config(app, log_level=log_level, access_log=False, lifespan='on', timeout_graceful_shutdown=5)
     return uvicorn.Server(config)
 
@@ -168,8 +146,7 @@ class ServerThread:
             self._sock.close()
             self._sock = None
             raise
-        self._server = make_server(
-            self.store,
+        options = ServeOptions(
             token=self.token,
             retention_days=self.retention_days,
             max_body=self.max_body,
@@ -179,6 +156,7 @@ class ServerThread:
             stale_after=self.stale_after,
             grpc=self._grpc,
         )
+        self._server = make_server(self.store, options)
         server, sock = self._server, self._sock
         self._thread = threading.Thread(
             target=lambda: server.run(sockets=[sock]), name='tracegraph-dashboard', daemon=True

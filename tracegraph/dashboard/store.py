@@ -94,6 +94,8 @@ _SPANS = _Table(name='spans', columns=SPAN_COLUMNS)
 _METRICS = _Table(name='metrics', columns=METRIC_COLUMNS)
 
 
+_TRACE_HEX = re.compile(r'[0-9a-f]{32}', re.ASCII)
+
 FIRST_WINDOW_NS = 15 * 60 * 10**9
 """The first window of start time a filtered newest-first runs page is looked for in (see `Store.run_page`)."""
 
@@ -373,16 +375,23 @@ class Store:
 
             outline = read_outline(query, trace_id, run_id=run_id, window=steps, stale_ns=stale_ns)
             if outline is not None:
-                failing: list[tuple[str, str | None, str, bool, str | None, list[Any]]] = [
-                    (r[0], r[1], r[2], r[3], r[4], json.loads(r[5]))
-                    for r in query(
-                        'SELECT span_id, run_id, name, is_run, node_id, events FROM trace_spans '
-                        'WHERE events IS NOT NULL ORDER BY start_ns, span_id LIMIT 500'
-                    )
-                ]
-                outline.errors = errors_of(query, outline, failing)
+                outline.errors = errors_of(query, outline)
             cur.unregister('trace_spans')
         return outline
+
+    def find_run(self, text: str) -> tuple[str, str | None] | None:
+        """The (trace id, run id) `text` names: a stored trace (its graph run, run id None if it holds none) or a
+        run id; None when it names neither."""
+        lowered = text.lower()
+        if _TRACE_HEX.fullmatch(lowered):
+            rows = self.query(
+                'SELECT run_id, bool_or(is_run) FROM spans WHERE trace_id = ? GROUP BY run_id ORDER BY 2 DESC LIMIT 1',
+                [lowered],
+            )
+            if rows:
+                return lowered, rows[0][0]
+        rows = self.query('SELECT trace_id FROM spans WHERE run_id = ? LIMIT 1', [text])
+        return (rows[0][0], text) if rows else None
 
     def node_inputs(self, trace_id: str, span_ids: Sequence[str]) -> dict[str, str | None]:
         """The `tracegraph.node.input` of each of the node spans `span_ids` of trace `trace_id`."""
