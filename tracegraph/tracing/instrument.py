@@ -237,7 +237,6 @@ class RecordingRunTrace(RunTrace):
         if self._semconv is not None:
             self._node_attrs.update(semconv.node_attributes(self._semconv))
         self._trace_hex_cache: tuple[int, str] | None = None
-        self._node_metric_attrs: dict[tuple[str, str], dict[str, str]] = {}
         self._uncounted_steps = 0
         self._steps_counted_at = time.perf_counter_ns()
         self.context: otel_context.Context | None = None
@@ -341,7 +340,7 @@ class RecordingRunTrace(RunTrace):
             span.set_attribute(attr.NODE_OUTCOME, 'completed')
         if self._instruments is not None:
             # While the node span is current: the duration's exemplar names the node span.
-            self._record_step_metrics(self._instruments, step.node_id, 'completed', duration)
+            self._record_step_metrics(self._instruments, step, step.node_id, 'completed', duration)
         if span is not None:
             self._end_node_span(step, span, state, step.start_ns + round(duration * 1e9))
 
@@ -365,7 +364,7 @@ class RecordingRunTrace(RunTrace):
         if span is not None:
             span.set_attribute(attr.NODE_OUTCOME, outcome)
         if self._instruments is not None:
-            self._record_step_metrics(self._instruments, node_id, outcome, duration)
+            self._record_step_metrics(self._instruments, step, node_id, outcome, duration)
         if step is not None and span is not None:
             self._end_node_span(step, span, state, step.start_ns + round(duration * 1e9))
 
@@ -382,13 +381,14 @@ class RecordingRunTrace(RunTrace):
             cached = self._trace_hex_cache = (trace_id, f'{trace_id:032x}')
         return cached[1]
 
-    def _record_step_metrics(self, instruments: Instruments, node_id: str, outcome: str, duration: float) -> None:
-        key = (node_id, outcome)
-        attrs = self._node_metric_attrs.get(key)
-        if attrs is None:
-            attrs = {attr.GRAPH_NAME: self.graph_name, attr.NODE_ID: node_id, attr.NODE_OUTCOME: outcome}
-            self._node_metric_attrs[key] = attrs
-        instruments.node_duration.record(duration, attrs)
+    def _record_step_metrics(
+        self, instruments: Instruments, step: NodeStepTrace | None, node_id: str, outcome: str, duration: float
+    ) -> None:
+        attrs = instruments.node_attributes(self.graph_name, node_id, outcome)
+        if step is None:
+            instruments.node_duration.record(duration, attrs, None, time.time_ns())
+        else:
+            instruments.node_duration.record(duration, attrs, step.span, step.start_ns + round(duration * 1e9))
         # Steps are counted in batches: an SDK counter add costs as much as a small span's attributes. The count
         # is at most a second behind, and complete when the run ends.
         self._uncounted_steps += 1
@@ -475,7 +475,10 @@ class RecordingRunTrace(RunTrace):
             self._count_steps(self._instruments, time.perf_counter_ns())
             if self._has_run:
                 self._instruments.run_duration.record(
-                    time.perf_counter() - self._start, {attr.GRAPH_NAME: self.graph_name, attr.RUN_OUTCOME: outcome}
+                    time.perf_counter() - self._start,
+                    self._instruments.run_attributes(self.graph_name, outcome),
+                    self.span,
+                    time.time_ns(),
                 )
         if self.span is not None:
             if self._token is not None:

@@ -8,28 +8,57 @@ from opentelemetry import metrics as otel_metrics
 
 from .._version import __version__
 from . import attributes as attr
+from .duration_histograms import DurationRecorder, duration_recorder
 
 __all__ = ('Instruments', 'meter_taps', 'tee')
 
 
 class Instruments:
-    """`tracegraph.node.duration`, `tracegraph.run.duration` and `tracegraph.run.steps` of one MeterProvider."""
+    """`tracegraph.node.duration`, `tracegraph.run.duration` and `tracegraph.run.steps` of one MeterProvider.
+
+    The two durations are recorded through `duration_histograms` (pre-aggregated on the SDK, exact elsewhere).
+    """
 
     def __init__(self, provider: otel_metrics.MeterProvider) -> None:
         meter = provider.get_meter(attr.INSTRUMENTATION_SCOPE, __version__)
-        self.node_duration = meter.create_histogram(
+        self.node_duration: DurationRecorder = duration_recorder(
+            meter,
             attr.METRIC_NODE_DURATION,
-            unit='s',
-            description='Duration of node steps',
-            explicit_bucket_boundaries_advisory=attr.DURATION_BUCKETS,
+            meter.create_histogram(
+                attr.METRIC_NODE_DURATION,
+                unit='s',
+                description='Duration of node steps',
+                explicit_bucket_boundaries_advisory=attr.DURATION_BUCKETS,
+            ),
         )
-        self.run_duration = meter.create_histogram(
+        self.run_duration: DurationRecorder = duration_recorder(
+            meter,
             attr.METRIC_RUN_DURATION,
-            unit='s',
-            description='Duration of graph runs',
-            explicit_bucket_boundaries_advisory=attr.DURATION_BUCKETS,
+            meter.create_histogram(
+                attr.METRIC_RUN_DURATION,
+                unit='s',
+                description='Duration of graph runs',
+                explicit_bucket_boundaries_advisory=attr.DURATION_BUCKETS,
+            ),
         )
         self.run_steps = meter.create_counter(attr.METRIC_RUN_STEPS, unit='{step}', description='Node steps run')
+        self._attributes: dict[tuple[str, ...], dict[str, str]] = {}
+
+    def node_attributes(self, graph_name: str, node_id: str, outcome: str) -> dict[str, str]:
+        """The attributes of a node step's duration: one dict per set, reused by every run (the pre-aggregated
+        histogram keeps its aggregates by the dict's identity)."""
+        found = self._attributes.get((graph_name, node_id, outcome))
+        if found is None:
+            found = {attr.GRAPH_NAME: graph_name, attr.NODE_ID: node_id, attr.NODE_OUTCOME: outcome}
+            self._attributes[(graph_name, node_id, outcome)] = found
+        return found
+
+    def run_attributes(self, graph_name: str, outcome: str) -> dict[str, str]:
+        """The attributes of a run's duration, one dict per set like `node_attributes`."""
+        found = self._attributes.get((graph_name, outcome))
+        if found is None:
+            found = self._attributes[(graph_name, outcome)] = {attr.GRAPH_NAME: graph_name, attr.RUN_OUTCOME: outcome}
+        return found
 
 
 class _Tee:
@@ -38,9 +67,9 @@ class _Tee:
     def __init__(self, parts: list[Any]) -> None:
         self._parts = parts
 
-    def record(self, value: float, attributes: Any = None) -> None:
+    def record(self, value: float, attributes: Any, span: Any, time_ns: int) -> None:
         for part in self._parts:
-            part.record(value, attributes)
+            part.record(value, attributes, span, time_ns)
 
     def add(self, value: float, attributes: Any = None) -> None:
         for part in self._parts:
@@ -51,6 +80,7 @@ def tee(providers: list[otel_metrics.MeterProvider]) -> Instruments:
     """Instruments recording to every one of `providers`."""
     parts = [Instruments(p) for p in providers]
     tee = object.__new__(Instruments)
+    tee._attributes = {}  # pyright: ignore[reportPrivateUsage]  # the tee is an Instruments built by hand
     tee.node_duration = cast(Any, _Tee([p.node_duration for p in parts]))
     tee.run_duration = cast(Any, _Tee([p.run_duration for p in parts]))
     tee.run_steps = cast(Any, _Tee([p.run_steps for p in parts]))
