@@ -7,8 +7,12 @@
    (`tests/exporters_helpers.py`, a real protobuf/grpcio receiver), in batches of 512 spans.
 2. Step time: a graph whose node does `--work-us` of CPU work runs `--runs` runs of `--steps` steps through
    `configure()` (direct OTLP/HTTP, direct OTLP/gRPC, spool over HTTP), with the backend up, down (nothing
-   listening) and slow (every request answered after 0.5 s). Every step is timed around `GraphRun.next()`;
-   p50 and p99 are printed with their ratio to the backend-up case. Target (issue 4): within 10%.
+   listening) and slow (every request answered after 0.5 s), and `drop`: the same batch processor over an
+   exporter that drops every batch unencoded (the step time without the export's own work). Every step is timed
+   around `GraphRun.next()`; p50 and p99 are printed with their ratio to the backend-up case (issue 4: within
+   10%) and p99 to the drop case (issue 14: at most 2x). `--switch-interval` sets `sys.setswitchinterval`
+   (how long a thread waiting for the GIL lets the holder run, default 5 ms) to test how much of the tail is
+   the exporter thread holding the GIL; `--no-throughput` skips part 1.
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / 'tests'))
 
 from exporters_helpers import free_port, make_spans  # noqa: E402
+from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult  # noqa: E402
 
 from tracegraph import BaseNode, End, Graph, GraphRunContext, InstrumentationSettings  # noqa: E402
 from tracegraph.exporters import SpoolOptions, SpoolSpanExporter, configure  # noqa: E402
@@ -144,11 +150,18 @@ async def time_steps(graph: Graph[None, None, int], runs: int, steps: int) -> li
     return samples
 
 
+class _DropExporter(SpanExporter):
+    """Drops every batch without encoding it: the step time of the pipeline minus the export itself."""
+
+    def export(self, spans: Any) -> SpanExportResult:
+        return SpanExportResult.SUCCESS
+
+
 def scenario(pipeline: str, backend: str, runs: int, steps: int) -> list[float]:
     kind = 'grpc' if pipeline == 'otlp/grpc' else 'http'
     port = free_port()
     receiver = None
-    if backend != 'down':
+    if backend not in ('down', 'drop'):
         receiver = start_receiver(kind, port, SLOW_DELAY if backend == 'slow' else 0.0)
     spool_dir = tempfile.mkdtemp() if pipeline == 'spool/http' else None
     try:
@@ -158,9 +171,11 @@ def scenario(pipeline: str, backend: str, runs: int, steps: int) -> list[float]:
             spool=SpoolOptions(directory=spool_dir) if spool_dir else None,
             set_global=False,
         )
-        settings = InstrumentationSettings(
-            tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider
-        )
+        tracer_provider = telemetry.tracer_provider
+        if backend == 'drop':  # the same batch processor settings as configure(), over an exporter that drops
+            tracer_provider = TracerProvider()
+            tracer_provider.add_span_processor(BatchSpanProcessor(_DropExporter()))
+        settings = InstrumentationSettings(tracer_provider=tracer_provider, meter_provider=telemetry.meter_provider)
         graph = Graph(nodes=(Work,), name='bench', instrumentation=settings)
         asyncio.run(time_steps(graph, 20, steps))  # warm up
         samples = asyncio.run(time_steps(graph, runs, steps))
@@ -189,14 +204,18 @@ def main() -> None:
     parser.add_argument('--rounds', type=int, default=3, help='interleaved rounds of up/down/slow')
     parser.add_argument('--work-us', type=float, default=50.0, help='CPU work per node step, in µs')
     parser.add_argument('--json', type=Path, default=None, help='also write the results here')
+    parser.add_argument('--switch-interval', type=float, default=None, help='sys.setswitchinterval (s) for the run')
+    parser.add_argument('--no-throughput', action='store_true', help='only the step times')
     args = parser.parse_args()
+    if args.switch_interval is not None:
+        sys.setswitchinterval(args.switch_interval)
     # the SDK exporters log every failed attempt: with the backend down on purpose, that is noise here
     logging.disable(logging.CRITICAL)
     os.environ.pop('OTEL_EXPORTER_OTLP_ENDPOINT', None)
     results: dict[str, Any] = {'cpus': os.cpu_count(), 'python': sys.version.split()[0], 'throughput': {}, 'steps': {}}
 
     print(f'throughput, spans/s (batches of 512, {args.seconds:.0f} s each)')
-    for kind in ('http', 'grpc'):
+    for kind in () if args.no_throughput else ('http', 'grpc'):
         figures = throughput(kind, args.seconds)
         results['throughput'][kind] = figures
         print(f'  otlp/{kind:<5} direct {figures["direct"]:>9,.0f}   via spool (fsync) {figures["spool"]:>9,.0f}')
@@ -207,7 +226,7 @@ def main() -> None:
     print(f'\nstep time, µs ({args.runs} runs x {args.steps} steps, node work {args.work_us:.0f} µs)')
     print(f'  {"no tracing":<22} p50 {pct(base, 50) * 1e6:8.1f}   p99 {pct(base, 99) * 1e6:8.1f}')
     for pipeline in ('otlp/http', 'otlp/grpc', 'spool/http'):
-        pooled: dict[str, list[float]] = {'up': [], 'down': [], 'slow': []}
+        pooled: dict[str, list[float]] = {'up': [], 'drop': [], 'down': [], 'slow': []}
         for _ in range(args.rounds):  # interleaved rounds, so drift of the machine hits every case alike
             for backend, samples in pooled.items():
                 samples.extend(scenario(pipeline, backend, args.runs // args.rounds, args.steps))
@@ -215,15 +234,17 @@ def main() -> None:
         for backend, samples in pooled.items():
             p50, p99 = pct(samples, 50), pct(samples, 99)
             r50, r99 = p50 / pct(up, 50), p99 / pct(up, 99)
+            d99 = p99 / pct(pooled['drop'], 99)
             results['steps'][f'{pipeline} {backend}'] = {
                 'p50_us': p50 * 1e6,
                 'p99_us': p99 * 1e6,
                 'p50_ratio': r50,
                 'p99_ratio': r99,
+                'p99_vs_drop': d99,
             }
             print(
                 f'  {pipeline + " " + backend:<22} p50 {p50 * 1e6:8.1f}   p99 {p99 * 1e6:8.1f}'
-                f'   vs up: p50 x{r50:.2f}  p99 x{r99:.2f}'
+                f'   vs up: p50 x{r50:.2f}  p99 x{r99:.2f}   p99 vs drop x{d99:.2f}'
             )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))

@@ -11,8 +11,10 @@ from dataclasses import dataclass, field
 
 import pydantic
 import pytest
-from opentelemetry.sdk.metrics.export import HistogramDataPoint, NumberDataPoint
-from tracing_helpers import Pipeline, sdk_attributes
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics._internal.exemplar import AlwaysOnExemplarFilter
+from opentelemetry.sdk.metrics.export import HistogramDataPoint, InMemoryMetricReader, NumberDataPoint
+from tracing_helpers import Pipeline, make_pipeline, sdk_attributes
 
 from tracegraph import BaseNode, End, Graph, GraphRunContext, NodeStep, NodeTimeline, ScrubbingOptions
 from tracegraph.tracing import attributes as attr
@@ -61,7 +63,22 @@ def _steps_counted(otel: Pipeline) -> float:
     return sum(p.value for p in otel.metric_points(attr.METRIC_RUN_STEPS))
 
 
-async def test_steps_are_counted_in_batches_and_all_by_the_end(otel: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_steps_are_counted_at_every_collection_on_the_sdk(otel: Pipeline) -> None:
+    graph = Graph(nodes=[Step, Boom], name='steps', instrumentation=otel.settings())
+    async with graph.iter(Step(5)) as run:
+        for expected in (1, 2, 3):
+            await run.next()
+            assert _steps_counted(otel) == expected
+    assert _steps_counted(otel) == 3
+
+
+async def test_steps_are_counted_in_batches_and_all_by_the_end_elsewhere(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the step count cannot be handed over at collection (here: an exemplar filter the pre-aggregation
+    does not replay, so the SDK records every duration itself), steps are added in batches."""
+    traced = make_pipeline()
+    reader = InMemoryMetricReader()
+    meter_provider = MeterProvider(metric_readers=[reader], exemplar_filter=AlwaysOnExemplarFilter())
+    otel = Pipeline(traced.tracer_provider, traced.exporter, meter_provider, reader)
     graph = Graph(nodes=[Step, Boom], name='steps', instrumentation=otel.settings())
     monkeypatch.setattr(instrument, '_STEP_COUNT_INTERVAL_NS', 3600 * 10**9)
     async with graph.iter(Step(5)) as run:

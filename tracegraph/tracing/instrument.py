@@ -32,6 +32,7 @@ from .instrumentation_settings import InstrumentationSettings
 from .logfire_schemas import INPUT_SCHEMA, RUN_SCHEMA, state_schema
 from .metric_instruments import Instruments, meter_taps, tee
 from .outcome import error_type, is_interruption, run_outcome, step_outcome
+from .preaggregated import PendingCounter
 from .runtrace import NodeStepTrace, RunTrace
 from .scrubbing import Scrubber, ScrubbingOptions
 
@@ -219,7 +220,6 @@ class RecordingRunTrace(RunTrace):
         # A span passed in already started is not an exception-recording context manager: we record for it.
         self._record_on_run_span = adopted is None or given_is_span
         self._token: object | None = None
-        self._metric_attrs = {attr.GRAPH_NAME: graph_name}
         settings = instrumentation.settings
         self._record_state_mode = settings.state
         self._input_limit = settings.max_attribute_length if settings.include_node_input else None
@@ -389,8 +389,12 @@ class RecordingRunTrace(RunTrace):
             instruments.node_duration.record(duration, attrs, None, time.time_ns())
         else:
             instruments.node_duration.record(duration, attrs, step.span, step.start_ns + round(duration * 1e9))
-        # Steps are counted in batches: an SDK counter add costs as much as a small span's attributes. The count
-        # is at most a second behind, and complete when the run ends.
+        steps = instruments.run_steps
+        if isinstance(steps, PendingCounter):  # summed until the next collection: counted at every step
+            steps.add(1, instruments.graph_attributes(self.graph_name))
+            return
+        # Elsewhere steps are counted in batches: an SDK counter add costs as much as a small span's attributes.
+        # The count is at most a second behind, and complete when the run ends.
         self._uncounted_steps += 1
         now = time.perf_counter_ns()
         if not self._has_run or now - self._steps_counted_at >= _STEP_COUNT_INTERVAL_NS:
@@ -398,7 +402,7 @@ class RecordingRunTrace(RunTrace):
 
     def _count_steps(self, instruments: Instruments, now: int) -> None:
         if self._uncounted_steps:
-            instruments.run_steps.add(self._uncounted_steps, self._metric_attrs)
+            instruments.run_steps.add(self._uncounted_steps, instruments.graph_attributes(self.graph_name))
             self._uncounted_steps = 0
         self._steps_counted_at = now
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any, cast
 
 from opentelemetry import metrics as otel_metrics
+from opentelemetry.metrics import Counter
 
 from .._version import __version__
 from . import attributes as attr
-from .duration_histograms import DurationRecorder, duration_recorder
+from .preaggregated import DurationRecorder, PendingCounter, PreAggregatedHistogram, duration_recorder, pending_counter
 
 __all__ = ('Instruments', 'meter_taps', 'tee')
 
@@ -16,11 +17,12 @@ __all__ = ('Instruments', 'meter_taps', 'tee')
 class Instruments:
     """`tracegraph.node.duration`, `tracegraph.run.duration` and `tracegraph.run.steps` of one MeterProvider.
 
-    The two durations are recorded through `duration_histograms` (pre-aggregated on the SDK, exact elsewhere).
+    The two durations are recorded through `preaggregated` (pre-aggregated on the SDK, exact elsewhere).
     """
 
     def __init__(self, provider: otel_metrics.MeterProvider) -> None:
         meter = provider.get_meter(attr.INSTRUMENTATION_SCOPE, __version__)
+        steps = meter.create_counter(attr.METRIC_RUN_STEPS, unit='{step}', description='Node steps run')
         self.node_duration: DurationRecorder = duration_recorder(
             meter,
             attr.METRIC_NODE_DURATION,
@@ -41,7 +43,11 @@ class Instruments:
                 explicit_bucket_boundaries_advisory=attr.DURATION_BUCKETS,
             ),
         )
-        self.run_steps = meter.create_counter(attr.METRIC_RUN_STEPS, unit='{step}', description='Node steps run')
+        # Counted at each collection when the node durations are (the SDK), else one SDK add per batch of steps.
+        self.run_steps: Counter | PendingCounter = steps
+        if isinstance(self.node_duration, PreAggregatedHistogram):
+            self.run_steps = pending_counter(steps)
+            self.node_duration.flushes(self.run_steps)
         self._attributes: dict[tuple[str, ...], dict[str, str]] = {}
 
     def node_attributes(self, graph_name: str, node_id: str, outcome: str) -> dict[str, str]:
@@ -51,6 +57,13 @@ class Instruments:
         if found is None:
             found = {attr.GRAPH_NAME: graph_name, attr.NODE_ID: node_id, attr.NODE_OUTCOME: outcome}
             self._attributes[(graph_name, node_id, outcome)] = found
+        return found
+
+    def graph_attributes(self, graph_name: str) -> dict[str, str]:
+        """The attributes of `tracegraph.run.steps`, one dict per graph like `node_attributes`."""
+        found = self._attributes.get((graph_name,))
+        if found is None:
+            found = self._attributes[(graph_name,)] = {attr.GRAPH_NAME: graph_name}
         return found
 
     def run_attributes(self, graph_name: str, outcome: str) -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""Duration histograms that cost the recording thread one bisect, handed to the SDK at each collection.
+"""Metric instruments aggregated on the graph's thread and handed to the SDK at each collection.
 
 `tracegraph.node.duration` is recorded once per node step. A plain `Histogram.record` costs ~9 µs on the graph's
 thread with OpenTelemetry's SDK 1.45 (a `Measurement`, the exemplar filter, copying and hashing the attributes, two
@@ -17,6 +17,9 @@ bucket histogram with the default aligned exemplar reservoir (or drops it), unde
 always-off exemplar filter; any other meter provider, view,
 aggregation or SDK version gets `ExactHistogram`, a plain `record` per duration. A reader added later is noticed at
 the next record: what was aggregated before it is merged first, for the readers that existed then.
+
+`PendingCounter` does the same for the `tracegraph.run.steps` counter through the public API only: its adds are
+summed locally and handed to the SDK counter by one `add` per attribute set in the same collection callback.
 """
 
 from __future__ import annotations
@@ -28,10 +31,21 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
 from opentelemetry import trace
-from opentelemetry.metrics import CallbackOptions, Histogram, Meter, Observation
+from opentelemetry.metrics import CallbackOptions, Counter, Histogram, Meter, Observation
 from opentelemetry.trace import Span
 
-__all__ = ('DurationRecorder', 'ExactHistogram', 'PreAggregatedHistogram', 'duration_recorder')
+__all__ = (
+    'DurationRecorder',
+    'ExactHistogram',
+    'PendingCounter',
+    'PreAggregatedHistogram',
+    'duration_recorder',
+    'pending_counter',
+)
+
+
+_recorders_lock = threading.Lock()
+"""Guards the two registries below (a recorder and a pending counter per SDK instrument)."""
 
 
 class DurationRecorder(Protocol):
@@ -73,6 +87,7 @@ class PreAggregatedHistogram:
 
     def __init__(self, target: _SdkTarget) -> None:
         self._target = target
+        self._counters: list[PendingCounter] = []
         self.histogram = target.instrument
         self._bounds = target.boundaries
         self._exemplars = target.exemplars
@@ -109,9 +124,16 @@ class PreAggregatedHistogram:
         for aggregate in pending.values():
             self._target.merge(aggregate)
 
+    def flushes(self, counter: PendingCounter) -> None:
+        """Flush `counter` at each collection too (once, however often it is asked)."""
+        if counter not in self._counters:
+            self._counters.append(counter)
+
     def collect(self, options: CallbackOptions) -> Iterable[Observation]:
-        """The asynchronous instrument's callback: merge, and observe nothing of its own."""
+        """The asynchronous instrument's callback: merge (and flush the counters), observe nothing of its own."""
         self.merge()
+        for counter in self._counters:
+            counter.flush()
         return ()
 
     def _readers_changed(self) -> None:
@@ -123,9 +145,45 @@ class PreAggregatedHistogram:
         self._bounds = self._target.boundaries
 
 
+class PendingCounter:
+    """A counter whose adds are summed locally and handed to `counter` at each collection of an SDK reader.
+
+    Only for a meter whose collections call asynchronous callbacks (the SDK's); `flush` is that callback's work.
+    """
+
+    def __init__(self, counter: Counter) -> None:
+        self.counter = counter
+        self._lock = threading.Lock()
+        self._pending: dict[int, tuple[dict[str, str], int]] = {}
+
+    def add(self, amount: int, attributes: dict[str, str]) -> None:
+        """Count `amount` more for `attributes` (kept by identity, like `PreAggregatedHistogram.record`)."""
+        with self._lock:
+            found = self._pending.get(id(attributes))
+            self._pending[id(attributes)] = (attributes, amount + (found[1] if found is not None else 0))
+
+    def flush(self) -> None:
+        """One SDK `add` per attribute set counted since the last flush."""
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        for attributes, amount in pending.values():
+            self.counter.add(amount, attributes)
+
+
+_pending_counters: weakref.WeakValueDictionary[int, PendingCounter] = weakref.WeakValueDictionary()
+
+
+def pending_counter(counter: Counter) -> PendingCounter:
+    """The one `PendingCounter` of `counter` (the SDK hands out the same instrument for the same name)."""
+    with _recorders_lock:
+        found = _pending_counters.get(id(counter))
+        if found is None or found.counter is not counter:
+            found = _pending_counters[id(counter)] = PendingCounter(counter)
+        return found
+
+
 _recorders: weakref.WeakValueDictionary[int, ExactHistogram | PreAggregatedHistogram] = weakref.WeakValueDictionary()
 """By instrument id; a pre-aggregated recorder lives as long as its provider holds its callback."""
-_recorders_lock = threading.Lock()
 
 
 def duration_recorder(meter: Meter, name: str, histogram: Histogram) -> DurationRecorder:

@@ -32,7 +32,7 @@ import tracegraph.run as engine_run
 from tracegraph import BaseNode, End, Graph, GraphRunContext, InstrumentationSettings
 from tracegraph._version import __version__
 from tracegraph.tracing import attributes as attr
-from tracegraph.tracing.duration_histograms import ExactHistogram, PreAggregatedHistogram, duration_recorder
+from tracegraph.tracing.preaggregated import ExactHistogram, PreAggregatedHistogram, duration_recorder
 
 pytestmark = pytest.mark.anyio
 
@@ -200,12 +200,26 @@ async def test_a_collection_in_the_middle_of_a_run_sees_every_step_before_it(clo
         tracer_provider=_tracing()[0], meter_provider=SdkMeterProvider(metric_readers=[reader])
     )
     graph = Graph(nodes=[Even, Odd], name='durations', instrumentation=settings)
-    seen: list[int] = []
+    seen: list[tuple[int, int]] = []
     plan = Plan(clock=clock, durations_us=[3000] * 1000, fail=False, at_step=700)
-    plan.probe = lambda: seen.append(sum(p.count for p in points_of(reader, attr.METRIC_NODE_DURATION)))
+
+    def counted() -> tuple[int, int]:
+        data = reader.get_metrics_data()  # one collection: the histogram and the step counter agree in it
+        points: list[Any] = [
+            p
+            for rm in data.resource_metrics
+            if data
+            for sm in rm.scope_metrics
+            for m in sm.metrics
+            if m.name in (attr.METRIC_NODE_DURATION, attr.METRIC_RUN_STEPS)
+            for p in m.data.data_points
+        ]
+        return sum(p.count for p in points if hasattr(p, 'count')), sum(p.value for p in points if hasattr(p, 'value'))
+
+    plan.probe = lambda: seen.append(counted())
     await graph.run(Even(0), deps=plan)
-    assert seen == [700]
-    assert sum(p.count for p in points_of(reader, attr.METRIC_NODE_DURATION)) == 1000
+    assert seen == [(700, 700)]
+    assert counted() == (1000, 1000)
 
 
 async def test_force_flush_exports_every_step_to_a_periodic_reader(clock: FixedClock) -> None:
