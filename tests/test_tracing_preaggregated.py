@@ -205,10 +205,10 @@ async def test_a_collection_in_the_middle_of_a_run_sees_every_step_before_it(clo
 
     def counted() -> tuple[int, int]:
         data = reader.get_metrics_data()  # one collection: the histogram and the step counter agree in it
+        assert data is not None
         points: list[Any] = [
             p
             for rm in data.resource_metrics
-            if data
             for sm in rm.scope_metrics
             for m in sm.metrics
             if m.name in (attr.METRIC_NODE_DURATION, attr.METRIC_RUN_STEPS)
