@@ -6,7 +6,8 @@
    tracegraph's spool (disk, then HTTP or gRPC, fsync on), each to a local receiver in its own process
    (`tests/exporters_helpers.py`, a real protobuf/grpcio receiver), in batches of 512 spans.
 2. Step time: a graph whose node does `--work-us` of CPU work runs `--runs` runs of `--steps` steps through
-   `configure()` (direct OTLP/HTTP, direct OTLP/gRPC, spool over HTTP), with the backend up, down (nothing
+   `configure()` (direct OTLP/HTTP, direct OTLP/gRPC, spool over HTTP, and `offload/http|grpc`:
+   `configure(export_process=True)`, OTLP sent from a child process), with the backend up, down (nothing
    listening) and slow (every request answered after 0.5 s), and `drop`: the same batch processor over an
    exporter that drops every batch unencoded (the step time without the export's own work). Every step is timed
    around `GraphRun.next()`; p50 and p99 are printed with their ratio to the backend-up case (issue 4: within
@@ -158,7 +159,7 @@ class _DropExporter(SpanExporter):
 
 
 def scenario(pipeline: str, backend: str, runs: int, steps: int) -> list[float]:
-    kind = 'grpc' if pipeline == 'otlp/grpc' else 'http'
+    kind = 'grpc' if pipeline.endswith('/grpc') else 'http'
     port = free_port()
     receiver = None
     if backend not in ('down', 'drop'):
@@ -170,6 +171,7 @@ def scenario(pipeline: str, backend: str, runs: int, steps: int) -> list[float]:
             protocol='grpc' if kind == 'grpc' else 'http/protobuf',
             spool=SpoolOptions(directory=spool_dir) if spool_dir else None,
             set_global=False,
+            export_process=pipeline.startswith('offload/'),
         )
         tracer_provider = telemetry.tracer_provider
         if backend == 'drop':  # the same batch processor settings as configure(), over an exporter that drops
@@ -206,6 +208,7 @@ def main() -> None:
     parser.add_argument('--json', type=Path, default=None, help='also write the results here')
     parser.add_argument('--switch-interval', type=float, default=None, help='sys.setswitchinterval (s) for the run')
     parser.add_argument('--no-throughput', action='store_true', help='only the step times')
+    parser.add_argument('--pipeline', dest='pipelines', action='append', default=None, help='only these (repeatable)')
     args = parser.parse_args()
     if args.switch_interval is not None:
         sys.setswitchinterval(args.switch_interval)
@@ -225,7 +228,7 @@ def main() -> None:
     results['steps']['no tracing'] = {'p50_us': pct(base, 50) * 1e6, 'p99_us': pct(base, 99) * 1e6}
     print(f'\nstep time, µs ({args.runs} runs x {args.steps} steps, node work {args.work_us:.0f} µs)')
     print(f'  {"no tracing":<22} p50 {pct(base, 50) * 1e6:8.1f}   p99 {pct(base, 99) * 1e6:8.1f}')
-    for pipeline in ('otlp/http', 'otlp/grpc', 'spool/http'):
+    for pipeline in args.pipelines or ('otlp/http', 'otlp/grpc', 'spool/http', 'offload/http', 'offload/grpc'):
         pooled: dict[str, list[float]] = {'up': [], 'drop': [], 'down': [], 'slow': []}
         for _ in range(args.rounds):  # interleaved rounds, so drift of the machine hits every case alike
             for backend, samples in pooled.items():

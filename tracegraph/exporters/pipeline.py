@@ -185,6 +185,7 @@ def configure(
     spool: SpoolOptions | None = None,
     metrics: bool | MetricsOptions = True,
     set_global: bool = True,
+    export_process: bool = False,
 ) -> Telemetry:
     """Build tracer and meter providers that send tracegraph's spans and metrics where you say.
 
@@ -203,6 +204,9 @@ def configure(
         metrics: build a `MeterProvider` exporting tracegraph's metrics over OTLP (and Prometheus, see
             `MetricsOptions`); False for none.
         set_global: install the providers as OpenTelemetry's global ones, which tracegraph uses.
+        export_process: encode and send OTLP spans from a child process (`OffloadSpanProcessor`), so the
+            exporter never holds this process's GIL while a graph steps: the step p99 stays near what it is with
+            no export, for ~5 µs per span of framing on the thread that ends it. Not with `spool`.
 
     Raises:
         ConfigurationError: for a bad setting, naming it and its value, before anything is built.
@@ -223,6 +227,7 @@ def configure(
     metric_target = resolve_target(endpoint=endpoint, protocol=protocol, headers=headers, signal='metrics')
     spool_path = check_spool_dir(spool.directory, 'SpoolOptions.directory') if spool is not None else None
     file_path = check_file(file) if file is not None else None
+    _check_export_process(export_process, spool, otlp_traces, trace_exporters)
     if spool is not None and spool.max_bytes <= 0:
         raise ConfigurationError(f'SpoolOptions.max_bytes must be positive, got {spool.max_bytes!r}.')
     if port is not None and not (isinstance(port, int) and 0 <= port <= 65535):
@@ -258,7 +263,9 @@ def configure(
         if prometheus is not None:
             prometheus.close()
         raise
-    processors = _span_processors(console, file_path, spool_exporter, trace_target if otlp_traces else None, drops)
+    processors = _span_processors(
+        console, file_path, spool_exporter, trace_target if otlp_traces else None, drops, export_process
+    )
     if not processors:
         logger.warning(
             'tracegraph: configure() built no span exporter, so spans go nowhere: pass endpoint= (or set '
@@ -270,6 +277,20 @@ def configure(
     telemetry.attach_prometheus(prometheus)
     atexit.register(telemetry.shutdown)
     return telemetry
+
+
+def _check_export_process(
+    export_process: bool, spool: SpoolOptions | None, otlp_traces: bool, trace_exporters: frozenset[str] | None
+) -> None:
+    if export_process and spool is not None:
+        raise ConfigurationError(
+            'export_process=True and spool= both choose who sends the spans: the spool sends them itself; pass one.'
+        )
+    if export_process and not otlp_traces:
+        raise ConfigurationError(
+            'export_process=True sends OTLP spans from a child process, but no OTLP span export is configured '
+            f'(OTEL_TRACES_EXPORTER={",".join(sorted(trace_exporters or ())) or "none"}).'
+        )
 
 
 _GLOBAL_PURPOSE = 'set_global=True'
@@ -296,6 +317,7 @@ def _span_processors(
     spool: SpoolSpanExporter | None,
     otlp: OtlpTarget | None,
     drops: DropCounter,
+    export_process: bool = False,
 ) -> list[SpanProcessor]:
     processors: list[SpanProcessor] = []
     if console:
@@ -309,8 +331,12 @@ def _span_processors(
     if spool is not None:
         # The spool's point is to survive a crash: a span waits at most this long in memory before it is on disk.
         processors.append(CountingBatchSpanProcessor(spool, drops, schedule_delay_millis=SPOOL_SCHEDULE_DELAY_MILLIS))
+    elif otlp is not None and export_process:
+        from .offload import OffloadSpanProcessor
+
+        processors.append(OffloadSpanProcessor(otlp, drops=drops))
     elif otlp is not None:
-        processors.append(CountingBatchSpanProcessor(_otlp_span_exporter(otlp), drops))
+        processors.append(CountingBatchSpanProcessor(otlp_span_exporter(otlp), drops))
     return processors
 
 
@@ -388,7 +414,8 @@ def _resource(service_name: str | None, service_version: str | None) -> Resource
     return Resource.create(attributes)
 
 
-def _otlp_span_exporter(target: OtlpTarget) -> SpanExporter:
+def otlp_span_exporter(target: OtlpTarget) -> SpanExporter:
+    """The SDK's OTLP span exporter for `target` (HTTP/protobuf or gRPC); also what the export process uses."""
     if target.protocol == 'grpc':
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpanExporter
 

@@ -1,0 +1,101 @@
+"""Instructions per node step under `valgrind --tool=callgrind`: the repeatable twin of `step_overhead.py`.
+
+Wall-clock figures on the shared 2-core machine move by ±20 % between worker processes; instruction counts do not
+(two runs agree to ~0.1 %). Each (mode, variant) runs in a fresh process under callgrind twice, with 0 and with
+`--steps` node steps (after the same warm-up), and the difference divided by the steps is its cost per step, all
+threads included (the batch processor's worker does its share of the work while the graph runs, as it would on the
+GIL). Instructions are not time — a cache miss costs more than an add — but ratios of them between code paths that
+do the same kind of work are what the wall-clock ratios would be on a quiet machine.
+
+    .venv/bin/python bench/step_instructions.py [--steps 2000] [--workload long|short]
+
+Uses the `WORKLOAD`, modes and variants of `step_overhead.py` (tracegraph side only; the classic side needs its
+own venv and is measured by wall clock there).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+PAIRS = (
+    ('none', 'bare_loop[tracegraph]'),
+    ('none', 'tracegraph'),
+    ('otel', 'bare_loop_one_span'),
+    ('otel', 'bare_loop_one_span_same_attrs'),
+    ('otel', 'tracegraph'),
+    ('otel_metrics', 'bare_loop_one_span'),
+    ('otel_metrics', 'tracegraph'),
+)
+
+
+def run_child(mode: str, variant: str, workload: str, steps: int) -> None:
+    """Warm `variant` up, then run `steps` node steps of it (the measured process)."""
+    sys.path.insert(0, str(BENCH))
+    import step_overhead as so
+
+    _, tracer = so._setup_mode(mode, so._Counter())  # pyright: ignore[reportPrivateUsage]
+    long_fn, short_fn = so._variants('tracegraph', mode, tracer)[variant]  # pyright: ignore[reportPrivateUsage]
+
+    async def main() -> None:
+        await long_fn(200)
+        await short_fn(40, so.SHORT_STEPS)
+        if steps:
+            await (long_fn(steps) if workload == 'long' else short_fn(steps // so.SHORT_STEPS, so.SHORT_STEPS))
+
+    asyncio.run(main())
+
+
+def instructions(mode: str, variant: str, workload: str, steps: int) -> int:
+    command = ['valgrind', '--tool=callgrind', '--callgrind-out-file=/dev/null', sys.executable, __file__]
+    command += ['--child', mode, variant, workload, str(steps)]
+    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    found = re.search(r'Collected : (\d+)', done.stderr)
+    assert found, done.stderr[-2000:]
+    return int(found.group(1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or '').splitlines()[0])
+    parser.add_argument('--steps', type=int, default=2000)
+    parser.add_argument('--workload', choices=('long', 'short'), default='long')
+    parser.add_argument('--child', nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument('--json', type=Path, default=None)
+    parser.add_argument('--only', action='append', default=None, help='MODE:VARIANT to measure (repeatable)')
+    args = parser.parse_args()
+    if args.child:
+        mode, variant, workload, steps = args.child
+        run_child(mode, variant, workload, int(steps))
+        return
+    per_step: dict[str, float] = {}
+    pairs = [tuple(o.split(':', 1)) for o in args.only] if args.only else PAIRS
+    for mode, variant in pairs:
+        base = instructions(mode, variant, args.workload, 0)
+        full = instructions(mode, variant, args.workload, args.steps)
+        per_step[f'{mode} {variant}'] = (full - base) / args.steps
+        print(f'{mode:<13} {variant:<32} {per_step[f"{mode} {variant}"] / 1000:9.1f} k instructions/step', flush=True)
+    if args.only:
+        return
+    ratios: dict[str, Any] = {
+        'otel: tracegraph / one-span floor': per_step['otel tracegraph'] / per_step['otel bare_loop_one_span'],
+        'otel+metrics: tracegraph / one-span floor': per_step['otel_metrics tracegraph']
+        / per_step['otel_metrics bare_loop_one_span'],
+        'otel+metrics / otel: tracegraph': per_step['otel_metrics tracegraph'] / per_step['otel tracegraph'],
+        'otel: same attributes by hand / one-span floor': per_step['otel bare_loop_one_span_same_attrs']
+        / per_step['otel bare_loop_one_span'],
+    }
+    for name, value in ratios.items():
+        print(f'{name:<50} {value:6.2f}')
+    if args.json:
+        args.json.write_text(json.dumps({'workload': args.workload, 'per_step': per_step, 'ratios': ratios}, indent=2))
+
+
+if __name__ == '__main__':
+    main()

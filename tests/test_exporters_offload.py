@@ -1,0 +1,205 @@
+"""OTLP export from a child process (`configure(export_process=True)`): the same bytes, flushed, and crash behaviour.
+
+Every test sends real spans of real runs to a real OTLP receiver on loopback through a real child process.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+from exporters_helpers import (
+    Increment,
+    OtlpGrpcReceiver,
+    OtlpHttpReceiver,
+    Receiver,
+    counter_graph,
+    make_spans,
+    wait_until,
+)
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from sample_runs import run_sample_graph
+
+from tracegraph.exporters import ConfigurationError, configure
+from tracegraph.exporters.offload import OffloadSpanProcessor
+from tracegraph.exporters.settings import resolve_target
+from tracegraph.exporters.spanrecords import RecordReader, RecordWriter, read_frames
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _spans_of_real_runs() -> list[ReadableSpan]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create({'service.name': 'offload-test'}))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    run_sample_graph(provider)  # nested user spans, a failing run's exception event and ERROR status below
+    run_sample_graph(provider, fail=True, error='the answer is not 42')
+    return list(exporter.get_finished_spans())
+
+
+def test_records_rebuild_spans_the_encoder_turns_into_the_same_bytes() -> None:
+    spans = _spans_of_real_runs() + make_spans(runs=2)  # two resources, two scopes
+    writer, buffer = RecordWriter(), bytearray()
+    for span in spans:
+        buffer += writer.frames(span)
+    buffer += b'\x05\x00'  # the start of a frame still on its way stays in the buffer
+    reader = RecordReader()
+    rebuilt = [s for s in (reader.add(fields) for fields in read_frames(buffer)) if s is not None]
+    assert buffer == bytearray(b'\x05\x00')
+    assert len(rebuilt) == len(spans)
+    assert encode_spans(rebuilt).SerializeToString() == encode_spans(spans).SerializeToString()
+
+
+def _by_span(receiver: Receiver) -> dict[str, bytes]:
+    return {s.span_id: s.span.SerializeToString() for s in receiver.spans()}
+
+
+def _target(receiver: Receiver, protocol: str, headers: dict[str, str] | None = None) -> Any:
+    return resolve_target(endpoint=receiver.endpoint, protocol=protocol, headers=headers, signal='traces')
+
+
+@pytest.mark.parametrize('protocol', ['http/protobuf', 'grpc'])
+def test_the_backend_receives_what_the_in_process_exporter_sends(protocol: str) -> None:
+    receiver_class = OtlpGrpcReceiver if protocol == 'grpc' else OtlpHttpReceiver
+    with receiver_class() as direct, receiver_class() as offloaded:
+        in_process = configure(endpoint=direct.endpoint, protocol=protocol, metrics=False, set_global=False)
+        child = configure(
+            endpoint=offloaded.endpoint, protocol=protocol, metrics=False, set_global=False, export_process=True
+        )
+        for telemetry in (in_process, child):
+            graph = counter_graph(telemetry.tracer_provider)
+            for _ in range(20):
+                graph.run_sync(Increment(0))
+        assert child.force_flush()
+        assert in_process.force_flush()
+        sent, received = _by_span(direct), _by_span(offloaded)
+        assert len(received) == len(sent) == 20 * 5
+        # Ids and times differ between the two pipelines' runs; everything else of each span is the same.
+        assert sorted(len(b) for b in sent.values()) == sorted(len(b) for b in received.values())
+        assert {s.resource['service.name'] for s in offloaded.spans()} == {
+            s.resource['service.name'] for s in direct.spans()
+        }
+        child.shutdown()
+        in_process.shutdown()
+
+
+def test_spans_arrive_byte_for_byte() -> None:
+    """The same spans through the child and through the SDK's exporter in this process: the same bytes each."""
+    spans = _spans_of_real_runs()
+    with OtlpHttpReceiver() as direct, OtlpHttpReceiver() as offloaded:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        OTLPSpanExporter(endpoint=f'{direct.endpoint}/v1/traces').export(spans)
+        processor = OffloadSpanProcessor(_target(offloaded, 'http/protobuf'))
+        for span in spans:
+            processor.on_end(span)
+        assert processor.force_flush()
+        assert _by_span(offloaded) == _by_span(direct)
+        processor.shutdown()
+
+
+def test_shutdown_flushes_and_ends_the_child() -> None:
+    with OtlpHttpReceiver() as receiver:
+        processor = OffloadSpanProcessor(_target(receiver, 'http/protobuf'))
+        pid = processor.child_pid
+        for span in make_spans(runs=3):
+            processor.on_end(span)
+        processor.shutdown()
+        assert len(receiver.spans()) == 3 * 4
+        assert pid is not None
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)  # reaped: gone
+        assert not processor.force_flush()
+
+
+def test_headers_go_through_the_pipe_not_the_command_line() -> None:
+    with OtlpHttpReceiver() as receiver:
+        processor = OffloadSpanProcessor(_target(receiver, 'http/protobuf', {'authorization': 'Bearer s3cret-tok'}))
+        cmdline = Path(f'/proc/{processor.child_pid}/cmdline').read_bytes()
+        assert b's3cret' not in cmdline
+        for span in make_spans():
+            processor.on_end(span)
+        assert processor.force_flush()
+        assert receiver.headers[-1]['authorization'] == 'Bearer s3cret-tok'
+        processor.shutdown()
+
+
+def test_a_dead_export_process_is_replaced() -> None:
+    with OtlpHttpReceiver() as receiver:
+        processor = OffloadSpanProcessor(_target(receiver, 'http/protobuf'), schedule_delay=0.05)
+        first = processor.child_pid
+        assert first is not None
+        os.kill(first, signal.SIGKILL)
+        assert wait_until(lambda: _exited(first))
+        spans = make_spans(runs=2)
+        for span in spans:  # the first write finds the pipe broken: these are counted lost, a new child starts
+            processor.on_end(span)
+        assert wait_until(lambda: processor.child_pid != first)
+        later = make_spans(runs=2)
+        for span in later:
+            processor.on_end(span)
+        assert processor.force_flush()
+        received = {s.span_id for s in receiver.spans()}
+        assert {f'{s.context.span_id:016x}' for s in later if s.context} <= received
+        lost = processor.dropped.counts.get('export_failed', 0)
+        assert lost + len(received) == len(spans) + len(later)
+        processor.shutdown()
+
+
+def _exited(pid: int) -> bool:
+    try:
+        waited, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return True
+    return waited == pid
+
+
+def test_spans_survive_a_sigkill_of_the_graph_process() -> None:
+    script = textwrap.dedent(
+        """
+        import os, signal, sys, time
+        sys.path.insert(0, sys.argv[2])
+        from exporters_helpers import counter_graph, Increment
+        from tracegraph.exporters import configure
+
+        telemetry = configure(endpoint=sys.argv[1], metrics=False, set_global=False, export_process=True)
+        graph = counter_graph(telemetry.tracer_provider)
+        for _ in range(50):
+            graph.run_sync(Increment(0))
+        time.sleep(0.6)  # longer than the writer's schedule delay: every frame is in the pipe
+        os.kill(os.getpid(), signal.SIGKILL)
+        """
+    )
+    with OtlpHttpReceiver() as receiver:
+        done = subprocess.run(
+            [sys.executable, '-c', script, receiver.endpoint, str(ROOT / 'tests')], capture_output=True, timeout=120
+        )
+        assert done.returncode == -signal.SIGKILL, done.stderr.decode()
+        assert wait_until(lambda: len(receiver.spans()) == 50 * 5, timeout=30), len(receiver.spans())
+
+
+def test_export_process_needs_otlp_and_not_a_spool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tracegraph.exporters import SpoolOptions
+
+    with pytest.raises(ConfigurationError) as raised:
+        configure(spool=SpoolOptions(directory=tmp_path), export_process=True, set_global=False, metrics=False)
+    assert str(raised.value) == (
+        'export_process=True and spool= both choose who sends the spans: the spool sends them itself; pass one.'
+    )
+    monkeypatch.setenv('OTEL_TRACES_EXPORTER', 'console')
+    with pytest.raises(ConfigurationError) as raised:
+        configure(export_process=True, set_global=False, metrics=False)
+    assert str(raised.value) == (
+        'export_process=True sends OTLP spans from a child process, but no OTLP span export is configured '
+        '(OTEL_TRACES_EXPORTER=console).'
+    )
