@@ -19,6 +19,7 @@ from exporters_helpers import (
     OtlpGrpcReceiver,
     OtlpHttpReceiver,
     Receiver,
+    Reply,
     counter_graph,
     make_spans,
     wait_until,
@@ -203,3 +204,32 @@ def test_export_process_needs_otlp_and_not_a_spool(tmp_path: Path, monkeypatch: 
         'export_process=True sends OTLP spans from a child process, but no OTLP span export is configured '
         '(OTEL_TRACES_EXPORTER=console).'
     )
+
+
+def test_a_slow_backend_slows_the_child_and_loses_nothing() -> None:
+    """While the child waits on the backend it reads nothing: the pipe fills instead of a queue dropping spans."""
+    spans = make_spans(runs=200, nodes=7)  # 1,600 spans, more than the SDK batch processor's default queue
+    with OtlpHttpReceiver() as receiver:
+        receiver.default_delay = 0.2
+        processor = OffloadSpanProcessor(_target(receiver, 'http/protobuf'))
+        for span in spans:
+            processor.on_end(span)
+        assert processor.force_flush(60_000)
+        assert len(receiver.spans()) == len(spans)
+        assert processor.dropped.counts == {}
+        processor.shutdown()
+
+
+def test_a_batch_the_backend_refuses_is_counted() -> None:
+    with OtlpHttpReceiver() as receiver:
+        receiver.script(Reply(status=400))  # not retryable: the SDK exporter gives the batch up
+        processor = OffloadSpanProcessor(_target(receiver, 'http/protobuf'))
+        for span in make_spans(runs=2):
+            processor.on_end(span)
+        assert processor.force_flush()
+        assert wait_until(lambda: processor.dropped.counts == {'export_failed': 8})
+        for span in make_spans(runs=1):
+            processor.on_end(span)
+        assert processor.force_flush()
+        assert len(receiver.spans()) == 4
+        processor.shutdown()

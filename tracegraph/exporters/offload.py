@@ -5,14 +5,17 @@ span); a graph step that wants the GIL meanwhile waits for the interpreter's swi
 p99 at several milliseconds while p50 stays at ~0.1 ms (`bench/export.py`). `OffloadSpanProcessor` instead turns
 each finished span into a `spanrecords` frame where it ends (~5 µs, on the graph's thread, evenly, never a
 batch at once), and a writer thread hands the frames to a child process through a pipe, a write that releases the
-GIL. The child (`python -m tracegraph.exporters.offload`) rebuilds the spans and exports them with the SDK's own
-`BatchSpanProcessor` and OTLP exporter, so the backend receives the bytes the in-process exporter would send.
+GIL. The child (`python -m tracegraph.exporters.offload`) rebuilds the spans and exports them in batches of 512
+(or after 0.5 s) with the SDK's own OTLP exporter, so the backend receives the bytes the in-process exporter would
+send. While the child exports it reads nothing more: a slow backend fills the pipe and then the parent's buffer,
+never a queue that drops silently.
 
 Contract:
 - `force_flush()` returns True once the child has exported (or failed to export, as the SDK would) every span that
   ended before the call; `shutdown()` flushes, closes the pipe and waits for the child.
-- A child that dies is started again at the next write. The spans that could not be written to it are counted in
-  `dropped` (reason `export_failed`), as are spans ended while more than `max_buffer_bytes` wait for the pipe
+- A batch the child's exporter fails to send (after the SDK exporter's own retries) is counted in `dropped`
+  (reason `export_failed`). A child that dies is started again at the next write; the spans that could not be
+  written to it are counted there too, as are spans ended while more than `max_buffer_bytes` wait for the pipe
   (`queue_full`); spans the dead child had read but not yet exported are lost uncounted (the SDK's batch processor
   loses its queue the same way when its process dies), and a `force_flush()` waiting on it returns False.
 - When the graph's process is SIGKILLed, the child still exports what it had read (it exports on end of input);
@@ -26,12 +29,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import select
 import subprocess
 import sys
 import threading
 import time
 from dataclasses import asdict
-from typing import IO, Any
+from typing import IO
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
@@ -162,7 +166,9 @@ class OffloadSpanProcessor(SpanProcessor):
     def _read_acks(self, stdout: IO[bytes]) -> None:
         for line in stdout:
             parts = line.split()
-            if len(parts) == 2 and parts[0] == b'F':
+            if len(parts) == 2 and parts[0] == b'D':
+                self.dropped.add('export_failed', int(parts[1]))
+            elif len(parts) == 2 and parts[0] == b'F':
                 with self._lock:
                     found = self._acks.get(int(parts[1]))
                 if found is not None:
@@ -208,33 +214,60 @@ class OffloadSpanProcessor(SpanProcessor):
 # ----------------------------------------------------------------------------------------------- the child
 
 
+_BATCH = 512
+_CHILD_DELAY = 0.5
+
+
 def _child_main() -> None:
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    """Read frames from standard input and export their spans in batches; acknowledge flushes on standard output.
+
+    Exports happen on this loop, so while one is in flight nothing more is read: the pipe fills and the parent's
+    writer waits, instead of a queue here dropping spans. A failed export is reported as `D <spans>`.
+    """
+    from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
     from .pipeline import otlp_span_exporter
 
-    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
-    buffer = bytearray()
-    reader = RecordReader()
-    processor: BatchSpanProcessor | None = None
-    while chunk := os.read(stdin.fileno(), 1 << 20):
+    stdin, stdout = sys.stdin.buffer.fileno(), sys.stdout.buffer
+    buffer, reader = bytearray(), RecordReader()
+    exporter: SpanExporter | None = None
+    batch: list[ReadableSpan] = []
+    oldest = 0.0
+
+    def answer(line: bytes) -> None:
+        with contextlib.suppress(OSError):  # the parent may be gone: export what was read anyway
+            stdout.write(line)
+            stdout.flush()
+
+    def export() -> None:
+        if batch and exporter is not None and exporter.export(batch) is not SpanExportResult.SUCCESS:
+            answer(b'D %d\n' % len(batch))
+        batch.clear()
+
+    while True:
+        wait = max(0.0, _CHILD_DELAY - (time.monotonic() - oldest)) if batch else None
+        if not select.select([stdin], [], [], wait)[0]:
+            export()  # the oldest span waited long enough
+            continue
+        chunk = os.read(stdin, 1 << 20)
+        if not chunk:
+            break  # the parent shut down or died: export what was read
         buffer += chunk
         for fields in read_frames(buffer):
-            kind = fields[0]
-            if kind == 'C':
-                config: dict[str, Any] = fields[1]
-                processor = BatchSpanProcessor(otlp_span_exporter(OtlpTarget(**config)))
-            elif kind == 'F':
-                if processor is not None:
-                    processor.force_flush()
-                stdout.write(b'F %d\n' % fields[1])
-                stdout.flush()
-            else:
-                span = reader.add(fields)
-                if span is not None and processor is not None:
-                    processor.on_end(span)
-    if processor is not None:  # end of input: the parent shut down or died; export what was read
-        processor.shutdown()
+            if fields[0] == 'C':
+                exporter = otlp_span_exporter(OtlpTarget(**fields[1]))
+            elif fields[0] == 'F':
+                export()
+                answer(b'F %d\n' % fields[1])
+            elif (span := reader.add(fields)) is not None:
+                if not batch:
+                    oldest = time.monotonic()
+                batch.append(span)
+                if len(batch) >= _BATCH:
+                    export()
+    export()
+    if exporter is not None:
+        exporter.shutdown()
 
 
 if __name__ == '__main__':
