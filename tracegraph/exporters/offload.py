@@ -6,9 +6,9 @@ p99 at several milliseconds while p50 stays at ~0.1 ms (`bench/export.py`). `Off
 each finished span into a `spanrecords` frame where it ends (~5 µs, on the graph's thread, evenly, never a
 batch at once), and a writer thread hands the frames to a child process through a pipe, a write that releases the
 GIL. The child (`python -m tracegraph.exporters.offload`) rebuilds the spans and exports them in batches of 512
-(or after 0.5 s) with the SDK's own OTLP exporter, so the backend receives the bytes the in-process exporter would
-send. While the child exports it reads nothing more: a slow backend fills the pipe and then the parent's buffer,
-never a queue that drops silently.
+(or after 0.5 s; one in flight, one waiting) with the SDK's own OTLP exporter, so the backend receives the bytes
+the in-process exporter would send. When both batches are taken the child reads nothing more: a slow backend fills
+the pipe and then the parent's buffer (bounded, its drops counted), never a queue that drops silently.
 
 Contract:
 - `force_flush()` returns True once the child has exported (or failed to export, as the SDK would) every span that
@@ -29,16 +29,18 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import queue
 import select
 import subprocess
 import sys
 import threading
 import time
 from dataclasses import asdict
-from typing import IO
+from typing import IO, Any
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from .drops import DropCounter
 from .settings import OtlpTarget
@@ -218,57 +220,74 @@ _BATCH = 512
 _CHILD_DELAY = 0.5
 
 
-def _child_main() -> None:
-    """Read frames from standard input and export their spans in batches; acknowledge flushes on standard output.
+class _Child:
+    """The export process: reads frames from standard input, exports their spans in batches, acknowledges flushes.
 
-    Exports happen on this loop, so while one is in flight nothing more is read: the pipe fills and the parent's
-    writer waits, instead of a queue here dropping spans. A failed export is reported as `D <spans>`.
+    One batch is exported (in a thread, so rebuilding the next batch overlaps the network wait) while at most one
+    more waits: when both are taken the loop stops reading, the pipe fills and the parent's writer waits, instead
+    of a queue here dropping spans. A failed export is reported on standard output as `D <spans>`.
     """
-    from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-    from .pipeline import otlp_span_exporter
+    def __init__(self) -> None:
+        self._out = sys.stdout.buffer
+        self._reader = RecordReader()
+        self._exporters: list[SpanExporter] = []
+        self._batches: queue.Queue[list[ReadableSpan]] = queue.Queue(maxsize=1)
+        self._batch: list[ReadableSpan] = []
+        self._oldest = 0.0
+        threading.Thread(target=self._export_loop, daemon=True).start()
 
-    stdin, stdout = sys.stdin.buffer.fileno(), sys.stdout.buffer
-    buffer, reader = bytearray(), RecordReader()
-    exporter: SpanExporter | None = None
-    batch: list[ReadableSpan] = []
-    oldest = 0.0
+    def run(self) -> None:
+        stdin, buffer = sys.stdin.buffer.fileno(), bytearray()
+        while True:
+            wait = max(0.0, _CHILD_DELAY - (time.monotonic() - self._oldest)) if self._batch else None
+            if not select.select([stdin], [], [], wait)[0]:
+                self._hand_over()  # the oldest span waited long enough
+                continue
+            chunk = os.read(stdin, 1 << 20)
+            if not chunk:
+                break  # the parent shut down or died: export what was read
+            buffer += chunk
+            for fields in read_frames(buffer):
+                self._take(fields)
+        self._hand_over()
+        self._batches.join()
+        for exporter in self._exporters:
+            exporter.shutdown()
 
-    def answer(line: bytes) -> None:
+    def _take(self, fields: tuple[Any, ...]) -> None:
+        if fields[0] == 'C':
+            from .pipeline import otlp_span_exporter
+
+            self._exporters.append(otlp_span_exporter(OtlpTarget(**fields[1])))
+        elif fields[0] == 'F':
+            self._hand_over()
+            self._batches.join()
+            self._answer(b'F %d\n' % fields[1])
+        elif (span := self._reader.add(fields)) is not None:
+            if not self._batch:
+                self._oldest = time.monotonic()
+            self._batch.append(span)
+            if len(self._batch) >= _BATCH:
+                self._hand_over()
+
+    def _hand_over(self) -> None:
+        if self._batch:
+            self._batches.put(self._batch)  # waits while the exporter is busy and a batch already waits
+            self._batch = []
+
+    def _answer(self, line: bytes) -> None:
         with contextlib.suppress(OSError):  # the parent may be gone: export what was read anyway
-            stdout.write(line)
-            stdout.flush()
+            self._out.write(line)
+            self._out.flush()
 
-    def export() -> None:
-        if batch and exporter is not None and exporter.export(batch) is not SpanExportResult.SUCCESS:
-            answer(b'D %d\n' % len(batch))
-        batch.clear()
-
-    while True:
-        wait = max(0.0, _CHILD_DELAY - (time.monotonic() - oldest)) if batch else None
-        if not select.select([stdin], [], [], wait)[0]:
-            export()  # the oldest span waited long enough
-            continue
-        chunk = os.read(stdin, 1 << 20)
-        if not chunk:
-            break  # the parent shut down or died: export what was read
-        buffer += chunk
-        for fields in read_frames(buffer):
-            if fields[0] == 'C':
-                exporter = otlp_span_exporter(OtlpTarget(**fields[1]))
-            elif fields[0] == 'F':
-                export()
-                answer(b'F %d\n' % fields[1])
-            elif (span := reader.add(fields)) is not None:
-                if not batch:
-                    oldest = time.monotonic()
-                batch.append(span)
-                if len(batch) >= _BATCH:
-                    export()
-    export()
-    if exporter is not None:
-        exporter.shutdown()
+    def _export_loop(self) -> None:
+        while True:
+            spans = self._batches.get()
+            if self._exporters and self._exporters[0].export(spans) is not SpanExportResult.SUCCESS:
+                self._answer(b'D %d\n' % len(spans))
+            self._batches.task_done()
 
 
 if __name__ == '__main__':
-    _child_main()
+    _Child().run()

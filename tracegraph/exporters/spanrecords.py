@@ -112,7 +112,11 @@ def _span_context(fields: tuple[int, int, int, bool, str]) -> SpanContext:
     )
 
 
-def _bounded(attributes: dict[str, Any], dropped: int) -> BoundedAttributes:
+def _bounded(attributes: dict[str, Any], dropped: int) -> Any:
+    """The attributes as the encoder reads them: a plain dict unless some were dropped (the SDK reads the dropped
+    count only from `BoundedAttributes`; building one re-cleans every value, the costliest part of a rebuild)."""
+    if not dropped:
+        return attributes
     bounded = BoundedAttributes(attributes=attributes, immutable=False)
     bounded.dropped = dropped
     return bounded
