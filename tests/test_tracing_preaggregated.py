@@ -371,3 +371,20 @@ def _recorder_of(provider: SdkMeterProvider) -> object:
         explicit_bucket_boundaries_advisory=attr.DURATION_BUCKETS,
     )
     return duration_recorder(meter, attr.METRIC_NODE_DURATION, histogram)
+
+
+async def test_without_the_sdk_binder_every_step_is_recorded(
+    clock: FixedClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tracing layer knows no SDK: the merge is `tracegraph.exporters`' (registered when it is imported)."""
+    from tracegraph.tracing import preaggregated
+
+    assert preaggregated.merge_binders  # the pytest plugin imported tracegraph.exporters
+    monkeypatch.setattr(preaggregated, 'merge_binders', [])
+    reader = InMemoryMetricReader()
+    provider = SdkMeterProvider(metric_readers=[reader])
+    await _run_many(
+        InstrumentationSettings(tracer_provider=_tracing()[0], meter_provider=provider), clock, runs=2, steps=10
+    )
+    assert isinstance(_recorder_of(provider), ExactHistogram)
+    assert sum(p.count for p in points_of(reader, attr.METRIC_NODE_DURATION)) == 20

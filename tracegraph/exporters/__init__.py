@@ -10,6 +10,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from ..tracing import preaggregated as _preaggregated
+
 if TYPE_CHECKING:
     from .capture import MetricPoint, TelemetryCapture
     from .console import ConsoleTimelineProcessor
@@ -69,3 +71,16 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(__all__)
+
+
+def _bind_sdk_histogram(histogram: Any) -> Any:
+    """`sdk_metrics.bind`, imported on first use: only a run that records metrics to an SDK provider pays for it."""
+    if type(histogram).__module__.split('.')[:3] != ['opentelemetry', 'sdk', 'metrics']:
+        return None
+    from .sdk_metrics import bind
+
+    return bind(histogram)
+
+
+if _bind_sdk_histogram not in _preaggregated.merge_binders:
+    _preaggregated.merge_binders.append(_bind_sdk_histogram)

@@ -43,6 +43,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from .drops import DropCounter
+from .sdk_exporters import otlp_span_exporter
 from .settings import OtlpTarget
 from .spanrecords import RecordReader, RecordWriter, frame, read_frames
 
@@ -257,8 +258,6 @@ class _Child:
 
     def _take(self, fields: tuple[Any, ...]) -> None:
         if fields[0] == 'C':
-            from .pipeline import otlp_span_exporter
-
             self._exporters.append(otlp_span_exporter(OtlpTarget(**fields[1])))
         elif fields[0] == 'F':
             self._hand_over()

@@ -18,11 +18,11 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import SpanExporter
 
 from .._version import __version__
 from .drops import CountingBatchSpanProcessor, DropCounter
 from .providers import AttachedProcessors, ProcessorHost, global_host, place_processors
+from .sdk_exporters import otlp_metric_exporter, otlp_span_exporter
 from .settings import (
     ConfigurationError,
     OtlpTarget,
@@ -244,7 +244,7 @@ def configure(
             reader, prometheus = _prometheus(metric_options.prometheus_host, port)
             readers.append(reader)
         if otlp_metrics:
-            readers.append(PeriodicExportingMetricReader(_otlp_metric_exporter(metric_target)))
+            readers.append(PeriodicExportingMetricReader(otlp_metric_exporter(metric_target)))
         if metric_exporters and 'console' in metric_exporters:
             from opentelemetry.sdk.metrics.export import ConsoleMetricExporter
 
@@ -412,29 +412,6 @@ def _resource(service_name: str | None, service_version: str | None) -> Resource
     if service_version:
         attributes['service.version'] = service_version
     return Resource.create(attributes)
-
-
-def otlp_span_exporter(target: OtlpTarget) -> SpanExporter:
-    """The SDK's OTLP span exporter for `target` (HTTP/protobuf or gRPC); also what the export process uses."""
-    if target.protocol == 'grpc':
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpanExporter
-
-        insecure = target.endpoint.startswith('http://')
-        return GrpcSpanExporter(endpoint=target.endpoint, insecure=insecure, headers=target.headers)
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpanExporter
-
-    return HttpSpanExporter(endpoint=target.endpoint, headers=target.headers)
-
-
-def _otlp_metric_exporter(target: OtlpTarget) -> Any:
-    if target.protocol == 'grpc':
-        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as GrpcMetricExporter
-
-        insecure = target.endpoint.startswith('http://')
-        return GrpcMetricExporter(endpoint=target.endpoint, insecure=insecure, headers=target.headers)
-    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as HttpMetricExporter
-
-    return HttpMetricExporter(endpoint=target.endpoint, headers=target.headers)
 
 
 def _prometheus(host: str, port: int) -> tuple[MetricReader, _PrometheusEndpoint]:

@@ -144,19 +144,35 @@ class RecordReader:
     def __init__(self) -> None:
         self._resources: dict[int, Resource] = {}
         self._scopes: dict[int, InstrumentationScope] = {}
+        self.resources: dict[int, tuple[dict[str, Any], str]] = {}
+        """Each resource number's (attributes, schema url); equal resources share one tuple, as the SDK's encoder
+        groups equal resources into one `ResourceSpans`."""
+        self.scopes: dict[int, tuple[str, str | None, str | None, dict[str, Any]]] = {}
+        """Each scope number's (name, version, schema url, attributes)."""
+        self._equal: dict[bytes, Any] = {}
 
     def add(self, fields: tuple[Any, ...]) -> ReadableSpan | None:
         """Take one frame: a span frame gives its span, a resource or scope frame is kept (None)."""
+        if self.keep(fields):
+            return self.span(fields)
+        return None
+
+    def keep(self, fields: tuple[Any, ...]) -> bool:
+        """Keep a resource or scope frame (False); True for a span frame, which the caller rebuilds or encodes."""
         kind = fields[0]
         if kind == 'R':
-            self._resources[fields[1]] = Resource(fields[2], fields[3])
-            return None
+            _, number, attributes, schema_url = fields
+            key = marshal.dumps((sorted(attributes.items()), schema_url))
+            self.resources[number] = self._equal.setdefault(key, (attributes, schema_url))
+            self._resources[number] = Resource(attributes, schema_url)
+            return False
         if kind == 'S':
             _, number, name, version, schema_url, attributes = fields
+            self.scopes[number] = (name, version, schema_url, attributes)
             self._scopes[number] = InstrumentationScope(name, version, schema_url, attributes)
-            return None
+            return False
         if kind == 'P':
-            return self.span(fields)
+            return True
         raise ValueError(f'unknown span-record frame kind {kind!r}')
 
     def span(self, fields: tuple[Any, ...]) -> ReadableSpan:

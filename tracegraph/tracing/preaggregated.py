@@ -11,10 +11,12 @@ every duration recorded before it began, and its points are what per-step record
 unit, buckets, attributes, count, min and max, the sum up to float rounding, and the exemplars the SDK's
 default reservoir and filter (the last measurement of each bucket made in a sampled span) would have kept.
 
-Merging writes to the SDK's aggregation internals, which no API offers (`_SdkTarget` reads them, and is the only
-code that does). The fast path is taken only for an SDK instrument whose every reader aggregates it as an explicit
-bucket histogram with the default aligned exemplar reservoir (or drops it), under the trace-based or the
-always-off exemplar filter; any other meter provider, view,
+Merging writes to the SDK's aggregation internals, which no API offers, so it lives with the SDK code in
+`tracegraph.exporters.sdk_metrics` (this layer imports the OpenTelemetry API only): importing `tracegraph.exporters`
+— as `configure()`, the pytest plugin and `tracegraph_capture` do — adds the SDK's `MergeTarget` to
+`merge_binders`; without it every provider gets `ExactHistogram`. The fast path is taken only for an SDK
+instrument whose every reader aggregates it as an explicit bucket histogram with the default aligned exemplar
+reservoir (or drops it), under the trace-based or the always-off exemplar filter; any other meter provider, view,
 aggregation or SDK version gets `ExactHistogram`, a plain `record` per duration. A reader added later is noticed at
 the next record: what was aggregated before it is merged first, for the readers that existed then.
 
@@ -27,14 +29,16 @@ from __future__ import annotations
 import threading
 import weakref
 from bisect import bisect_left
-from collections.abc import Iterable, Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Iterable, Sequence
+from typing import Protocol
 
-from opentelemetry import trace
 from opentelemetry.metrics import CallbackOptions, Counter, Histogram, Meter, Observation
 from opentelemetry.trace import Span
 
 __all__ = (
+    'Aggregate',
+    'MergeTarget',
+    'merge_binders',
     'DurationRecorder',
     'ExactHistogram',
     'PendingCounter',
@@ -67,7 +71,7 @@ class ExactHistogram:
         self.histogram.record(value, attributes)
 
 
-class _Aggregate:
+class Aggregate:
     """The durations of one attribute set since the last merge."""
 
     __slots__ = ('attributes', 'counts', 'exemplars', 'max', 'min', 'sum')
@@ -82,17 +86,43 @@ class _Aggregate:
         """The last duration of each bucket that has a span: (value, time in ns, span)."""
 
 
+class MergeTarget(Protocol):
+    """Where a meter provider aggregates one histogram, and how to add local aggregates to it."""
+
+    instrument: Histogram
+    boundaries: Sequence[float]
+    """The buckets every reader aggregates with (the local aggregates use them)."""
+    exemplars: bool
+    """Whether exemplars are kept (of steps in sampled spans)."""
+
+    def readers_changed(self) -> bool:
+        """Whether a reader was added or removed since the last `rebind`; cheap, called per record."""
+        ...
+
+    def rebind(self) -> bool:
+        """Look at the readers again; False when one of them no longer fits the merge."""
+        ...
+
+    def merge(self, aggregate: Aggregate) -> None:
+        """Add `aggregate` to the aggregation of its attribute set in every reader."""
+        ...
+
+
+merge_binders: list[Callable[[Histogram], MergeTarget | None]] = []
+"""Functions that return the `MergeTarget` of a histogram their provider implementation owns, else None."""
+
+
 class PreAggregatedHistogram:
     """A duration histogram aggregated locally and merged into an SDK histogram when a reader collects."""
 
-    def __init__(self, target: _SdkTarget) -> None:
+    def __init__(self, target: MergeTarget) -> None:
         self._target = target
         self._counters: list[PendingCounter] = []
         self.histogram = target.instrument
         self._bounds = target.boundaries
         self._exemplars = target.exemplars
         self._lock = threading.Lock()
-        self._pending: dict[int, _Aggregate] = {}
+        self._pending: dict[int, Aggregate] = {}
         self.exact: ExactHistogram | None = None
         """Set when the SDK's readers no longer fit the fast path; every later record goes there."""
 
@@ -107,7 +137,7 @@ class PreAggregatedHistogram:
         with self._lock:
             aggregate = self._pending.get(id(attributes))
             if aggregate is None:
-                aggregate = self._pending[id(attributes)] = _Aggregate(attributes, len(self._bounds) + 1)
+                aggregate = self._pending[id(attributes)] = Aggregate(attributes, len(self._bounds) + 1)
             aggregate.counts[index] += 1
             aggregate.sum += value
             if value < aggregate.min:
@@ -197,7 +227,10 @@ def duration_recorder(meter: Meter, name: str, histogram: Histogram) -> Duration
         found = _recorders.get(id(histogram))
         if found is not None and found.histogram is histogram:
             return found
-        target = _SdkTarget.bind(histogram)
+        target: MergeTarget | None = None
+        for bind in merge_binders:
+            if (target := bind(histogram)) is not None:
+                break
         recorder: ExactHistogram | PreAggregatedHistogram
         if target is None:
             recorder = ExactHistogram(histogram)
@@ -207,127 +240,3 @@ def duration_recorder(meter: Meter, name: str, histogram: Histogram) -> Duration
             recorder = aggregated
         _recorders[id(histogram)] = recorder
         return recorder
-
-
-class _SdkTarget:
-    """Where an SDK histogram's aggregations live, for every reader: the SDK internals the merge relies on.
-
-    Read: `instrument._measurement_consumer` (`_reader_storages`, `_sdk_config.exemplar_filter`), each storage's
-    `_get_or_init_view_instrument_match`, each match's `_view._attribute_keys`, `_reset_on_collect`, `_lock`,
-    `_attributes_aggregation`, `_get_or_create_aggregation` and prototype `_aggregation`, and each explicit bucket
-    aggregation's `_lock`, `_value`, `_sum`, `_min`, `_max`, `_record_min_max`, `_boundaries`, `_reservoir` and
-    `_sample_exemplar`. Anything missing or of another kind: `bind` returns None and the caller records exactly.
-    """
-
-    def __init__(self, instrument: Histogram, consumer: Any) -> None:
-        self.instrument = instrument
-        self._consumer = consumer
-        self._storages: object = None
-        self._matches: list[Any] = []
-        self._hash: Any = None
-        self._measurement: Any = None
-        self.exemplars = False
-        self.boundaries: Sequence[float] = ()
-
-    @classmethod
-    def bind(cls, instrument: Histogram) -> _SdkTarget | None:
-        consumer = getattr(instrument, '_measurement_consumer', None)
-        if not hasattr(getattr(consumer, '_sdk_config', None), 'exemplar_filter'):
-            return None
-        target = cls(instrument, consumer)
-        return target if target.rebind() else None
-
-    def readers_changed(self) -> bool:
-        """Whether a reader was added or removed since the last `rebind` (the SDK replaces the mapping)."""
-        return getattr(self._consumer, '_reader_storages', None) is not self._storages
-
-    def rebind(self) -> bool:
-        """Find the aggregation of every reader; False when one of them does not fit the merge."""
-        try:
-            from opentelemetry.sdk.metrics._internal._view_instrument_match import (
-                _hash_attributes,  # pyright: ignore[reportPrivateUsage]
-            )
-            from opentelemetry.sdk.metrics._internal.aggregation import (
-                _DropAggregation,  # pyright: ignore[reportPrivateUsage]
-                _ExplicitBucketHistogramAggregation,  # pyright: ignore[reportPrivateUsage]
-            )
-            from opentelemetry.sdk.metrics._internal.exemplar import (
-                AlignedHistogramBucketExemplarReservoir,
-                AlwaysOffExemplarFilter,
-                TraceBasedExemplarFilter,
-            )
-            from opentelemetry.sdk.metrics._internal.measurement import Measurement
-        except ImportError:
-            return False
-        exemplar_filter = self._consumer._sdk_config.exemplar_filter
-        # The two filters whose choice a merge can replay: sampled spans only, or nothing.
-        if type(exemplar_filter) not in (TraceBasedExemplarFilter, AlwaysOffExemplarFilter):
-            return False
-        storages = getattr(self._consumer, '_reader_storages', None)
-        matches: list[Any] = []
-        boundaries: set[tuple[float, ...]] = set()
-        try:
-            for storage in storages.values():  # pyright: ignore[reportOptionalMemberAccess]
-                for match in storage._get_or_init_view_instrument_match(self.instrument):
-                    prototype = match._aggregation
-                    if isinstance(prototype, _DropAggregation):
-                        continue
-                    if not isinstance(prototype, _ExplicitBucketHistogramAggregation):
-                        return False
-                    fields: Any = prototype  # the SDK's own fields, read on purpose
-                    if not isinstance(fields._reservoir, AlignedHistogramBucketExemplarReservoir):
-                        return False
-                    for name in ('_lock', '_attributes_aggregation', '_get_or_create_aggregation', '_reset_on_collect'):
-                        if not hasattr(match, name):
-                            return False
-                    boundaries.add(tuple(fields._boundaries))
-                    matches.append(match)
-        except (AttributeError, TypeError):
-            return False
-        if len(boundaries) > 1:
-            return False  # readers bucket differently: one local aggregate cannot serve both
-        self._storages = storages
-        self._matches = matches
-        self._hash = _hash_attributes
-        self._measurement = Measurement
-        self.exemplars = isinstance(exemplar_filter, TraceBasedExemplarFilter)
-        self.boundaries = next(iter(boundaries), ())
-        return True
-
-    def merge(self, aggregate: _Aggregate) -> None:
-        """Add `aggregate` to the SDK aggregation of its attribute set in every reader."""
-        candidates = [
-            self._measurement(value, time_ns, self.instrument, trace.set_span_in_context(span), aggregate.attributes)
-            for value, time_ns, span in filter(None, aggregate.exemplars)
-        ]
-        for match in self._matches:
-            keys = match._view._attribute_keys
-            attributes = dict(aggregate.attributes)
-            if keys is not None:
-                attributes = {k: v for k, v in attributes.items() if k in keys}
-            key = self._hash(attributes)
-            if match._reset_on_collect:
-                with match._lock:  # a delta collection drops aggregations: add while it cannot run
-                    _add(match._get_or_create_aggregation(key, attributes), aggregate, candidates)
-                continue
-            aggregation = match._attributes_aggregation.get(key)
-            if aggregation is None:
-                with match._lock:
-                    aggregation = match._get_or_create_aggregation(key, attributes)
-            _add(aggregation, aggregate, candidates)
-
-
-def _add(aggregation: Any, aggregate: _Aggregate, candidates: list[Any]) -> None:
-    """What `_ExplicitBucketHistogramAggregation.aggregate` does per measurement, once for all of them."""
-    with aggregation._lock:
-        if aggregation._value is None:
-            aggregation._value = [0] * len(aggregate.counts)
-        counts = aggregation._value
-        for index, count in enumerate(aggregate.counts):
-            counts[index] += count
-        aggregation._sum += aggregate.sum
-        if aggregation._record_min_max:
-            aggregation._min = min(aggregation._min, aggregate.min)
-            aggregation._max = max(aggregation._max, aggregate.max)
-    for measurement in candidates:  # each was sampled when recorded (the trace-based filter's rule)
-        aggregation._sample_exemplar(measurement, True)
