@@ -26,13 +26,25 @@ from exporters_helpers import (
 )
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import (
+    Link,
+    NonRecordingSpan,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+    TraceState,
+    set_span_in_context,
+)
 from sample_runs import run_sample_graph
 
 from tracegraph.exporters import ConfigurationError, configure
 from tracegraph.exporters.offload import OffloadSpanProcessor
+from tracegraph.exporters.otlpencode import encode_records
 from tracegraph.exporters.settings import resolve_target
 from tracegraph.exporters.spanrecords import RecordReader, RecordWriter, read_frames
 
@@ -49,7 +61,7 @@ def _spans_of_real_runs() -> list[ReadableSpan]:
 
 
 def test_records_rebuild_spans_the_encoder_turns_into_the_same_bytes() -> None:
-    spans = _spans_of_real_runs() + make_spans(runs=2)  # two resources, two scopes
+    spans = _spans_of_real_runs() + make_spans(runs=2) + _unusual_spans()  # three resources and scopes
     writer, buffer = RecordWriter(), bytearray()
     for span in spans:
         buffer += writer.frames(span)
@@ -59,6 +71,43 @@ def test_records_rebuild_spans_the_encoder_turns_into_the_same_bytes() -> None:
     assert buffer == bytearray(b'\x05\x00')
     assert len(rebuilt) == len(spans)
     assert encode_spans(rebuilt).SerializeToString() == encode_spans(spans).SerializeToString()
+
+
+def _unusual_spans() -> list[ReadableSpan]:
+    """Spans with every kind of value, kind, link, event, status, trace state and dropped count."""
+    exporter = InMemorySpanExporter()
+    limits = SpanLimits(max_span_attributes=8, max_events=2, max_links=1, max_event_attributes=2)
+    provider = TracerProvider(resource=Resource.create({'service.name': 'odd', 'n': 3}), span_limits=limits)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer('odd-scope', '1.2', schema_url='https://opentelemetry.io/schemas/1.21.0')
+    remote = SpanContext(0xABC, 0xDEF, is_remote=True, trace_flags=TraceFlags(1), trace_state=TraceState([('k', 'v')]))
+    values: dict[str, Any] = {
+        'text': 'é ✓', 'empty': '', 'yes': True, 'no': False, 'zero': 0, 'negative': -7, 'big': 2**62,
+        'pi': 3.25, 'list': ('a', 'b'),
+    }  # fmt: skip
+    for kind in SpanKind:
+        with tracer.start_as_current_span(
+            f'kind {kind.name}', context=set_span_in_context(NonRecordingSpan(remote)), kind=kind,
+            attributes=values, links=[Link(remote, {'why': 'because'}), Link(remote)],
+        ) as span:  # fmt: skip
+            span.add_event('first', {'a': 1, 'b': [1.5, 2.5], 'c': 'dropped'})
+            span.add_event('second')
+            span.add_event('third (dropped)')
+            span.set_status(Status(StatusCode.ERROR, 'went wrong') if kind.value % 2 else Status(StatusCode.OK))
+    with tracer.start_as_current_span(''):  # a root span with no name
+        pass
+    return list(exporter.get_finished_spans())
+
+
+def test_the_direct_encoder_writes_the_sdk_encoders_bytes() -> None:
+    spans = _spans_of_real_runs() + make_spans(runs=2) + _unusual_spans()
+    assert any(s.dropped_attributes and s.dropped_events and s.dropped_links for s in spans)
+    writer, buffer = RecordWriter(), bytearray()
+    for span in spans:
+        buffer += writer.frames(span)
+    reader = RecordReader()
+    records = [fields for fields in read_frames(buffer) if reader.keep(fields)]
+    assert encode_records(records, reader.resources, reader.scopes) == encode_spans(spans).SerializeToString()
 
 
 def _by_span(receiver: Receiver) -> dict[str, bytes]:

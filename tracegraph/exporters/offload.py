@@ -5,19 +5,21 @@ span); a graph step that wants the GIL meanwhile waits for the interpreter's swi
 p99 at several milliseconds while p50 stays at ~0.1 ms (`bench/export.py`). `OffloadSpanProcessor` instead turns
 each finished span into a `spanrecords` frame where it ends (~5 µs, on the graph's thread, evenly, never a
 batch at once), and a writer thread hands the frames to a child process through a pipe, a write that releases the
-GIL. The child (`python -m tracegraph.exporters.offload`) rebuilds the spans and exports them in batches of 512
-(or after 0.5 s; one in flight, one waiting) with the SDK's own OTLP exporter, so the backend receives the bytes
-the in-process exporter would send. When both batches are taken the child reads nothing more: a slow backend fills
-the pipe and then the parent's buffer (bounded, its drops counted), never a queue that drops silently.
+GIL. The child (`python -m tracegraph.exporters.offload`) writes each batch of 512 records (or what 0.5 s
+gathered; one batch in flight, one waiting) as an OTLP request with `otlpencode` — the bytes the SDK's encoder would
+make, without rebuilding the spans — and sends it with tracegraph's own `senders` (HTTP/protobuf or gRPC). When
+both batches are taken the child reads nothing more: a slow backend fills the pipe and then the parent's buffer
+(bounded, its drops counted), never a queue that drops silently.
 
 Contract:
-- `force_flush()` returns True once the child has exported (or failed to export, as the SDK would) every span that
-  ended before the call; `shutdown()` flushes, closes the pipe and waits for the child.
-- A batch the child's exporter fails to send (after the SDK exporter's own retries) is counted in `dropped`
-  (reason `export_failed`). A child that dies is started again at the next write; the spans that could not be
-  written to it are counted there too, as are spans ended while more than `max_buffer_bytes` wait for the pipe
-  (`queue_full`); spans the dead child had read but not yet exported are lost uncounted (the SDK's batch processor
-  loses its queue the same way when its process dies), and a `force_flush()` waiting on it returns False.
+- `force_flush()` returns True once the child has sent (or given up sending, see below) every span that ended
+  before the call; `shutdown()` flushes, closes the pipe and waits for the child.
+- Counted in `dropped`, reason `export_failed`: a batch the backend refuses for good (HTTP 400/413, gRPC
+  INVALID_ARGUMENT) or for longer than 10 s of retries, spans it rejects in a partial success, and spans that
+  could not be written to a child that died (it is started again at the next write). Reason `queue_full`: spans
+  ended while more than `max_buffer_bytes` wait for the pipe. Spans a dead child had read but not yet sent are
+  lost uncounted (the SDK's batch processor loses its queue the same way when its process dies), and a
+  `force_flush()` waiting on it returns False.
 - When the graph's process is SIGKILLed, the child still exports what it had read (it exports on end of input);
   spans ended less than `schedule_delay` before the kill are still in the parent's buffer and lost, as with the
   SDK's batch processor.
@@ -30,6 +32,7 @@ import contextlib
 import logging
 import os
 import queue
+import random
 import select
 import subprocess
 import sys
@@ -40,10 +43,10 @@ from typing import IO, Any
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
-from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from .drops import DropCounter
-from .sdk_exporters import otlp_span_exporter
+from .otlpencode import encode_records
+from .senders import Sender, make_sender
 from .settings import OtlpTarget
 from .spanrecords import RecordReader, RecordWriter, frame, read_frames
 
@@ -219,22 +222,27 @@ class OffloadSpanProcessor(SpanProcessor):
 
 _BATCH = 512
 _CHILD_DELAY = 0.5
+_SEND_DEADLINE = 10.0
+"""Seconds one request may take, retries included (the SDK exporters' default `OTEL_EXPORTER_OTLP_TIMEOUT`)."""
 
 
 class _Child:
     """The export process: reads frames from standard input, exports their spans in batches, acknowledges flushes.
 
-    One batch is exported (in a thread, so rebuilding the next batch overlaps the network wait) while at most one
-    more waits: when both are taken the loop stops reading, the pipe fills and the parent's writer waits, instead
-    of a queue here dropping spans. A failed export is reported on standard output as `D <spans>`.
+    A batch is encoded straight from its records (`otlpencode`, the SDK encoder's bytes without rebuilding spans)
+    and sent with `senders` in a thread, so reading the next batch overlaps the network wait; at most one more
+    batch waits: when both are taken the loop stops reading, the pipe fills and the parent's writer waits, instead
+    of a queue here dropping spans. A request the backend refuses is retried with backoff (or after its
+    `Retry-After`) for up to `_SEND_DEADLINE` seconds, as the SDK's exporters do; a batch refused for good or for
+    too long is reported on standard output as `D <spans>`, and so are spans a backend rejects in a partial success.
     """
 
     def __init__(self) -> None:
         self._out = sys.stdout.buffer
         self._reader = RecordReader()
-        self._exporters: list[SpanExporter] = []
-        self._batches: queue.Queue[list[ReadableSpan]] = queue.Queue(maxsize=1)
-        self._batch: list[ReadableSpan] = []
+        self._senders: list[Sender] = []
+        self._batches: queue.Queue[list[tuple[Any, ...]]] = queue.Queue(maxsize=1)
+        self._batch: list[tuple[Any, ...]] = []
         self._oldest = 0.0
         threading.Thread(target=self._export_loop, daemon=True).start()
 
@@ -253,20 +261,20 @@ class _Child:
                 self._take(fields)
         self._hand_over()
         self._batches.join()
-        for exporter in self._exporters:
-            exporter.shutdown()
+        for sender in self._senders:
+            sender.close()
 
     def _take(self, fields: tuple[Any, ...]) -> None:
         if fields[0] == 'C':
-            self._exporters.append(otlp_span_exporter(OtlpTarget(**fields[1])))
+            self._senders.append(make_sender(OtlpTarget(**fields[1]), timeout=_SEND_DEADLINE))
         elif fields[0] == 'F':
             self._hand_over()
             self._batches.join()
             self._answer(b'F %d\n' % fields[1])
-        elif (span := self._reader.add(fields)) is not None:
+        elif self._reader.keep(fields):
             if not self._batch:
                 self._oldest = time.monotonic()
-            self._batch.append(span)
+            self._batch.append(fields)
             if len(self._batch) >= _BATCH:
                 self._hand_over()
 
@@ -282,10 +290,26 @@ class _Child:
 
     def _export_loop(self) -> None:
         while True:
-            spans = self._batches.get()
-            if self._exporters and self._exporters[0].export(spans) is not SpanExportResult.SUCCESS:
-                self._answer(b'D %d\n' % len(spans))
+            records = self._batches.get()
+            if self._senders:
+                lost = self._send(encode_records(records, self._reader.resources, self._reader.scopes), len(records))
+                if lost:
+                    self._answer(b'D %d\n' % lost)
             self._batches.task_done()
+
+    def _send(self, payload: bytes, spans: int) -> int:
+        """Send one request until it is accepted, refused for good or out of time; the spans lost."""
+        deadline, backoff = time.monotonic() + _SEND_DEADLINE, 0.5
+        while True:
+            result = self._senders[0].send(payload)
+            if result.outcome == 'ok':
+                return result.rejected_spans
+            delay = result.retry_after if result.retry_after is not None else backoff * (0.5 + random.random())
+            if result.outcome == 'drop' or time.monotonic() + delay > deadline:
+                logger.warning('tracegraph export process: %d spans not sent (%s)', spans, result.detail)
+                return spans
+            time.sleep(delay)
+            backoff = min(backoff * 2, 8.0)
 
 
 if __name__ == '__main__':

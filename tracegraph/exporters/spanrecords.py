@@ -52,9 +52,10 @@ def _context(ctx: SpanContext) -> tuple[int, int, int, bool, str]:
     return (ctx.trace_id, ctx.span_id, int(ctx.trace_flags), ctx.is_remote, state.to_header() if state else '')
 
 
-def _attributes(attributes: Any) -> tuple[dict[str, Any], int]:
-    dropped = getattr(attributes, 'dropped', 0) if attributes is not None else 0
-    return (dict(attributes) if attributes else {}), dropped
+def _attributes(item: Any) -> tuple[dict[str, Any], int]:
+    """A span's, event's or link's attributes and how many were dropped (what the encoder reads of them)."""
+    attributes = item.attributes
+    return (dict(attributes) if attributes else {}), item.dropped_attributes
 
 
 class RecordWriter:
@@ -82,7 +83,7 @@ class RecordWriter:
             head += frame('S', scope_id, *scope_key, scope_attributes)
         context = span.get_span_context()
         assert context is not None
-        attributes, dropped_attributes = _attributes(span.attributes)
+        attributes, dropped_attributes = _attributes(span)
         status = span.status
         return head + frame(
             'P',
@@ -96,9 +97,9 @@ class RecordWriter:
             span.end_time,
             attributes,
             dropped_attributes,
-            tuple((e.name, e.timestamp, *_attributes(e.attributes)) for e in span.events) if span.events else (),
+            tuple((e.name, e.timestamp, *_attributes(e)) for e in span.events) if span.events else (),
             span.dropped_events,
-            tuple((_context(link.context), *_attributes(link.attributes)) for link in span.links) if span.links else (),
+            tuple((_context(link.context), *_attributes(link)) for link in span.links) if span.links else (),
             span.dropped_links,
             status.status_code.value,
             status.description,
