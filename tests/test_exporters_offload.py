@@ -282,3 +282,44 @@ def test_a_batch_the_backend_refuses_is_counted() -> None:
         assert processor.force_flush()
         assert len(receiver.spans()) == 4
         processor.shutdown()
+
+
+def test_a_forked_worker_gets_an_export_process_of_its_own() -> None:
+    script = textwrap.dedent(
+        """
+        import os, sys
+        sys.path.insert(0, sys.argv[2])
+        from exporters_helpers import counter_graph, Increment
+        from tracegraph.exporters import configure
+
+        telemetry = configure(endpoint=sys.argv[1], metrics=False, set_global=False, export_process=True)
+        parent_child = telemetry.span_processors[0].child_pid
+        pid = os.fork()
+        if pid == 0:  # a pre-forking server's worker
+            graph = counter_graph(telemetry.tracer_provider)
+            for _ in range(10):
+                graph.run_sync(Increment(0))
+            processor = telemetry.span_processors[0]
+            ok = telemetry.force_flush() and processor.child_pid not in (None, parent_child)
+            telemetry.shutdown()
+            os._exit(0 if ok else 3)
+        _, status = os.waitpid(pid, 0)
+        telemetry.shutdown()
+        sys.exit(os.waitstatus_to_exitcode(status))
+        """
+    )
+    with OtlpHttpReceiver() as receiver:
+        done = subprocess.run(
+            [sys.executable, '-c', script, receiver.endpoint, str(ROOT / 'tests')], capture_output=True, timeout=120
+        )
+        assert done.returncode == 0, done.stderr.decode()
+        assert len(receiver.spans()) == 10 * 5
+
+
+def test_an_export_process_that_cannot_start_is_a_configuration_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, 'executable', '/nonexistent/python')
+    with OtlpHttpReceiver() as receiver, pytest.raises(ConfigurationError) as raised:
+        OffloadSpanProcessor(_target(receiver, 'http/protobuf'))
+    assert str(raised.value).startswith(
+        'export_process=True could not start `/nonexistent/python -m tracegraph.exporters.offload`: '
+    )

@@ -29,6 +29,7 @@ Contract:
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import queue
@@ -38,6 +39,7 @@ import subprocess
 import sys
 import threading
 import time
+import weakref
 from dataclasses import asdict
 from typing import IO, Any
 
@@ -47,7 +49,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from .drops import DropCounter
 from .otlpencode import encode_records
 from .senders import Sender, make_sender
-from .settings import OtlpTarget
+from .settings import ConfigurationError, OtlpTarget
 from .spanrecords import RecordReader, RecordWriter, frame, read_frames
 
 __all__ = ('OffloadSpanProcessor',)
@@ -83,9 +85,32 @@ class OffloadSpanProcessor(SpanProcessor):
         self._closed = False
         self._child: subprocess.Popen[bytes] | None = None
         self._acks_thread: threading.Thread | None = None
-        self._spawn()
+        try:
+            self._spawn()
+        except OSError as e:
+            raise ConfigurationError(
+                f'export_process=True could not start `{sys.executable} -m tracegraph.exporters.offload`: {e}'
+            ) from e
+        self._start_writer()
+        # A forked process (a pre-forking server's worker) has neither the writer thread nor a pipe of its own.
+        os.register_at_fork(after_in_child=functools.partial(_after_fork, weakref.ref(self)))
+
+    def _start_writer(self) -> None:
         self._thread = threading.Thread(target=self._write_loop, name='tracegraph-offload', daemon=True)
         self._thread.start()
+
+    def _forked(self) -> None:
+        """In a forked child: fresh locks, no spans of the parent's, an export process and a writer of its own."""
+        if self._closed:
+            return
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._chunks, self._buffered, self._spans_buffered = [], 0, 0
+        self._writer_state = RecordWriter()
+        self._acks = {}
+        self._child = None  # the parent's: its pipes stay the parent's to close
+        self._spawn()
+        self._start_writer()
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         """Nothing: spans are sent when they end."""
@@ -215,6 +240,12 @@ class OffloadSpanProcessor(SpanProcessor):
             if child is not None:
                 self._retire(child, self._acks_thread)
             self._spawn()
+
+
+def _after_fork(processor: weakref.ref[OffloadSpanProcessor]) -> None:
+    found = processor()  # a weak reference: registering for forks must not keep a processor alive
+    if found is not None:
+        found._forked()  # pyright: ignore[reportPrivateUsage]  # its own hook, registered by its __init__
 
 
 # ----------------------------------------------------------------------------------------------- the child
