@@ -129,7 +129,10 @@ def test_the_pytest_plugin_imports_nothing_heavy() -> None:
     assert done.returncode == 0, done.stderr
     others, ours = done.stdout.splitlines()
     assert others == '[]'
-    assert ours == "['tracegraph', 'tracegraph._version', 'tracegraph.exporters', 'tracegraph.exporters.pytest_plugin']"
+    assert ours == (
+        "['tracegraph', 'tracegraph._merge_binders', 'tracegraph._version', 'tracegraph.exporters', "
+        "'tracegraph.exporters.pytest_plugin']"
+    )
 
 
 async def test_spans_as_dicts_are_the_same_from_one_run_to_the_next() -> None:

@@ -377,9 +377,10 @@ async def test_without_the_sdk_binder_every_step_is_recorded(
     clock: FixedClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The tracing layer knows no SDK: the merge is `tracegraph.exporters`' (registered when it is imported)."""
+    from tracegraph import _merge_binders
     from tracegraph.tracing import preaggregated
 
-    assert preaggregated.merge_binders  # the pytest plugin imported tracegraph.exporters
+    assert _merge_binders.merge_binders  # the pytest plugin imported tracegraph.exporters
     monkeypatch.setattr(preaggregated, 'merge_binders', [])
     reader = InMemoryMetricReader()
     provider = SdkMeterProvider(metric_readers=[reader])

@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from ..tracing import preaggregated as _preaggregated
+from .._merge_binders import merge_binders as _merge_binders
 
 if TYPE_CHECKING:
     from .capture import MetricPoint, TelemetryCapture
@@ -73,7 +73,7 @@ def __dir__() -> list[str]:
     return sorted(__all__)
 
 
-def _bind_sdk_histogram(histogram: Any) -> Any:
+def _bind_sdk_histogram(histogram: object) -> object | None:
     """`sdk_metrics.bind`, imported on first use: only a run that records metrics to an SDK provider pays for it."""
     if type(histogram).__module__.split('.')[:3] != ['opentelemetry', 'sdk', 'metrics']:
         return None
@@ -82,5 +82,5 @@ def _bind_sdk_histogram(histogram: Any) -> Any:
     return bind(histogram)
 
 
-if _bind_sdk_histogram not in _preaggregated.merge_binders:
-    _preaggregated.merge_binders.append(_bind_sdk_histogram)
+if _bind_sdk_histogram not in _merge_binders:
+    _merge_binders.append(_bind_sdk_histogram)

@@ -2,7 +2,7 @@
 
 `tracing.preaggregated` keeps node and run durations as local bucket counts and hands them over at each collection.
 Adding them to the SDK's own aggregation means writing its internals, which no API offers, so that code lives here,
-with the other SDK code, and `tracegraph.exporters` registers `bind` in `preaggregated.merge_binders` when it is
+with the other SDK code, and `tracegraph.exporters` registers `bind` in `tracegraph._merge_binders` when it is
 imported. `SdkHistogramTarget` lists every internal it reads; when any is missing or of another kind (a view with
 another aggregation or reservoir, another exemplar filter, another SDK version), `bind` returns None and the
 histogram is recorded step by step instead — exact, only slower.
@@ -139,6 +139,6 @@ def _add(aggregation: Any, aggregate: Aggregate, candidates: list[Any]) -> None:
         aggregation._sample_exemplar(measurement, True)
 
 
-def bind(histogram: Histogram) -> SdkHistogramTarget | None:
+def bind(histogram: object) -> SdkHistogramTarget | None:
     """The merge target of an SDK histogram, None for any other (or one whose readers do not fit the merge)."""
-    return SdkHistogramTarget.bind(histogram)
+    return SdkHistogramTarget.bind(histogram) if isinstance(histogram, Histogram) else None

@@ -14,7 +14,7 @@ default reservoir and filter (the last measurement of each bucket made in a samp
 Merging writes to the SDK's aggregation internals, which no API offers, so it lives with the SDK code in
 `tracegraph.exporters.sdk_metrics` (this layer imports the OpenTelemetry API only): importing `tracegraph.exporters`
 — as `configure()`, the pytest plugin and `tracegraph_capture` do — adds the SDK's `MergeTarget` to
-`merge_binders`; without it every provider gets `ExactHistogram`. The fast path is taken only for an SDK
+`tracegraph._merge_binders`; without it every provider gets `ExactHistogram`. The fast path is taken only for an SDK
 instrument whose every reader aggregates it as an explicit bucket histogram with the default aligned exemplar
 reservoir (or drops it), under the trace-based or the always-off exemplar filter; any other meter provider, view,
 aggregation or SDK version gets `ExactHistogram`, a plain `record` per duration. A reader added later is noticed at
@@ -29,16 +29,17 @@ from __future__ import annotations
 import threading
 import weakref
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Sequence
-from typing import Protocol
+from collections.abc import Iterable, Sequence
+from typing import Protocol, cast
 
 from opentelemetry.metrics import CallbackOptions, Counter, Histogram, Meter, Observation
 from opentelemetry.trace import Span
 
+from .._merge_binders import merge_binders
+
 __all__ = (
     'Aggregate',
     'MergeTarget',
-    'merge_binders',
     'DurationRecorder',
     'ExactHistogram',
     'PendingCounter',
@@ -106,10 +107,6 @@ class MergeTarget(Protocol):
     def merge(self, aggregate: Aggregate) -> None:
         """Add `aggregate` to the aggregation of its attribute set in every reader."""
         ...
-
-
-merge_binders: list[Callable[[Histogram], MergeTarget | None]] = []
-"""Functions that return the `MergeTarget` of a histogram their provider implementation owns, else None."""
 
 
 class PreAggregatedHistogram:
@@ -229,7 +226,8 @@ def duration_recorder(meter: Meter, name: str, histogram: Histogram) -> Duration
             return found
         target: MergeTarget | None = None
         for bind in merge_binders:
-            if (target := bind(histogram)) is not None:
+            if (found_target := bind(histogram)) is not None:
+                target = cast(MergeTarget, found_target)
                 break
         recorder: ExactHistogram | PreAggregatedHistogram
         if target is None:
