@@ -95,7 +95,7 @@ class _Counter:
         self.spans = 0
 
 
-def _setup_mode(mode: str, counter: _Counter) -> tuple[Any, Any]:
+def _setup_mode(mode: str, counter: _Counter, lib: str = 'tracegraph') -> tuple[Any, Any]:
     """Configure OpenTelemetry for `mode`; returns (span processor to flush, tracer for the bare-span floors)."""
     if mode == 'none':
         return None, None
@@ -127,6 +127,10 @@ def _setup_mode(mode: str, counter: _Counter) -> tuple[Any, Any]:
             from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
             metrics.set_meter_provider(MeterProvider(metric_readers=[InMemoryMetricReader()]))
+            if lib == 'tracegraph':
+                # What configure() does (and the README asks of a provider of one's own): importing the exporters
+                # registers the SDK merge of pre-aggregated durations.
+                import tracegraph.exporters  # noqa: F401  # pyright: ignore[reportUnusedImport]
     return processor, trace.get_tracer('bench.floor')
 
 
@@ -243,7 +247,7 @@ def run_worker(lib: str, mode: str, repeats: int, long_steps: int, short_runs: i
     if lib == 'pydantic_graph' and mode == 'none':
         sys.modules['logfire'] = None  # pyright: ignore[reportArgumentType]  # logfire_api falls back to its no-op shim
     counter = _Counter()
-    processor, tracer = _setup_mode(mode, counter)
+    processor, tracer = _setup_mode(mode, counter, lib)
     variants = _variants(lib, mode, tracer)
     samples: dict[str, dict[str, list[float]]] = {name: {'long': [], 'short': []} for name in variants}
     spans: dict[str, dict[str, int]] = {name: {'long': 0, 'short': 0} for name in variants}
