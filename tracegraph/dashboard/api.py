@@ -18,7 +18,7 @@ from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import Response
 
-from .models import RunDetail, RunPage, parse_duration, parse_since, parse_time
+from .models import RunDetail, RunPage, SpanInfo, parse_duration, parse_since, parse_time
 from .runquery import ATTR_KEY, RUN_KINDS, RUN_OUTCOMES, SORTS, Cursor, RunQuery
 from .store import Store
 
@@ -106,6 +106,14 @@ def stored_run(store: Store, trace_id: str, run_id: str | None) -> RunDetail:
     if detail is None:
         raise ApiError(404, f'No run found in trace {trace_id!r}.')
     return detail
+
+
+def stored_trace(store: Store, trace_id: str) -> list[SpanInfo]:
+    """The spans `GET /api/traces/{trace_id}` and `/traces/{trace_id}` show (depth first), or a 404 `ApiError`."""
+    spans = store.trace_spans(trace_id)
+    if not spans:
+        raise ApiError(404, f'No spans found in trace {trace_id!r}.')
+    return spans
 
 
 @dataclass
@@ -282,13 +290,7 @@ class Api:
         """`GET /api/traces/{trace_id}`: every span of the trace as a tree (depth first, with `depth`)."""
         trace_id = path_trace_id(request)
 
-        def answer() -> Response:
-            spans = self.store.trace_spans(trace_id)
-            if not spans:
-                raise ApiError(404, f'No spans found in trace {trace_id!r}.')
-            return _json(spans)
-
-        return await self.readers.run(answer)
+        return await self.readers.run(lambda: _json(stored_trace(self.store, trace_id)))
 
     async def span(self, request: Request) -> Response:
         """`GET /api/traces/{trace_id}/spans/{span_id}`: one span's attributes and events, its parent and children."""

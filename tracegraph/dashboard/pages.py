@@ -12,7 +12,17 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from ..tracing.timeline import format_duration
-from .api import ApiError, Readers, page_links, path_text, path_trace_id, query_text, query_time, runs_query
+from .api import (
+    ApiError,
+    Readers,
+    page_links,
+    path_text,
+    path_trace_id,
+    query_text,
+    query_time,
+    runs_query,
+    stored_trace,
+)
 from .charts import duration_chart, error_rate_chart, runs_chart
 from .compare import compare_body
 from .markup import graph_href, layout, run_href, trace_href
@@ -114,9 +124,7 @@ class Pages:
         trace_id = path_trace_id(request)
 
         def render() -> Response:
-            spans = self.store.trace_spans(trace_id)
-            if not spans:
-                raise ApiError(404, f'No spans found in trace {trace_id!r}.')
+            spans = stored_trace(self.store, trace_id)
             return layout(f'Trace {trace_id[:8]}', trace_body(trace_id, spans), sign_out=self.sign_out)
 
         return await self.readers.run(render)

@@ -1,11 +1,11 @@
-"""Finished spans as `marshal`-able records, and back: how spans cross from a graph's process to its export process.
+"""Finished spans as `marshal`-able records: how spans cross from a graph's process to its export process.
 
 A record is a tuple of primitives and of tuples, dicts and strings of them — what `marshal` writes in one C call
 — holding everything the OTLP encoder reads from a `ReadableSpan`: name, context, parent, kind, times, attributes,
 events, links, status, dropped counts. Resources and instrumentation scopes, shared by many spans, travel once each
 as their own frame and are named by number in the span records (`RecordWriter` numbers them, `RecordReader`
-keeps them). `RecordReader.span` rebuilds a `ReadableSpan` that the SDK's OTLP encoder turns into the very bytes it
-would have made from the original (tested against the encoder on spans of real runs).
+keeps them); `otlpencode.encode_records` turns the records into the very bytes the SDK's OTLP encoder makes of the
+original spans (tested on spans of real runs and on unusual ones).
 
 Frames on the wire: a 4-byte little-endian length, then `marshal.dumps` of `(kind, *fields)` with kind `R` (resource),
 `S` (scope), `P` (span), `F` (flush, with a sequence number the reader acknowledges) or `C` (the configuration,
@@ -18,11 +18,12 @@ import marshal
 from collections.abc import Iterator
 from typing import Any
 
-from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import Event, ReadableSpan
-from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.trace import SpanContext
+
+from .otlpencode import Resource as ResourceFields
+from .otlpencode import Scope as ScopeFields
 
 __all__ = ('RecordReader', 'RecordWriter', 'frame', 'read_frames')
 
@@ -106,92 +107,29 @@ class RecordWriter:
         )
 
 
-def _span_context(fields: tuple[int, int, int, bool, str]) -> SpanContext:
-    trace_id, span_id, flags, is_remote, state = fields
-    return SpanContext(
-        trace_id, span_id, is_remote, TraceFlags(flags), TraceState.from_header([state] if state else [])
-    )
-
-
-def _bounded(attributes: dict[str, Any], dropped: int) -> Any:
-    """The attributes as the encoder reads them: a plain dict unless some were dropped (the SDK reads the dropped
-    count only from `BoundedAttributes`; building one re-cleans every value, the costliest part of a rebuild)."""
-    if not dropped:
-        return attributes
-    bounded = BoundedAttributes(attributes=attributes, immutable=False)
-    bounded.dropped = dropped
-    return bounded
-
-
-class _CountedSpan(ReadableSpan):
-    """A `ReadableSpan` that reports the dropped event and link counts it was given."""
-
-    def __init__(self, dropped: tuple[int, int], **fields: Any) -> None:
-        super().__init__(**fields)
-        self._dropped = dropped
-
-    @property
-    def dropped_events(self) -> int:
-        return self._dropped[0]
-
-    @property
-    def dropped_links(self) -> int:
-        return self._dropped[1]
-
-
 class RecordReader:
-    """Rebuilds spans from frames, keeping the resources and scopes they name."""
+    """Keeps the resources and scopes that span records name by number, in the tables `otlpencode` reads."""
 
     def __init__(self) -> None:
-        self._resources: dict[int, Resource] = {}
-        self._scopes: dict[int, InstrumentationScope] = {}
-        self.resources: dict[int, tuple[dict[str, Any], str]] = {}
+        self.resources: dict[int, ResourceFields] = {}
         """Each resource number's (attributes, schema url); equal resources share one tuple, as the SDK's encoder
         groups equal resources into one `ResourceSpans`."""
-        self.scopes: dict[int, tuple[str, str | None, str | None, dict[str, Any]]] = {}
+        self.scopes: dict[int, ScopeFields] = {}
         """Each scope number's (name, version, schema url, attributes)."""
-        self._equal: dict[bytes, Any] = {}
-
-    def add(self, fields: tuple[Any, ...]) -> ReadableSpan | None:
-        """Take one frame: a span frame gives its span, a resource or scope frame is kept (None)."""
-        if self.keep(fields):
-            return self.span(fields)
-        return None
+        self._equal: dict[bytes, ResourceFields] = {}
 
     def keep(self, fields: tuple[Any, ...]) -> bool:
-        """Keep a resource or scope frame (False); True for a span frame, which the caller rebuilds or encodes."""
+        """Keep a resource or scope frame (False); True for a span frame, which the caller encodes."""
         kind = fields[0]
         if kind == 'R':
             _, number, attributes, schema_url = fields
             key = marshal.dumps((sorted(attributes.items()), schema_url))
             self.resources[number] = self._equal.setdefault(key, (attributes, schema_url))
-            self._resources[number] = Resource(attributes, schema_url)
             return False
         if kind == 'S':
             _, number, name, version, schema_url, attributes = fields
             self.scopes[number] = (name, version, schema_url, attributes)
-            self._scopes[number] = InstrumentationScope(name, version, schema_url, attributes)
             return False
         if kind == 'P':
             return True
         raise ValueError(f'unknown span-record frame kind {kind!r}')
-
-    def span(self, fields: tuple[Any, ...]) -> ReadableSpan:
-        """The `ReadableSpan` of one `P` frame."""
-        (_, resource, scope, name, context, parent, kind, start, end, attributes, dropped_attributes, events,
-         dropped_events, links, dropped_links, status_code, status_description) = fields  # fmt: skip
-        return _CountedSpan(
-            (dropped_events, dropped_links),
-            name=name,
-            context=_span_context(context),
-            parent=_span_context(parent) if parent is not None else None,
-            resource=self._resources[resource],
-            attributes=_bounded(attributes, dropped_attributes),
-            events=[Event(n, _bounded(a, d), timestamp=t) for n, t, a, d in events],
-            links=[Link(_span_context(c), _bounded(a, d)) for c, a, d in links],
-            kind=SpanKind(kind),
-            status=Status(StatusCode(status_code), status_description),
-            start_time=start,
-            end_time=end,
-            instrumentation_scope=self._scopes[scope],
-        )

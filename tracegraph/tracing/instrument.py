@@ -332,6 +332,7 @@ class RecordingRunTrace(RunTrace):
     def end_step(self, step: NodeStepTrace, next_node: object, state: object, duration: float) -> None:
         """End the node span as completed, naming the node that comes next, and record the step's duration."""
         span = step.span
+        end_ns = step.start_ns + round(duration * 1e9)  # the engine's clock: the span's end and the exemplar's time
         if span is not None:
             # A node names itself with `get_id()`; the run's `End` has none.
             get_id: Callable[[], str] | None = getattr(next_node, 'get_id', None)
@@ -340,9 +341,9 @@ class RecordingRunTrace(RunTrace):
             span.set_attribute(attr.NODE_OUTCOME, 'completed')
         if self._instruments is not None:
             # While the node span is current: the duration's exemplar names the node span.
-            self._record_step_metrics(self._instruments, step, step.node_id, 'completed', duration)
+            self._record_step_metrics(self._instruments, span, end_ns, step.node_id, 'completed', duration)
         if span is not None:
-            self._end_node_span(step, span, state, step.start_ns + round(duration * 1e9))
+            self._end_node_span(step, span, state, end_ns)
 
     def fail_step(
         self,
@@ -363,10 +364,11 @@ class RecordingRunTrace(RunTrace):
                 self._record_exception(span, error)
         if span is not None:
             span.set_attribute(attr.NODE_OUTCOME, outcome)
+        end_ns = step.start_ns + round(duration * 1e9) if step is not None else time.time_ns()
         if self._instruments is not None:
-            self._record_step_metrics(self._instruments, step, node_id, outcome, duration)
+            self._record_step_metrics(self._instruments, span, end_ns, node_id, outcome, duration)
         if step is not None and span is not None:
-            self._end_node_span(step, span, state, step.start_ns + round(duration * 1e9))
+            self._end_node_span(step, span, state, end_ns)
 
     def _end_node_span(self, step: NodeStepTrace, span: Span, state: object, end_ns: int) -> None:
         if self._record_state_mode != 'none':
@@ -382,13 +384,10 @@ class RecordingRunTrace(RunTrace):
         return cached[1]
 
     def _record_step_metrics(
-        self, instruments: Instruments, step: NodeStepTrace | None, node_id: str, outcome: str, duration: float
+        self, instruments: Instruments, span: Span | None, end_ns: int, node_id: str, outcome: str, duration: float
     ) -> None:
         attrs = instruments.node_attributes(self.graph_name, node_id, outcome)
-        if step is None:
-            instruments.node_duration.record(duration, attrs, None, time.time_ns())
-        else:
-            instruments.node_duration.record(duration, attrs, step.span, step.start_ns + round(duration * 1e9))
+        instruments.node_duration.record(duration, attrs, span, end_ns)
         steps = instruments.run_steps
         if isinstance(steps, PendingCounter):  # summed until the next collection: counted at every step
             steps.add(1, instruments.graph_attributes(self.graph_name))

@@ -23,26 +23,8 @@ class Instruments:
     def __init__(self, provider: otel_metrics.MeterProvider) -> None:
         meter = provider.get_meter(attr.INSTRUMENTATION_SCOPE, __version__)
         steps = meter.create_counter(attr.METRIC_RUN_STEPS, unit='{step}', description='Node steps run')
-        self.node_duration: DurationRecorder = duration_recorder(
-            meter,
-            attr.METRIC_NODE_DURATION,
-            meter.create_histogram(
-                attr.METRIC_NODE_DURATION,
-                unit='s',
-                description='Duration of node steps',
-                explicit_bucket_boundaries_advisory=attr.DURATION_BUCKETS,
-            ),
-        )
-        self.run_duration: DurationRecorder = duration_recorder(
-            meter,
-            attr.METRIC_RUN_DURATION,
-            meter.create_histogram(
-                attr.METRIC_RUN_DURATION,
-                unit='s',
-                description='Duration of graph runs',
-                explicit_bucket_boundaries_advisory=attr.DURATION_BUCKETS,
-            ),
-        )
+        self.node_duration = _duration(meter, attr.METRIC_NODE_DURATION, 'Duration of node steps')
+        self.run_duration = _duration(meter, attr.METRIC_RUN_DURATION, 'Duration of graph runs')
         # Counted at each collection when the node durations are (the SDK), else one SDK add per batch of steps.
         self.run_steps: Counter | PendingCounter = steps
         if isinstance(self.node_duration, PreAggregatedHistogram):
@@ -72,6 +54,14 @@ class Instruments:
         if found is None:
             found = self._attributes[(graph_name, outcome)] = {attr.GRAPH_NAME: graph_name, attr.RUN_OUTCOME: outcome}
         return found
+
+
+def _duration(meter: otel_metrics.Meter, name: str, description: str) -> DurationRecorder:
+    """A duration histogram of the contract (seconds, `DURATION_BUCKETS`) and its recorder."""
+    histogram = meter.create_histogram(
+        name, unit='s', description=description, explicit_bucket_boundaries_advisory=attr.DURATION_BUCKETS
+    )
+    return duration_recorder(meter, name, histogram)
 
 
 class _Tee:
