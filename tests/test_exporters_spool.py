@@ -194,6 +194,25 @@ def test_records_moved_during_an_outage_are_each_delivered_once(tmp_path: Path) 
     assert receiver.span_count == len(spans)  # moved, never copied
 
 
+def test_a_record_being_moved_is_counted_once(tmp_path: Path) -> None:
+    """A moved record is stored again before its old copy is acknowledged; `pending_spans` never counts both."""
+    spans = make_spans(runs=4)
+    with OtlpHttpReceiver() as receiver:
+        receiver.refuse = lambda _request: True
+        spool = _spool(
+            tmp_path, receiver.endpoint, record_deadline=0.0, initial_backoff=0.001, max_backoff=0.001, fsync=True
+        )
+        _export_in_batches(spool, spans, size=3)
+        seen: set[int] = set()
+        while spool.requeued_records < 60:
+            seen.add(spool.pending_spans)
+        assert seen == {len(spans)}
+        receiver.refuse = lambda _request: False
+        assert spool.force_flush(10_000)
+        spool.shutdown()
+    assert receiver.span_count == len(spans)
+
+
 def test_restart_sends_what_was_left(tmp_path: Path) -> None:
     port = free_port()
     spans = make_spans(runs=6, nodes=3)

@@ -238,9 +238,9 @@ class SpoolSpanExporter(SpanExporter):
     def pending_spans(self) -> int:
         """Spans stored (on disk or, while it cannot be written, in memory) and not yet acknowledged, including those
         of dead processes' spools this one took over."""
-        with self._cond:
+        with self._cond:  # under the lock a record being moved (see `_requeue`) is counted once
             adopted = sum(store.pending_spans for store in self._adopted)
-        return self._store.pending_spans + self.memory_spans + adopted
+            return self._store.pending_spans + self.memory_spans + adopted
 
     @property
     def directory(self) -> Path:
@@ -386,13 +386,13 @@ class SpoolSpanExporter(SpanExporter):
             self._record_deadline,
         )
         self._head = None
-        self._requeued += 1
-        if source is None:
-            with self._cond:
+        with self._cond:  # stored twice for a moment (a crash between keeps it); readers see it once
+            if source is None:
                 self._memory.rotate(-1)
-            return
-        self._store_batch(record.payload, record.spans)
-        source.ack(record)
+            else:
+                self._store_batch(record.payload, record.spans)
+                source.ack(record)
+            self._requeued += 1
 
     def _scan_for_dead_spools(self) -> None:
         """Every few seconds, take over the spools in this directory whose process died (their lock is free)."""
@@ -446,15 +446,14 @@ class SpoolSpanExporter(SpanExporter):
     def _spill_memory(self) -> None:
         """Move batches kept in memory to disk, oldest first, while the disk takes them."""
         while True:
-            with self._cond:
+            with self._cond:  # held across the move, as in `_requeue`, so `pending_spans` never counts a batch twice
                 if not self._memory:
                     return
                 payload, spans = self._memory[0]
-            try:
-                dropped = self._store.append(payload, spans)
-            except SpoolWriteError:
-                return  # still failing: sent from memory instead, and tried again next round
-            with self._cond:
+                try:
+                    dropped = self._store.append(payload, spans)
+                except SpoolWriteError:
+                    return  # still failing: sent from memory instead, and tried again next round
                 self._memory.popleft()
                 self._memory_bytes -= len(payload)
             for d in dropped:
