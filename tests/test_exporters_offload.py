@@ -10,6 +10,8 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,7 @@ from exporters_helpers import (
     Receiver,
     Reply,
     counter_graph,
+    free_port,
     make_spans,
     wait_until,
 )
@@ -313,3 +316,93 @@ def test_an_export_process_that_cannot_start_is_a_configuration_error(monkeypatc
     assert str(raised.value).startswith(
         'export_process=True could not start `/nonexistent/python -m tracegraph.exporters.offload`: '
     )
+
+
+def _span_processor_names(**kwargs: Any) -> list[str]:
+    with configure(endpoint='http://127.0.0.1:9', metrics=False, set_global=False, **kwargs) as telemetry:
+        return [type(p).__name__ for p in telemetry.span_processors]
+
+
+def test_configure_exports_from_a_child_process_by_default(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """On by default for OTLP spans; in process where the child could not be Python or the batch processor is tuned."""
+    from tracegraph.exporters import SpoolOptions
+
+    caplog.set_level('INFO', 'tracegraph.exporters')
+    assert _span_processor_names() == ['OffloadSpanProcessor']
+    assert _span_processor_names(export_process=False) == ['CountingBatchSpanProcessor']
+    assert _span_processor_names(spool=SpoolOptions(directory=tmp_path)) == ['CountingBatchSpanProcessor']
+    with monkeypatch.context() as m:
+        m.setenv('OTEL_BSP_SCHEDULE_DELAY', '100')
+        assert _span_processor_names() == ['CountingBatchSpanProcessor']
+    assert 'exported in process: OTEL_BSP_SCHEDULE_DELAY tune its batch processor' in caplog.text
+    with monkeypatch.context() as m:
+        m.setattr(sys, 'frozen', True, raising=False)
+        assert _span_processor_names() == ['CountingBatchSpanProcessor']
+    assert 'exported in process: this is a frozen application (sys.frozen is set)' in caplog.text
+    with monkeypatch.context() as m:
+        m.setattr(sys, 'executable', '/usr/bin/uwsgi')  # an embedding server: `-m` would start another server
+        assert _span_processor_names() == ['CountingBatchSpanProcessor']
+    assert "exported in process: sys.executable ('/usr/bin/uwsgi') is not a Python interpreter" in caplog.text
+
+
+def test_the_environment_variable_chooses_and_is_checked(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from tracegraph.exporters import SpoolOptions
+
+    monkeypatch.setenv('TRACEGRAPH_EXPORT_PROCESS', 'off')
+    assert _span_processor_names() == ['CountingBatchSpanProcessor']
+    assert _span_processor_names(export_process=True) == ['OffloadSpanProcessor']  # the argument wins
+    monkeypatch.setenv('TRACEGRAPH_EXPORT_PROCESS', '1')
+    with pytest.raises(ConfigurationError) as raised:
+        _span_processor_names(spool=SpoolOptions(directory=tmp_path))
+    assert str(raised.value) == (
+        'TRACEGRAPH_EXPORT_PROCESS=1 and spool= both choose who sends the spans: the spool sends them itself; pass one.'
+    )
+    with monkeypatch.context() as m, pytest.raises(ConfigurationError) as raised:
+        m.setattr(sys, 'frozen', True, raising=False)
+        _span_processor_names()
+    assert str(raised.value) == (
+        'TRACEGRAPH_EXPORT_PROCESS=1 cannot start the export process here: '
+        'this is a frozen application (sys.frozen is set).'
+    )
+    monkeypatch.setenv('TRACEGRAPH_EXPORT_PROCESS', 'sometimes')
+    with pytest.raises(ConfigurationError) as raised:
+        _span_processor_names()
+    assert str(raised.value) == (
+        "TRACEGRAPH_EXPORT_PROCESS='sometimes': expected one of 1, true, yes, on, 0, false, no, off."
+    )
+
+
+def test_a_default_export_process_that_cannot_start_falls_back_to_in_process(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Asked for, a child that cannot start is an error (above); by default the spans are exported in process."""
+    monkeypatch.setattr(sys, 'executable', '/nonexistent/python')
+    with OtlpHttpReceiver() as receiver:
+        with configure(endpoint=receiver.endpoint, metrics=False, set_global=False) as telemetry:
+            assert [type(p).__name__ for p in telemetry.span_processors] == ['CountingBatchSpanProcessor']
+            counter_graph(telemetry.tracer_provider).run_sync(Increment(0))
+            assert telemetry.force_flush()
+        assert len(receiver.spans()) == 5
+    assert 'OTLP spans are exported in process instead: export_process=True could not start' in caplog.text
+
+
+@pytest.mark.parametrize('kind', ['http', 'grpc'])
+def test_the_export_process_bridges_a_short_outage(kind: str) -> None:
+    """The backend is down when the flush starts and comes up a moment later: the child's retries deliver it all."""
+    port = free_port()
+    protocol = 'grpc' if kind == 'grpc' else 'http/protobuf'
+    with configure(
+        endpoint=f'http://127.0.0.1:{port}', protocol=protocol, metrics=False, set_global=False
+    ) as telemetry:
+        counter_graph(telemetry.tracer_provider).run_sync(Increment(0))
+        results: list[bool] = []
+        flushed = threading.Thread(target=lambda: results.append(telemetry.force_flush()))
+        flushed.start()
+        time.sleep(0.5)  # the child's first attempt meets the closed port
+        with OtlpHttpReceiver(port) if kind == 'http' else OtlpGrpcReceiver(port) as receiver:
+            flushed.join(30)
+            assert results == [True]
+            assert len(receiver.spans()) == 5
+        assert telemetry.dropped_spans == {}

@@ -174,7 +174,9 @@ async def test_without_a_spool_a_short_outage_is_bridged_by_the_sdk_retries(
     port = free_port()
     endpoint = f'http://127.0.0.1:{port}'
     protocol = 'grpc' if kind == 'grpc' else 'http/protobuf'
-    with configure(endpoint=endpoint, protocol=protocol, metrics=False, set_global=False) as telemetry:
+    # in process: the SDK's retries (the export process's are tested in test_exporters_offload)
+    telemetry = configure(endpoint=endpoint, protocol=protocol, metrics=False, set_global=False, export_process=False)
+    with telemetry:
         graph = counter_graph(telemetry.tracer_provider)
         await graph.run(Increment(0))
         results: list[bool] = []
@@ -240,7 +242,8 @@ def test_a_stale_keep_alive_connection_is_replaced_without_a_failure(caplog: pyt
 
 def test_spans_dropped_by_a_full_queue_or_a_failed_export_are_counted(monkeypatch: pytest.MonkeyPatch) -> None:
     """Without a spool: a tiny queue in front of a slow backend drops spans, and a down backend fails exports; the
-    Telemetry handle and the `tracegraph.export.dropped` counter account for every span that did not arrive."""
+    Telemetry handle and the `tracegraph.export.dropped` counter account for every span that did not arrive.
+    (`OTEL_BSP_*` set: `configure()` exports in process, through the batch processor they tune.)"""
     from exporters_helpers import Increment, OtlpHttpReceiver, Reply, counter_graph
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import InMemoryMetricReader

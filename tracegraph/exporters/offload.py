@@ -34,6 +34,7 @@ import logging
 import os
 import queue
 import random
+import re
 import select
 import subprocess
 import sys
@@ -52,11 +53,25 @@ from .senders import Sender, make_sender
 from .settings import ConfigurationError, OtlpTarget
 from .spanrecords import RecordReader, RecordWriter, frame, read_frames
 
-__all__ = ('OffloadSpanProcessor',)
+__all__ = ('OffloadSpanProcessor', 'why_no_export_process')
 
 logger = logging.getLogger(__name__)
 
 _FLUSH_AT_BYTES = 256 * 1024
+
+
+def why_no_export_process() -> str | None:
+    """Why this interpreter cannot start `python -m tracegraph.exporters.offload` as a child, or None if it can.
+
+    `sys.executable` is not always Python: a frozen app's is the app itself, an embedding server's (uWSGI,
+    mod_wsgi) is the server; started with `-m`, either would run a second copy of the host instead of the child.
+    """
+    if getattr(sys, 'frozen', False):
+        return 'this is a frozen application (sys.frozen is set)'
+    name = os.path.basename(sys.executable or '')
+    if not re.fullmatch(r'(python|pypy)[0-9.]*w?(\.exe)?', name, flags=re.IGNORECASE):
+        return f'sys.executable ({sys.executable!r}) is not a Python interpreter'
+    return None
 
 
 class OffloadSpanProcessor(SpanProcessor):

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import threading
 from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
 from types import TracebackType
-from typing import IO, TYPE_CHECKING, Any, cast
+from typing import IO, TYPE_CHECKING, Any, Literal, cast
 
 from opentelemetry import metrics as otel_metrics
 from opentelemetry import trace
@@ -24,11 +25,13 @@ from .drops import CountingBatchSpanProcessor, DropCounter
 from .providers import AttachedProcessors, ProcessorHost, global_host, place_processors
 from .sdk_exporters import otlp_metric_exporter, otlp_span_exporter
 from .settings import (
+    EXPORT_PROCESS_ENV,
     ConfigurationError,
     OtlpTarget,
     check_file,
     check_spool_dir,
     disabled_by_env,
+    export_process_from_env,
     exporters_from_env,
     http_url,
     otlp_requested,
@@ -185,7 +188,7 @@ def configure(
     spool: SpoolOptions | None = None,
     metrics: bool | MetricsOptions = True,
     set_global: bool = True,
-    export_process: bool = False,
+    export_process: bool | None = None,
 ) -> Telemetry:
     """Build tracer and meter providers that send tracegraph's spans and metrics where you say.
 
@@ -206,7 +209,10 @@ def configure(
         set_global: install the providers as OpenTelemetry's global ones, which tracegraph uses.
         export_process: encode and send OTLP spans from a child process (`OffloadSpanProcessor`), so the
             exporter never holds this process's GIL while a graph steps: the step p99 stays near what it is with
-            no export, for ~5 µs per span of framing on the thread that ends it. Not with `spool`.
+            no export, for ~5 µs per span of framing on the thread that ends it. Not with `spool`. None (the
+            default, else `TRACEGRAPH_EXPORT_PROCESS`): on for OTLP spans without a spool when this interpreter
+            can start a Python child (not a frozen app or an embedding server), else in process; False: in
+            process (the SDK's batch processor).
 
     Raises:
         ConfigurationError: for a bad setting, naming it and its value, before anything is built.
@@ -227,7 +233,7 @@ def configure(
     metric_target = resolve_target(endpoint=endpoint, protocol=protocol, headers=headers, signal='metrics')
     spool_path = check_spool_dir(spool.directory, 'SpoolOptions.directory') if spool is not None else None
     file_path = check_file(file) if file is not None else None
-    _check_export_process(export_process, spool, otlp_traces, trace_exporters)
+    offload = _choose_export_process(export_process, spool, otlp_traces, trace_exporters)
     if spool is not None and spool.max_bytes <= 0:
         raise ConfigurationError(f'SpoolOptions.max_bytes must be positive, got {spool.max_bytes!r}.')
     if port is not None and not (isinstance(port, int) and 0 <= port <= 65535):
@@ -264,7 +270,7 @@ def configure(
             prometheus.close()
         raise
     processors = _span_processors(
-        console, file_path, spool_exporter, trace_target if otlp_traces else None, drops, export_process
+        console, file_path, spool_exporter, trace_target if otlp_traces else None, drops, offload
     )
     if not processors:
         logger.warning(
@@ -279,18 +285,40 @@ def configure(
     return telemetry
 
 
-def _check_export_process(
-    export_process: bool, spool: SpoolOptions | None, otlp_traces: bool, trace_exporters: frozenset[str] | None
-) -> None:
-    if export_process and spool is not None:
+_Offload = Literal['required', 'preferred', 'off']
+
+
+def _choose_export_process(
+    export_process: bool | None,
+    spool: SpoolOptions | None,
+    otlp_traces: bool,
+    trace_exporters: frozenset[str] | None,
+) -> _Offload:
+    """Whether OTLP spans go through a child process: asked for (`required`), by default (`preferred`), or not."""
+    from .offload import why_no_export_process
+
+    chosen = export_process if export_process is not None else export_process_from_env()
+    if chosen is False:
+        return 'off'
+    if chosen is None:  # the default: wherever it can run, and not where the user tuned the batch processor
+        tuned = sorted(name for name in os.environ if name.startswith('OTEL_BSP_'))
+        reason = why_no_export_process() or (f'{", ".join(tuned)} tune its batch processor' if tuned else None)
+        if otlp_traces and spool is None and reason is not None:
+            logger.info('tracegraph: OTLP spans are exported in process: %s', reason)
+        return 'preferred' if otlp_traces and spool is None and reason is None else 'off'
+    setting = 'export_process=True' if export_process else f'{EXPORT_PROCESS_ENV}={os.environ[EXPORT_PROCESS_ENV]}'
+    if spool is not None:
         raise ConfigurationError(
-            'export_process=True and spool= both choose who sends the spans: the spool sends them itself; pass one.'
+            f'{setting} and spool= both choose who sends the spans: the spool sends them itself; pass one.'
         )
-    if export_process and not otlp_traces:
+    if not otlp_traces:
         raise ConfigurationError(
-            'export_process=True sends OTLP spans from a child process, but no OTLP span export is configured '
+            f'{setting} sends OTLP spans from a child process, but no OTLP span export is configured '
             f'(OTEL_TRACES_EXPORTER={",".join(sorted(trace_exporters or ())) or "none"}).'
         )
+    if (reason := why_no_export_process()) is not None:
+        raise ConfigurationError(f'{setting} cannot start the export process here: {reason}.')
+    return 'required'
 
 
 _GLOBAL_PURPOSE = 'set_global=True'
@@ -317,7 +345,7 @@ def _span_processors(
     spool: SpoolSpanExporter | None,
     otlp: OtlpTarget | None,
     drops: DropCounter,
-    export_process: bool = False,
+    offload: _Offload = 'off',
 ) -> list[SpanProcessor]:
     processors: list[SpanProcessor] = []
     if console:
@@ -331,13 +359,23 @@ def _span_processors(
     if spool is not None:
         # The spool's point is to survive a crash: a span waits at most this long in memory before it is on disk.
         processors.append(CountingBatchSpanProcessor(spool, drops, schedule_delay_millis=SPOOL_SCHEDULE_DELAY_MILLIS))
-    elif otlp is not None and export_process:
-        from .offload import OffloadSpanProcessor
-
-        processors.append(OffloadSpanProcessor(otlp, drops=drops))
+    elif otlp is not None and offload != 'off':
+        processors.append(_offload_processor(otlp, drops, required=offload == 'required'))
     elif otlp is not None:
         processors.append(CountingBatchSpanProcessor(otlp_span_exporter(otlp), drops))
     return processors
+
+
+def _offload_processor(otlp: OtlpTarget, drops: DropCounter, *, required: bool) -> SpanProcessor:
+    from .offload import OffloadSpanProcessor
+
+    try:
+        return OffloadSpanProcessor(otlp, drops=drops)
+    except ConfigurationError as e:
+        if required:
+            raise
+        logger.warning('tracegraph: OTLP spans are exported in process instead: %s', e)
+        return CountingBatchSpanProcessor(otlp_span_exporter(otlp), drops)
 
 
 def _install(

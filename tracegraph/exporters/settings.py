@@ -11,7 +11,7 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Final, Literal
 from urllib.parse import unquote, urlsplit
 
 __all__ = (
@@ -28,6 +28,8 @@ __all__ = (
     'check_spool_dir',
     'check_file',
     'otlp_requested',
+    'export_process_from_env',
+    'EXPORT_PROCESS_ENV',
 )
 
 Protocol = Literal['http/protobuf', 'grpc']
@@ -57,6 +59,8 @@ def _env(name: str) -> str | None:
 
 
 _EXPORTER_CHOICES = frozenset(('otlp', 'console', 'none'))
+_TRUE = frozenset(('1', 'true', 'yes', 'on'))
+_FALSE = frozenset(('0', 'false', 'no', 'off'))
 
 
 def exporters_from_env(signal: Signal) -> frozenset[str] | None:
@@ -81,9 +85,27 @@ def exporters_from_env(signal: Signal) -> frozenset[str] | None:
 def disabled_by_env() -> str | None:
     """The variable that turns tracegraph's exporters off (`TRACEGRAPH_DISABLED`, `OTEL_SDK_DISABLED`), if one does."""
     for name in ('TRACEGRAPH_DISABLED', 'OTEL_SDK_DISABLED'):
-        if (_env(name) or '').lower() in ('1', 'true', 'yes', 'on'):
+        if (_env(name) or '').lower() in _TRUE:
             return name
     return None
+
+
+EXPORT_PROCESS_ENV: Final = 'TRACEGRAPH_EXPORT_PROCESS'
+"""Variable choosing whether `configure()` exports OTLP spans from a child process."""
+
+
+def export_process_from_env() -> bool | None:
+    """`TRACEGRAPH_EXPORT_PROCESS` as a bool (`1`/`true`/`yes`/`on` or `0`/`false`/`no`/`off`); None when unset.
+
+    Raises:
+        ConfigurationError: any other value, naming the variable and the value.
+    """
+    value = _env(EXPORT_PROCESS_ENV)
+    if value is None:
+        return None
+    if value.lower() in _TRUE or value.lower() in _FALSE:
+        return value.lower() in _TRUE
+    raise ConfigurationError(f'{EXPORT_PROCESS_ENV}={value!r}: expected one of 1, true, yes, on, 0, false, no, off.')
 
 
 def otlp_requested(endpoint: str | None) -> bool:
