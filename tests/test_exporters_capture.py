@@ -130,8 +130,7 @@ def test_the_pytest_plugin_imports_nothing_heavy() -> None:
     others, ours = done.stdout.splitlines()
     assert others == '[]'
     assert ours == (
-        "['tracegraph', 'tracegraph._merge_binders', 'tracegraph._version', 'tracegraph.exporters', "
-        "'tracegraph.exporters.pytest_plugin']"
+        "['tracegraph', 'tracegraph._version', 'tracegraph.exporters', 'tracegraph.exporters.pytest_plugin']"
     )
 
 

@@ -376,12 +376,10 @@ def _recorder_of(provider: SdkMeterProvider) -> object:
 async def test_without_the_sdk_binder_every_step_is_recorded(
     clock: FixedClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The tracing layer knows no SDK: the merge is `tracegraph.exporters`' (registered when it is imported)."""
-    from tracegraph import _merge_binders
+    """The tracing layer knows no SDK: the merge is the binder's that the entry point names; without one, exact."""
     from tracegraph.tracing import preaggregated
 
-    assert _merge_binders.merge_binders  # the pytest plugin imported tracegraph.exporters
-    monkeypatch.setattr(preaggregated, 'merge_binders', [])
+    monkeypatch.setattr(preaggregated, 'binder_for', lambda _instrument: None)
     reader = InMemoryMetricReader()
     provider = SdkMeterProvider(metric_readers=[reader])
     await _run_many(
@@ -389,3 +387,50 @@ async def test_without_the_sdk_binder_every_step_is_recorded(
     )
     assert isinstance(_recorder_of(provider), ExactHistogram)
     assert sum(p.count for p in points_of(reader, attr.METRIC_NODE_DURATION)) == 20
+
+
+_OWN_PROVIDER = """
+from __future__ import annotations
+
+import asyncio, sys
+from dataclasses import dataclass
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from tracegraph import BaseNode, End, Graph, GraphRunContext, InstrumentationSettings
+from tracegraph.tracing.preaggregated import PreAggregatedHistogram, _recorders
+
+
+@dataclass
+class Count(BaseNode[None, None, int]):
+    n: int
+
+    async def run(self, ctx: GraphRunContext) -> Count | End[int]:
+        return Count(self.n + 1) if self.n < 4 else End(self.n)
+
+
+reader = InMemoryMetricReader()
+settings = InstrumentationSettings(meter_provider=MeterProvider(metric_readers=[reader]))
+graph = Graph(nodes=[Count], name='own', instrumentation=settings)
+assert 'tracegraph.exporters' not in sys.modules
+asyncio.run(graph.run(Count(0)))
+assert any(isinstance(r, PreAggregatedHistogram) for r in _recorders.values()), list(_recorders.values())
+points = [
+    p for rm in reader.get_metrics_data().resource_metrics for sm in rm.scope_metrics for m in sm.metrics
+    if m.name == 'tracegraph.node.duration' for p in m.data.data_points
+]
+print(sum(p.count for p in points))
+"""
+
+
+def test_a_meter_provider_of_ones_own_is_pre_aggregated_without_importing_the_exporters() -> None:
+    """The SDK binder is found through the `tracegraph.merge_binders` entry point: no import or setup of the user's."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    tests = Path(__file__).resolve().parent
+    done = subprocess.run(
+        [sys.executable, '-c', _OWN_PROVIDER], capture_output=True, text=True, timeout=120, cwd=tests, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ['5']  # Count(0) .. Count(4)

@@ -10,8 +10,6 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from .._merge_binders import merge_binders as _merge_binders
-
 if TYPE_CHECKING:
     from .capture import MetricPoint, TelemetryCapture
     from .console import ConsoleTimelineProcessor
@@ -71,16 +69,3 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(__all__)
-
-
-def _bind_sdk_histogram(histogram: object) -> object | None:
-    """`sdk_metrics.bind`, imported on first use: only a run that records metrics to an SDK provider pays for it."""
-    if type(histogram).__module__.split('.')[:3] != ['opentelemetry', 'sdk', 'metrics']:
-        return None
-    from .sdk_metrics import bind
-
-    return bind(histogram)
-
-
-if _bind_sdk_histogram not in _merge_binders:
-    _merge_binders.append(_bind_sdk_histogram)

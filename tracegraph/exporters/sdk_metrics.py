@@ -2,10 +2,10 @@
 
 `tracing.preaggregated` keeps node and run durations as local bucket counts and hands them over at each collection.
 Adding them to the SDK's own aggregation means writing its internals, which no API offers, so that code lives here,
-with the other SDK code, and `tracegraph.exporters` registers `bind` in `tracegraph._merge_binders` when it is
-imported. `SdkHistogramTarget` lists every internal it reads; when any is missing or of another kind (a view with
-another aggregation or reservoir, another exemplar filter, another SDK version), `bind` returns None and the
-histogram is recorded step by step instead — exact, only slower.
+with the other SDK code; the project's entry point `tracegraph.merge_binders: opentelemetry.sdk.metrics` names
+`bind` (see `tracegraph._merge_binders`). `SdkHistogramTarget` lists every internal it reads; when any is missing
+or of another kind (a view with another aggregation or reservoir, another exemplar filter, another SDK version),
+`bind` returns None and the histogram is recorded step by step instead — exact, only slower.
 """
 
 from __future__ import annotations

@@ -12,9 +12,9 @@ unit, buckets, attributes, count, min and max, the sum up to float rounding, and
 default reservoir and filter (the last measurement of each bucket made in a sampled span) would have kept.
 
 Merging writes to the SDK's aggregation internals, which no API offers, so it lives with the SDK code in
-`tracegraph.exporters.sdk_metrics` (this layer imports the OpenTelemetry API only): importing `tracegraph.exporters`
-— as `configure()`, the pytest plugin and `tracegraph_capture` do — adds the SDK's `MergeTarget` to
-`tracegraph._merge_binders`; without it every provider gets `ExactHistogram`. The fast path is taken only for an SDK
+`tracegraph.exporters.sdk_metrics` (this layer imports the OpenTelemetry API only), found through the entry point
+that `tracegraph._merge_binders` reads: any SDK `MeterProvider`, `configure()`'s or the user's own, gets it; without
+a binder every provider gets `ExactHistogram`. The fast path is taken only for an SDK
 instrument whose every reader aggregates it as an explicit bucket histogram with the default aligned exemplar
 reservoir (or drops it), under the trace-based or the always-off exemplar filter; any other meter provider, view,
 aggregation or SDK version gets `ExactHistogram`, a plain `record` per duration. A reader added later is noticed at
@@ -35,7 +35,7 @@ from typing import Protocol, cast
 from opentelemetry.metrics import CallbackOptions, Counter, Histogram, Meter, Observation
 from opentelemetry.trace import Span
 
-from .._merge_binders import merge_binders
+from .._merge_binders import binder_for
 
 __all__ = (
     'Aggregate',
@@ -224,11 +224,8 @@ def duration_recorder(meter: Meter, name: str, histogram: Histogram) -> Duration
         found = _recorders.get(id(histogram))
         if found is not None and found.histogram is histogram:
             return found
-        target: MergeTarget | None = None
-        for bind in merge_binders:
-            if (found_target := bind(histogram)) is not None:
-                target = cast(MergeTarget, found_target)
-                break
+        bind = binder_for(histogram)
+        target = cast(MergeTarget | None, bind(histogram) if bind is not None else None)
         recorder: ExactHistogram | PreAggregatedHistogram
         if target is None:
             recorder = ExactHistogram(histogram)
