@@ -1,8 +1,9 @@
 """Instructions per node step under `valgrind --tool=callgrind`: the repeatable twin of `step_overhead.py`.
 
-Wall-clock figures on the shared 2-core machine move by ±20 % between worker processes; instruction counts do not
-(two runs agree to ~0.1 %). Each (mode, variant) runs in a fresh process under callgrind twice, with 0 and with
-`--steps` node steps (after the same warm-up), and the difference divided by the steps is its cost per step, all
+Wall-clock figures on the shared 2-core machine move by ±20 % between worker processes; instruction counts move
+by ~3 %. Keep `tracegraph/` and `bench/` unedited while it runs: a module recompiled in one of a pair's two runs adds
+its compilation to it (the script compiles both trees once before it starts). Each (mode, variant) runs in a fresh
+process under callgrind twice, with 0 and with `--steps` node steps (after the same warm-up), and the difference divided by the steps is its cost per step, all
 threads included (the batch processor's worker does its share of the work while the graph runs, as it would on the
 GIL). Instructions are not time — a cache miss costs more than an add — but ratios of them between code paths that
 do the same kind of work are what the wall-clock ratios would be on a quiet machine.
@@ -69,18 +70,48 @@ def main() -> None:
     parser.add_argument('--child', nargs=4, help=argparse.SUPPRESS)
     parser.add_argument('--json', type=Path, default=None)
     parser.add_argument('--only', action='append', default=None, help='MODE:VARIANT to measure (repeatable)')
+    parser.add_argument(
+        '--ladder', action='store_true', help='what each group of node-span attributes costs, on the SDK by hand'
+    )
     args = parser.parse_args()
     if args.child:
         mode, variant, workload, steps = args.child
         run_child(mode, variant, workload, int(steps))
         return
+    # Bytecode written now, so that neither run of a pair pays for compiling a module the other finds compiled.
+    subprocess.run([sys.executable, '-m', 'compileall', '-q', str(BENCH), str(BENCH.parent / 'tracegraph')], check=True)
     per_step: dict[str, float] = {}
     pairs = [tuple(o.split(':', 1)) for o in args.only] if args.only else PAIRS
+    if args.ladder:
+        sys.path.insert(0, str(BENCH))
+        from step_overhead import BY_HAND
+
+        pairs = [('otel', 'bare_loop_one_span'), *(('otel', name) for name in BY_HAND)]
+        pairs += [('otel', 'tracegraph'), ('otel', 'tracegraph_without_input')]
     for mode, variant in pairs:
         base = instructions(mode, variant, args.workload, 0)
         full = instructions(mode, variant, args.workload, args.steps)
         per_step[f'{mode} {variant}'] = (full - base) / args.steps
         print(f'{mode:<13} {variant:<32} {per_step[f"{mode} {variant}"] / 1000:9.1f} k instructions/step', flush=True)
+    if args.ladder:
+        full = per_step['otel bare_loop_one_span_same_attrs']
+        floor = per_step['otel bare_loop_one_span']
+        print(f'{"the whole contract by hand / floor":<50} {full / floor:6.2f}')
+        tracegraph = per_step['otel tracegraph']
+        print(f'{"tracegraph / floor":<50} {tracegraph / floor:6.2f}')
+        print(f'{"tracegraph / the whole contract by hand":<50} {tracegraph / full:6.2f}')
+        without_input = per_step['otel tracegraph_without_input']
+        print(
+            f'tracegraph without node input: {without_input / floor:5.2f}x the floor, input {tracegraph - without_input:.0f}'
+        )
+        for name in per_step:
+            if name.startswith('otel by_hand_without_'):
+                group = name.removeprefix('otel by_hand_without_')
+                saved = full - per_step[name]
+                print(f'{group:<32} {saved / 1000:7.1f} k/step; without it {per_step[name] / floor:5.2f}x the floor')
+        if args.json:
+            args.json.write_text(json.dumps({'workload': args.workload, 'per_step': per_step}, indent=2))
+        return
     if args.only:
         return
     ratios: dict[str, Any] = {

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import functools
 import gc
 import json
@@ -40,6 +39,8 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any, cast
+
+from pydantic_core import to_json
 
 __all__ = ('WORKLOAD', 'main')
 
@@ -126,11 +127,8 @@ def _setup_mode(mode: str, counter: _Counter, lib: str = 'tracegraph') -> tuple[
             from opentelemetry.sdk.metrics import MeterProvider
             from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
+            # a provider of one's own: tracegraph finds the SDK merge of pre-aggregated durations by entry point
             metrics.set_meter_provider(MeterProvider(metric_readers=[InMemoryMetricReader()]))
-            if lib == 'tracegraph':
-                # What configure() does (and the README asks of a provider of one's own): importing the exporters
-                # registers the SDK merge of pre-aggregated durations.
-                import tracegraph.exporters  # noqa: F401  # pyright: ignore[reportUnusedImport]
     return processor, trace.get_tracer('bench.floor')
 
 
@@ -144,6 +142,21 @@ def _load_workload(lib: str, auto_instrument: bool = True) -> dict[str, Any]:
     sys.modules[namespace['__name__']] = module
     exec(compile(source, f'<workload {lib}>', 'exec'), module.__dict__)
     return module.__dict__
+
+
+_CONTRACT_PARTS = frozenset({'graph_and_run', 'node_and_step', 'input', 'next', 'outcome'})
+BY_HAND: dict[str, frozenset[str]] = {
+    # the node span of the span contract, written by hand on the SDK
+    'bare_loop_one_span_same_attrs': _CONTRACT_PARTS,
+    # the attributes the first tracing issue named
+    'bare_loop_one_span_required_attrs': _CONTRACT_PARTS - {'outcome'},
+    # the contract with one group left out each: what that group costs (`step_instructions.py --ladder`)
+    'by_hand_without_graph_and_run': _CONTRACT_PARTS - {'graph_and_run'},
+    'by_hand_without_node_and_step': _CONTRACT_PARTS - {'node_and_step'},
+    'by_hand_without_input': _CONTRACT_PARTS - {'input'},
+    'by_hand_without_end_attributes': _CONTRACT_PARTS - {'next', 'outcome'},
+}
+"""Hand-written node spans: variant name -> the groups of the contract's node-span attributes it sets."""
 
 
 def _variants(lib: str, mode: str, tracer: Any) -> dict[str, Any]:
@@ -187,11 +200,11 @@ def _variants(lib: str, mode: str, tracer: Any) -> dict[str, Any]:
         for _ in range(runs):
             await span_long(steps)
 
-    def attrs_loop(full: bool) -> Any:
+    def attrs_loop(parts: frozenset[str]) -> Any:
         # The same span as tracegraph's node span on a plain SDK (name, attributes, current while the node runs),
-        # built by hand: what the SDK itself charges for the span contract. `full=False`: without
-        # `tracegraph.node.outcome` (the attributes the first tracing issue named). No `logfire.*` attributes:
-        # tracegraph writes them only for Logfire's own tracer provider (issue 14).
+        # built by hand with the attribute groups in `parts` (see `BY_HAND`): what the SDK itself charges for the
+        # span contract, and for each part of it. No `logfire.*` attributes: tracegraph writes them only for
+        # Logfire's own tracer provider (issue 14).
         async def long(steps: int) -> None:
             ctx = ctx_cls(None, None)
             node = ping(0, steps)
@@ -199,17 +212,20 @@ def _variants(lib: str, mode: str, tracer: Any) -> dict[str, Any]:
             while not isinstance(node, end):
                 step += 1
                 node_id = type(node).__name__
-                attributes = {
-                    'tracegraph.graph.name': 'ping_pong',
-                    'tracegraph.run.id': run_id,
-                    'tracegraph.node.id': node_id,
-                    'tracegraph.step': step,
-                    'tracegraph.node.input': json.dumps(dataclasses.asdict(node), separators=(',', ':')),
-                }
+                attributes: dict[str, Any] = {}
+                if 'graph_and_run' in parts:
+                    attributes['tracegraph.graph.name'] = 'ping_pong'
+                    attributes['tracegraph.run.id'] = run_id
+                if 'node_and_step' in parts:
+                    attributes['tracegraph.node.id'] = node_id
+                    attributes['tracegraph.step'] = step
+                if 'input' in parts:
+                    attributes['tracegraph.node.input'] = to_json(node).decode()  # as tracegraph serialises it
                 with tracer.start_as_current_span(f'run node {node_id}', attributes=attributes) as span:
                     node = await node.run(ctx)
-                    span.set_attribute('tracegraph.node.next', type(node).__name__)
-                    if full:
+                    if 'next' in parts:
+                        span.set_attribute('tracegraph.node.next', type(node).__name__)
+                    if 'outcome' in parts:
                         span.set_attribute('tracegraph.node.outcome', 'completed')
             assert node.data == steps
 
@@ -225,6 +241,14 @@ def _variants(lib: str, mode: str, tracer: Any) -> dict[str, Any]:
         f'bare_loop[{label}]': (bare_long, bare_short),
     }
     if lib == 'tracegraph':
+        from tracegraph import Graph, InstrumentationSettings
+
+        no_input = InstrumentationSettings(include_node_input=False)
+        without_input = Graph(nodes=(ping, ns['Pong']), name='ping_pong', instrumentation=no_input)
+        variants['tracegraph_without_input'] = (
+            functools.partial(graph_long, without_input),
+            functools.partial(graph_short, without_input),
+        )
         plain = _load_workload(lib, auto_instrument=False)['ping_pong']
         variants['tracegraph_uninstrumented'] = (
             functools.partial(graph_long, plain),
@@ -232,8 +256,8 @@ def _variants(lib: str, mode: str, tracer: Any) -> dict[str, Any]:
         )
         if tracer is not None:
             variants['bare_loop_one_span'] = (span_long, span_short)
-            variants['bare_loop_one_span_same_attrs'] = attrs_loop(full=True)
-            variants['bare_loop_one_span_required_attrs'] = attrs_loop(full=False)
+            for name, parts in BY_HAND.items():
+                variants[name] = attrs_loop(parts)
     return variants
 
 

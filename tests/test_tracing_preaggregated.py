@@ -379,7 +379,10 @@ async def test_without_the_sdk_binder_every_step_is_recorded(
     """The tracing layer knows no SDK: the merge is the binder's that the entry point names; without one, exact."""
     from tracegraph.tracing import preaggregated
 
-    monkeypatch.setattr(preaggregated, 'binder_for', lambda _instrument: None)
+    def no_binder(_instrument: object) -> None:
+        return None
+
+    monkeypatch.setattr(preaggregated, 'binder_for', no_binder)
     reader = InMemoryMetricReader()
     provider = SdkMeterProvider(metric_readers=[reader])
     await _run_many(
