@@ -215,6 +215,10 @@ def pct(samples: list[float], q: float) -> float:
     return statistics.quantiles(samples, n=100)[int(q) - 1] if q < 100 else max(samples)
 
 
+PIPELINES = ('otlp/http', 'otlp/grpc', 'spool/http', 'offload/http', 'offload/grpc')
+"""`configure()` set-ups measured: direct OTLP in process, through the spool, or from the export process."""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--seconds', type=float, default=3.0, help='seconds per throughput measurement')
@@ -225,7 +229,9 @@ def main() -> None:
     parser.add_argument('--json', type=Path, default=None, help='also write the results here')
     parser.add_argument('--switch-interval', type=float, default=None, help='sys.setswitchinterval (s) for the run')
     parser.add_argument('--no-throughput', action='store_true', help='only the step times')
-    parser.add_argument('--pipeline', dest='pipelines', action='append', default=None, help='only these (repeatable)')
+    parser.add_argument(
+        '--pipeline', dest='pipelines', action='append', choices=PIPELINES, default=None, help='only these (repeatable)'
+    )
     args = parser.parse_args()
     if args.switch_interval is not None:
         sys.setswitchinterval(args.switch_interval)
@@ -248,7 +254,7 @@ def main() -> None:
     results['steps']['no tracing'] = {'p50_us': pct(base, 50) * 1e6, 'p99_us': pct(base, 99) * 1e6}
     print(f'\nstep time, µs ({args.runs} runs x {args.steps} steps, node work {args.work_us:.0f} µs)')
     print(f'  {"no tracing":<22} p50 {pct(base, 50) * 1e6:8.1f}   p99 {pct(base, 99) * 1e6:8.1f}')
-    for pipeline in args.pipelines or ('otlp/http', 'otlp/grpc', 'spool/http', 'offload/http', 'offload/grpc'):
+    for pipeline in args.pipelines or PIPELINES:
         pooled: dict[str, list[float]] = {'up': [], 'drop': [], 'down': [], 'slow': []}
         for _ in range(args.rounds):  # interleaved rounds, so drift of the machine hits every case alike
             for backend, samples in pooled.items():
