@@ -301,11 +301,14 @@ def _choose_export_process(
     if chosen is False:
         return 'off'
     if chosen is None:  # the default: wherever it can run, and not where the user tuned the batch processor
+        if not otlp_traces or spool is not None:
+            return 'off'
         tuned = sorted(name for name in os.environ if name.startswith('OTEL_BSP_'))
         reason = why_no_export_process() or (f'{", ".join(tuned)} tune its batch processor' if tuned else None)
-        if otlp_traces and spool is None and reason is not None:
+        if reason is not None:
             logger.info('tracegraph: OTLP spans are exported in process: %s', reason)
-        return 'preferred' if otlp_traces and spool is None and reason is None else 'off'
+            return 'off'
+        return 'preferred'
     setting = 'export_process=True' if export_process else f'{EXPORT_PROCESS_ENV}={os.environ[EXPORT_PROCESS_ENV]}'
     if spool is not None:
         raise ConfigurationError(

@@ -103,8 +103,8 @@ def export_process_from_env() -> bool | None:
     value = _env(EXPORT_PROCESS_ENV)
     if value is None:
         return None
-    if value.lower() in _TRUE or value.lower() in _FALSE:
-        return value.lower() in _TRUE
+    if (lowered := value.lower()) in _TRUE | _FALSE:
+        return lowered in _TRUE
     raise ConfigurationError(f'{EXPORT_PROCESS_ENV}={value!r}: expected one of 1, true, yes, on, 0, false, no, off.')
 
 
