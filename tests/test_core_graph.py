@@ -268,6 +268,78 @@ async def test_driving_errors() -> None:
     assert exc_info.value.message == 'Cannot call `next` with an `End` node: End(data=1).'
 
 
+async def test_nodes_are_found_by_their_id_not_their_class() -> None:
+    """Steps look a node's class up first; a subclass is still judged by its `get_id()`, as in the classic engine."""
+
+    @dataclass
+    class SameId(Start):
+        @classmethod
+        def get_id(cls) -> str:
+            return 'Start'
+
+    @dataclass
+    class OtherId(Start):
+        pass
+
+    g = Graph(nodes=[Start, Middle])
+    assert (await g.run(SameId(2))).output == 2
+    with pytest.raises(GraphRuntimeError) as exc_info:
+        await g.run(OtherId())
+    assert (
+        exc_info.value.message
+        == 'Node `test_nodes_are_found_by_their_id_not_their_class.<locals>.OtherId(value=0)` is not in the graph.'
+    )
+
+    history: list[HistoryStep[None, int]] = []
+    with pytest.raises(AttributeError, match="'str' object has no attribute 'get_id'"):
+        await g.next('Start', history)  # pyright: ignore[reportArgumentType]  # the misuse under test
+    assert await g.next(Start(1), history) == Middle(2)
+    assert [type(s).__name__ for s in history] == ['NodeStep']
+
+
+async def test_engine_steps_are_the_dataclass_a_user_would_build() -> None:
+    """The engine builds `NodeStep`s without calling `__init__`: the same fields, in the same order, equal."""
+    seen: list[object] = []
+
+    def snapshot_state(state: MyState) -> MyState:
+        seen.append(state)
+        return MyState(state.number * 10)
+
+    g = Graph(nodes=(Increment, Check42), snapshot_state=snapshot_state)
+    state = MyState(1)
+    result = await g.run(Increment(), state=state)
+    steps = [s for s in result.history if isinstance(s, NodeStep)]
+    assert [s.state for s in steps] == [MyState(20), MyState(20)] and seen == [state, state]
+    for step in steps:
+        rebuilt = NodeStep(
+            state=MyState(2),
+            node=step.node,
+            start_ts=step.start_ts,
+            duration=step.duration,
+            snapshot_state=snapshot_state,
+        )
+        assert step == rebuilt
+        assert list(vars(step)) == list(vars(rebuilt))
+        assert repr(step) == repr(rebuilt)
+
+    plain = await Graph(nodes=[Start, Middle]).run(Start())
+    first = plain.history[0]
+    assert isinstance(first, NodeStep)
+    assert vars(first) == vars(NodeStep(state=None, node=Start(0), start_ts=first.start_ts, duration=first.duration))
+
+
+async def test_async_for_protocols() -> None:
+    """`__anext__` hands back the step's coroutine: `anext()`, `async for` and a comprehension all drive a run."""
+    g = Graph(nodes=[Start, Middle])
+    async with g.iter(Start()) as run:
+        assert await anext(run) == Middle(1)
+        assert [n async for n in run] == [Start(1), Middle(2), Start(2), End(2)]
+        with pytest.raises(StopAsyncIteration):
+            await anext(run)
+    async with g.iter(Start(), yield_start_node=True) as run:
+        assert [n async for n in run] == [Start(0), Middle(1), Start(1), Middle(2), Start(2), End(2)]
+
+
 async def test_invalid_node_return_value() -> None:
     @dataclass
     class Liar(BaseNode[None, None, int]):

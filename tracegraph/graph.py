@@ -8,7 +8,7 @@ import inspect
 import sys
 import types
 from collections.abc import AsyncGenerator, Callable, Sequence
-from contextlib import AbstractContextManager, ExitStack, asynccontextmanager
+from contextlib import AbstractContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -16,7 +16,6 @@ from typing import Annotated, Any, Generic
 
 import pydantic
 import typing_extensions
-from opentelemetry.context import Context
 from typing_extensions import TypeVar
 
 from . import _utils, exceptions, mermaid
@@ -24,7 +23,8 @@ from .history import EndStep, HistoryStep, NodeStep, StateT, deep_copy_state, no
 from .nodes import BaseNode, DepsT, End, NodeDef, RunEndT
 from .persistence import BaseStatePersistence
 from .persistence._utils import recording_traceparent
-from .run import GraphRun, GraphRunResult, run_step
+from .run import GraphRun, GraphRunResult
+from .run_scope import Resume, RunScope
 from .tracing.instrument import Instrumentation
 from .tracing.instrumentation_settings import InstrumentationSettings
 from .tracing.propagation import context_from_traceparent, current_traceparent, parse_traceparent
@@ -122,6 +122,8 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
 
         parent_namespace = _utils.get_parent_namespace(inspect.currentframe())
         self.node_defs = {}
+        self._node_ids: dict[type[Any], str] = {}
+        """Each node class's id: what a run's steps look nodes up by (one dict lookup instead of `get_id()`)."""
         for node in nodes:
             node_id = node.get_id()
             if existing := self.node_defs.get(node_id):
@@ -129,6 +131,7 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
                     f'Node ID `{node_id}` is not unique — found on {existing.node} and {node}'
                 )
             self.node_defs[node_id] = node.get_node_def(parent_namespace)
+            self._node_ids[node] = node_id
         self._validate_edges()
 
     def _validate_edges(self) -> None:
@@ -211,8 +214,7 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
             self.run(start_node, state=state, deps=deps, persistence=persistence, infer_name=False, span=span)
         )
 
-    @asynccontextmanager
-    async def iter(
+    def iter(
         self: Graph[StateT, DepsT, T],
         start_node: BaseNode[StateT, DepsT, T],
         *,
@@ -223,8 +225,8 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
         infer_name: bool = True,
         span: AbstractContextManager[Any] | None = None,
         yield_start_node: bool | None = None,
-        _resume: _Resume | None = None,
-    ) -> AsyncGenerator[GraphRun[StateT, DepsT, T]]:
+        _resume: Resume | None = None,
+    ) -> RunScope[StateT, DepsT, T]:
         """Start a run and hand it over to be driven by `async for` or `await run.next(...)`.
 
         Leaving the `async with` before the run reached `End` ends it as interrupted.
@@ -243,8 +245,8 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
             yield_start_node: `async for` yields the start node before running it, as pydantic_graph 0.0.54+
                 does; default: the graph's `yield_start_node` (False, the classic behaviour).
 
-        Yields:
-            The `GraphRun`.
+        Returns:
+            An async context manager whose `async with` gives the `GraphRun`.
 
         Raises:
             TypeError: both `history` and `persistence` were given.
@@ -258,42 +260,18 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
             )
         if persistence is not None and _resume is None:
             persistence.set_graph_types(self)
-        if history is None:
-            history = []
-        with ExitStack() as stack:
-            entered = stack.enter_context(span) if span is not None else None
-            trace = (
-                self._instrumentation.start_run(
-                    graph_name=self.name or 'unnamed_graph',
-                    start_node_id=start_node.get_id(),
-                    given_span=span,
-                    entered_span=entered,
-                    resumed_from=(_last_span(history) if history else None)
-                    if _resume is None
-                    else _resume.resumed_from,
-                    parent=None if _resume is None else _resume.parent,
-                )
-                if self._instrumentation is not None
-                else RunTrace()
-            )
-            # Not `GraphRun[StateT, DepsT, T](...)`: subscripting at run time builds a generic alias per run.
-            graph_run: GraphRun[StateT, DepsT, T] = GraphRun(
-                self,
-                start_node,
-                history=history,
-                state=state,
-                deps=deps,
-                trace=trace,
-                persistence=persistence,
-                snapshot_id=None if _resume is None else _resume.snapshot_id,
-                yield_start_node=self.yield_start_node if yield_start_node is None else yield_start_node,
-            )
-            try:
-                yield graph_run
-            except BaseException as error:
-                graph_run._finish(error)  # pyright: ignore[reportPrivateUsage] - iter() owns the run's lifetime
-                raise
-            graph_run._finish(None)  # pyright: ignore[reportPrivateUsage]
+        return RunScope(
+            self,
+            start_node,
+            instrumentation=self._instrumentation,
+            history=[] if history is None else history,
+            state=state,
+            deps=deps,
+            persistence=persistence,
+            span=span,
+            yield_start_node=self.yield_start_node if yield_start_node is None else yield_start_node,
+            resume=_resume,
+        )
 
     @asynccontextmanager
     async def iter_from_persistence(
@@ -331,7 +309,7 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
             raise exceptions.GraphRuntimeError('Unable to restore snapshot from state persistence.')
         snapshot.node.set_snapshot_id(snapshot.id)
         origin = parse_traceparent(snapshot.traceparent)
-        resume = _Resume(
+        resume = Resume(
             snapshot_id=snapshot.id,
             resumed_from=(f'{origin.trace_id:032x}', f'{origin.span_id:016x}') if origin is not None else None,
             parent=context_from_traceparent(snapshot.traceparent) if join_trace else None,
@@ -389,13 +367,16 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
         if infer_name and self.name is None:
             self._infer_name(inspect.currentframe())
         if self._instrumentation is None:
-            return await run_step(self, node, history, state=state, deps=deps, trace=RunTrace())
-        # Outside a run: the node span is a child of the current span, and no run span is opened.
-        trace = self._instrumentation.start_run(
-            graph_name=self.name or 'unnamed_graph', start_node_id='', run_span=False
-        )
+            trace = RunTrace()
+        else:
+            # Outside a run: the node span is a child of the current span, and no run span is opened.
+            trace = self._instrumentation.start_run(
+                graph_name=self.name or 'unnamed_graph', start_node_id='', run_span=False
+            )
+        # A run of one step over the caller's history; it is not entered, so it opens no span of its own.
+        step_run = GraphRun(self, node, history=history, state=state, deps=deps, trace=trace)
         try:
-            return await run_step(self, node, history, state=state, deps=deps, trace=trace)
+            return await step_run.next(node)
         finally:
             trace.finish(ended=False, error=None, output=None)
 
@@ -538,19 +519,3 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
                 if item is self:
                     self.name = name
                     return
-
-
-@dataclass(frozen=True, kw_only=True)
-class _Resume:
-    """How `iter_from_persistence` continues a run: the snapshot it starts from and the trace it continues."""
-
-    snapshot_id: str
-    resumed_from: tuple[str, str] | None
-    parent: Context | None
-
-
-def _last_span(history: Sequence[HistoryStep[Any, Any]]) -> tuple[str, str] | None:
-    for step in reversed(history):
-        if isinstance(step, NodeStep):
-            return (step.trace_id, step.span_id) if step.trace_id and step.span_id else None
-    return None

@@ -1,8 +1,8 @@
-"""Driving a graph: one node step (`run_step`), a run in progress (`GraphRun`) and a finished one (`GraphRunResult`)."""
+"""Driving a graph: a run in progress (`GraphRun`, which runs each node step) and a finished one (`GraphRunResult`)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from time import perf_counter_ns as _perf_ns
@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Generic
 from typing_extensions import TypeVar
 
 from . import _utils, exceptions
-from .history import EndStep, HistoryStep, NodeStep, StateT
+from .history import EndStep, HistoryStep, NodeStep, StateT, deep_copy_state
 from .nodes import BaseNode, DepsT, End, GraphRunContext, RunEndT
 from .persistence import EndSnapshot
 from .persistence._utils import recording_traceparent
@@ -26,77 +26,29 @@ if TYPE_CHECKING:
     from .graph import Graph
     from .persistence import BaseStatePersistence
 
-__all__ = ('GraphRun', 'GraphRunResult', 'run_step')
+__all__ = ('GraphRun', 'GraphRunResult')
 
 T = TypeVar('T', default=Any)
-
-
-async def run_step(
-    graph: Graph[StateT, DepsT, T],
-    node: BaseNode[StateT, DepsT, T],
-    history: list[HistoryStep[StateT, T]],
-    *,
-    state: StateT,
-    deps: DepsT,
-    trace: RunTrace,
-    snapshot_id: str | None = None,
-) -> BaseNode[StateT, DepsT, Any] | End[T]:
-    """Run `node` through `trace`, then append its `NodeStep` (and the `EndStep` when it ended the run) to `history`.
-
-    As in the classic engine, the step is appended after the node ran, with the state as the node left it; a node
-    that raises appends no step.
-
-    Raises:
-        GraphRuntimeError: `node` is `End` or not in the graph, or its `run` returned neither a node nor `End`.
-    """
-    if isinstance(node, End):
-        raise exceptions.GraphRuntimeError(f'Cannot call `next` with an `End` node: {node!r}.')
-    node_id = node.get_id()
-    if node_id not in graph.node_defs:
-        raise exceptions.GraphRuntimeError(f'Node `{node}` is not in the graph.')
-    ctx = GraphRunContext(state, deps)
-    # One clock read for the history and the span; the node's duration starts after the span was opened.
-    start = _now(_UTC)
-    step = trace.start_step(node, node_id, state, start, snapshot_id) if trace.recording else None
-    t0 = _perf_ns()
-    try:
-        result = await node.run(ctx)
-    except BaseException as error:
-        trace.fail_step(step, node_id, start, (_perf_ns() - t0) / 1e9, error, state)
-        raise
-    duration = (_perf_ns() - t0) / 1e9
-    ended = isinstance(result, End)
-    if ended or isinstance(result, BaseNode):
-        bad_return = None
-        if step is not None:
-            trace.end_step(step, result, state, duration)
-    else:
-        bad_return = exceptions.GraphRuntimeError(
-            f'Invalid node return type: `{type(result).__name__}`. Expected `BaseNode` or `End`.'
-        )
-        trace.fail_step(step, node_id, start, duration, bad_return, state)
-    history.append(
-        NodeStep(
-            state=state,
-            node=node,
-            start_ts=start,
-            duration=duration,
-            snapshot_state=graph.snapshot_state,
-            trace_id=None if step is None else step.trace_id,
-            span_id=None if step is None else step.span_id,
-        )
-    )
-    if bad_return is not None:
-        # As the classic engine does: the node ran (its step is in the history), what it returned is what is wrong.
-        raise bad_return
-    if ended:
-        history.append(EndStep(result=result))
-    return result
 
 
 # `_utils.now_utc()` without its call: run on every node step.
 _now = datetime.now
 _UTC = timezone.utc
+_new_object: Callable[[type[Any]], Any] = object.__new__
+
+
+def _node_id_in(graph: Graph[Any, Any, Any], node: BaseNode[Any, Any, Any] | End[Any]) -> str:
+    """The id of `node`, a node whose class is not one of `graph`'s own (a subclass, or not a node at all).
+
+    Raises:
+        GraphRuntimeError: `node` is `End`, or its id is not in the graph.
+    """
+    if isinstance(node, End):
+        raise exceptions.GraphRuntimeError(f'Cannot call `next` with an `End` node: {node!r}.')
+    node_id = node.get_id()  # as in the classic engine, something that is not a node fails here
+    if node_id not in graph.node_defs:
+        raise exceptions.GraphRuntimeError(f'Node `{node}` is not in the graph.')
+    return node_id
 
 
 class _AfterRunTrace(RunTrace):
@@ -118,6 +70,10 @@ class _AfterRunTrace(RunTrace):
 
 
 _AFTER_RUN = _AfterRunTrace()
+
+
+async def _ready(node: T) -> T:
+    return node
 
 
 class GraphRun(Generic[StateT, DepsT, RunEndT]):
@@ -260,12 +216,72 @@ class GraphRun(Generic[StateT, DepsT, RunEndT]):
                 raise exceptions.GraphRuntimeError('This graph run has already ended.')
             node = self._next_node
         if self.persistence is not None:
-            self._next_node = await self._persisted_step(self.persistence, node)
+            return await self._persisted_step(self.persistence, node)
+        return await self._step(node)
+
+    async def _step(
+        self: GraphRun[StateT, DepsT, T], node: BaseNode[StateT, DepsT, T], snapshot_id: str | None = None
+    ) -> BaseNode[StateT, DepsT, T] | End[T]:
+        """Run `node` through the run's trace, append its `NodeStep` (and the `EndStep` when it ended the run) to the
+        history, and make what it returned `next_node`.
+
+        As in the classic engine, the step is appended after the node ran, with the state as the node left it; a node
+        that raises appends no step. This is every node step's path, so it reads each attribute once.
+
+        Raises:
+            GraphRuntimeError: `node` is `End` or not in the graph, or its `run` returned neither a node nor `End`.
+        """
+        graph = self.graph
+        node_ids = graph._node_ids  # pyright: ignore[reportPrivateUsage] - the engine's index of its graph
+        node_id = node_ids.get(type(node))
+        if node_id is None:
+            node_id = _node_id_in(graph, node)
+        state = self.state
+        trace = self._steps_trace
+        ctx = GraphRunContext(state, self.deps)
+        # One clock read for the history and the span; the node's duration starts after the span was opened.
+        start = _now(_UTC)
+        step = trace.start_step(node, node_id, state, start, snapshot_id) if trace.recording else None
+        t0 = _perf_ns()
+        try:
+            result = await node.run(ctx)
+        except BaseException as error:
+            trace.fail_step(step, node_id, start, (_perf_ns() - t0) / 1e9, error, state)
+            raise
+        duration = (_perf_ns() - t0) / 1e9
+        ended = isinstance(result, End)
+        # The class lookup first: `isinstance` against the ABC `BaseNode` is a Python-level call.
+        if ended or type(result) in node_ids or isinstance(result, BaseNode):
+            bad_return = None
+            if step is not None:
+                trace.end_step(step, result, state, duration)
         else:
-            self._next_node = await run_step(
-                self.graph, node, self.history, state=self.state, deps=self.deps, trace=self._steps_trace
+            bad_return = exceptions.GraphRuntimeError(
+                f'Invalid node return type: `{type(result).__name__}`. Expected `BaseNode` or `End`.'
             )
-        return self._next_node
+            trace.fail_step(step, node_id, start, duration, bad_return, state)
+        snapshot = graph.snapshot_state
+        # `NodeStep(...)` without its `__init__` and `__post_init__` frames: the same `__dict__`, in field order.
+        node_step: NodeStep[StateT, T] = _new_object(NodeStep)
+        node_step.__dict__ = {
+            'state': state if state is None and snapshot is deep_copy_state else snapshot(state),
+            'node': node,
+            'start_ts': start,
+            'duration': duration,
+            'kind': 'node',
+            'snapshot_state': snapshot,
+            'trace_id': None if step is None else step.trace_id,
+            'span_id': None if step is None else step.span_id,
+        }
+        history = self.history
+        history.append(node_step)
+        if bad_return is not None:
+            # As the classic engine does: the node ran (its step is in the history), what it returned is what is wrong.
+            raise bad_return
+        if ended:
+            history.append(EndStep(result=result))
+        self._next_node = result
+        return result
 
     async def _persisted_step(
         self: GraphRun[StateT, DepsT, T], persistence: BaseStatePersistence[StateT, T], node: BaseNode[StateT, DepsT, T]
@@ -282,15 +298,7 @@ class GraphRun(Generic[StateT, DepsT, RunEndT]):
             if node.get_id() not in self.graph.node_defs:
                 raise exceptions.GraphRuntimeError(f'Node `{node}` is not in the graph.')
             async with persistence.record_run(snapshot_id):
-                result = await run_step(
-                    self.graph,
-                    node,
-                    self.history,
-                    state=self.state,
-                    deps=self.deps,
-                    trace=self._steps_trace,
-                    snapshot_id=snapshot_id,
-                )
+                result = await self._step(node, snapshot_id)
             self._snapshot_id = result.get_snapshot_id()
             if isinstance(result, End):
                 await persistence.snapshot_end(self.state, result)
@@ -301,25 +309,24 @@ class GraphRun(Generic[StateT, DepsT, RunEndT]):
     def __aiter__(self) -> AsyncIterator[BaseNode[StateT, DepsT, RunEndT] | End[RunEndT]]:
         return self
 
-    async def __anext__(self) -> BaseNode[StateT, DepsT, RunEndT] | End[RunEndT]:
-        """Run the next node; stops after the node that returned `End` (which is yielded last)."""
+    def __anext__(self) -> Awaitable[BaseNode[StateT, DepsT, RunEndT] | End[RunEndT]]:
+        """Run the next node; stops after the node that returned `End` (which is yielded last).
+
+        Not a coroutine function: it hands `async for` the step's own coroutine, one coroutine less per step.
+        """
         node = self._next_node
         if self._special:  # one check on the common path for both 1.x behaviours
             if self._yield_start_node:
                 self._yield_start_node = False
                 self._special = self.persistence is not None
-                return node
+                return _ready(node)
             if self.persistence is not None:
                 if isinstance(node, End):
                     raise StopAsyncIteration
-                return await self.next(node)
+                return self.next(node)
         if isinstance(node, End):
             raise StopAsyncIteration
-        # `next()` inlined: one coroutine less per step; a new context per step, as the classic engine makes.
-        self._next_node = await run_step(
-            self.graph, node, self.history, state=self.state, deps=self.deps, trace=self._steps_trace
-        )
-        return self._next_node
+        return self._step(node)
 
     def __repr__(self) -> str:
         return f'<GraphRun name={self.graph.name or "<unnamed>"} step={len(self.history) + 1}>'
