@@ -237,6 +237,34 @@ async def test_span_argument_other_context_manager(otel: Pipeline) -> None:
     assert [s.name for s in otel.spans].count('run graph ticker') == 2
 
 
+async def test_span_argument_sees_the_run_exception_after_the_run_ended(otel: Pipeline) -> None:
+    """The caller's span is left after the run ended, with the run's exception; it may suppress it."""
+    seen: list[tuple[str, object]] = []
+
+    class Swallow:
+        def __enter__(self) -> None:
+            seen.append(('enter', None))
+
+        def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> bool:
+            run_span = next((s for s in otel.exporter.get_finished_spans() if s.name == 'run graph ticker'), None)
+            seen.append(('exit', (type(exc).__name__, run_span is not None)))
+            return True
+
+    graph = make_graph(otel)
+    async with graph.iter(Fail(), state=Counter(), span=Swallow()) as run:
+        async for _ in run:
+            pass
+    assert seen == [('enter', None), ('exit', ('ValueError', True))]
+    assert otel.span('run graph ticker').attributes['tracegraph.run.outcome'] == 'failed'
+
+    scope = graph.iter(Tick(1), state=Counter())
+    async with scope as run:
+        pass
+    with pytest.raises(RuntimeError, match=r'A run scope is entered once: call `graph.iter\(...\)` again'):
+        async with scope:
+            pass
+
+
 async def test_auto_instrument_false_records_nothing(otel: Pipeline) -> None:
     graph = Graph(nodes=[Tick, Fail], auto_instrument=False, instrumentation=otel.settings())
     result = await graph.run(Tick(2), state=Counter())
