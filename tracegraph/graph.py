@@ -122,8 +122,6 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
 
         parent_namespace = _utils.get_parent_namespace(inspect.currentframe())
         self.node_defs = {}
-        self._node_ids: dict[type[Any], str] = {}
-        """Each node class's id: what a run's steps look nodes up by (one dict lookup instead of `get_id()`)."""
         for node in nodes:
             node_id = node.get_id()
             if existing := self.node_defs.get(node_id):
@@ -131,8 +129,12 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
                     f'Node ID `{node_id}` is not unique — found on {existing.node} and {node}'
                 )
             self.node_defs[node_id] = node.get_node_def(parent_namespace)
-            self._node_ids[node] = node_id
         self._validate_edges()
+
+    @cached_property
+    def _node_ids(self) -> dict[type[Any], str]:
+        """Each node class's id, from `node_defs`: what a run's steps look nodes up by instead of calling `get_id()`."""
+        return {node_def.node: node_id for node_id, node_def in self.node_defs.items()}
 
     def _validate_edges(self) -> None:
         missing: dict[str, list[str]] = {}

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Generic
 from typing_extensions import TypeVar
 
 from . import _utils, exceptions
-from .history import EndStep, HistoryStep, NodeStep, StateT, deep_copy_state
+from .history import EndStep, HistoryStep, NodeStep, StateT
 from .nodes import BaseNode, DepsT, End, GraphRunContext, RunEndT
 from .persistence import EndSnapshot
 from .persistence._utils import recording_traceparent
@@ -38,7 +38,7 @@ _new_object: Callable[[type[Any]], Any] = object.__new__
 
 
 def _node_id_in(graph: Graph[Any, Any, Any], node: BaseNode[Any, Any, Any] | End[Any]) -> str:
-    """The id of `node`, a node whose class is not one of `graph`'s own (a subclass, or not a node at all).
+    """The id of `node` in `graph`, checked as the classic engine checks it (a step tries its class first).
 
     Raises:
         GraphRuntimeError: `node` is `End`, or its id is not in the graph.
@@ -264,7 +264,7 @@ class GraphRun(Generic[StateT, DepsT, RunEndT]):
         # `NodeStep(...)` without its `__init__` and `__post_init__` frames: the same `__dict__`, in field order.
         node_step: NodeStep[StateT, T] = _new_object(NodeStep)
         node_step.__dict__ = {
-            'state': state if state is None and snapshot is deep_copy_state else snapshot(state),
+            'state': snapshot(state),
             'node': node,
             'start_ts': start,
             'duration': duration,
@@ -295,8 +295,7 @@ class GraphRun(Generic[StateT, DepsT, RunEndT]):
                 self._snapshot_id = snapshot_id
             if not isinstance(node, BaseNode):
                 raise TypeError(f'`next` must be called with a `BaseNode` instance, got {node!r}.')
-            if node.get_id() not in self.graph.node_defs:
-                raise exceptions.GraphRuntimeError(f'Node `{node}` is not in the graph.')
+            _node_id_in(self.graph, node)  # before the snapshot is marked running
             async with persistence.record_run(snapshot_id):
                 result = await self._step(node, snapshot_id)
             self._snapshot_id = result.get_snapshot_id()

@@ -42,7 +42,10 @@ class Resume:
 class RunScope(Generic[StateT, DepsT, RunEndT]):
     """`async with` it to run a graph: its `GraphRun` while inside, the run ended (and its trace) once left."""
 
-    __slots__ = ('_args', '_graph', '_instrumentation', '_run', '_span', '_start_node')
+    __slots__ = (
+        '_deps', '_graph', '_history', '_instrumentation', '_persistence', '_resume', '_run', '_span', '_start_node',
+        '_state', '_yield_start_node',
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -63,14 +66,24 @@ class RunScope(Generic[StateT, DepsT, RunEndT]):
         self._start_node = start_node
         self._instrumentation = instrumentation
         self._span = span
-        self._args = (history, state, deps, persistence, yield_start_node, resume)
+        self._history = history
+        self._state = state
+        self._deps = deps
+        self._persistence = persistence
+        self._yield_start_node = yield_start_node
+        self._resume = resume
         self._run: GraphRun[StateT, DepsT, RunEndT] | None = None
 
     async def __aenter__(self) -> GraphRun[StateT, DepsT, RunEndT]:
         if self._run is not None:
             raise RuntimeError('A run scope is entered once: call `graph.iter(...)` again for another run.')
-        history, state, deps, persistence, yield_start_node, resume = self._args
-        graph, start_node, span = self._graph, self._start_node, self._span
+        graph, start_node, span, history, resume = (
+            self._graph,
+            self._start_node,
+            self._span,
+            self._history,
+            self._resume,
+        )
         entered = span.__enter__() if span is not None else None
         try:
             trace = (
@@ -90,12 +103,12 @@ class RunScope(Generic[StateT, DepsT, RunEndT]):
                 graph,
                 start_node,
                 history=history,
-                state=state,
-                deps=deps,
+                state=self._state,
+                deps=self._deps,
                 trace=trace,
-                persistence=persistence,
+                persistence=self._persistence,
                 snapshot_id=None if resume is None else resume.snapshot_id,
-                yield_start_node=yield_start_node,
+                yield_start_node=self._yield_start_node,
             )
         except BaseException as error:
             if span is not None:
@@ -109,16 +122,14 @@ class RunScope(Generic[StateT, DepsT, RunEndT]):
         run = self._run
         assert run is not None, 'a run scope was left without being entered'
         span = self._span
-        if span is None:
-            run._finish(exc)  # pyright: ignore[reportPrivateUsage] - the scope owns the run's lifetime
-            return None
         try:
-            run._finish(exc)  # pyright: ignore[reportPrivateUsage]
+            run._finish(exc)  # pyright: ignore[reportPrivateUsage] - the scope owns the run's lifetime
         except BaseException as error:
-            span.__exit__(type(error), error, error.__traceback__)
+            if span is not None:
+                span.__exit__(type(error), error, error.__traceback__)
             raise
         # The caller's span sees the run's exception after the run ended, and may suppress it (as `ExitStack` lets).
-        return span.__exit__(exc_type, exc, tb)
+        return None if span is None else span.__exit__(exc_type, exc, tb)
 
 
 def _last_span(history: Sequence[HistoryStep[Any, Any]]) -> tuple[str, str] | None:
