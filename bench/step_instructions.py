@@ -10,8 +10,8 @@ do the same kind of work are what the wall-clock ratios would be on a quiet mach
 
     .venv/bin/python bench/step_instructions.py [--steps 2000] [--workload long|short]
 
-Uses the `WORKLOAD`, modes and variants of `step_overhead.py` (tracegraph side only; the classic side needs its
-own venv and is measured by wall clock there).
+Uses the `WORKLOAD`, modes and variants of `step_overhead.py`. The classic `pydantic_graph` variants run in
+`step_overhead.py`'s classic venv (created on first use), so every target of issue 14 has an instruction-count twin.
 """
 
 from __future__ import annotations
@@ -31,12 +31,19 @@ BENCH = Path(__file__).resolve().parent
 PAIRS = (
     ('none', 'bare_loop[tracegraph]'),
     ('none', 'tracegraph'),
+    ('none', 'pydantic_graph'),
     ('otel', 'bare_loop_one_span'),
     ('otel', 'bare_loop_one_span_same_attrs'),
     ('otel', 'tracegraph'),
     ('otel_metrics', 'bare_loop_one_span'),
     ('otel_metrics', 'tracegraph'),
+    ('otel_unsampled', 'bare_loop_one_span'),
+    ('otel_unsampled', 'tracegraph'),
+    ('logfire', 'tracegraph'),
+    ('logfire', 'pydantic_graph'),
 )
+CLASSIC = 'pydantic_graph'
+"""The classic library's variants carry its name, and run in the classic venv."""
 
 
 def run_child(mode: str, variant: str, workload: str, steps: int) -> None:
@@ -44,8 +51,11 @@ def run_child(mode: str, variant: str, workload: str, steps: int) -> None:
     sys.path.insert(0, str(BENCH))
     import step_overhead as so
 
-    _, tracer = so._setup_mode(mode, so._Counter())  # pyright: ignore[reportPrivateUsage]
-    long_fn, short_fn = so._variants('tracegraph', mode, tracer)[variant]  # pyright: ignore[reportPrivateUsage]
+    lib = CLASSIC if CLASSIC in variant else 'tracegraph'
+    if lib == CLASSIC and mode == 'none':
+        sys.modules['logfire'] = None  # pyright: ignore[reportArgumentType]  # as step_overhead's worker: the no-op shim
+    _, tracer = so._setup_mode(mode, so._Counter(), lib)  # pyright: ignore[reportPrivateUsage]
+    long_fn, short_fn = so._variants(lib, mode, tracer)[variant]  # pyright: ignore[reportPrivateUsage]
 
     async def main() -> None:
         await long_fn(200)
@@ -61,10 +71,16 @@ def run_child(mode: str, variant: str, workload: str, steps: int) -> None:
 
 
 def instructions(mode: str, variant: str, workload: str, steps: int) -> int:
-    command = ['valgrind', '--tool=callgrind', '--callgrind-out-file=/dev/null', sys.executable, __file__]
+    python = sys.executable
+    if CLASSIC in variant:
+        sys.path.insert(0, str(BENCH))
+        from step_overhead import ensure_classic_venv
+
+        python = str(ensure_classic_venv())
+    command = ['valgrind', '--tool=callgrind', '--callgrind-out-file=/dev/null', python, __file__]
     command += ['--child', mode, variant, workload, str(steps)]
     # One hash seed for every run: dict and set layouts, and so their probing, are the same in both runs of a pair.
-    env = {**os.environ, 'PYTHONHASHSEED': '0'}
+    env = {**os.environ, 'PYTHONHASHSEED': '0', 'LOGFIRE_IGNORE_NO_CONFIG': '1'}
     done = subprocess.run(command, capture_output=True, text=True, check=True, env=env)
     found = re.search(r'Collected : (\d+)', done.stderr)
     assert found, done.stderr[-2000:]
@@ -123,12 +139,19 @@ def main() -> None:
     if args.only:
         return
     ratios: dict[str, Any] = {
+        'none: tracegraph / pydantic_graph': per_step['none tracegraph'] / per_step['none pydantic_graph'],
         'otel: tracegraph / one-span floor': per_step['otel tracegraph'] / per_step['otel bare_loop_one_span'],
         'otel+metrics: tracegraph / one-span floor': per_step['otel_metrics tracegraph']
         / per_step['otel_metrics bare_loop_one_span'],
         'otel+metrics / otel: tracegraph': per_step['otel_metrics tracegraph'] / per_step['otel tracegraph'],
+        'logfire: tracegraph / pydantic_graph+logfire': per_step['logfire tracegraph']
+        / per_step['logfire pydantic_graph'],
         'otel: same attributes by hand / one-span floor': per_step['otel bare_loop_one_span_same_attrs']
         / per_step['otel bare_loop_one_span'],
+        'otel unsampled: tracegraph / none: tracegraph': per_step['otel_unsampled tracegraph']
+        / per_step['none tracegraph'],
+        'otel unsampled: tracegraph / one (unsampled) span floor': per_step['otel_unsampled tracegraph']
+        / per_step['otel_unsampled bare_loop_one_span'],
     }
     for name, value in ratios.items():
         print(f'{name:<50} {value:6.2f}')

@@ -17,6 +17,8 @@ Modes:
     otel:    a global SDK `TracerProvider` with a `BatchSpanProcessor` over an exporter that counts and drops
              spans; no `MeterProvider` (so tracegraph records no metrics: spans only, like the floor).
     otel_metrics: `otel` plus a global SDK `MeterProvider` with an `InMemoryMetricReader` (tracegraph's metrics on).
+    otel_unsampled: `otel` with the sampler `ParentBased(ALWAYS_OFF)`: every run is sampled out, as most are in
+             production under a ratio sampler; the floor's spans are sampled out too (tracegraph side only).
     logfire: `logfire.configure(send_to_logfire=False, console=False)` with the counting `BatchSpanProcessor`
              as an additional span processor (logfire also sets its own global `MeterProvider`).
 
@@ -49,7 +51,9 @@ CLASSIC_VENV = BENCH_DIR / '.venv-classic'
 CLASSIC_REQUIREMENTS = BENCH_DIR / 'requirements-classic.txt'
 RESULTS = BENCH_DIR / 'results' / 'step_overhead.json'
 QUICK_RESULTS = BENCH_DIR.parent / 'test-output' / 'step_overhead-quick.json'
-MODES = ('none', 'otel', 'otel_metrics', 'logfire')
+MODES = ('none', 'otel', 'otel_metrics', 'otel_unsampled', 'logfire')
+TRACEGRAPH_ONLY_MODES = ('otel_metrics', 'otel_unsampled')
+"""Modes with no classic counterpart: classic records no metrics, and `otel` is its sampled-out case (no spans)."""
 LONG_STEPS = 10_000
 SHORT_STEPS = 5
 SHORT_RUNS = 2_000
@@ -118,8 +122,9 @@ def _setup_mode(mode: str, counter: _Counter, lib: str = 'tracegraph') -> tuple[
         )
     else:
         from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
 
-        provider = TracerProvider()
+        provider = TracerProvider(sampler=ParentBased(ALWAYS_OFF)) if mode == 'otel_unsampled' else TracerProvider()
         provider.add_span_processor(processor)
         trace.set_tracer_provider(provider)
         if mode == 'otel_metrics':
@@ -418,6 +423,14 @@ RATIOS: tuple[tuple[str, tuple[str, str, str], tuple[str, str, str], tuple[float
         None,
     ),
     ('otel: tracegraph / logfire: pydantic_graph+logfire', (_TG, 'otel', _TG), (_PG, 'logfire', _PG), None),
+    # A sampled-out run: what most runs cost in production under a ratio sampler.
+    ('otel unsampled: tracegraph / none: tracegraph', (_TG, 'otel_unsampled', _TG), (_TG, 'none', _TG), None),
+    (
+        'otel unsampled: tracegraph / bare loop with one span',
+        (_TG, 'otel_unsampled', _TG),
+        (_TG, 'otel_unsampled', 'bare_loop_one_span'),
+        None,
+    ),
     (
         'logfire: bare loop with one span / pydantic_graph+logfire',
         (_TG, 'logfire', 'bare_loop_one_span'),
@@ -514,8 +527,8 @@ def main() -> None:
     for round_no in range(args.rounds):
         for mode in MODES:
             for lib, python in (('tracegraph', Path(sys.executable)), ('pydantic_graph', classic)):
-                if lib == 'pydantic_graph' and mode == 'otel_metrics':
-                    continue  # classic pydantic_graph records no metrics: `otel` is its comparison
+                if lib == 'pydantic_graph' and mode in TRACEGRAPH_ONLY_MODES:
+                    continue
                 print(f'round {round_no + 1}/{args.rounds}: {lib} in mode {mode} ...', flush=True)
                 worker = _spawn(python, lib, mode, args, profile=args.profile and round_no == 0)
                 _merge(results, f'{lib}/{mode}', worker)

@@ -12,6 +12,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import Sampler
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status
 
 from tracegraph import InstrumentationSettings
@@ -99,11 +100,11 @@ def points_of(reader: InMemoryMetricReader, name: str) -> list[Any]:
     return points
 
 
-def make_pipeline(service_name: str | None = None) -> Pipeline:
+def make_pipeline(service_name: str | None = None, sampler: Sampler | None = None) -> Pipeline:
     """The tests' one SDK pipeline: a tracer provider exporting to memory, a meter provider read in memory."""
     resource = Resource.create({'service.name': service_name}) if service_name else Resource.create()
     exporter = InMemorySpanExporter()
-    tracer_provider = TracerProvider(resource=resource)
+    tracer_provider = TracerProvider(resource=resource, sampler=sampler)
     tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
     reader = InMemoryMetricReader()
     return Pipeline(tracer_provider, exporter, MeterProvider(resource=resource, metric_readers=[reader]), reader)

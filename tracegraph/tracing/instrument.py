@@ -241,6 +241,8 @@ class RecordingRunTrace(RunTrace):
         self._steps_counted_at = time.perf_counter_ns()
         self.context: otel_context.Context | None = None
         """The run span's context, the parent of every node span (None: the current context at each step)."""
+        self._sampled = True
+        """Whether the node spans' parent is sampled (with no run span, the current context's is assumed to be)."""
         if tracer is None or not run_span:
             return
 
@@ -281,6 +283,7 @@ class RecordingRunTrace(RunTrace):
             )
         self.span = span
         self.context = trace.set_span_in_context(span)
+        self._sampled = span.get_span_context().trace_flags.sampled
         if span.is_recording():
             self.trace_id = f'{span.get_span_context().trace_id:032x}'
         # Current while the caller's `async with` body runs, so spans it opens between steps nest under the run.
@@ -297,19 +300,16 @@ class RecordingRunTrace(RunTrace):
         tracer = self._tracer
         if tracer is None:
             return step
+        # What names the step is given at start, so that a sampler sees it.
         span_attrs = {**self._node_attrs, attr.NODE_ID: node_id, attr.NODE_STEP: self.steps}
-        if self._for_logfire:
-            span_attrs[attr.LOGFIRE_MSG] = f'run node {node_id}'
-        if self._input_limit is not None:
-            span_attrs[attr.NODE_INPUT] = self._inst.scrubber.dumps(node, self._input_limit)
-        if self._semconv is not None:
-            node_input = span_attrs.get(attr.NODE_INPUT)
-            given = semconv.input_attributes(self._semconv, node_input if isinstance(node_input, str) else None)
-            span_attrs.update(given)
-            if self.steps == 1 and self.span is not None and given:
-                self.span.set_attributes(given)  # the run's input is its start node's
         if snapshot_id is not None:
             span_attrs[attr.SNAPSHOT_ID] = snapshot_id
+        # What is costly to build (the scrubbed input) is built only for a span that records. Under a sampled run
+        # span the node span will record (ParentBased, the SDK's default), and attributes given at start cost the
+        # SDK less than ones set after; under an unsampled one it is built only if a sampler recorded it anyway.
+        details_at_start = self._sampled
+        if details_at_start:
+            self._add_step_details(span_attrs, node)
         span = tracer.start_span(
             f'run node {node_id}',
             context=self.context,
@@ -325,9 +325,29 @@ class RecordingRunTrace(RunTrace):
             step.trace_id = self._trace_hex(span_ctx.trace_id)
             step.span_id = f'{span_ctx.span_id:016x}'
         step.token = otel_context.attach(trace.set_span_in_context(span))
+        if not span.is_recording():
+            step.recording = False
+            return step
+        if not details_at_start:
+            details: dict[str, Any] = {}
+            self._add_step_details(details, node)
+            span.set_attributes(details)
         if self._record_state_mode != 'none':
             step.state_before = to_jsonable_python(state, fallback=repr, serialize_unknown=True)
         return step
+
+    def _add_step_details(self, span_attrs: dict[str, Any], node: object) -> None:
+        """Add the node span's costly attributes: its input (scrubbed), and its message under Logfire."""
+        if self._for_logfire:
+            span_attrs[attr.LOGFIRE_MSG] = f'run node {span_attrs[attr.NODE_ID]}'
+        if self._input_limit is not None:
+            span_attrs[attr.NODE_INPUT] = self._inst.scrubber.dumps(node, self._input_limit)
+        if self._semconv is not None:
+            node_input = span_attrs.get(attr.NODE_INPUT)
+            given = semconv.input_attributes(self._semconv, node_input if isinstance(node_input, str) else None)
+            span_attrs.update(given)
+            if self.steps == 1 and self.span is not None and given:
+                self.span.set_attributes(given)  # the run's input is its start node's
 
     def end_step(self, step: NodeStepTrace, next_node: object, state: object, duration: float) -> None:
         """End the node span as completed, naming the node that comes next, and record the step's duration."""
@@ -371,7 +391,7 @@ class RecordingRunTrace(RunTrace):
             self._end_node_span(step, span, state, end_ns)
 
     def _end_node_span(self, step: NodeStepTrace, span: Span, state: object, end_ns: int) -> None:
-        if self._record_state_mode != 'none':
+        if step.recording and self._record_state_mode != 'none':
             self._record_state(span, step.state_before, state)
         otel_context.detach(step.token)  # pyright: ignore[reportArgumentType]
         span.end(end_time=end_ns)
@@ -438,6 +458,8 @@ class RecordingRunTrace(RunTrace):
 
     def _record_exception(self, span: Span, error: BaseException) -> None:
         """`span.record_exception` and an ERROR status, with the secrets in the message and stack trace scrubbed."""
+        if not span.is_recording():
+            return  # the stack trace is formatted and scrubbed only for a span that keeps it
         scrub = self._inst.scrubber.text
         span.add_event(
             'exception',
@@ -460,7 +482,7 @@ class RecordingRunTrace(RunTrace):
         if self.span is not None:
             span = self.span
             end_attrs: dict[str, Any] = {attr.RUN_STEPS: self.steps, attr.RUN_OUTCOME: outcome}
-            if ended and outcome == 'completed':
+            if ended and outcome == 'completed' and span.is_recording():
                 settings = self._inst.settings
                 end_attrs[attr.RUN_OUTPUT] = self._inst.scrubber.dumps(output, settings.max_attribute_length)
                 if self._for_logfire:

@@ -28,7 +28,7 @@ __all__ = ('RunTrace', 'NodeStepTrace', 'FailedStep')
 class NodeStepTrace:
     """What a recording trace keeps of one node step between `start_step` and `end_step`: its span."""
 
-    __slots__ = ('node_id', 'span', 'span_id', 'start_ns', 'state_before', 'token', 'trace_id')
+    __slots__ = ('node_id', 'recording', 'span', 'span_id', 'start_ns', 'state_before', 'token', 'trace_id')
 
     def __init__(self, node_id: str, start_ns: int) -> None:
         self.node_id = node_id
@@ -39,6 +39,8 @@ class NodeStepTrace:
         self.span_id: str | None = None
         """16-hex id of the node span, None when the span is not recording."""
         self.span: Span | None = None
+        self.recording = True
+        """Whether the node span records (False: an unsampled span, given only the attributes that name the step)."""
         self.token: object = None
         self.state_before: object = None
 
