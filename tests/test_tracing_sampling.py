@@ -3,7 +3,7 @@ a sampler that keeps node spans of a dropped run still gets the whole node span.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,11 +67,12 @@ class Tear(BaseNode[Basket, None, Costly]):
         raise CountedError()
 
 
-class NodesOnly(Sampler):
-    """Drops run spans and keeps node spans whatever their parent, noting the attributes each decision saw."""
+class Deciding(Sampler):
+    """Keeps the spans whose name `keep` accepts, whatever their parent, noting the attributes each decision saw."""
 
-    def __init__(self) -> None:
-        self.seen: list[dict[str, Any]] = []
+    def __init__(self, keep: Callable[[str], bool]) -> None:
+        self.keep = keep
+        self.seen: list[tuple[str, dict[str, Any]]] = []
 
     def should_sample(
         self,
@@ -83,13 +84,13 @@ class NodesOnly(Sampler):
         links: Sequence[Link] | None = None,
         trace_state: TraceState | None = None,
     ) -> SamplingResult:
-        if not name.startswith('run node '):
+        self.seen.append((name, dict(attributes or {})))
+        if not self.keep(name):
             return SamplingResult(Decision.DROP)
-        self.seen.append(dict(attributes or {}))
         return SamplingResult(Decision.RECORD_AND_SAMPLE, attributes)
 
     def get_description(self) -> str:
-        return 'NodesOnly'
+        return 'Deciding'
 
 
 @pytest.fixture
@@ -147,7 +148,7 @@ async def test_a_sampler_keeping_node_spans_of_a_dropped_run_gets_the_whole_node
     pipelines: list[Pipeline],
 ) -> None:
     sampled_graph, sampled = _graph(pipelines, None)
-    sampler = NodesOnly()
+    sampler = Deciding(lambda name: name.startswith('run node '))
     nodes_only_graph, nodes_only = _graph(pipelines, sampler)
     for graph in (sampled_graph, nodes_only_graph):
         await graph.run(Add(2, Costly()), state=Basket())
@@ -170,32 +171,16 @@ async def test_a_sampler_keeping_node_spans_of_a_dropped_run_gets_the_whole_node
         ('exception', 'the basket tore')
     ]
     # Under a dropped run span the sampler decides on what names the step; the input is added once it records.
-    assert [set(seen) for seen in sampler.seen] == [{attr.GRAPH_NAME, attr.RUN_ID, attr.NODE_ID, attr.NODE_STEP}] * 4
+    node_decisions = [set(seen) for name, seen in sampler.seen if name.startswith('run node ')]
+    assert node_decisions == [{attr.GRAPH_NAME, attr.RUN_ID, attr.NODE_ID, attr.NODE_STEP}] * 4
     assert _durations(nodes_only) == _durations(sampled) == {('Add', 'completed'): 3, ('Tear', 'failed'): 1}
 
 
 async def test_a_sampled_run_gives_its_node_spans_every_attribute_at_start(pipelines: list[Pipeline]) -> None:
-    seen: list[Mapping[str, Any]] = []
-
-    class Watching(Sampler):
-        def should_sample(
-            self,
-            parent_context: Context | None,
-            trace_id: int,
-            name: str,
-            kind: SpanKind | None = None,
-            attributes: Attributes = None,
-            links: Sequence[Link] | None = None,
-            trace_state: TraceState | None = None,
-        ) -> SamplingResult:
-            seen.append(dict(attributes or {}))
-            return SamplingResult(Decision.RECORD_AND_SAMPLE, attributes)
-
-        def get_description(self) -> str:
-            return 'Watching'
-
-    graph, _ = _graph(pipelines, Watching())
+    sampler = Deciding(lambda name: True)
+    graph, _ = _graph(pipelines, sampler)
     await graph.run(Add(1, Costly()), state=Basket())
-    run_start, node_start = seen
+    (run_name, run_start), (node_name, node_start) = sampler.seen
+    assert (run_name, node_name) == ('run graph basket', 'run node Add')
     assert set(run_start) == {attr.GRAPH_NAME, attr.RUN_ID, attr.RUN_START_NODE}
     assert node_start[attr.NODE_INPUT] == '{"item":1,"tag":"Costly()"}'
