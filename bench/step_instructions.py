@@ -39,6 +39,7 @@ PAIRS = (
     ('otel_metrics', 'tracegraph'),
     ('otel_unsampled', 'bare_loop_one_span'),
     ('otel_unsampled', 'tracegraph'),
+    ('logfire', 'bare_loop_one_span'),
     ('logfire', 'tracegraph'),
     ('logfire', 'pydantic_graph'),
 )
@@ -116,7 +117,7 @@ def main() -> None:
         base = instructions(mode, variant, args.workload, 0)
         full = instructions(mode, variant, args.workload, args.steps)
         per_step[f'{mode} {variant}'] = (full - base) / args.steps
-        print(f'{mode:<13} {variant:<32} {per_step[f"{mode} {variant}"] / 1000:9.1f} k instructions/step', flush=True)
+        print(f'{mode:<15} {variant:<32} {per_step[f"{mode} {variant}"] / 1000:9.1f} k instructions/step', flush=True)
     if args.ladder:
         full = per_step['otel bare_loop_one_span_same_attrs']
         floor = per_step['otel bare_loop_one_span']
@@ -145,6 +146,8 @@ def main() -> None:
         / per_step['otel_metrics bare_loop_one_span'],
         'otel+metrics / otel: tracegraph': per_step['otel_metrics tracegraph'] / per_step['otel tracegraph'],
         'logfire: tracegraph / pydantic_graph+logfire': per_step['logfire tracegraph']
+        / per_step['logfire pydantic_graph'],
+        'logfire: one-span floor / pydantic_graph+logfire': per_step['logfire bare_loop_one_span']
         / per_step['logfire pydantic_graph'],
         'otel: same attributes by hand / one-span floor': per_step['otel bare_loop_one_span_same_attrs']
         / per_step['otel bare_loop_one_span'],

@@ -460,9 +460,9 @@ def _report(results: dict[str, Any]) -> dict[str, Any]:
             spans = f'{long["spans_per_repeat"]}/{long["steps_per_repeat"]} {short["spans_per_repeat"]}/{short["steps_per_repeat"]}'
             rows.append((worker['mode'], worker['lib'], variant, long['us_per_step'], short['us_per_step'], spans))
     print()
-    print(f'{"mode":<13}{"variant":<34}{"long µs/step":>14}{"short µs/step":>15}   spans/steps (long short)')
+    print(f'{"mode":<15}{"variant":<34}{"long µs/step":>14}{"short µs/step":>15}   spans/steps (long short)')
     for mode, _lib, variant, long, short, spans in sorted(rows, key=lambda r: (MODES.index(r[0]), r[1], r[2])):
-        print(f'{mode:<13}{variant:<34}{long:>14.2f}{short:>15.2f}   {spans}')
+        print(f'{mode:<15}{variant:<34}{long:>14.2f}{short:>15.2f}   {spans}')
 
     checks: list[dict[str, Any]] = []
     for w in ('long', 'short'):
