@@ -7,7 +7,6 @@ tracing work at all (and the engine still has a single code path).
 
 from __future__ import annotations
 
-import os
 import time
 import traceback
 from collections.abc import Callable
@@ -18,9 +17,6 @@ from typing import Any
 from opentelemetry import context as otel_context
 from opentelemetry import metrics as otel_metrics
 from opentelemetry import trace
-from opentelemetry.environment_variables import OTEL_PYTHON_METER_PROVIDER, OTEL_PYTHON_TRACER_PROVIDER
-from opentelemetry.metrics import _internal as _metrics_api
-from opentelemetry.metrics._internal import _ProxyMeterProvider  # pyright: ignore[reportPrivateUsage]
 from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
 from pydantic_core import to_jsonable_python
 
@@ -29,6 +25,7 @@ from . import attributes as attr
 from . import semconv
 from .clock import datetime_to_ns
 from .instrumentation_settings import InstrumentationSettings
+from .live_providers import live_meter_provider, live_tracer_provider
 from .logfire_schemas import INPUT_SCHEMA, RUN_SCHEMA, state_schema
 from .metric_instruments import Instruments, meter_taps, tee
 from .outcome import error_type, is_interruption, run_outcome, step_outcome
@@ -51,59 +48,8 @@ def span_of(given: object, entered: object) -> Span | None:
     return None
 
 
-_MISSING = object()
 _STEP_COUNT_INTERVAL_NS = 1_000_000_000
 """How long node steps may wait to be added to the `tracegraph.run.steps` counter (they all are when the run ends)."""
-
-
-def _env_probe(name: str) -> Callable[[], bool]:
-    """A cheap `name in os.environ`, which otherwise raises and catches a KeyError on every miss.
-
-    `os.environ` keeps its entries in `_data` under encoded keys; when that is not there, the plain check is used.
-    """
-    data: object = getattr(os.environ, '_data', None)
-    encode: Callable[[str], object] | None = getattr(os.environ, 'encodekey', None)
-    if isinstance(data, dict) and encode is not None:
-        key = encode(name)
-        return lambda: key in data
-    return lambda: name in os.environ
-
-
-_tracer_provider_env = _env_probe(OTEL_PYTHON_TRACER_PROVIDER)
-_meter_provider_env = _env_probe(OTEL_PYTHON_METER_PROVIDER)
-
-
-def _no_global_provider(api_module: object, global_name: str, env_set: Callable[[], bool]) -> bool:
-    """Whether the API has no global provider and no environment variable naming one to load.
-
-    Then `get_tracer_provider()` / `get_meter_provider()` would hand out the API's proxy. This is the common
-    no-SDK case, checked on every run, so it avoids the getters' slower `os.environ` lookup. Private reach kept on
-    purpose, measured with timeit on the bench machine: the two public getters cost ~850 ns each when no SDK is set,
-    this check ~150 ns each, so a run without an SDK saves ~1.4 µs (about a tenth of a 5-step run's whole cost).
-    A missing private name falls back to the public getter (`getattr` with a default).
-    """
-    return getattr(api_module, global_name, _MISSING) is None and not env_set()
-
-
-def _live_tracer_provider(provider: trace.TracerProvider | None) -> trace.TracerProvider | None:
-    if not provider:
-        if _no_global_provider(trace, '_TRACER_PROVIDER', _tracer_provider_env):
-            return None
-        provider = trace.get_tracer_provider()
-    # The API hands out a proxy until an SDK provider is set globally: nothing would be recorded.
-    if isinstance(provider, (trace.ProxyTracerProvider, trace.NoOpTracerProvider)):
-        return None
-    return provider
-
-
-def _live_meter_provider(provider: otel_metrics.MeterProvider | None) -> otel_metrics.MeterProvider | None:
-    if not provider:
-        if _no_global_provider(_metrics_api, '_METER_PROVIDER', _meter_provider_env):
-            return None
-        provider = otel_metrics.get_meter_provider()
-    if isinstance(provider, (otel_metrics.NoOpMeterProvider, _ProxyMeterProvider)):
-        return None
-    return provider
 
 
 class Instrumentation:
@@ -119,7 +65,7 @@ class Instrumentation:
 
     def _tracer(self) -> tuple[trace.Tracer, bool] | None:
         """The tracer of the provider in use, and whether that provider is Logfire's (looked at once per provider)."""
-        provider = _live_tracer_provider(self.settings.tracer_provider)
+        provider = live_tracer_provider(self.settings.tracer_provider)
         if provider is None:
             return None
         cached = self._tracers.get(id(provider))
@@ -132,7 +78,7 @@ class Instrumentation:
     def _metrics(self) -> Instruments | None:
         if not self.settings.metrics:
             return None
-        provider = _live_meter_provider(self.settings.meter_provider)
+        provider = live_meter_provider(self.settings.meter_provider)
         if meter_taps and self.settings.meter_provider is None:
             providers = [*([provider] if provider is not None else []), *meter_taps]
             return tee(providers)  # a test capture is tapped in: resolved per run, not cached
