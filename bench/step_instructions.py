@@ -71,13 +71,8 @@ def run_child(mode: str, variant: str, workload: str, steps: int) -> None:
     asyncio.run(main())
 
 
-def instructions(mode: str, variant: str, workload: str, steps: int) -> int:
-    python = sys.executable
-    if CLASSIC in variant:
-        sys.path.insert(0, str(BENCH))
-        from step_overhead import ensure_classic_venv
-
-        python = str(ensure_classic_venv())
+def instructions(python: str, mode: str, variant: str, workload: str, steps: int) -> int:
+    """Instructions `python` runs for `steps` node steps of `variant` in `mode`, warm-up and start-up included."""
     command = ['valgrind', '--tool=callgrind', '--callgrind-out-file=/dev/null', python, __file__]
     command += ['--child', mode, variant, workload, str(steps)]
     # One hash seed for every run: dict and set layouts, and so their probing, are the same in both runs of a pair.
@@ -105,17 +100,23 @@ def main() -> None:
         return
     # Bytecode written now, so that neither run of a pair pays for compiling a module the other finds compiled.
     subprocess.run([sys.executable, '-m', 'compileall', '-q', str(BENCH), str(BENCH.parent / 'tracegraph')], check=True)
+    sys.path.insert(0, str(BENCH))  # step_overhead: the variants' definitions and the classic venv
     per_step: dict[str, float] = {}
     pairs = [tuple(o.split(':', 1)) for o in args.only] if args.only else PAIRS
     if args.ladder:
-        sys.path.insert(0, str(BENCH))
         from step_overhead import BY_HAND
 
         pairs = [('otel', 'bare_loop_one_span'), *(('otel', name) for name in BY_HAND)]
         pairs += [('otel', 'tracegraph'), ('otel', 'tracegraph_without_input')]
+    classic_python: str | None = None
+    if any(CLASSIC in variant for _, variant in pairs):
+        from step_overhead import ensure_classic_venv
+
+        classic_python = str(ensure_classic_venv())  # checked (or made) once, not per run
     for mode, variant in pairs:
-        base = instructions(mode, variant, args.workload, 0)
-        full = instructions(mode, variant, args.workload, args.steps)
+        python = classic_python if classic_python is not None and CLASSIC in variant else sys.executable
+        base = instructions(python, mode, variant, args.workload, 0)
+        full = instructions(python, mode, variant, args.workload, args.steps)
         per_step[f'{mode} {variant}'] = (full - base) / args.steps
         print(f'{mode:<15} {variant:<32} {per_step[f"{mode} {variant}"] / 1000:9.1f} k instructions/step', flush=True)
     if args.ladder:

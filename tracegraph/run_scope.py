@@ -111,8 +111,7 @@ class RunScope(Generic[StateT, DepsT, RunEndT]):
                 yield_start_node=self._yield_start_node,
             )
         except BaseException as error:
-            if span is not None:
-                span.__exit__(type(error), error, error.__traceback__)
+            _leave(span, error)
             raise
         return self._run
 
@@ -125,11 +124,16 @@ class RunScope(Generic[StateT, DepsT, RunEndT]):
         try:
             run._finish(exc)  # pyright: ignore[reportPrivateUsage] - the scope owns the run's lifetime
         except BaseException as error:
-            if span is not None:
-                span.__exit__(type(error), error, error.__traceback__)
+            _leave(span, error)
             raise
         # The caller's span sees the run's exception after the run ended, and may suppress it (as `ExitStack` lets).
         return None if span is None else span.__exit__(exc_type, exc, tb)
+
+
+def _leave(span: AbstractContextManager[Any] | None, error: BaseException) -> None:
+    """Leave the caller's span (if any) with `error`, which starting or ending the run raised."""
+    if span is not None:
+        span.__exit__(type(error), error, error.__traceback__)
 
 
 def _last_span(history: Sequence[HistoryStep[Any, Any]]) -> tuple[str, str] | None:

@@ -272,7 +272,6 @@ class RecordingRunTrace(RunTrace):
             step.span_id = f'{span_ctx.span_id:016x}'
         step.token = otel_context.attach(trace.set_span_in_context(span))
         if not span.is_recording():
-            step.recording = False
             return step
         if not details_at_start:
             details: dict[str, Any] = {}
@@ -337,7 +336,7 @@ class RecordingRunTrace(RunTrace):
             self._end_node_span(step, span, state, end_ns)
 
     def _end_node_span(self, step: NodeStepTrace, span: Span, state: object, end_ns: int) -> None:
-        if step.recording and self._record_state_mode != 'none':
+        if self._record_state_mode != 'none' and span.is_recording():  # not yet ended: whether it records
             self._record_state(span, step.state_before, state)
         otel_context.detach(step.token)  # pyright: ignore[reportArgumentType]
         span.end(end_time=end_ns)

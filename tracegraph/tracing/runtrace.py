@@ -28,19 +28,17 @@ __all__ = ('RunTrace', 'NodeStepTrace', 'FailedStep')
 class NodeStepTrace:
     """What a recording trace keeps of one node step between `start_step` and `end_step`: its span."""
 
-    __slots__ = ('node_id', 'recording', 'span', 'span_id', 'start_ns', 'state_before', 'token', 'trace_id')
+    __slots__ = ('node_id', 'span', 'span_id', 'start_ns', 'state_before', 'token', 'trace_id')
 
     def __init__(self, node_id: str, start_ns: int) -> None:
         self.node_id = node_id
         self.start_ns = start_ns
         """When the step started, in nanoseconds since the epoch (the engine's clock read)."""
         self.trace_id: str | None = None
-        """32-hex id of the trace of the node span, None when the span is not recording."""
+        """32-hex id of the trace of the node span (sampled or not), None when no valid span was made."""
         self.span_id: str | None = None
-        """16-hex id of the node span, None when the span is not recording."""
+        """16-hex id of the node span (sampled or not), None when no valid span was made."""
         self.span: Span | None = None
-        self.recording = True
-        """Whether the node span records (False: an unsampled span, given only the attributes that name the step)."""
         self.token: object = None
         self.state_before: object = None
 
