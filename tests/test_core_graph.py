@@ -241,8 +241,17 @@ async def test_iter_yields_every_node_and_end_last() -> None:
         assert run.result is not None
     assert nodes == [Middle(1), Start(1), Middle(2), Start(2), End(2)]
     assert run.result.output == 2
-    assert repr(run) == '<GraphRun name=g step=7>'
+    assert repr(run) == '<GraphRun graph=g>'  # as from pydantic_graph 0.0.40 on
     assert [type(s).__name__ for s in run.history] == ['NodeStep'] * 5 + ['EndStep']
+
+
+async def test_repr_of_a_classic_history_run_counts_its_steps() -> None:
+    """Given `history=` (the 0.0.36-0.0.39 API), a run reprs as those versions did."""
+    g = Graph(nodes=[Start, Middle])
+    async with g.iter(Start(), history=[]) as run:
+        assert repr(run) == '<GraphRun name=g step=1>'
+        await run.next()
+        assert repr(run) == '<GraphRun name=g step=2>'
 
 
 async def test_driving_errors() -> None:

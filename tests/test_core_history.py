@@ -73,8 +73,13 @@ async def test_resume_from_loaded_history() -> None:
 
 
 def test_history_type_adapter_needs_a_graph() -> None:
-    with pytest.raises(RuntimeError, match="needs the graph's nodes"):
+    """The classic text (callers match its start), then the way out."""
+    with pytest.raises(RuntimeError) as raised:
         pydantic.TypeAdapter(NodeStep[Cart, str])
+    assert str(raised.value) == snapshot(
+        'Unable to build a Pydantic schema for `NodeStep` or `HistoryStep` without setting `nodes_schema_var`. '
+        'You probably want to use `graph.history_type_adapter`, `graph.dump_history` or `graph.load_history`.'
+    )
 
 
 async def test_untraced_history_is_byte_for_byte_the_classic_json() -> None:

@@ -7,22 +7,24 @@ import contextlib
 import inspect
 import sys
 import types
+import warnings
 from collections.abc import AsyncGenerator, Callable, Sequence
 from contextlib import AbstractContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Any, Generic
+from typing import Annotated, Any, ClassVar, Generic
 
 import pydantic
 import typing_extensions
 from typing_extensions import TypeVar
 
 from . import _utils, exceptions, mermaid
-from .history import EndStep, HistoryStep, NodeStep, StateT, deep_copy_state, nodes_schema_var
+from .history import EndStep, HistoryStep, NodeStep, StateT, deep_copy_state, nodes_schema_var, omitting_none
 from .nodes import BaseNode, DepsT, End, NodeDef, RunEndT
 from .persistence import BaseStatePersistence
 from .persistence._utils import recording_traceparent
+from .persistence.in_mem import SimpleStatePersistence
 from .run import GraphRun, GraphRunResult
 from .run_scope import Resume, RunScope
 from .tracing.instrument import Instrumentation
@@ -83,6 +85,9 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
     _state_type: type[StateT] | _utils.Unset = field(repr=False)
     _run_end_type: type[RunEndT] | _utils.Unset = field(repr=False)
 
+    default_yield_start_node: ClassVar[bool] = False
+    """The era default of `yield_start_node`: the only thing `tracegraph.v1.Graph` (pydantic_graph 0.0.54+) changes."""
+
     def __init__(
         self,
         *,
@@ -93,7 +98,7 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
         snapshot_state: Callable[[StateT], StateT] = deep_copy_state,
         auto_instrument: bool = True,
         instrumentation: InstrumentationSettings | None = None,
-        yield_start_node: bool = False,
+        yield_start_node: bool | None = None,
     ) -> None:
         """Create a graph and check its edges.
 
@@ -106,8 +111,9 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
             auto_instrument: record spans and metrics of runs (when an OpenTelemetry SDK is configured).
             instrumentation: what to record and where; defaults to `InstrumentationSettings()`.
             yield_start_node: `async for node in run` yields the start node first, before running it, as
-                pydantic_graph 0.0.54 and later do (upstream PR #1412); the default, False, is the classic
-                behaviour (up to 0.0.53), where the first node yielded is the one the start node returned.
+                pydantic_graph 0.0.54 and later do (upstream PR #1412); the default is the era's
+                (`default_yield_start_node`): False here (up to 0.0.53, where the first node yielded is the one the
+                start node returned), True for `tracegraph.v1.Graph`.
 
         Raises:
             GraphSetupError: a node id is used twice, an edge leads to a node not in `nodes`, or a return hint is bad.
@@ -117,7 +123,7 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
         self._run_end_type = run_end_type
         self.snapshot_state = snapshot_state
         self.instrumentation = instrumentation or InstrumentationSettings()
-        self.yield_start_node = yield_start_node
+        self.yield_start_node = self.default_yield_start_node if yield_start_node is None else yield_start_node
         self._instrumentation = Instrumentation(self.instrumentation) if auto_instrument else None
 
         parent_namespace = _utils.get_parent_namespace(inspect.currentframe())
@@ -266,7 +272,7 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
             self,
             start_node,
             instrumentation=self._instrumentation,
-            history=[] if history is None else history,
+            history=history,
             state=state,
             deps=deps,
             persistence=persistence,
@@ -349,25 +355,51 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
 
     @cached_property
     def inferred_types(self) -> tuple[type[StateT], type[RunEndT]]:
-        """The state and output types, as given or inferred from the nodes' generic parameters."""
-        return self._get_state_type(), self._get_run_end_type()
+        """The state and output types, as given or inferred from the nodes' generic parameters.
+
+        A type the nodes do not give is None, as in pydantic_graph 0.0.40+ (a graph of nodes without generic
+        arguments has no output type); the classic `_get_run_end_type()` raises instead.
+        """
+        args = self._node_base_args()
+        state_type: Any = self._state_type if _utils.is_set(self._state_type) else next((a[0] for a in args if a), None)
+        run_end_type: Any = self._run_end_type
+        if not _utils.is_set(run_end_type):
+            run_end_type = next((a[2] for a in args if len(a) == 3 and not _is_never(a[2])), None)
+        return state_type, run_end_type
 
     async def next(
         self: Graph[StateT, DepsT, T],
         node: BaseNode[StateT, DepsT, T],
-        history: list[HistoryStep[StateT, T]],
+        history: list[HistoryStep[StateT, T]] | BaseStatePersistence[StateT, T] | None = None,
         *,
+        persistence: BaseStatePersistence[StateT, T] | None = None,
         state: StateT = None,
         deps: DepsT = None,
         infer_name: bool = True,
     ) -> BaseNode[StateT, DepsT, Any] | End[T]:
-        """Run one node outside of a `GraphRun`, appending its step to `history`.
+        """Run one node outside of a `GraphRun`: the classic `next(node, history)`, which appends the node's step to
+        `history`, or the deprecated 0.0.40+ `next(node, persistence)`, which records its snapshots there.
+
+        Warns:
+            DeprecationWarning: for the 0.0.40+ form, as pydantic_graph does (use `run.next()` inside `graph.iter`).
 
         Raises:
             GraphRuntimeError: `node` is `End` or not in the graph, or its `run` returned neither a node nor `End`.
         """
+        if isinstance(history, BaseStatePersistence):
+            history, persistence = None, history
+        if history is None:
+            warnings.warn(
+                '`next` is deprecated, use `async with graph.iter(...) as run:  run.next()` instead',
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            if persistence is None:
+                persistence = SimpleStatePersistence()
         if infer_name and self.name is None:
             self._infer_name(inspect.currentframe())
+        if persistence is not None:
+            persistence.set_graph_types(self)
         if self._instrumentation is None:
             trace = RunTrace()
         else:
@@ -376,7 +408,10 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
                 graph_name=self.name or 'unnamed_graph', start_node_id='', run_span=False
             )
         # A run of one step over the caller's history; it is not entered, so it opens no span of its own.
-        step_run = GraphRun(self, node, history=history, state=state, deps=deps, trace=trace)
+        step_run = GraphRun(
+            self, node, history=[] if history is None else history, state=state, deps=deps, trace=trace,
+            persistence=persistence,
+        )  # fmt: skip
         try:
             return await step_run.next(node)
         finally:
@@ -405,7 +440,7 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
         token = nodes_schema_var.set(nodes)
         try:
             step_t = Annotated[
-                NodeStep[state_t, end_t] | EndStep[end_t],
+                omitting_none(NodeStep[state_t, end_t], 'trace_id', 'span_id') | EndStep[end_t],
                 pydantic.Discriminator('kind'),
             ]
             return pydantic.TypeAdapter(list[step_t])  # pyright: ignore[reportInvalidTypeForm]
@@ -497,7 +532,7 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
         if _utils.is_set(self._run_end_type):
             return self._run_end_type
         for args in self._node_base_args():
-            if len(args) == 3 and args[2] not in (typing_extensions.Never, typing_extensions.NoReturn):
+            if len(args) == 3 and not _is_never(args[2]):
                 return args[2]
         raise exceptions.GraphSetupError('Could not infer run end type from nodes, please set `run_end_type`.')
 
@@ -521,3 +556,8 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
                 if item is self:
                     self.name = name
                     return
+
+
+def _is_never(tp: object) -> bool:
+    """Whether a node's third generic argument says it never ends the run."""
+    return tp is typing_extensions.Never or tp is typing_extensions.NoReturn

@@ -16,7 +16,16 @@ from typing_extensions import TypeVar
 from . import _utils
 from .nodes import BaseNode, End, RunEndT
 
-__all__ = ('StateT', 'NodeStep', 'EndStep', 'HistoryStep', 'deep_copy_state', 'nodes_schema_var', 'CustomNodeSchema')
+__all__ = (
+    'StateT',
+    'NodeStep',
+    'EndStep',
+    'HistoryStep',
+    'deep_copy_state',
+    'nodes_schema_var',
+    'CustomNodeSchema',
+    'omitting_none',
+)
 
 StateT = TypeVar('StateT', default=None)
 """Type of a graph's state."""
@@ -30,14 +39,17 @@ def deep_copy_state(state: StateT) -> StateT:
 class _NodeSchema:
     """Pydantic schema of the `node` of a `NodeStep`: any node of the graph, tagged with its `node_id` in JSON."""
 
+    missing_nodes_message = (
+        'Unable to build a Pydantic schema for `NodeStep` or `HistoryStep` without setting `nodes_schema_var`. '
+        'You probably want to use `graph.history_type_adapter`, `graph.dump_history` or `graph.load_history`.'
+    )
+    """The error when no graph set the nodes: the classic text's start, which callers match, and the way out."""
+
     def __get_pydantic_core_schema__(self, _source: Any, _handler: pydantic.GetCoreSchemaHandler) -> Any:
         try:
             nodes = nodes_schema_var.get()
         except LookupError:
-            raise RuntimeError(
-                "A schema for `NodeStep` or `HistoryStep` needs the graph's nodes: "
-                'use `graph.history_type_adapter`, `graph.dump_history` or `graph.load_history`.'
-            ) from None
+            raise RuntimeError(self.missing_nodes_message) from None
         adapters: dict[str, pydantic.TypeAdapter[Any]] = {n.get_id(): pydantic.TypeAdapter(n) for n in nodes}
         known = ', '.join(f'`{node_id}`' for node_id in adapters)
 
@@ -73,12 +85,23 @@ CustomNodeSchema = _NodeSchema
 """The classic name of the `node` field's schema, for code that builds its own history models."""
 
 
-def _is_none(value: object) -> bool:
-    return value is None
+def omitting_none(tp: Any, *names: str) -> Any:
+    """`tp`, whose fields `names` are left out of its serialized form while None.
 
+    tracegraph's own fields (trace ids, traceparents) are absent from the classic formats, so an untraced run dumps to
+    exactly upstream's bytes. A wrap serializer at the adapter rather than `Field(exclude_if=...)`, which needs
+    pydantic 2.12.
+    """
 
-OptionalText = Annotated[Union[str, None], pydantic.Field(exclude_if=_is_none)]
-"""A text field written to JSON only when set: tracegraph's own fields, absent from the classic formats' JSON."""
+    def serialize(value: Any, serialize_fields: core_schema.SerializerFunctionWrapHandler) -> Any:
+        data = serialize_fields(value)
+        if isinstance(data, dict):
+            for name in names:
+                if name in data and data[name] is None:
+                    del data[name]
+        return data  # pyright: ignore[reportUnknownVariableType]
+
+    return Annotated[tp, pydantic.WrapSerializer(serialize)]
 
 
 nodes_schema_var: ContextVar[Sequence[type[BaseNode[Any, Any, Any]]]] = ContextVar('tracegraph_nodes_schema')
@@ -108,9 +131,9 @@ class NodeStep(Generic[StateT, RunEndT]):
         default=deep_copy_state, repr=False
     )
     """How `state` is copied when the step is made, so later changes to the run's state don't reach it."""
-    trace_id: OptionalText = None
+    trace_id: str | None = None
     """32-hex id of the trace whose span ran this node, None when nothing was recording."""
-    span_id: OptionalText = None
+    span_id: str | None = None
     """16-hex id of the span that ran this node, None when nothing was recording."""
 
     def __post_init__(self) -> None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import copy
 import inspect
+import sys
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, is_dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, get_origin, get_type_hints
 from uuid import uuid4
@@ -113,7 +115,7 @@ class BaseNode(ABC, Generic[StateT, DepsT, NodeRunEndT]):
         """The id of the persistence snapshot this node instance belongs to, made (`{node_id}:{hex}`) when asked."""
         snapshot_id: str | None = self.__dict__.get('__snapshot_id')
         if snapshot_id is None:
-            snapshot_id = generate_snapshot_id(self.get_id())
+            snapshot_id = _snapshot_id_generator()(self.get_id())
             object.__setattr__(self, '__snapshot_id', snapshot_id)  # also on frozen dataclasses
         return snapshot_id
 
@@ -206,7 +208,7 @@ class End(Generic[RunEndT]):
         """The id of the end snapshot of the run (`end:{hex}`), made when first asked."""
         snapshot_id: str | None = self.__dict__.get('__snapshot_id')
         if snapshot_id is None:
-            snapshot_id = self.__dict__['__snapshot_id'] = generate_snapshot_id('end')
+            snapshot_id = self.__dict__['__snapshot_id'] = _snapshot_id_generator()('end')
         return snapshot_id
 
     def set_snapshot_id(self, set_id: str) -> None:
@@ -217,9 +219,29 @@ class End(Generic[RunEndT]):
 def generate_snapshot_id(node_id: str) -> str:
     """A new snapshot id for a node whose id is `node_id`: `{node_id}:{32 hex}`.
 
-    Looked up here at every call, so tests can patch `tracegraph.nodes.generate_snapshot_id` for stable ids.
+    Looked up at every call under each module name upstream's tests patch (`SNAPSHOT_ID_PATCH_POINTS`), so a test
+    that patches any of them gets stable ids.
     """
     return f'{node_id}:{uuid4().hex}'
+
+
+_GENERATE_SNAPSHOT_ID = generate_snapshot_id
+
+SNAPSHOT_ID_PATCH_POINTS = ('tracegraph.nodes', 'tracegraph.basenode', 'tracegraph.v1.nodes', 'tracegraph.v1.basenode')
+"""Modules whose `generate_snapshot_id` a test may replace: pydantic_graph 0.0.40-0.0.53 tests patch `nodes`,
+1.x tests `basenode` (pydantic_ai 1.x's own tests still `nodes`), each under the import they were run with."""
+
+
+def _snapshot_id_generator() -> Callable[[str], str]:
+    """The `generate_snapshot_id` of the first patch point that replaced it, else the real one."""
+    modules = sys.modules
+    for name in SNAPSHOT_ID_PATCH_POINTS:
+        module = modules.get(name)
+        if module is not None:
+            found = module.__dict__.get('generate_snapshot_id', _GENERATE_SNAPSHOT_ID)
+            if found is not _GENERATE_SNAPSHOT_ID:
+                return found
+    return _GENERATE_SNAPSHOT_ID
 
 
 @dataclass(frozen=True)

@@ -122,9 +122,9 @@ class GraphRun(Generic[StateT, DepsT, RunEndT]):
         graph: Graph[StateT, DepsT, RunEndT],
         start_node: BaseNode[StateT, DepsT, RunEndT],
         *,
-        history: list[HistoryStep[StateT, RunEndT]],
-        state: StateT,
-        deps: DepsT,
+        history: list[HistoryStep[StateT, RunEndT]] | None = None,
+        state: StateT = None,
+        deps: DepsT = None,
         auto_instrument: bool = True,
         trace: RunTrace | None = None,
         persistence: BaseStatePersistence[StateT, RunEndT] | None = None,
@@ -137,22 +137,25 @@ class GraphRun(Generic[StateT, DepsT, RunEndT]):
         Args:
             graph: the graph to run.
             start_node: the first node to run.
-            history: the history so far (appended to in place); non-empty when resuming.
+            history: the history so far (appended to in place; non-empty when resuming), given by a classic
+                (`history=`) run; None for a 0.0.40+ run, which keeps its steps in a new list.
             state: the state shared by the run's nodes.
             deps: the dependencies handed to the run's nodes.
             auto_instrument: kept for the classic signature; `Graph.iter` decides the instrumentation.
             trace: the run's trace, from `Instrumentation.start_run`; one that records nothing when None.
             persistence: where the run's snapshots go (the 0.0.40+ API); None for a classic `history=` run.
             snapshot_id: the id of the snapshot `start_node` was restored from, when resuming from persistence.
-            traceparent: kept for the 1.x signature; the run's traceparent is its trace's.
+            traceparent: the traceparent of the run's span (the 1.x signature), when `trace` records none.
             yield_start_node: `async for` yields the start node first, before running it (pydantic_graph 0.0.54+).
         """
         self.graph = graph
-        self.history = history
+        self.history = [] if history is None else history
         self.state = state
         self.deps = deps
         self._next_node: BaseNode[StateT, DepsT, RunEndT] | End[RunEndT] = start_node
         self._trace = trace if trace is not None else RunTrace()
+        if traceparent is not None and self._trace.traceparent is None:
+            self._given_traceparent = traceparent
         self._steps_trace = self._trace
         """What node steps run through: the run's trace, and one recording nothing once the run was left."""
         if persistence is not None or yield_start_node:  # the 1.x behaviours; the class defaults otherwise
@@ -162,6 +165,8 @@ class GraphRun(Generic[StateT, DepsT, RunEndT]):
             self._special = True
         if history:
             self._history_start = len(history)
+        if history is not None:
+            self._classic = True
         self._started_at = _utils.now_utc()
 
     persistence: BaseStatePersistence[StateT, RunEndT] | None = None
@@ -171,6 +176,9 @@ class GraphRun(Generic[StateT, DepsT, RunEndT]):
     _special: bool = False
     """Whether `__anext__` has a 1.x behaviour to apply (`persistence` or `yield_start_node`)."""
     _history_start: int = 0
+    _classic: bool = False
+    """Whether the run was given a `history=` (the 0.0.36-0.0.39 API): only its `repr` differs."""
+    _given_traceparent: str | None = None
     _ended_at: datetime | None = None
     _outcome: RunOutcome = 'running'
 
@@ -185,7 +193,7 @@ class GraphRun(Generic[StateT, DepsT, RunEndT]):
         if not isinstance(self._next_node, End):
             return None
         return GraphRunResult(
-            self._next_node.data, self.state, self.history, self._trace.trace_id, self.persistence, self
+            self._next_node.data, self.state, self.history, self._trace.trace_id, self.persistence, _run=self
         )
 
     @property
@@ -195,8 +203,24 @@ class GraphRun(Generic[StateT, DepsT, RunEndT]):
 
     @property
     def traceparent(self) -> str | None:
-        """The W3C `traceparent` of the run span (to hand to outgoing calls), None when nothing is recording it."""
-        return self._trace.traceparent
+        """The W3C `traceparent` of the run span (to hand to outgoing calls), None when the run has no span.
+
+        The run span is the one tracegraph opened, or the `span=` the run was given (whether or not the graph is
+        instrumented), so a caller that passes its own span always gets that span's traceparent back.
+        """
+        return self._trace.traceparent or self._given_traceparent
+
+    def _traceparent(self, *, required: bool = True) -> str | None:
+        """`traceparent`, as pydantic_graph 1.x spells it (pydantic_ai calls it); with `required`, a run without a span
+        is an error.
+
+        Raises:
+            GraphRuntimeError: `required` and the run has no span.
+        """
+        traceparent = self.traceparent
+        if traceparent is None and required:
+            raise exceptions.GraphRuntimeError('No span was created for this graph run')
+        return traceparent
 
     @property
     def run_id(self) -> str:
@@ -213,6 +237,8 @@ class GraphRun(Generic[StateT, DepsT, RunEndT]):
         """
         if node is None:
             if isinstance(self._next_node, End):
+                if self.persistence is not None:  # 0.0.40+: the `End` reaches the node check
+                    raise TypeError(f'`next` must be called with a `BaseNode` instance, got {self._next_node!r}.')
                 raise exceptions.GraphRuntimeError('This graph run has already ended.')
             node = self._next_node
         if self.persistence is not None:
@@ -328,7 +354,9 @@ class GraphRun(Generic[StateT, DepsT, RunEndT]):
         return self._step(node)
 
     def __repr__(self) -> str:
-        return f'<GraphRun name={self.graph.name or "<unnamed>"} step={len(self.history) + 1}>'
+        if self._classic:
+            return f'<GraphRun name={self.graph.name or "<unnamed>"} step={len(self.history) + 1}>'
+        return f'<GraphRun graph={self.graph.name or "[unnamed]"}>'
 
     def _finish(self, error: BaseException | None) -> None:
         """The run's `async with` was left (with `error`, if any): end its trace and decide its outcome."""
@@ -411,17 +439,22 @@ class GraphRunResult(Generic[StateT, RunEndT]):
         self,
         output: RunEndT,
         state: StateT,
-        history: list[HistoryStep[StateT, RunEndT]] | None = None,
+        history: list[HistoryStep[StateT, RunEndT]] | BaseStatePersistence[StateT, RunEndT] | None = None,
         trace_id: str | None = None,
         persistence: BaseStatePersistence[StateT, RunEndT] | None = None,
+        traceparent: str | None = None,
+        *,
         _run: GraphRun[StateT, Any, RunEndT] | None = None,
     ) -> None:
-        """A result: the classic fields positionally (`output, state, history`), the 1.x `persistence=` by name."""
+        """A result: the classic `(output, state, history)` or 1.x's `(output, state, persistence, traceparent=...)`."""
+        if history is not None and not isinstance(history, list):
+            history, persistence = None, history
         self.output = output
         self.state = state
         self.history = history if history is not None else []
         self.trace_id = trace_id
         self._persistence = persistence
+        self._given_traceparent = traceparent
         self._run = _run
 
     @property
@@ -433,8 +466,8 @@ class GraphRunResult(Generic[StateT, RunEndT]):
 
     @property
     def traceparent(self) -> str | None:
-        """The W3C `traceparent` of the run span, None when nothing recorded the run."""
-        return self._run.traceparent if self._run is not None else None
+        """The W3C `traceparent` of the run span, None when the run had no span."""
+        return self._run.traceparent if self._run is not None else self._given_traceparent
 
     def _traceparent(self, *, required: bool = True) -> str | None:
         """`traceparent`, as pydantic_graph 1.x spells it; with `required`, a run with no span is an error."""

@@ -20,7 +20,7 @@ from opentelemetry.context import Context
 from .history import HistoryStep, NodeStep, StateT
 from .nodes import BaseNode, DepsT, RunEndT
 from .run import GraphRun
-from .tracing.instrument import Instrumentation
+from .tracing.instrument import Instrumentation, span_of
 from .tracing.runtrace import RunTrace
 
 if TYPE_CHECKING:
@@ -53,7 +53,7 @@ class RunScope(Generic[StateT, DepsT, RunEndT]):
         start_node: BaseNode[StateT, DepsT, RunEndT],
         *,
         instrumentation: Instrumentation | None,
-        history: list[HistoryStep[StateT, RunEndT]],
+        history: list[HistoryStep[StateT, RunEndT]] | None,
         state: StateT,
         deps: DepsT,
         persistence: BaseStatePersistence[StateT, RunEndT] | None,
@@ -96,7 +96,7 @@ class RunScope(Generic[StateT, DepsT, RunEndT]):
                     parent=None if resume is None else resume.parent,
                 )
                 if self._instrumentation is not None
-                else RunTrace()
+                else RunTrace.adopting(span_of(span, entered) if span is not None else None)
             )
             # Not `GraphRun[StateT, DepsT, RunEndT](...)`: subscripting at run time builds a generic alias per run.
             self._run = GraphRun(

@@ -22,7 +22,7 @@ import pydantic
 from typing_extensions import TypeVar
 
 from .. import exceptions
-from ..history import OptionalText
+from ..history import omitting_none
 from ..nodes import BaseNode, End
 from . import _utils
 
@@ -86,7 +86,7 @@ class NodeSnapshot(_SnapshotIds, Generic[StateT, RunEndT]):
     """Discriminator of `Snapshot`."""
     id: str = UNSET_SNAPSHOT_ID
     """The snapshot's id: its node's `get_snapshot_id()`."""
-    traceparent: OptionalText = None
+    traceparent: str | None = None
     """W3C `traceparent` of the span that made the snapshot, None when nothing traced it (tracegraph's own field)."""
 
 
@@ -104,7 +104,7 @@ class EndSnapshot(_SnapshotIds, Generic[StateT, RunEndT]):
     """Discriminator of `Snapshot`."""
     id: str = UNSET_SNAPSHOT_ID
     """The snapshot's id: the `End`'s `get_snapshot_id()`."""
-    traceparent: OptionalText = None
+    traceparent: str | None = None
     """W3C `traceparent` of the span that made the snapshot, None when nothing traced it (tracegraph's own field)."""
 
     @property
@@ -198,7 +198,10 @@ def build_snapshot_list_type_adapter(
 ) -> pydantic.TypeAdapter[list[Snapshot[StateT, RunEndT]]]:
     """A pydantic `TypeAdapter` of a list of snapshots; call it in `set_types`, where the nodes are known."""
     snapshot_t = Annotated[
-        Union[NodeSnapshot[state_t, run_end_t], EndSnapshot[state_t, run_end_t]],
+        Union[
+            omitting_none(NodeSnapshot[state_t, run_end_t], 'traceparent'),
+            omitting_none(EndSnapshot[state_t, run_end_t], 'traceparent'),
+        ],
         pydantic.Discriminator('kind'),
     ]
     return pydantic.TypeAdapter(list[snapshot_t])  # pyright: ignore[reportInvalidTypeForm]

@@ -8,7 +8,8 @@ from contextvars import ContextVar
 from typing import Any
 
 from .._utils import now_utc
-from ..history import CustomNodeSchema, nodes_schema_var
+from ..history import CustomNodeSchema as _HistoryNodeSchema
+from ..history import nodes_schema_var
 from ..nodes import BaseNode
 
 __all__ = (
@@ -19,6 +20,16 @@ __all__ = (
     'snapshot_traceparent',
     'recording_traceparent',
 )
+
+
+class CustomNodeSchema(_HistoryNodeSchema):
+    """Pydantic schema of a snapshot's `node`: any node of the graph, tagged with its `node_id` in JSON."""
+
+    missing_nodes_message = (
+        'Unable to build a Pydantic schema for `BaseNode` without setting `nodes_type_context`. '
+        'You should build Pydantic schemas for snapshots using `StatePersistence.set_types()`.'
+    )
+
 
 nodes_type_context: ContextVar[Sequence[type[BaseNode[Any, Any, Any]]]] = nodes_schema_var
 """The node classes a snapshot's `node` field may hold while a schema is built: one variable for histories and

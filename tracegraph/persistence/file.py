@@ -14,7 +14,7 @@ from collections.abc import AsyncGenerator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from time import perf_counter
+from time import monotonic, perf_counter, sleep
 from typing import Any, TypeVar
 
 import pydantic
@@ -153,14 +153,46 @@ class FileStatePersistence(BaseStatePersistence[StateT, RunEndT]):
         await _graph_utils.run_in_executor(self._with_lock, read_change_write)
 
     def _with_lock(self, func: Callable[[], _R]) -> _R:
-        self.json_file.parent.mkdir(parents=True, exist_ok=True)
-        lock_path = self.json_file.with_name(f'{self.json_file.name}.lock')
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = self._acquire(None)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)  # released by the kernel if this process dies
             return func()
         finally:
             os.close(fd)
+
+    @asynccontextmanager
+    async def _lock(self, *, timeout: float = 1.0) -> AsyncGenerator[None]:
+        """Hold the file lock inside the `async with` block (pydantic_graph 1.x's private hook, which tests patch).
+
+        Raises:
+            TimeoutError: another holder kept the lock for `timeout` seconds.
+        """
+        fd = await _graph_utils.run_in_executor(self._acquire, timeout)
+        try:
+            yield
+        finally:
+            os.close(fd)
+
+    def _acquire(self, timeout: float | None) -> int:
+        """Open `{json_file}.lock` and take its `flock` (waiting at most `timeout` seconds when given); its fd."""
+        self.json_file.parent.mkdir(parents=True, exist_ok=True)
+        lock_path = self.json_file.with_name(f'{self.json_file.name}.lock')
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            if timeout is None:
+                fcntl.flock(fd, fcntl.LOCK_EX)  # released by the kernel if this process dies
+                return fd
+            deadline = monotonic() + timeout
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    return fd
+                except BlockingIOError:
+                    if monotonic() >= deadline:
+                        raise TimeoutError(f'Unable to acquire the lock on {lock_path} within {timeout} s') from None
+                    sleep(0.005)
+        except BaseException:
+            os.close(fd)
+            raise
 
     def _adapter(self) -> pydantic.TypeAdapter[list[Snapshot[StateT, RunEndT]]]:
         if self._snapshots_type_adapter is None:

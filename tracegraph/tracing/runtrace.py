@@ -83,6 +83,17 @@ class RunTrace:
 
     # No `__init__`: the fields above are class defaults, and an untraced run makes one of these per run.
 
+    @classmethod
+    def adopting(cls, span: Span | None) -> RunTrace:
+        """A trace that records nothing but reports `span` (a caller's `span=`) as the run's span, when given."""
+        trace = cls()
+        if span is not None:
+            trace.span = span
+            context = span.get_span_context()
+            if context.is_valid:
+                trace.trace_id = f'{context.trace_id:032x}'
+        return trace
+
     @property
     def run_id(self) -> str:
         """The run's id (`tracegraph.run.id`)."""

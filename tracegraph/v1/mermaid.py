@@ -1,0 +1,14 @@
+"""pydantic_graph 1.x's `mermaid` module: tracegraph's `mermaid`, under the 1.x path."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import mermaid as _target
+from ..mermaid import *  # noqa: F403
+
+__all__ = _target.__all__  # pyright: ignore[reportUnsupportedDunderAll]
+
+
+def __getattr__(name: str) -> Any:
+    return getattr(_target, name)
