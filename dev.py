@@ -5,6 +5,8 @@ older than `pyproject.toml`, then runs:
 
     python3 dev.py demo [ARGS]    # `tracegraph demo ARGS`: example graphs, the embedded dashboard, timelines
     python3 dev.py test [ARGS]    # ruff check, ruff format --check, pyright (strict), pytest ARGS — what CI runs
+    python3 dev.py test --lowest [ARGS]  # pytest ARGS in `.venv-lowest`, on the lowest versions pyproject allows
+                                  # (.ci/constraints-lowest.txt) — CI's second run
     python3 dev.py bench          # bench/step_overhead.py (minutes; by hand, never in CI)
 """
 
@@ -19,9 +21,7 @@ from pathlib import Path
 __all__ = ('main',)
 
 ROOT = Path(__file__).resolve().parent
-VENV = ROOT / '.venv'
-BIN = VENV / ('Scripts' if os.name == 'nt' else 'bin')
-STAMP = VENV / '.installed'
+LOWEST = ROOT / '.ci' / 'constraints-lowest.txt'
 
 
 def _run(*command: str | Path) -> int:
@@ -29,21 +29,28 @@ def _run(*command: str | Path) -> int:
     return subprocess.call([str(c) for c in command], cwd=ROOT)
 
 
-def ensure_venv() -> None:
-    """Create `.venv` and install the project into it, unless that was done since `pyproject.toml` last changed."""
-    pyproject = ROOT / 'pyproject.toml'
-    if STAMP.exists() and STAMP.stat().st_mtime >= pyproject.stat().st_mtime and (BIN / 'python').exists():
-        return
-    if not (BIN / 'python').exists():
-        print(f'+ creating {VENV}', flush=True)
-        venv.create(VENV, with_pip=True)
+def ensure_venv(*, lowest: bool = False) -> Path:
+    """Create `.venv` (or `.venv-lowest`, on the lowest allowed versions) and install the project into it, unless that
+    was done since `pyproject.toml` (and the constraints) last changed; its `bin` directory."""
+    home = ROOT / ('.venv-lowest' if lowest else '.venv')
+    bin_dir = home / ('Scripts' if os.name == 'nt' else 'bin')
+    stamp = home / '.installed'
+    sources = [ROOT / 'pyproject.toml', *([LOWEST] if lowest else [])]
+    newest = max(p.stat().st_mtime for p in sources)
+    if stamp.exists() and stamp.stat().st_mtime >= newest and (bin_dir / 'python').exists():
+        return bin_dir
+    if not (bin_dir / 'python').exists():
+        print(f'+ creating {home}', flush=True)
+        venv.create(home, with_pip=True)
+    constraints = ('-c', str(LOWEST)) if lowest else ()
     for command in (
-        (BIN / 'python', '-m', 'pip', 'install', '-q', '--upgrade', 'pip'),
-        (BIN / 'python', '-m', 'pip', 'install', '-q', '-e', '.[dev]'),
+        (bin_dir / 'python', '-m', 'pip', 'install', '-q', '--upgrade', 'pip'),
+        (bin_dir / 'python', '-m', 'pip', 'install', '-q', *constraints, '-e', '.[dev]'),
     ):
         if code := _run(*command):
             sys.exit(code)
-    STAMP.touch()
+    stamp.touch()
+    return bin_dir
 
 
 def main(argv: list[str]) -> int:
@@ -52,18 +59,19 @@ def main(argv: list[str]) -> int:
         print(__doc__, file=sys.stderr)
         return 2
     task, args = argv[0], argv[1:]
-    ensure_venv()
+    lowest = task == 'test' and args[:1] == ['--lowest']
+    if lowest:
+        args = args[1:]
+    bin_dir = ensure_venv(lowest=lowest)
     if task == 'demo':
-        return _run(BIN / 'tracegraph', 'demo', *args)
+        return _run(bin_dir / 'tracegraph', 'demo', *args)
     if task == 'bench':
-        return _run(BIN / 'python', 'bench/step_overhead.py', *args)
-    for step in (
-        (BIN / 'ruff', 'check', '.'),
-        (BIN / 'ruff', 'format', '--check', '.'),
-        (BIN / 'pyright',),
-        # pytest exits 5 when it collected nothing: passed on as the failure it is.
-        (BIN / 'python', '-m', 'pytest', *args),
-    ):
+        return _run(bin_dir / 'python', 'bench/step_overhead.py', *args)
+    # pytest exits 5 when it collected nothing: passed on as the failure it is.
+    pytest = (bin_dir / 'python', '-m', 'pytest', *args)
+    # The lowest run checks the floors at run time; the code checks need the newest run's tools only.
+    checks = () if lowest else ((bin_dir / 'ruff', 'check', '.'), (bin_dir / 'ruff', 'format', '--check', '.'))
+    for step in (*checks, *(() if lowest else ((bin_dir / 'pyright',),)), pytest):
         if code := _run(*step):
             return code
     return 0

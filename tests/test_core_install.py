@@ -138,3 +138,39 @@ def test_dashboard_has_the_whole_command_line_and_the_grafana_files(dashboard: E
     assert exported.returncode == 0, exported.stderr
     assert (tmp_path / 'dash' / 'grafana' / 'tracegraph-overview.json').is_file()
     assert (tmp_path / 'dash' / 'collector' / 'otelcol.yaml').is_file()
+
+
+def _floors() -> dict[str, str]:
+    """Each `name>=version` floor of pyproject.toml's dependencies and extras (tracegraph's own extras left out)."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / 'pyproject.toml').read_text())['project']
+    requirements: list[str] = [*project['dependencies']]
+    for extra in project['optional-dependencies'].values():
+        requirements += extra
+    floors: dict[str, str] = {}
+    for requirement in requirements:
+        name, sep, version = requirement.partition('>=')
+        name = name.split('[')[0].strip().lower()
+        if sep and name != 'tracegraph':
+            floors[name] = version.strip()
+    return floors
+
+
+def _lowest_pins() -> dict[str, str]:
+    pins: dict[str, str] = {}
+    for line in (ROOT / '.ci' / 'constraints-lowest.txt').read_text().splitlines():
+        name, sep, version = line.split('#')[0].partition('==')
+        if sep:
+            pins[name.strip().lower()] = version.strip()
+    return pins
+
+
+def test_the_lowest_versions_run_pins_every_runtime_floor() -> None:
+    """CI's second run installs .ci/constraints-lowest.txt: each runtime floor must be pinned there at its value, so
+    a floor that does not work can never be declared."""
+    floors, pins = _floors(), _lowest_pins()
+    assert {'pydantic', 'typing-extensions', 'opentelemetry-api', 'opentelemetry-sdk', 'duckdb'} <= pins.keys()
+    disagreeing = {name: (floors[name], pins[name]) for name in pins.keys() & floors.keys()}
+    disagreeing = {name: pair for name, pair in disagreeing.items() if not pair[1].startswith(pair[0])}
+    assert disagreeing == {}

@@ -1,11 +1,12 @@
-"""A library written against the classic pydantic_graph runs unchanged on tracegraph: pydantic_ai 0.0.36's agent.
+"""Libraries written against pydantic_graph run unchanged on tracegraph: pydantic_ai 0.0.36 (the classic API) on
+`tracegraph` and pydantic_ai 1.0 (the 1.x API) on `tracegraph.v1`.
 
-`pydantic_graph` and its submodules are mapped to tracegraph's modules before pydantic_ai is imported (in a fresh
-interpreter, so the alias reaches no other test); pydantic_ai's own `pydantic-graph` pin is installed beside it,
-and the alias must win. The agent is driven with pydantic_ai's offline `TestModel`, as its documentation shows.
-
-pydantic_ai 0.0.36 needs an opentelemetry-api older than the dev venv's, so it gets a venv of its own
-(tests/requirements-pydantic-ai.txt), made once under test-output/ and reused; tracegraph is taken from this checkout.
+Each client gets a venv of its own on the pins of its own lock (tests/requirements-pydantic-ai-*.txt), made once under
+test-output/ and reused; tracegraph is taken from this checkout. `pydantic_graph` and its submodules are mapped to
+tracegraph's modules before pydantic_ai is imported (in a fresh interpreter, so the alias reaches no other test);
+the client's own `pydantic-graph` pin is installed beside it, and the alias must win. The agents are driven through
+their own paths (`Agent.iter` with `AgentRun.next`, `async for`, `run`, `run_sync`, `run_stream`) with pydantic_ai's
+offline `TestModel` and `FunctionModel`, under a real OpenTelemetry SDK pipeline.
 """
 
 from __future__ import annotations
@@ -16,38 +17,75 @@ import subprocess
 import textwrap
 import venv
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-REQUIREMENTS = ROOT / 'tests' / 'requirements-pydantic-ai.txt'
+
+pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope='session')
-def pydantic_ai_python() -> Path:
-    """The interpreter of a venv holding pydantic-ai-slim 0.0.36 (and its pydantic-graph pin), made when missing."""
-    home = ROOT / 'test-output' / 'venv-pydantic-ai'
+def _client_python(version: str) -> Path:
+    """The interpreter of a venv holding pydantic-ai-slim `version` on its lock's pins, made when missing."""
+    requirements = ROOT / 'tests' / f'requirements-pydantic-ai-{version}.txt'
+    home = ROOT / 'test-output' / f'venv-pydantic-ai-{version}'
     python = home / ('Scripts' if os.name == 'nt' else 'bin') / 'python'
     stamp = home / '.installed'
-    if not (stamp.exists() and stamp.read_bytes() == REQUIREMENTS.read_bytes() and python.exists()):
+    if not (stamp.exists() and stamp.read_bytes() == requirements.read_bytes() and python.exists()):
         venv.create(home, with_pip=True, clear=True)
         subprocess.run(
-            [python, '-m', 'pip', 'install', '-q', '--disable-pip-version-check', '-r', REQUIREMENTS],
+            [python, '-m', 'pip', 'install', '-q', '--disable-pip-version-check', '-r', requirements],
             check=True,
-            timeout=600,
+            timeout=900,
         )
-        stamp.write_bytes(REQUIREMENTS.read_bytes())
+        stamp.write_bytes(requirements.read_bytes())
     return python
 
 
-ALIASED_AGENT_RUN = """
+def _run_client(python: Path, script: str) -> dict[str, Any]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(('OTEL_', 'PYTHON', 'LOGFIRE_'))}
+    env['PYTHONPATH'] = str(ROOT)  # tracegraph from this checkout (its core needs only what pydantic_ai brings)
+    check = subprocess.run(
+        [python, '-c', 'import pydantic_graph, pydantic_ai; print(pydantic_graph.__file__)'],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert check.returncode == 0 and 'site-packages' in check.stdout, check.stderr  # the real pin is installed
+    proc = subprocess.run(
+        [python, '-W', 'error::DeprecationWarning', '-c', textwrap.dedent(script)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.splitlines()[-1])
+
+
+SDK = """
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+"""
+
+CLASSIC_CLIENT = """
     import importlib, json, sys
-    import tracegraph
     for name in ('', '._utils', '.nodes', '.state', '.graph', '.mermaid', '.exceptions'):
         sys.modules['pydantic_graph' + name] = importlib.import_module('tracegraph' + name)
 
     import asyncio
     from pydantic_ai import Agent
+    from pydantic_ai.messages import ModelResponse, TextPart
+    from pydantic_ai.models.function import FunctionModel
     from pydantic_ai.models.test import TestModel
     from pydantic_graph import End
 
@@ -59,7 +97,7 @@ ALIASED_AGENT_RUN = """
 
     async def main():
         graph = agent._build_graph(None)
-        out = {'graph_type': f'{type(graph).__module__}.{type(graph).__qualname__}', 'nodes': [], 'iter_nodes': []}
+        out = {'graph_type': f'{type(graph).__module__}.{type(graph).__qualname__}', 'nodes': []}
         async with agent.iter('What is the capital of France?') as agent_run:
             out['run_type'] = type(agent_run._graph_run).__module__
             next_node = agent_run.next_node  # start with the first node
@@ -70,9 +108,13 @@ ALIASED_AGENT_RUN = """
             out['result'] = agent_run.result.data
             out['end'] = repr(next_node)
         async with agent.iter('Again?') as agent_run:
-            async for node in agent_run:
-                out['iter_nodes'].append(type(node).__name__)
+            out['iter_nodes'] = [type(node).__name__ async for node in agent_run]
             out['iter_result'] = agent_run.result.data
+        out['run'] = (await agent.run('Run?')).data
+        async with agent.run_stream('Stream?') as stream:
+            out['stream'] = await stream.get_data()
+        function_model = FunctionModel(lambda messages, info: ModelResponse(parts=[TextPart('from a function')]))
+        out['function'] = (await agent.run('Function?', model=function_model)).data
         out['pydantic_graph_is'] = sys.modules['pydantic_graph'].__name__
         return out
 
@@ -81,39 +123,96 @@ ALIASED_AGENT_RUN = """
     print(json.dumps(out))
 """
 
+V1_CLIENT = (
+    """
+    import importlib, json, sys
+    for name in (
+        '', '._utils', '.nodes', '.basenode', '.graph', '.mermaid', '.exceptions',
+        '.persistence', '.persistence.in_mem', '.persistence.file', '.persistence._utils',
+    ):
+        sys.modules['pydantic_graph' + name] = importlib.import_module('tracegraph.v1' + name)
+"""
+    + SDK
+    + """
+    import asyncio
+    from pydantic_ai import Agent
+    from pydantic_ai.messages import ModelResponse, TextPart
+    from pydantic_ai.models.function import FunctionModel
+    from pydantic_ai.models.test import TestModel
+    from pydantic_graph import End
 
-def test_pydantic_ai_agent_runs_on_tracegraph(pydantic_ai_python: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(('OTEL_', 'PYTHON'))}
-    env['PYTHONPATH'] = str(ROOT)  # tracegraph from this checkout (its core needs only what pydantic_ai brings)
-    check = subprocess.run(
-        [pydantic_ai_python, '-c', 'import pydantic_graph, pydantic_ai; print(pydantic_graph.__file__)'],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
+    agent = Agent(TestModel(custom_output_text='Paris'), system_prompt='Answer briefly.', instrument=True)
+
+    @agent.tool_plain
+    def country_capital(country: str) -> str:
+        return f'The capital of {country} is Paris.'
+
+    async def main():
+        out = {'nodes': []}
+        async with agent.iter('What is the capital of France?') as agent_run:
+            graph_run = agent_run._graph_run
+            out['graph_type'] = f'{type(graph_run.graph).__module__}.{type(graph_run.graph).__qualname__}'
+            out['run_type'] = type(graph_run).__module__
+            next_node = agent_run.next_node  # start with the first node
+            out['nodes'].append(type(next_node).__name__)
+            while not isinstance(next_node, End):
+                next_node = await agent_run.next(next_node)
+                out['nodes'].append(type(next_node).__name__)
+            out['result'] = agent_run.result.output
+            out['end'] = repr(next_node)
+            out['agent_run_traceparent'] = agent_run._traceparent(required=False)
+        async with agent.iter('Again?') as agent_run:
+            out['iter_nodes'] = [type(node).__name__ async for node in agent_run]
+            out['iter_result'] = agent_run.result.output
+        result = await agent.run('Run?')
+        out['run'] = result.output
+        out['result_traceparent'] = result._traceparent(required=False)
+        async with agent.run_stream('Stream?') as stream:
+            out['stream'] = await stream.get_output()
+        function_model = FunctionModel(lambda messages, info: ModelResponse(parts=[TextPart('from a function')]))
+        out['function'] = (await agent.run('Function?', model=function_model)).output
+        out['pydantic_graph_is'] = sys.modules['pydantic_graph'].__name__
+        return out
+
+    out = asyncio.run(main())
+    out['run_sync'] = agent.run_sync('And once more?').output
+    spans = exporter.get_finished_spans()
+    out['span_names'] = sorted({span.name for span in spans})
+    out['agent_run_traceparents'] = sorted(
+        f'00-{s.context.trace_id:032x}-{s.context.span_id:016x}-{s.context.trace_flags:02x}'
+        for s in spans if s.name == 'agent run'
     )
-    assert check.returncode == 0 and 'site-packages' in check.stdout, check.stderr  # the real pin is installed
-    proc = subprocess.run(
-        [pydantic_ai_python, '-W', 'error::DeprecationWarning', '-c', textwrap.dedent(ALIASED_AGENT_RUN)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-    )
-    assert proc.returncode == 0, proc.stderr
-    out = json.loads(proc.stdout)
+    print(json.dumps(out))
+"""
+)
+
+AGENT_NODES = ['UserPromptNode', 'ModelRequestNode', 'CallToolsNode', 'ModelRequestNode', 'CallToolsNode', 'End']
+
+
+def test_pydantic_ai_0_0_36_runs_on_tracegraph() -> None:
+    out = _run_client(_client_python('0.0.36'), CLASSIC_CLIENT)
     assert out['graph_type'] == 'tracegraph.graph.Graph'
     assert out['run_type'] == 'tracegraph.run'
     assert out['pydantic_graph_is'] == 'tracegraph'
     # The tool is called once by TestModel, then the text result ends the run.
-    assert out['nodes'] == [
-        'UserPromptNode',
-        'ModelRequestNode',
-        'CallToolsNode',
-        'ModelRequestNode',
-        'CallToolsNode',
-        'End',
-    ]
-    assert out['iter_nodes'] == ['ModelRequestNode', 'CallToolsNode', 'ModelRequestNode', 'CallToolsNode', 'End']
-    assert out['result'] == out['iter_result'] == out['run_sync'] == 'Paris'
+    assert out['nodes'] == AGENT_NODES
+    assert out['iter_nodes'] == AGENT_NODES[1:]  # the classic iteration: the start node is not yielded
+    assert out['result'] == out['iter_result'] == out['run'] == out['stream'] == out['run_sync'] == 'Paris'
+    assert out['function'] == 'from a function'
     assert out['end'] == "End(data=FinalResult(data='Paris', tool_name=None, tool_call_id=None))"
+
+
+def test_pydantic_ai_1_0_runs_on_tracegraph_v1() -> None:
+    out = _run_client(_client_python('1.0'), V1_CLIENT)
+    assert out['graph_type'] == 'tracegraph.v1.graph.Graph'
+    assert out['run_type'] == 'tracegraph.run'
+    assert out['pydantic_graph_is'] == 'tracegraph.v1'
+    assert out['nodes'] == AGENT_NODES
+    assert out['iter_nodes'] == AGENT_NODES  # 0.0.54+: the start node first
+    assert out['result'] == out['iter_result'] == out['run'] == out['stream'] == out['run_sync'] == 'Paris'
+    assert out['function'] == 'from a function'
+    assert out['end'] == "End(data=FinalResult(output='Paris'))"
+    # pydantic_ai passes its own `agent run` span (graph built with auto_instrument=False) and reads it back.
+    assert out['agent_run_traceparent'] in out['agent_run_traceparents']
+    assert out['result_traceparent'] in out['agent_run_traceparents']
+    assert 'agent run' in out['span_names']

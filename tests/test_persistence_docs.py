@@ -41,15 +41,12 @@ def run_main(name: str) -> tuple[ModuleType, str]:
     return module, module.main
 
 
-def test_count_down_iter_yields_the_start_node_with_the_1x_setting(
-    docs_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_count_down_iter_yields_the_start_node_on_v1(docs_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     count_down = importlib.import_module('count_down')
-    count_down.count_down_graph.yield_start_node = True  # the one line a 1.x (0.0.54+) app adds
-    asyncio.run(count_down.main())
+    asyncio.run(count_down.main())  # `tracegraph.v1`: the 0.0.54+ iteration, unchanged code
     assert capsys.readouterr().out == documented_output(count_down)
 
-    count_down.count_down_graph.yield_start_node = False  # the classic default: the start node is not yielded
+    count_down.count_down_graph.yield_start_node = False  # the classic iteration (0.0.36-0.0.53, `tracegraph`)
     asyncio.run(count_down.main())
     assert capsys.readouterr().out == 'Node: CountDown()\n' * 3 + 'Node: End(data=0)\nFinal output: 0\n'
 

@@ -1,11 +1,11 @@
 from __future__ import annotations as _annotations
 
 from typing import Annotated
-from tracegraph import Edge
+from tracegraph.v1 import Edge
 from dataclasses import dataclass, field
 
 from pydantic import BaseModel
-from tracegraph import (
+from tracegraph.v1 import (
     BaseNode,
     End,
     Graph,

@@ -1,8 +1,8 @@
 import sys
 from pathlib import Path
 
-from tracegraph import End
-from tracegraph.persistence.file import FileStatePersistence
+from tracegraph.v1 import End
+from tracegraph.v1.persistence.file import FileStatePersistence
 from fake_pydantic_ai import ModelMessage  # noqa: F401
 
 from ai_q_and_a_graph import Ask, question_graph, Evaluate, QuestionState, Answer

@@ -2,7 +2,7 @@ from __future__ import annotations as _annotations
 
 from dataclasses import dataclass
 
-from tracegraph import Graph, BaseNode, End, GraphRunContext
+from tracegraph.v1 import Graph, BaseNode, End, GraphRunContext
 
 
 @dataclass

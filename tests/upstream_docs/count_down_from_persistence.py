@@ -1,7 +1,7 @@
 from pathlib import Path
 
-from tracegraph import End
-from tracegraph.persistence.file import FileStatePersistence
+from tracegraph.v1 import End
+from tracegraph.v1.persistence.file import FileStatePersistence
 
 from count_down import CountDown, CountDownState, count_down_graph
 

@@ -1,4 +1,4 @@
-from tracegraph import End, FullStatePersistence
+from tracegraph.v1 import End, FullStatePersistence
 from count_down import CountDown, CountDownState, count_down_graph
 
 

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from pydantic import BaseModel, EmailStr
 
 from fake_pydantic_ai import Agent, ModelMessage, format_as_xml
-from tracegraph import BaseNode, End, Graph, GraphRunContext
+from tracegraph.v1 import BaseNode, End, Graph, GraphRunContext
 
 
 @dataclass

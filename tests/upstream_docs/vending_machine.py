@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 from rich.prompt import Prompt
 
-from tracegraph import BaseNode, End, Graph, GraphRunContext
+from tracegraph.v1 import BaseNode, End, Graph, GraphRunContext
 
 
 @dataclass
