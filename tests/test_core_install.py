@@ -8,6 +8,7 @@ install lacks is named in one line with the extra to add, instead of a traceback
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -141,20 +142,10 @@ def test_dashboard_has_the_whole_command_line_and_the_grafana_files(dashboard: E
 
 
 def _floors() -> dict[str, str]:
-    """Each `name>=version` floor of pyproject.toml's dependencies and extras (tracegraph's own extras left out)."""
-    import tomllib
-
-    project = tomllib.loads((ROOT / 'pyproject.toml').read_text())['project']
-    requirements: list[str] = [*project['dependencies']]
-    for extra in project['optional-dependencies'].values():
-        requirements += extra
-    floors: dict[str, str] = {}
-    for requirement in requirements:
-        name, sep, version = requirement.partition('>=')
-        name = name.split('[')[0].strip().lower()
-        if sep and name != 'tracegraph':
-            floors[name] = version.strip()
-    return floors
+    """Each `"name>=version"` floor in pyproject.toml (dependencies and extras; tracegraph's own extras left out)."""
+    text = (ROOT / 'pyproject.toml').read_text()
+    found = re.findall(r'"([A-Za-z0-9_.-]+)(?:\[[^\]]*\])?>=([^",;]+)"', text)
+    return {name.lower(): version.strip() for name, version in found if name != 'tracegraph'}
 
 
 def _lowest_pins() -> dict[str, str]:
