@@ -5,8 +5,8 @@ older than `pyproject.toml`, then runs:
 
     python3 dev.py demo [ARGS]    # `tracegraph demo ARGS`: example graphs, the embedded dashboard, timelines
     python3 dev.py test [ARGS]    # ruff check, ruff format --check, pyright (strict), pytest ARGS — what CI runs
-    python3 dev.py test --lowest [ARGS]  # pytest ARGS in `.venv-lowest`, on the lowest versions pyproject allows
-                                  # (.ci/constraints-lowest.txt) — CI's second run
+    python3 dev.py test --lowest [ARGS]  # the core's tests in `.venv-lowest`: the core alone on its floors
+                                  # (.ci/constraints-lowest.txt), no extras — CI's second run
     python3 dev.py bench          # bench/step_overhead.py (minutes; by hand, never in CI)
 """
 
@@ -22,6 +22,15 @@ __all__ = ('main',)
 
 ROOT = Path(__file__).resolve().parent
 LOWEST = ROOT / '.ci' / 'constraints-lowest.txt'
+LOWEST_TOOLS = ROOT / '.ci' / 'requirements-lowest.txt'
+LOWEST_SUITE = ('tests/test_core_*.py', 'tests/test_tracing_*.py', 'tests/test_persistence*.py')
+LOWEST_NEEDS_EXTRAS = {
+    'test_core_install.py',
+    'test_persistence.py',
+    'test_tracing_secrets.py',
+    'test_tracing_timeline_views.py',
+}
+"""The core's tests (what the lowest run, core floors and no extras, runs), but those that read through an extra."""
 
 
 def _run(*command: str | Path) -> int:
@@ -35,17 +44,18 @@ def ensure_venv(*, lowest: bool = False) -> Path:
     home = ROOT / ('.venv-lowest' if lowest else '.venv')
     bin_dir = home / ('Scripts' if os.name == 'nt' else 'bin')
     stamp = home / '.installed'
-    sources = [ROOT / 'pyproject.toml', *([LOWEST] if lowest else [])]
+    sources = [ROOT / 'pyproject.toml', *([LOWEST, LOWEST_TOOLS] if lowest else [])]
     newest = max(p.stat().st_mtime for p in sources)
     if stamp.exists() and stamp.stat().st_mtime >= newest and (bin_dir / 'python').exists():
         return bin_dir
     if not (bin_dir / 'python').exists():
         print(f'+ creating {home}', flush=True)
         venv.create(home, with_pip=True)
-    constraints = ('-c', str(LOWEST)) if lowest else ()
+    # The lowest run installs the core alone (no extras) beside its test tools, at the core's floors.
+    install = ('-c', str(LOWEST), '-r', str(LOWEST_TOOLS), '-e', '.') if lowest else ('-e', '.[dev]')
     for command in (
         (bin_dir / 'python', '-m', 'pip', 'install', '-q', '--upgrade', 'pip'),
-        (bin_dir / 'python', '-m', 'pip', 'install', '-q', *constraints, '-e', '.[dev]'),
+        (bin_dir / 'python', '-m', 'pip', 'install', '-q', *install),
     ):
         if code := _run(*command):
             sys.exit(code)
@@ -68,7 +78,11 @@ def main(argv: list[str]) -> int:
     if task == 'bench':
         return _run(bin_dir / 'python', 'bench/step_overhead.py', *args)
     # pytest exits 5 when it collected nothing: passed on as the failure it is.
-    pytest = (bin_dir / 'python', '-m', 'pytest', *args)
+    suite: list[str] = []
+    if lowest and not any(a.startswith('tests') for a in args):
+        found = (p for pattern in LOWEST_SUITE for p in sorted(ROOT.glob(pattern)))
+        suite = [str(p) for p in found if p.name not in LOWEST_NEEDS_EXTRAS]
+    pytest = (bin_dir / 'python', '-m', 'pytest', *suite, *args)
     # The lowest run checks the floors at run time; the code checks need the newest run's tools only.
     checks = () if lowest else ((bin_dir / 'ruff', 'check', '.'), (bin_dir / 'ruff', 'format', '--check', '.'))
     for step in (*checks, *(() if lowest else ((bin_dir / 'pyright',),)), pytest):

@@ -13,6 +13,7 @@ from bisect import bisect_left
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from importlib.metadata import version as _package_version
 from typing import Any
 
 import pytest
@@ -31,10 +32,22 @@ from tracing_helpers import finished, points_of
 import tracegraph.run as engine_run
 from tracegraph import BaseNode, End, Graph, GraphRunContext, InstrumentationSettings
 from tracegraph._version import __version__
+from tracegraph.exporters.sdk_merge_gate import MERGE_TESTED_SDK_VERSIONS, merge_enabled
 from tracegraph.tracing import attributes as attr
 from tracegraph.tracing.preaggregated import ExactHistogram, PreAggregatedHistogram, duration_recorder
 
-pytestmark = pytest.mark.anyio
+
+def _sdk_version() -> str:
+    return _package_version('opentelemetry-sdk')
+
+
+pytestmark = [
+    pytest.mark.anyio,
+    pytest.mark.skipif(
+        not merge_enabled(),
+        reason=f'the SDK merge is gated off on opentelemetry-sdk {_sdk_version()} (tested on {sorted(MERGE_TESTED_SDK_VERSIONS)})',
+    ),
+]
 
 
 @dataclass

@@ -16,6 +16,7 @@ from opentelemetry.sdk.trace.sampling import Sampler
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status
 
 from tracegraph import InstrumentationSettings
+from tracegraph.exporters.views import metric_views
 
 
 class Finished(Protocol):
@@ -101,13 +102,15 @@ def points_of(reader: InMemoryMetricReader, name: str) -> list[Any]:
 
 
 def make_pipeline(service_name: str | None = None, sampler: Sampler | None = None) -> Pipeline:
-    """The tests' one SDK pipeline: a tracer provider exporting to memory, a meter provider read in memory."""
+    """The tests' one SDK pipeline: a tracer provider exporting to memory, a meter provider read in memory, with the
+    contract's buckets as `configure()` sets them (an opentelemetry-api older than 1.29 takes no bucket advice)."""
     resource = Resource.create({'service.name': service_name}) if service_name else Resource.create()
     exporter = InMemorySpanExporter()
     tracer_provider = TracerProvider(resource=resource, sampler=sampler)
     tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
     reader = InMemoryMetricReader()
-    return Pipeline(tracer_provider, exporter, MeterProvider(resource=resource, metric_readers=[reader]), reader)
+    meter_provider = MeterProvider(resource=resource, metric_readers=[reader], views=metric_views())
+    return Pipeline(tracer_provider, exporter, meter_provider, reader)
 
 
 def hexid(value: int) -> str:

@@ -324,11 +324,15 @@ class GraphRun(Generic[StateT, DepsT, RunEndT]):
             _node_id_in(self.graph, node)  # before the snapshot is marked running
             async with persistence.record_run(snapshot_id):
                 result = await self._step(node, snapshot_id)
-            self._snapshot_id = result.get_snapshot_id()
-            if isinstance(result, End):
-                await persistence.snapshot_end(self.state, result)
-            else:
-                await persistence.snapshot_node(self.state, result)
+                # The next snapshot is stored before this one is marked `success`: a process that dies in between
+                # leaves this one `running` with its successor stored, and the resume takes the successor. Its id is
+                # made first, so a persistence that stores a copy of the node stores that id.
+                next_snapshot_id = result.get_snapshot_id()
+                if isinstance(result, End):
+                    await persistence.snapshot_end(self.state, result)
+                else:
+                    await persistence.snapshot_node(self.state, result)
+            self._snapshot_id = next_snapshot_id
         return result
 
     def __aiter__(self) -> AsyncIterator[BaseNode[StateT, DepsT, RunEndT] | End[RunEndT]]:

@@ -25,6 +25,7 @@ from .. import exceptions
 from ..history import omitting_none
 from ..nodes import BaseNode, End
 from . import _utils
+from .ownership import OwnerLock
 
 if TYPE_CHECKING:
     from ..graph import Graph
@@ -191,6 +192,26 @@ def find_runnable(snapshots: Iterable[Snapshot[StateT, RunEndT]], snapshot_id: s
         raise exceptions.GraphRuntimeError(f'Only node snapshots can be run; {snapshot_id!r} is the end of the run.')
     exceptions.GraphNodeStatusError.check(snapshot.status)
     return snapshot
+
+
+def take_next(snapshots: list[Snapshot[StateT, RunEndT]], owner: OwnerLock) -> NodeSnapshot[StateT, RunEndT] | None:
+    """The snapshot `load_next` hands out (marked `pending`, `owner` taken): the first `created` one; else the last
+    snapshot when a process that died left it `running` or `pending` (its node runs again: at-least-once); else None.
+
+    Raises:
+        GraphNodeStatusError: the run is alive in another holder of `owner` (which has that snapshot, or is about to
+            store it), so it is not taken over.
+    """
+    found = next((s for s in snapshots if isinstance(s, NodeSnapshot) and s.status == 'created'), None)
+    if found is None:
+        last = snapshots[-1] if snapshots else None
+        if not (isinstance(last, NodeSnapshot) and last.status in ('running', 'pending')):
+            return None
+        found = last
+    if not owner.try_take():
+        raise exceptions.GraphNodeStatusError(found.status if found.status != 'created' else 'running')
+    found.status = 'pending'
+    return found
 
 
 def build_snapshot_list_type_adapter(

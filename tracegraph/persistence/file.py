@@ -2,13 +2,17 @@
 
 On disk: `{json_file}` holds the JSON list of snapshots (pydantic_graph's format, indented by 2), and
 `{json_file}.lock` is an empty file whose `flock` serialises every read-modify-write of the list across threads and
-processes. A write goes to `{json_file}.{pid}.tmp`, is fsynced and renamed over the file, so a process killed
-mid-write leaves the previous list whole; the kernel drops a dead process's lock, so nothing has to be cleaned up.
+processes. A write goes to `{json_file}.{pid}.tmp`, is fsynced, renamed over the file and the directory fsynced, so a
+process killed mid-write leaves the previous list whole; a `.tmp` left by a dead writer is removed by the next
+persistence to take the lock (no writer is active then), and one that could not be written (a full disk) is removed
+at once, the error naming the file. `{json_file}.owner` is the run's owner lock (`persistence.ownership`): a run
+whose process died is resumed from its last snapshot, a live one is never taken over.
 """
 
 from __future__ import annotations
 
 import fcntl
+import glob
 import os
 from collections.abc import AsyncGenerator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -33,7 +37,9 @@ from . import (
     _utils,
     build_snapshot_list_type_adapter,
     find_runnable,
+    take_next,
 )
+from .ownership import OwnerLock
 
 __all__ = ('FileStatePersistence',)
 
@@ -64,6 +70,8 @@ class FileStatePersistence(BaseStatePersistence[StateT, RunEndT]):
 
     def __post_init__(self) -> None:
         self.json_file = Path(self.json_file)
+        self._owner = OwnerLock(self.json_file.with_name(f'{self.json_file.name}.owner'))
+        self._orphans_removed = False
 
     async def snapshot_node(self, state: StateT, next_node: BaseNode[StateT, Any, RunEndT]) -> None:
         snapshot = NodeSnapshot(state=state, node=next_node)
@@ -85,6 +93,7 @@ class FileStatePersistence(BaseStatePersistence[StateT, RunEndT]):
     async def snapshot_end(self, state: StateT, end: End[RunEndT]) -> None:
         snapshot = EndSnapshot(state=state, result=end)
         await self._locked(lambda snapshots: snapshots.append(snapshot))
+        self._owner.release()  # the run is over: another process may read it, nothing is left to take over
 
     def record_run(self, snapshot_id: str) -> AbstractAsyncContextManager[None]:
         return self._record_run(snapshot_id)
@@ -97,6 +106,8 @@ class FileStatePersistence(BaseStatePersistence[StateT, RunEndT]):
             snapshot.start_ts = _utils.now_utc()
             return True
 
+        if not self._owner.try_take():  # another process is running this run
+            raise exceptions.GraphNodeStatusError('running')
         await self._locked(start)
         started = perf_counter()
         try:
@@ -121,15 +132,13 @@ class FileStatePersistence(BaseStatePersistence[StateT, RunEndT]):
     async def load_next(self) -> NodeSnapshot[StateT, RunEndT] | None:
         found: list[NodeSnapshot[StateT, RunEndT]] = []
 
-        def take_next(snapshots: list[Snapshot[StateT, RunEndT]]) -> bool:
-            for snapshot in snapshots:
-                if isinstance(snapshot, NodeSnapshot) and snapshot.status == 'created':
-                    snapshot.status = 'pending'
-                    found.append(snapshot)
-                    return True
-            return False
+        def take(snapshots: list[Snapshot[StateT, RunEndT]]) -> bool:
+            snapshot = take_next(snapshots, self._owner)
+            if snapshot is not None:
+                found.append(snapshot)
+            return snapshot is not None
 
-        await self._locked(take_next)
+        await self._locked(take)
         return found[0] if found else None
 
     async def load_all(self) -> list[Snapshot[StateT, RunEndT]]:
@@ -155,6 +164,9 @@ class FileStatePersistence(BaseStatePersistence[StateT, RunEndT]):
     def _with_lock(self, func: Callable[[], _R]) -> _R:
         fd = self._acquire(None)
         try:
+            if not self._orphans_removed:
+                self._remove_orphans()
+                self._orphans_removed = True
             return func()
         finally:
             os.close(fd)
@@ -206,13 +218,43 @@ class FileStatePersistence(BaseStatePersistence[StateT, RunEndT]):
             content = self.json_file.read_bytes()
         except FileNotFoundError:
             return []
-        return self._adapter().validate_json(content)
+        try:
+            return self._adapter().validate_json(content)
+        except pydantic.ValidationError as error:
+            problems = '; '.join(
+                f'{".".join(str(p) for p in e["loc"]) or "(the whole file)"}: {e["msg"]}' for e in error.errors()[:5]
+            )
+            raise exceptions.GraphRuntimeError(
+                f'{self.json_file} does not hold snapshots of this graph ({error.error_count()} problem(s)): {problems}'
+            ) from error
 
     def _write(self, snapshots: list[Snapshot[StateT, RunEndT]]) -> None:
         data = self._adapter().dump_json(snapshots, indent=2)
         tmp = self.json_file.with_name(f'{self.json_file.name}.{os.getpid()}.tmp')
-        with open(tmp, 'wb') as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.json_file)
+        try:
+            with open(tmp, 'wb') as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.json_file)
+        except OSError as error:
+            tmp.unlink(missing_ok=True)
+            raise exceptions.GraphRuntimeError(
+                f'Could not write the snapshots to {self.json_file} ({error.strerror or error}); '
+                'the file still holds the snapshots stored before this one.'
+            ) from error
+        _fsync_directory(self.json_file.parent)
+
+    def _remove_orphans(self) -> None:
+        """Remove `.tmp` files of writers that died mid-write (called holding the lock, so none is being written)."""
+        for orphan in self.json_file.parent.glob(f'{glob.escape(self.json_file.name)}.*.tmp'):
+            orphan.unlink(missing_ok=True)
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make a rename in `directory` durable."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, cast
 
 from opentelemetry import metrics as otel_metrics
@@ -56,11 +57,17 @@ class Instruments:
         return found
 
 
+_ADVISES_BUCKETS = (
+    'explicit_bucket_boundaries_advisory' in inspect.signature(otel_metrics.Meter.create_histogram).parameters
+)
+"""Whether this opentelemetry-api takes bucket advice (1.29+); on older ones the buckets come from `configure()`'s
+views (`exporters.views`), or a view of the app's own."""
+
+
 def _duration(meter: otel_metrics.Meter, name: str, description: str) -> DurationRecorder:
     """A duration histogram of the contract (seconds, `DURATION_BUCKETS`) and its recorder."""
-    histogram = meter.create_histogram(
-        name, unit='s', description=description, explicit_bucket_boundaries_advisory=attr.DURATION_BUCKETS
-    )
+    advice: dict[str, Any] = {'explicit_bucket_boundaries_advisory': attr.DURATION_BUCKETS} if _ADVISES_BUCKETS else {}
+    histogram = meter.create_histogram(name, unit='s', description=description, **advice)
     return duration_recorder(meter, name, histogram)
 
 
