@@ -84,8 +84,8 @@ def main(argv: list[str]) -> int:
         suite = [str(p) for p in found if p.name not in LOWEST_NEEDS_EXTRAS]
     pytest = (bin_dir / 'python', '-m', 'pytest', *suite, *args)
     # The lowest run checks the floors at run time; the code checks need the newest run's tools only.
-    checks = () if lowest else ((bin_dir / 'ruff', 'check', '.'), (bin_dir / 'ruff', 'format', '--check', '.'))
-    for step in (*checks, *(() if lowest else ((bin_dir / 'pyright',),)), pytest):
+    checks = [(bin_dir / 'ruff', 'check', '.'), (bin_dir / 'ruff', 'format', '--check', '.'), (bin_dir / 'pyright',)]
+    for step in (*([] if lowest else checks), pytest):
         if code := _run(*step):
             return code
     return 0

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import string
 import subprocess
 import textwrap
 import venv
@@ -65,7 +66,11 @@ def _run_client(python: Path, script: str) -> dict[str, Any]:
     return json.loads(proc.stdout.splitlines()[-1])
 
 
-SDK = """
+CLIENT = string.Template("""
+    import importlib, json, sys
+    for name in $modules:
+        sys.modules['pydantic_graph' + name] = importlib.import_module('$tree' + name)
+
     from opentelemetry import trace
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -75,12 +80,6 @@ SDK = """
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
-"""
-
-CLASSIC_CLIENT = """
-    import importlib, json, sys
-    for name in ('', '._utils', '.nodes', '.state', '.graph', '.mermaid', '.exceptions'):
-        sys.modules['pydantic_graph' + name] = importlib.import_module('tracegraph' + name)
 
     import asyncio
     from pydantic_ai import Agent
@@ -89,59 +88,7 @@ CLASSIC_CLIENT = """
     from pydantic_ai.models.test import TestModel
     from pydantic_graph import End
 
-    agent = Agent(TestModel(custom_result_text='Paris'), system_prompt='Answer briefly.')
-
-    @agent.tool_plain
-    def country_capital(country: str) -> str:
-        return f'The capital of {country} is Paris.'
-
-    async def main():
-        graph = agent._build_graph(None)
-        out = {'graph_type': f'{type(graph).__module__}.{type(graph).__qualname__}', 'nodes': []}
-        async with agent.iter('What is the capital of France?') as agent_run:
-            out['run_type'] = type(agent_run._graph_run).__module__
-            next_node = agent_run.next_node  # start with the first node
-            out['nodes'].append(type(next_node).__name__)
-            while not isinstance(next_node, End):
-                next_node = await agent_run.next(next_node)
-                out['nodes'].append(type(next_node).__name__)
-            out['result'] = agent_run.result.data
-            out['end'] = repr(next_node)
-        async with agent.iter('Again?') as agent_run:
-            out['iter_nodes'] = [type(node).__name__ async for node in agent_run]
-            out['iter_result'] = agent_run.result.data
-        out['run'] = (await agent.run('Run?')).data
-        async with agent.run_stream('Stream?') as stream:
-            out['stream'] = await stream.get_data()
-        function_model = FunctionModel(lambda messages, info: ModelResponse(parts=[TextPart('from a function')]))
-        out['function'] = (await agent.run('Function?', model=function_model)).data
-        out['pydantic_graph_is'] = sys.modules['pydantic_graph'].__name__
-        return out
-
-    out = asyncio.run(main())
-    out['run_sync'] = agent.run_sync('And once more?').data  # pydantic_ai's own run_sync, on our `get_event_loop`
-    print(json.dumps(out))
-"""
-
-V1_CLIENT = (
-    """
-    import importlib, json, sys
-    for name in (
-        '', '._utils', '.nodes', '.basenode', '.graph', '.mermaid', '.exceptions',
-        '.persistence', '.persistence.in_mem', '.persistence.file', '.persistence._utils',
-    ):
-        sys.modules['pydantic_graph' + name] = importlib.import_module('tracegraph.v1' + name)
-"""
-    + SDK
-    + """
-    import asyncio
-    from pydantic_ai import Agent
-    from pydantic_ai.messages import ModelResponse, TextPart
-    from pydantic_ai.models.function import FunctionModel
-    from pydantic_ai.models.test import TestModel
-    from pydantic_graph import End
-
-    agent = Agent(TestModel(custom_output_text='Paris'), system_prompt='Answer briefly.', instrument=True)
+    agent = Agent(TestModel($text_argument='Paris'), system_prompt='Answer briefly.'$agent_options)
 
     @agent.tool_plain
     def country_capital(country: str) -> str:
@@ -158,24 +105,24 @@ V1_CLIENT = (
             while not isinstance(next_node, End):
                 next_node = await agent_run.next(next_node)
                 out['nodes'].append(type(next_node).__name__)
-            out['result'] = agent_run.result.output
+            out['result'] = agent_run.result.$output
             out['end'] = repr(next_node)
-            out['agent_run_traceparent'] = agent_run._traceparent(required=False)
+            out['agent_run_traceparent'] = getattr(agent_run, '_traceparent', lambda required: None)(required=False)
         async with agent.iter('Again?') as agent_run:
             out['iter_nodes'] = [type(node).__name__ async for node in agent_run]
-            out['iter_result'] = agent_run.result.output
+            out['iter_result'] = agent_run.result.$output
         result = await agent.run('Run?')
-        out['run'] = result.output
-        out['result_traceparent'] = result._traceparent(required=False)
+        out['run'] = result.$output
+        out['result_traceparent'] = getattr(result, '_traceparent', lambda required: None)(required=False)
         async with agent.run_stream('Stream?') as stream:
-            out['stream'] = await stream.get_output()
+            out['stream'] = await stream.$get_output()
         function_model = FunctionModel(lambda messages, info: ModelResponse(parts=[TextPart('from a function')]))
-        out['function'] = (await agent.run('Function?', model=function_model)).output
+        out['function'] = (await agent.run('Function?', model=function_model)).$output
         out['pydantic_graph_is'] = sys.modules['pydantic_graph'].__name__
         return out
 
     out = asyncio.run(main())
-    out['run_sync'] = agent.run_sync('And once more?').output
+    out['run_sync'] = agent.run_sync('And once more?').$output  # pydantic_ai's own run_sync, on our `get_event_loop`
     spans = exporter.get_finished_spans()
     out['span_names'] = sorted({span.name for span in spans})
     out['agent_run_traceparents'] = sorted(
@@ -183,7 +130,27 @@ V1_CLIENT = (
         for s in spans if s.name == 'agent run'
     )
     print(json.dumps(out))
-"""
+""")
+"""Both clients' agent paths; the placeholders are where their APIs differ (`data` / `output`, the import tree)."""
+
+CLASSIC_CLIENT = CLIENT.substitute(
+    modules=('', '._utils', '.nodes', '.state', '.graph', '.mermaid', '.exceptions'),
+    tree='tracegraph',
+    text_argument='custom_result_text',
+    agent_options='',
+    output='data',
+    get_output='get_data',
+)
+V1_CLIENT = CLIENT.substitute(
+    modules=(
+        *('', '._utils', '.nodes', '.basenode', '.graph', '.mermaid', '.exceptions'),
+        *('.persistence', '.persistence.in_mem', '.persistence.file', '.persistence._utils'),
+    ),
+    tree='tracegraph.v1',
+    text_argument='custom_output_text',
+    agent_options=', instrument=True',
+    output='output',
+    get_output='get_output',
 )
 
 AGENT_NODES = ['UserPromptNode', 'ModelRequestNode', 'CallToolsNode', 'ModelRequestNode', 'CallToolsNode', 'End']

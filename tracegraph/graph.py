@@ -360,12 +360,12 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
         A type the nodes do not give is None, as in pydantic_graph 0.0.40+ (a graph of nodes without generic
         arguments has no output type); the classic `_get_run_end_type()` raises instead.
         """
-        args = self._node_base_args()
-        state_type: Any = self._state_type if _utils.is_set(self._state_type) else next((a[0] for a in args if a), None)
-        run_end_type: Any = self._run_end_type
-        if not _utils.is_set(run_end_type):
-            run_end_type = next((a[2] for a in args if len(a) == 3 and not _is_never(a[2])), None)
-        return state_type, run_end_type
+        state_type, run_end_type = self._declared_types()
+        found: Any = (
+            state_type if _utils.is_set(state_type) else None,
+            run_end_type if _utils.is_set(run_end_type) else None,
+        )
+        return found
 
     async def next(
         self: Graph[StateT, DepsT, T],
@@ -520,21 +520,27 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
                     break
         return found
 
-    def _get_state_type(self) -> type[StateT]:
-        if _utils.is_set(self._state_type):
-            return self._state_type
+    def _declared_types(self) -> tuple[Any, Any]:
+        """The state and output types as given, else as the first node naming them in its generic arguments says;
+        `UNSET` where neither does."""
+        state_type: Any = self._state_type
+        run_end_type: Any = self._run_end_type
         for args in self._node_base_args():
-            if args:
-                return args[0]
-        return type(None)  # pyright: ignore[reportReturnType]
+            if not _utils.is_set(state_type) and args:
+                state_type = args[0]
+            if not _utils.is_set(run_end_type) and len(args) == 3 and not _is_never(args[2]):
+                run_end_type = args[2]
+        return state_type, run_end_type
+
+    def _get_state_type(self) -> type[StateT]:
+        state_type = self._declared_types()[0]
+        return state_type if _utils.is_set(state_type) else type(None)  # pyright: ignore[reportReturnType]
 
     def _get_run_end_type(self) -> type[RunEndT]:
-        if _utils.is_set(self._run_end_type):
-            return self._run_end_type
-        for args in self._node_base_args():
-            if len(args) == 3 and not _is_never(args[2]):
-                return args[2]
-        raise exceptions.GraphSetupError('Could not infer run end type from nodes, please set `run_end_type`.')
+        run_end_type = self._declared_types()[1]
+        if not _utils.is_set(run_end_type):
+            raise exceptions.GraphSetupError('Could not infer run end type from nodes, please set `run_end_type`.')
+        return run_end_type
 
     def _infer_name(self, frame: types.FrameType | None) -> None:
         """Name the graph after the variable that holds it in the caller of the function whose frame is `frame`."""

@@ -96,7 +96,7 @@ class RunScope(Generic[StateT, DepsT, RunEndT]):
                     parent=None if resume is None else resume.parent,
                 )
                 if self._instrumentation is not None
-                else RunTrace.adopting(span_of(span, entered) if span is not None else None)
+                else RunTrace.adopting(span_of(span, entered))
             )
             # Not `GraphRun[StateT, DepsT, RunEndT](...)`: subscripting at run time builds a generic alias per run.
             self._run = GraphRun(

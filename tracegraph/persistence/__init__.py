@@ -12,10 +12,11 @@ by a user gets this for free: the engine sets it for the snapshots made during i
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from time import perf_counter
 from typing import TYPE_CHECKING, Annotated, Any, Generic, Literal, Union
 
 import pydantic
@@ -175,6 +176,50 @@ class BaseStatePersistence(ABC, Generic[StateT, RunEndT]):
 
     def set_types(self, state_type: type[StateT], run_end_type: type[RunEndT]) -> None:
         """Receive the state and output types, e.g. to build `build_snapshot_list_type_adapter(...)`."""
+
+
+def validation_problems(error: pydantic.ValidationError, *, limit: int = 5) -> str:
+    """The first `limit` problems of `error`, each as `where: what` (`where` a path into the stored snapshots)."""
+    return '; '.join(
+        f'{".".join(str(p) for p in e["loc"]) or "(the whole document)"}: {e["msg"]}' for e in error.errors()[:limit]
+    )
+
+
+def mark_running(snapshot: NodeSnapshot[Any, Any]) -> None:
+    """The start of a snapshot's node run: `running`, from now."""
+    snapshot.status = 'running'
+    snapshot.start_ts = _utils.now_utc()
+
+
+def mark_finished(snapshot: Snapshot[Any, Any], duration: float, status: SnapshotStatus) -> None:
+    """The end of a snapshot's node run: `status` (`success` or `error`) after `duration` seconds."""
+    assert isinstance(snapshot, NodeSnapshot), 'record_run started only a node snapshot'
+    snapshot.duration = duration
+    snapshot.status = status
+
+
+@asynccontextmanager
+async def recording_run(
+    start: Callable[[], Awaitable[object]],
+    finish: Callable[[float, SnapshotStatus], Awaitable[object]],
+    owner: OwnerLock | None = None,
+) -> AsyncGenerator[None]:
+    """Every persistence's `record_run`: take the run's `owner` lock (when it has one), `start` the snapshot (mark it
+    running where it is stored), then `finish` it with the node's duration and `success`, or `error` if it raised.
+
+    Raises:
+        GraphNodeStatusError: another process holds `owner`: it is running this run.
+    """
+    if owner is not None and not owner.try_take():
+        raise exceptions.GraphNodeStatusError('running')
+    await start()
+    started = perf_counter()
+    try:
+        yield
+    except Exception:
+        await finish(perf_counter() - started, 'error')
+        raise
+    await finish(perf_counter() - started, 'success')
 
 
 def find_runnable(snapshots: Iterable[Snapshot[StateT, RunEndT]], snapshot_id: str) -> NodeSnapshot[StateT, RunEndT]:

@@ -18,7 +18,7 @@ from collections.abc import AsyncGenerator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from time import monotonic, perf_counter, sleep
+from time import monotonic, sleep
 from typing import Any, TypeVar
 
 import pydantic
@@ -34,10 +34,13 @@ from . import (
     Snapshot,
     SnapshotStatus,
     StateT,
-    _utils,
     build_snapshot_list_type_adapter,
     find_runnable,
+    mark_finished,
+    mark_running,
+    recording_run,
     take_next,
+    validation_problems,
 )
 from .ownership import OwnerLock
 
@@ -96,38 +99,13 @@ class FileStatePersistence(BaseStatePersistence[StateT, RunEndT]):
         self._owner.release()  # the run is over: another process may read it, nothing is left to take over
 
     def record_run(self, snapshot_id: str) -> AbstractAsyncContextManager[None]:
-        return self._record_run(snapshot_id)
+        async def start() -> None:
+            await self._locked(lambda snapshots: mark_running(find_runnable(snapshots, snapshot_id)))
 
-    @asynccontextmanager
-    async def _record_run(self, snapshot_id: str) -> AsyncGenerator[None]:
-        def start(snapshots: list[Snapshot[StateT, RunEndT]]) -> bool:
-            snapshot = find_runnable(snapshots, snapshot_id)
-            snapshot.status = 'running'
-            snapshot.start_ts = _utils.now_utc()
-            return True
+        async def finish(duration: float, status: SnapshotStatus) -> None:
+            await self._locked(lambda snapshots: mark_finished(_by_id(snapshots, snapshot_id), duration, status))
 
-        if not self._owner.try_take():  # another process is running this run
-            raise exceptions.GraphNodeStatusError('running')
-        await self._locked(start)
-        started = perf_counter()
-        try:
-            yield
-        except Exception:
-            await self._locked(self._finisher(snapshot_id, perf_counter() - started, 'error'))
-            raise
-        await self._locked(self._finisher(snapshot_id, perf_counter() - started, 'success'))
-
-    def _finisher(
-        self, snapshot_id: str, duration: float, status: SnapshotStatus
-    ) -> Callable[[list[Snapshot[StateT, RunEndT]]], bool]:
-        def finish(snapshots: list[Snapshot[StateT, RunEndT]]) -> bool:
-            snapshot = next(s for s in snapshots if s.id == snapshot_id)
-            assert isinstance(snapshot, NodeSnapshot), 'record_run started only a node snapshot'
-            snapshot.duration = duration
-            snapshot.status = status
-            return True
-
-        return finish
+        return recording_run(start, finish, self._owner)
 
     async def load_next(self) -> NodeSnapshot[StateT, RunEndT] | None:
         found: list[NodeSnapshot[StateT, RunEndT]] = []
@@ -221,9 +199,7 @@ class FileStatePersistence(BaseStatePersistence[StateT, RunEndT]):
         try:
             return self._adapter().validate_json(content)
         except pydantic.ValidationError as error:
-            problems = '; '.join(
-                f'{".".join(str(p) for p in e["loc"]) or "(the whole file)"}: {e["msg"]}' for e in error.errors()[:5]
-            )
+            problems = validation_problems(error)
             raise exceptions.GraphRuntimeError(
                 f'{self.json_file} does not hold snapshots of this graph ({error.error_count()} problem(s)): {problems}'
             ) from error
@@ -249,6 +225,10 @@ class FileStatePersistence(BaseStatePersistence[StateT, RunEndT]):
         """Remove `.tmp` files of writers that died mid-write (called holding the lock, so none is being written)."""
         for orphan in self.json_file.parent.glob(f'{glob.escape(self.json_file.name)}.*.tmp'):
             orphan.unlink(missing_ok=True)
+
+
+def _by_id(snapshots: list[Snapshot[StateT, RunEndT]], snapshot_id: str) -> Snapshot[StateT, RunEndT]:
+    return next(s for s in snapshots if s.id == snapshot_id)
 
 
 def _fsync_directory(directory: Path) -> None:

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import AsyncGenerator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from time import perf_counter
 from typing import Any
 
 import pydantic
@@ -19,29 +17,28 @@ from . import (
     NodeSnapshot,
     RunEndT,
     Snapshot,
+    SnapshotStatus,
     StateT,
-    _utils,
     build_snapshot_list_type_adapter,
     find_runnable,
+    mark_finished,
+    mark_running,
+    recording_run,
 )
 
 __all__ = ('SimpleStatePersistence', 'FullStatePersistence')
 
 
-@asynccontextmanager
-async def _recording(snapshot: NodeSnapshot[Any, Any]) -> AsyncGenerator[None]:
-    """Mark `snapshot` running, then success or error with its duration (the in-memory `record_run`)."""
-    snapshot.status = 'running'
-    snapshot.start_ts = _utils.now_utc()
-    start = perf_counter()
-    try:
-        yield
-    except Exception:
-        snapshot.duration = perf_counter() - start
-        snapshot.status = 'error'
-        raise
-    snapshot.duration = perf_counter() - start
-    snapshot.status = 'success'
+def _recording(snapshot: NodeSnapshot[Any, Any]) -> AbstractAsyncContextManager[None]:
+    """The in-memory `record_run`: `snapshot` itself marked running, then success or error with its duration."""
+
+    async def start() -> None:
+        mark_running(snapshot)
+
+    async def finish(duration: float, status: SnapshotStatus) -> None:
+        mark_finished(snapshot, duration, status)
+
+    return recording_run(start, finish)
 
 
 @dataclass

@@ -14,10 +14,10 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 import threading
-from collections.abc import AsyncGenerator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from functools import partial
 from pathlib import Path
-from time import perf_counter
 from typing import Any, TypeVar
 
 import pydantic
@@ -33,9 +33,13 @@ from . import (
     Snapshot,
     SnapshotStatus,
     StateT,
-    _utils,
     build_snapshot_list_type_adapter,
+    find_runnable,
+    mark_finished,
+    mark_running,
+    recording_run,
     take_next,
+    validation_problems,
 )
 from .ownership import OwnerLock
 
@@ -111,44 +115,21 @@ class SQLiteStatePersistence(BaseStatePersistence[StateT, RunEndT]):
         self._owner.release()  # the run is over: another process may read it, nothing is left to take over
 
     def record_run(self, snapshot_id: str) -> AbstractAsyncContextManager[None]:
-        return self._record_run(snapshot_id)
-
-    @asynccontextmanager
-    async def _record_run(self, snapshot_id: str) -> AsyncGenerator[None]:
-        if not self._owner.try_take():  # another process is running this run
-            raise exceptions.GraphNodeStatusError('running')
-
         def start(db: sqlite3.Connection) -> None:
-            snapshot = self._load_one(db, snapshot_id)
-            if not isinstance(snapshot, NodeSnapshot):
-                raise exceptions.GraphRuntimeError(
-                    f'Only node snapshots can be run; {snapshot_id!r} is the end of the run.'
-                )
-            exceptions.GraphNodeStatusError.check(snapshot.status)
-            snapshot.status = 'running'
-            snapshot.start_ts = _utils.now_utc()
+            snapshot = find_runnable(self._load(db, snapshot_id), snapshot_id)
+            mark_running(snapshot)
             self._update(db, snapshot)
 
-        await self._transaction(start)
-        started = perf_counter()
-        try:
-            yield
-        except Exception:
-            await self._transaction(self._finisher(snapshot_id, perf_counter() - started, 'error'))
-            raise
-        await self._transaction(self._finisher(snapshot_id, perf_counter() - started, 'success'))
-
-    def _finisher(
-        self, snapshot_id: str, duration: float, status: SnapshotStatus
-    ) -> Callable[[sqlite3.Connection], None]:
-        def finish(db: sqlite3.Connection) -> None:
-            snapshot = self._load_one(db, snapshot_id)
-            assert isinstance(snapshot, NodeSnapshot), 'record_run started only a node snapshot'
-            snapshot.duration = duration
-            snapshot.status = status
+        def finish(duration: float, status: SnapshotStatus, db: sqlite3.Connection) -> None:
+            (snapshot,) = self._load(db, snapshot_id)
+            mark_finished(snapshot, duration, status)
+            assert isinstance(snapshot, NodeSnapshot)
             self._update(db, snapshot)
 
-        return finish
+        async def finish_run(duration: float, status: SnapshotStatus) -> None:
+            await self._transaction(partial(finish, duration, status))
+
+        return recording_run(lambda: self._transaction(start), finish_run, self._owner)
 
     async def load_next(self) -> NodeSnapshot[StateT, RunEndT] | None:
         def take(db: sqlite3.Connection) -> NodeSnapshot[StateT, RunEndT] | None:
@@ -226,7 +207,7 @@ class SQLiteStatePersistence(BaseStatePersistence[StateT, RunEndT]):
         try:
             return self._types().validate_json('[' + ','.join(bodies) + ']')
         except pydantic.ValidationError as error:
-            problems = '; '.join(f'{".".join(str(p) for p in e["loc"])}: {e["msg"]}' for e in error.errors()[:5])
+            problems = validation_problems(error)
             raise exceptions.GraphRuntimeError(
                 f'Run {self.run_id!r} in {self.database} holds snapshots that are not of this graph: {problems}'
             ) from error
@@ -247,10 +228,9 @@ class SQLiteStatePersistence(BaseStatePersistence[StateT, RunEndT]):
             (snapshot.status, self._encode(snapshot), self.run_id, snapshot.id),
         )
 
-    def _load_one(self, db: sqlite3.Connection, snapshot_id: str) -> Snapshot[StateT, RunEndT]:
+    def _load(self, db: sqlite3.Connection, snapshot_id: str) -> list[Snapshot[StateT, RunEndT]]:
+        """The snapshot `snapshot_id` of the run, as a list of one, or none."""
         row = db.execute(
             'SELECT body FROM tracegraph_snapshots WHERE run_id = ? AND id = ?', (self.run_id, snapshot_id)
         ).fetchone()
-        if row is None:
-            raise LookupError(f'No snapshot found with id={snapshot_id!r}')
-        return self._decode([row[0]])[0]
+        return [] if row is None else self._decode([row[0]])

@@ -120,7 +120,7 @@ class Instrumentation:
         found = self._tracer()
         instruments = self._metrics()
         if found is None and instruments is None:
-            return RunTrace.adopting(span_of(given_span, entered_span) if given_span is not None else None)
+            return RunTrace.adopting(span_of(given_span, entered_span))
         return RecordingRunTrace(
             self,
             tracer=found[0] if found else None,
