@@ -1,9 +1,10 @@
 """The version gate of the SDK merge (`exporters.sdk_metrics`), which writes private state of the OpenTelemetry SDK.
 
 The merge is enabled only on the SDK versions CI runs its tests against (`MERGE_TESTED_SDK_VERSIONS`); on any other
-version `bind` returns None and each duration is one SDK `record`: exact, only slower. The entry point `tracegraph.merge_binders: opentelemetry.sdk.metrics` names this
-`bind`, and `exporters.sdk_metrics` is imported only when the gate is open, so an SDK whose internals moved is never
-imported into. tests/test_tracing_preaggregated.py fails when the gate is open on a version not listed here.
+version `bind` returns None and each duration is one SDK `record`: exact, only slower. The entry point
+`tracegraph.merge_binders: opentelemetry.sdk.metrics` names this `bind`, and `exporters.sdk_metrics` is imported only
+when the gate is open, so an SDK whose internals moved is never imported into. tests/test_tracing_metrics_timeline.py
+checks that the gate is open exactly on the versions listed here.
 """
 
 from __future__ import annotations
