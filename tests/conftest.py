@@ -2,10 +2,15 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import os
+import shutil
+import subprocess
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
+from postgres_helpers import PostgresServer, postgres_server
 from tracing_helpers import Pipeline, make_pipeline
 
 
@@ -21,6 +26,38 @@ def otel() -> Iterator[Pipeline]:
     yield pipeline
     pipeline.tracer_provider.shutdown()
     pipeline.meter_provider.shutdown()
+
+
+@pytest.fixture(scope='session')
+def postgres() -> Iterator[PostgresServer]:
+    """A throwaway PostgreSQL cluster on a free loopback port, shared by the session's tests (each uses its own run
+    ids); skipped when the server is not installed, unless CI requires it (`postgres_helpers`)."""
+    with postgres_server() as server:
+        yield server
+
+
+@pytest.fixture
+def small_fs(tmp_path: Path) -> Iterator[Callable[[int], Path]]:
+    """Mount a tmpfs of the given size in KiB for the test (root only, as CI runs) and return its directory; a real
+    full filesystem, and (remounted read-only) a real unwritable one."""
+    if os.geteuid() != 0 or shutil.which('mount') is None:
+        pytest.skip('mounting a tmpfs needs root')
+    mounts: list[Path] = []
+
+    def mount(size_kib: int) -> Path:
+        where = tmp_path / f'fs{len(mounts)}'
+        where.mkdir()
+        proc = subprocess.run(
+            ['mount', '-t', 'tmpfs', '-o', f'size={size_kib}k', 'tmpfs', str(where)], capture_output=True
+        )
+        if proc.returncode != 0:
+            pytest.skip(f'cannot mount a tmpfs here: {proc.stderr.decode().strip()}')
+        mounts.append(where)
+        return where
+
+    yield mount
+    for where in mounts:
+        subprocess.run(['umount', '-l', str(where)], check=False)
 
 
 def _current_loop() -> asyncio.AbstractEventLoop | None:

@@ -1,6 +1,7 @@
 """A persisted run driven by a separate process, for tests/test_persistence_crash.py to SIGKILL at random moments.
 
-usage: crash_worker.py file|sqlite STORE EFFECTS start|resume
+usage: crash_worker.py file|sqlite|postgres STORE EFFECTS start|resume
+STORE is the JSON file, the SQLite database file, or `DSN#RUN_ID` for PostgreSQL.
 Each node appends its index to EFFECTS (the side effect the test counts) before it returns; the run prints its
 output as JSON when it ends.
 """
@@ -17,6 +18,7 @@ from pathlib import Path
 from tracegraph import BaseNode, End, Graph, GraphRunContext
 from tracegraph.persistence import BaseStatePersistence, EndSnapshot
 from tracegraph.persistence.file import FileStatePersistence
+from tracegraph.persistence.postgres import PostgresStatePersistence
 from tracegraph.persistence.sqlite import SQLiteStatePersistence
 
 STEPS = 40
@@ -47,6 +49,9 @@ graph = Graph(nodes=[Work], name='crash_worker')
 def persistence(kind: str, store: str) -> BaseStatePersistence[Tally, int]:
     if kind == 'file':
         return FileStatePersistence(Path(store))
+    if kind == 'postgres':
+        dsn, run_id = store.split('#')
+        return PostgresStatePersistence(dsn, run_id=run_id)
     return SQLiteStatePersistence(store, run_id='the-run')
 
 

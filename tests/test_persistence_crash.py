@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from crash_worker import STEPS
+from postgres_helpers import PostgresServer
 
 WORKER = Path(__file__).with_name('crash_worker.py')
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,11 +25,11 @@ EXPECTED = sum(range(STEPS))
 pytestmark = pytest.mark.slow
 
 
-def _start(kind: str, store: Path, effects: Path, mode: str) -> subprocess.Popen[str]:
+def _start(kind: str, store: str, effects: Path, mode: str) -> subprocess.Popen[str]:
     env = {**os.environ, 'PYTHONPATH': f'{ROOT}{os.pathsep}{WORKER.parent}'}
     env = {k: v for k, v in env.items() if not k.startswith('OTEL_')}
     return subprocess.Popen(
-        [sys.executable, str(WORKER), kind, str(store), str(effects), mode],
+        [sys.executable, str(WORKER), kind, store, str(effects), mode],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -53,11 +54,24 @@ def _kill_after(proc: subprocess.Popen[str], effects: Path, target: int) -> bool
     return True
 
 
-@pytest.mark.parametrize('kind', ['file', 'sqlite'])
-def test_runs_killed_at_random_moments_resume_to_the_same_result(kind: str, tmp_path: Path) -> None:
+KINDS = ['file', 'sqlite', 'postgres']
+
+
+def _store(kind: str, request: pytest.FixtureRequest, tmp_path: Path, name: str) -> str:
+    """Where the worker keeps run `name`: a file, a SQLite database, or a run of the test session's PostgreSQL."""
+    if kind == 'postgres':
+        server: PostgresServer = request.getfixturevalue('postgres')
+        return f'{server.dsn}#{request.node.name}-{name}'
+    return str(tmp_path / f'{name}.{"json" if kind == "file" else "sqlite3"}')
+
+
+@pytest.mark.parametrize('kind', KINDS)
+def test_runs_killed_at_random_moments_resume_to_the_same_result(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     random.seed(f'{kind}-crash')
     for attempt in range(6):
-        store = tmp_path / f'{attempt}-run.{"json" if kind == "file" else "sqlite3"}'
+        store = _store(kind, request, tmp_path, f'{attempt}-run')
         effects = tmp_path / f'{attempt}-effects.txt'
         kills = 0
         proc = _start(kind, store, effects, 'start')
@@ -77,9 +91,9 @@ def test_runs_killed_at_random_moments_resume_to_the_same_result(kind: str, tmp_
         assert not list(tmp_path.glob('*.tmp'))  # no writer's leftovers
 
 
-@pytest.mark.parametrize('kind', ['file', 'sqlite'])
-def test_two_resumers_at_once_exactly_one_proceeds(kind: str, tmp_path: Path) -> None:
-    store = tmp_path / ('run.json' if kind == 'file' else 'run.sqlite3')
+@pytest.mark.parametrize('kind', KINDS)
+def test_two_resumers_at_once_exactly_one_proceeds(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    store = _store(kind, request, tmp_path, 'run')
     effects = tmp_path / 'effects.txt'
     proc = _start(kind, store, effects, 'start')
     assert _kill_after(proc, effects, 5)

@@ -22,7 +22,7 @@ from typing_extensions import TypeVar
 from . import _utils, exceptions, mermaid
 from .history import EndStep, HistoryStep, NodeStep, StateT, deep_copy_state, nodes_schema_var, omitting_none
 from .nodes import BaseNode, DepsT, End, NodeDef, RunEndT
-from .persistence import BaseStatePersistence
+from .persistence import BaseStatePersistence, next_attempt
 from .persistence._utils import recording_traceparent
 from .persistence.in_mem import SimpleStatePersistence
 from .run import GraphRun, GraphRunResult
@@ -321,6 +321,7 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
             snapshot_id=snapshot.id,
             resumed_from=(f'{origin.trace_id:032x}', f'{origin.span_id:016x}') if origin is not None else None,
             parent=context_from_traceparent(snapshot.traceparent) if join_trace else None,
+            attempt=next_attempt(snapshot),
         )
         async with self.iter(
             snapshot.node,

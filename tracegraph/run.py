@@ -131,6 +131,7 @@ class GraphRun(Generic[StateT, DepsT, RunEndT]):
         snapshot_id: str | None = None,
         traceparent: str | None = None,
         yield_start_node: bool = False,
+        attempt: int = 1,
     ) -> None:
         """Create a run of `graph` starting at `start_node`; `Graph.iter` is the usual way to get one.
 
@@ -147,6 +148,7 @@ class GraphRun(Generic[StateT, DepsT, RunEndT]):
             snapshot_id: the id of the snapshot `start_node` was restored from, when resuming from persistence.
             traceparent: the traceparent of the run's span (the 1.x signature), when `trace` records none.
             yield_start_node: `async for` yields the start node first, before running it (pydantic_graph 0.0.54+).
+            attempt: which run of its snapshot the start node's step is, when resuming from persistence.
         """
         self.graph = graph
         self.history = [] if history is None else history
@@ -161,6 +163,7 @@ class GraphRun(Generic[StateT, DepsT, RunEndT]):
         if persistence is not None or yield_start_node:  # the 1.x behaviours; the class defaults otherwise
             self.persistence = persistence
             self._snapshot_id = snapshot_id
+            self._attempt = attempt
             self._yield_start_node = yield_start_node
             self._special = True
         if history:
@@ -172,6 +175,8 @@ class GraphRun(Generic[StateT, DepsT, RunEndT]):
     persistence: BaseStatePersistence[StateT, RunEndT] | None = None
     """Where the run's snapshots go; None for a classic (`history=`) run."""
     _snapshot_id: str | None = None
+    _attempt: int = 1
+    """Which run of its snapshot the next persisted step is: above 1 only for a resumed run's first step."""
     _yield_start_node: bool = False
     _special: bool = False
     """Whether `__anext__` has a 1.x behaviour to apply (`persistence` or `yield_start_node`)."""
@@ -246,7 +251,10 @@ class GraphRun(Generic[StateT, DepsT, RunEndT]):
         return await self._step(node)
 
     async def _step(
-        self: GraphRun[StateT, DepsT, T], node: BaseNode[StateT, DepsT, T], snapshot_id: str | None = None
+        self: GraphRun[StateT, DepsT, T],
+        node: BaseNode[StateT, DepsT, T],
+        snapshot_id: str | None = None,
+        attempt: int = 1,
     ) -> BaseNode[StateT, DepsT, T] | End[T]:
         """Run `node` through the run's trace, append its `NodeStep` (and the `EndStep` when it ended the run) to the
         history, and make what it returned `next_node`.
@@ -267,7 +275,7 @@ class GraphRun(Generic[StateT, DepsT, RunEndT]):
         ctx = GraphRunContext(state, self.deps)
         # One clock read for the history and the span; the node's duration starts after the span was opened.
         start = _now(_UTC)
-        step = trace.start_step(node, node_id, state, start, snapshot_id) if trace.recording else None
+        step = trace.start_step(node, node_id, state, start, snapshot_id, attempt) if trace.recording else None
         t0 = _perf_ns()
         try:
             result = await node.run(ctx)
@@ -322,8 +330,9 @@ class GraphRun(Generic[StateT, DepsT, RunEndT]):
             if not isinstance(node, BaseNode):
                 raise TypeError(f'`next` must be called with a `BaseNode` instance, got {node!r}.')
             _node_id_in(self.graph, node)  # before the snapshot is marked running
+            attempt, self._attempt = self._attempt, 1
             async with persistence.record_run(snapshot_id):
-                result = await self._step(node, snapshot_id)
+                result = await self._step(node, snapshot_id, attempt)
                 # The next snapshot is stored before this one is marked `success`: a process that dies in between
                 # leaves this one `running` with its successor stored, and the resume takes the successor. Its id is
                 # made first, so a persistence that stores a copy of the node stores that id.

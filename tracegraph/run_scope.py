@@ -37,6 +37,8 @@ class Resume:
     snapshot_id: str
     resumed_from: tuple[str, str] | None
     parent: Context | None
+    attempt: int = 1
+    """Which run of the snapshot the first step is (above 1 when a process died while running it)."""
 
 
 class RunScope(Generic[StateT, DepsT, RunEndT]):
@@ -108,6 +110,7 @@ class RunScope(Generic[StateT, DepsT, RunEndT]):
                 trace=trace,
                 persistence=self._persistence,
                 snapshot_id=None if resume is None else resume.snapshot_id,
+                attempt=1 if resume is None else resume.attempt,
                 yield_start_node=self._yield_start_node,
             )
         except BaseException as error:

@@ -26,7 +26,7 @@ from .. import exceptions
 from ..history import omitting_none
 from ..nodes import BaseNode, End
 from . import _utils
-from .ownership import OwnerLock
+from .ownership import Owner
 
 if TYPE_CHECKING:
     from ..graph import Graph
@@ -90,6 +90,9 @@ class NodeSnapshot(_SnapshotIds, Generic[StateT, RunEndT]):
     """The snapshot's id: its node's `get_snapshot_id()`."""
     traceparent: str | None = None
     """W3C `traceparent` of the span that made the snapshot, None when nothing traced it (tracegraph's own field)."""
+    attempt: int | None = None
+    """Which run of the node the last start was, once it started again after its process died; None for the first
+    (tracegraph's own field, written to JSON only when set)."""
 
 
 @dataclass(kw_only=True)
@@ -178,17 +181,19 @@ class BaseStatePersistence(ABC, Generic[StateT, RunEndT]):
         """Receive the state and output types, e.g. to build `build_snapshot_list_type_adapter(...)`."""
 
 
-def validation_problems(error: pydantic.ValidationError, *, limit: int = 5) -> str:
-    """The first `limit` problems of `error`, each as `where: what` (`where` a path into the stored snapshots)."""
-    return '; '.join(
-        f'{".".join(str(p) for p in e["loc"]) or "(the whole document)"}: {e["msg"]}' for e in error.errors()[:limit]
-    )
+def next_attempt(snapshot: NodeSnapshot[Any, Any]) -> int:
+    """Which run of its node the next start of `snapshot` is: 1, or one more than the last when a process that died
+    had started it (runs are at-least-once: a node interrupted by a crash runs again on resume)."""
+    return 1 if snapshot.start_ts is None else (snapshot.attempt or 1) + 1
 
 
 def mark_running(snapshot: NodeSnapshot[Any, Any]) -> None:
-    """The start of a snapshot's node run: `running`, from now."""
+    """The start of a snapshot's node run: `running`, from now, with its attempt counted when it is not the first."""
+    attempt = next_attempt(snapshot)
     snapshot.status = 'running'
     snapshot.start_ts = _utils.now_utc()
+    if attempt > 1:
+        snapshot.attempt = attempt
 
 
 def mark_finished(snapshot: Snapshot[Any, Any], duration: float, status: SnapshotStatus) -> None:
@@ -202,7 +207,7 @@ def mark_finished(snapshot: Snapshot[Any, Any], duration: float, status: Snapsho
 async def recording_run(
     start: Callable[[], Awaitable[object]],
     finish: Callable[[float, SnapshotStatus], Awaitable[object]],
-    owner: OwnerLock | None = None,
+    owner: Owner | None = None,
 ) -> AsyncGenerator[None]:
     """Every persistence's `record_run`: take the run's `owner` lock (when it has one), `start` the snapshot (mark it
     running where it is stored), then `finish` it with the node's duration and `success`, or `error` if it raised.
@@ -210,8 +215,8 @@ async def recording_run(
     Raises:
         GraphNodeStatusError: another process holds `owner`: it is running this run.
     """
-    if owner is not None and not owner.try_take():
-        raise exceptions.GraphNodeStatusError('running')
+    if owner is not None:
+        claim(owner)
     await start()
     started = perf_counter()
     try:
@@ -220,6 +225,16 @@ async def recording_run(
         await finish(perf_counter() - started, 'error')
         raise
     await finish(perf_counter() - started, 'success')
+
+
+def claim(owner: Owner) -> None:
+    """Take the run's `owner` lock to run a node of it.
+
+    Raises:
+        GraphNodeStatusError: another process holds `owner`: it is running this run.
+    """
+    if not owner.try_take():
+        raise exceptions.GraphNodeStatusError('running')
 
 
 def find_runnable(snapshots: Iterable[Snapshot[StateT, RunEndT]], snapshot_id: str) -> NodeSnapshot[StateT, RunEndT]:
@@ -239,7 +254,7 @@ def find_runnable(snapshots: Iterable[Snapshot[StateT, RunEndT]], snapshot_id: s
     return snapshot
 
 
-def take_next(snapshots: list[Snapshot[StateT, RunEndT]], owner: OwnerLock) -> NodeSnapshot[StateT, RunEndT] | None:
+def take_next(snapshots: list[Snapshot[StateT, RunEndT]], owner: Owner) -> NodeSnapshot[StateT, RunEndT] | None:
     """The snapshot `load_next` hands out (marked `pending`, `owner` taken): the first `created` one; else the last
     snapshot when a process that died left it `running` or `pending` (its node runs again: at-least-once); else None.
 
@@ -265,7 +280,7 @@ def build_snapshot_list_type_adapter(
     """A pydantic `TypeAdapter` of a list of snapshots; call it in `set_types`, where the nodes are known."""
     snapshot_t = Annotated[
         Union[
-            omitting_none(NodeSnapshot[state_t, run_end_t], 'traceparent'),
+            omitting_none(NodeSnapshot[state_t, run_end_t], 'traceparent', 'attempt'),
             omitting_none(EndSnapshot[state_t, run_end_t], 'traceparent'),
         ],
         pydantic.Discriminator('kind'),

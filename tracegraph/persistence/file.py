@@ -40,9 +40,9 @@ from . import (
     mark_running,
     recording_run,
     take_next,
-    validation_problems,
 )
 from .ownership import OwnerLock
+from .stored import decode_snapshots
 
 __all__ = ('FileStatePersistence',)
 
@@ -75,6 +75,7 @@ class FileStatePersistence(BaseStatePersistence[StateT, RunEndT]):
         self.json_file = Path(self.json_file)
         self._owner = OwnerLock(self.json_file.with_name(f'{self.json_file.name}.owner'))
         self._orphans_removed = False
+        self._checked = False
 
     async def snapshot_node(self, state: StateT, next_node: BaseNode[StateT, Any, RunEndT]) -> None:
         snapshot = NodeSnapshot(state=state, node=next_node)
@@ -196,13 +197,12 @@ class FileStatePersistence(BaseStatePersistence[StateT, RunEndT]):
             content = self.json_file.read_bytes()
         except FileNotFoundError:
             return []
-        try:
-            return self._adapter().validate_json(content)
-        except pydantic.ValidationError as error:
-            problems = validation_problems(error)
-            raise exceptions.GraphRuntimeError(
-                f'{self.json_file} does not hold snapshots of this graph ({error.error_count()} problem(s)): {problems}'
-            ) from error
+        except OSError as error:
+            raise exceptions.GraphRuntimeError(f'Could not read {self.json_file}: {error.strerror or error}') from error
+        # Once read by this object, the file holds what it wrote since (or another process appended): checked.
+        snapshots = decode_snapshots(self._adapter(), content, str(self.json_file), check_fields=not self._checked)
+        self._checked = True
+        return snapshots
 
     def _write(self, snapshots: list[Snapshot[StateT, RunEndT]]) -> None:
         data = self._adapter().dump_json(snapshots, indent=2)

@@ -1,4 +1,5 @@
-"""Who is running a persisted run now: an `flock` the operating system drops when its holder dies.
+"""Who is running a persisted run now: a lock that the operating system (an `flock`) or the database (an advisory
+lock of the session) drops when its holder dies.
 
 A persistence holds its run's owner lock from handing out a snapshot (`load_next`) or starting one (`record_run`) until
 the run's end is stored (or the persistence object is dropped): one process drives a run at a time. A snapshot left
@@ -12,8 +13,21 @@ from __future__ import annotations
 import fcntl
 import os
 from pathlib import Path
+from typing import Protocol
 
-__all__ = ('OwnerLock',)
+__all__ = ('Owner', 'OwnerLock')
+
+
+class Owner(Protocol):
+    """The owner lock of one run, whatever holds it; a holder that dies loses it without running any code."""
+
+    def try_take(self) -> bool:
+        """Take the lock unless another holder has it; True when this object holds it (already, or now)."""
+        ...
+
+    def release(self) -> None:
+        """Let the lock go (nothing when not held)."""
+        ...
 
 
 class OwnerLock:

@@ -23,6 +23,7 @@ __all__ = (
     'NODE_INPUT',
     'NODE_OUTCOME',
     'SNAPSHOT_ID',
+    'NODE_ATTEMPT',
     'STATE_DIFF',
     'STATE_BEFORE',
     'STATE_AFTER',
@@ -62,6 +63,9 @@ NODE_INPUT: Final = 'tracegraph.node.input'
 NODE_OUTCOME: Final = 'tracegraph.node.outcome'
 SNAPSHOT_ID: Final = 'tracegraph.snapshot.id'
 """Id of the persistence snapshot a node span ran (runs given `persistence=` only)."""
+NODE_ATTEMPT: Final = 'tracegraph.node.attempt'
+"""Which run of its snapshot a persisted node span is: 1, or more when the node was running in a process that died
+and runs again on resume (runs given `persistence=` only)."""
 STATE_DIFF: Final = 'tracegraph.state.diff'
 STATE_BEFORE: Final = 'tracegraph.state.before'
 STATE_AFTER: Final = 'tracegraph.state.after'

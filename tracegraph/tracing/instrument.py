@@ -238,7 +238,13 @@ class RecordingRunTrace(RunTrace):
     recording = True
 
     def start_step(
-        self, node: object, node_id: str, state: object, start: datetime, snapshot_id: str | None = None
+        self,
+        node: object,
+        node_id: str,
+        state: object,
+        start: datetime,
+        snapshot_id: str | None = None,
+        attempt: int = 1,
     ) -> NodeStepTrace:
         """Open the step's node span (a child of the run span) and make it current while the node runs."""
         self.steps += 1
@@ -250,6 +256,7 @@ class RecordingRunTrace(RunTrace):
         span_attrs = {**self._node_attrs, attr.NODE_ID: node_id, attr.NODE_STEP: self.steps}
         if snapshot_id is not None:
             span_attrs[attr.SNAPSHOT_ID] = snapshot_id
+            span_attrs[attr.NODE_ATTEMPT] = attempt
         # What is costly to build (the scrubbed input) is built only for a span that records. Under a sampled run
         # span the node span will record (ParentBased, the SDK's default), and attributes given at start cost the
         # SDK less than ones set after; under an unsampled one it is built only if a sampler recorded it anyway.

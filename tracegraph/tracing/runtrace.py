@@ -110,7 +110,13 @@ class RunTrace:
     """Whether the trace records node steps; the engine calls `start_step` / `end_step` only when it does."""
 
     def start_step(
-        self, node: object, node_id: str, state: object, start: datetime, snapshot_id: str | None = None
+        self,
+        node: object,
+        node_id: str,
+        state: object,
+        start: datetime,
+        snapshot_id: str | None = None,
+        attempt: int = 1,
     ) -> NodeStepTrace:
         """A node step begins (called only when `recording`): `node` (id `node_id`) is about to run on `state`.
 
@@ -120,6 +126,7 @@ class RunTrace:
             state: the run's state before the node runs.
             start: when the step started (UTC), the engine's one clock read for the step.
             snapshot_id: the id of the persistence snapshot the step runs, when the run is persisted.
+            attempt: which run of that snapshot this is (above 1 when a process died while running it).
         """
         return NodeStepTrace(node_id, datetime_to_ns(start))
 

@@ -1,0 +1,98 @@
+"""A throwaway PostgreSQL cluster for the tests: `initdb` into a temporary directory and `pg_ctl start` on a free
+loopback port, as a user that is not root (PostgreSQL refuses to run as root), removed when the tests end.
+
+The server's binaries are found through `pg_config --bindir`, `/usr/lib/postgresql/*/bin` or `PATH`. Without them
+the PostgreSQL tests are skipped, unless `TRACEGRAPH_REQUIRE_POSTGRES=1` (set by CI, which installs them) makes that a
+failure.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from exporters_helpers import free_port
+
+__all__ = ('PostgresServer', 'postgres_server')
+
+
+@dataclass(frozen=True, kw_only=True)
+class PostgresServer:
+    """A running cluster: connect with `dsn`."""
+
+    port: int
+    dsn: str
+
+
+def _bin_dir() -> Path | None:
+    candidates: list[str] = []
+    pg_config = shutil.which('pg_config')
+    if pg_config:
+        candidates.append(subprocess.run([pg_config, '--bindir'], capture_output=True, text=True).stdout.strip())
+    candidates += sorted(glob.glob('/usr/lib/postgresql/*/bin'), reverse=True)
+    initdb = shutil.which('initdb')
+    if initdb:
+        candidates.append(str(Path(initdb).resolve().parent))
+    return next((Path(c) for c in candidates if c and (Path(c) / 'postgres').exists()), None)
+
+
+def _unprivileged_user() -> str | None:
+    """Who runs the server: this user unless it is root; else `postgres` (Debian's), else `nobody`."""
+    if os.geteuid() != 0:
+        return None
+    for name in ('postgres', 'nobody'):
+        try:
+            pwd.getpwnam(name)
+        except KeyError:
+            continue
+        return name
+    pytest.fail('running as root with neither a `postgres` nor a `nobody` user to run PostgreSQL as')
+
+
+@contextmanager
+def postgres_server() -> Iterator[PostgresServer]:
+    """Start a cluster; stop and remove it on exit."""
+    bin_dir = _bin_dir()
+    if bin_dir is None:
+        if os.environ.get('TRACEGRAPH_REQUIRE_POSTGRES') == '1':
+            pytest.fail("PostgreSQL server binaries not found (install Debian's `postgresql`)")
+        pytest.skip('PostgreSQL server binaries not found (Debian: apt-get install postgresql)')
+    user = _unprivileged_user()
+    home = Path(tempfile.mkdtemp(prefix='tracegraph-pg-'))  # not under pytest's root-only tmp directory
+    data, sockets = home / 'data', home / 'sockets'
+    sockets.mkdir()
+    if user is not None:
+        entry = pwd.getpwnam(user)
+        for path in (home, sockets):
+            os.chown(path, entry.pw_uid, entry.pw_gid)
+    port = free_port()
+
+    def run(*command: str | Path) -> None:
+        proc = subprocess.run([str(c) for c in command], capture_output=True, text=True, user=user, cwd=home)
+        if proc.returncode != 0:
+            log = (home / 'log').read_text() if (home / 'log').exists() else ''
+            pytest.fail(f'{command[0]} failed ({proc.returncode}): {proc.stderr}{proc.stdout}{log}')
+
+    try:
+        run(bin_dir / 'initdb', '-D', data, '-U', 'tracegraph', '--auth=trust', '--no-sync', '-E', 'UTF8')
+        options = f'-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200'
+        run(bin_dir / 'pg_ctl', '-D', data, '-l', home / 'log', '-o', options, '-w', '-t', '60', 'start')
+        yield PostgresServer(port=port, dsn=f'postgresql://tracegraph@127.0.0.1:{port}/postgres')
+    finally:
+        if (data / 'postmaster.pid').exists():
+            subprocess.run(
+                [str(bin_dir / 'pg_ctl'), '-D', str(data), '-m', 'immediate', '-w', 'stop'],
+                capture_output=True,
+                user=user,
+                cwd=home,
+            )
+        shutil.rmtree(home, ignore_errors=True)
