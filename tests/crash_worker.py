@@ -1,7 +1,8 @@
 """A persisted run driven by a separate process, for tests/test_persistence_crash.py to SIGKILL at random moments.
 
-usage: crash_worker.py file|sqlite|postgres STORE EFFECTS start|resume
-STORE is the JSON file, the SQLite database file, or `DSN#RUN_ID` for PostgreSQL.
+usage: crash_worker.py file|sqlite|postgres STORE EFFECTS start|resume|hang
+STORE is the JSON file, the SQLite database file, or `DSN#RUN_ID` for PostgreSQL. `hang` starts the run and blocks
+forever in node HANG_AT (after its side effect), for a test to find it running and kill it there.
 Each node appends its index to EFFECTS (the side effect the test counts) before it returns; the run prints its
 output as JSON when it ends.
 """
@@ -22,6 +23,7 @@ from tracegraph.persistence.postgres import PostgresStatePersistence
 from tracegraph.persistence.sqlite import SQLiteStatePersistence
 
 STEPS = 40
+HANG_AT = 3
 
 
 @dataclass
@@ -38,6 +40,8 @@ class Work(BaseNode[Tally, Path, int]):
             effects.write(f'{self.index}\n')
             effects.flush()
             os.fsync(effects.fileno())
+        if self.index == HANG_AT and os.environ.get('CRASH_WORKER_HANG') == '1':
+            await asyncio.Event().wait()
         await asyncio.sleep(0.001)
         ctx.state.total += self.index
         return Work(self.index + 1) if self.index + 1 < STEPS else End(ctx.state.total)
@@ -66,6 +70,9 @@ async def main(kind: str, store: str, effects: str, mode: str) -> None:
             return
         if not snapshots:  # killed before its first snapshot: the run never began
             mode = 'start'
+    if mode == 'hang':
+        os.environ['CRASH_WORKER_HANG'] = '1'
+        mode = 'start'
     if mode == 'start':
         async with graph.iter(Work(0), state=Tally(), deps=deps, persistence=p) as run:
             async for _ in run:

@@ -14,9 +14,16 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import crash_worker
 import pytest
-from crash_worker import STEPS
+from crash_worker import HANG_AT, STEPS
 from postgres_helpers import PostgresServer
+from tracing_helpers import Pipeline
+
+from tracegraph import Graph
+from tracegraph.exceptions import GraphNodeStatusError
+from tracegraph.persistence import NodeSnapshot
+from tracegraph.tracing import attributes as attr
 
 WORKER = Path(__file__).with_name('crash_worker.py')
 ROOT = Path(__file__).resolve().parent.parent
@@ -104,3 +111,39 @@ def test_two_resumers_at_once_exactly_one_proceeds(kind: str, tmp_path: Path, re
     loser = next(err for r, (_, err) in zip(resumers, results) if r.returncode != 0)
     assert 'GraphNodeStatusError' in loser or 'Unable to restore snapshot' in loser
     assert json.loads(next(out for r, (out, _) in zip(resumers, results) if r.returncode == 0))['output'] == EXPECTED
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize('kind', KINDS)
+async def test_a_node_running_when_its_process_dies_runs_again_as_attempt_2(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest, otel: Pipeline
+) -> None:
+    store = _store(kind, request, tmp_path, 'run')
+    effects = tmp_path / 'effects.txt'
+    proc = _start(kind, store, effects, 'hang')
+    deadline = time.monotonic() + 60
+    while _lines(effects) <= HANG_AT and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert proc.poll() is None, proc.communicate()
+    graph = Graph(nodes=[crash_worker.Work], name='crash_worker', instrumentation=otel.settings())
+    # Alive in the other process: never taken over.
+    with pytest.raises(GraphNodeStatusError):
+        async with graph.iter_from_persistence(crash_worker.persistence(kind, store), deps=effects):
+            raise AssertionError('not reached')
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=30)
+
+    persistence = crash_worker.persistence(kind, store)
+    async with graph.iter_from_persistence(persistence, deps=effects) as run:
+        async for _ in run:
+            pass
+    assert run.result is not None and run.result.output == EXPECTED
+    counts = Counter(int(line) for line in effects.read_text().split())
+    assert [i for i, n in counts.items() if n != 1] == [HANG_AT]  # it alone ran twice
+    attempts = {s.attributes[attr.NODE_ATTEMPT] for s in otel.spans if s.name == 'run node Work'}
+    first = next(s for s in otel.spans if s.name == 'run node Work')
+    assert first.attributes[attr.NODE_ATTEMPT] == 2 and attempts == {1, 2}
+    stored = [s for s in await persistence.load_all() if isinstance(s, NodeSnapshot)]
+    retried = [s.node for s in stored if s.attempt is not None]
+    assert retried == [crash_worker.Work(HANG_AT)] and [s.attempt for s in stored if s.attempt] == [2]
+    assert all(s.status == 'success' for s in stored)

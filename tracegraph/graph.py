@@ -312,7 +312,12 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
         if infer_name and self.name is None:
             self._infer_name(inspect.currentframe())
         persistence.set_graph_types(self)
-        snapshot = await persistence.load_next()
+        try:
+            snapshot = await persistence.load_next()
+        except BaseException:
+            with contextlib.suppress(Exception):  # the first error is the one to see
+                await persistence.release_run()  # taken but not stored as taken: another attempt may take it
+            raise
         if snapshot is None:
             raise exceptions.GraphRuntimeError('Unable to restore snapshot from state persistence.')
         snapshot.node.set_snapshot_id(snapshot.id)

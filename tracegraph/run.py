@@ -72,6 +72,14 @@ class _AfterRunTrace(RunTrace):
 _AFTER_RUN = _AfterRunTrace()
 
 
+class _NotStored(BaseException):
+    """Carries an error of storing a step's successor past `record_run`, which would mark the step `error` for an
+    `Exception` (a `BaseException` is what every `record_run`, the user's too, lets through without recording)."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
 async def _ready(node: T) -> T:
     return node
 
@@ -331,16 +339,24 @@ class GraphRun(Generic[StateT, DepsT, RunEndT]):
                 raise TypeError(f'`next` must be called with a `BaseNode` instance, got {node!r}.')
             _node_id_in(self.graph, node)  # before the snapshot is marked running
             attempt, self._attempt = self._attempt, 1
-            async with persistence.record_run(snapshot_id):
-                result = await self._step(node, snapshot_id, attempt)
-                # The next snapshot is stored before this one is marked `success`: a process that dies in between
-                # leaves this one `running` with its successor stored, and the resume takes the successor. Its id is
-                # made first, so a persistence that stores a copy of the node stores that id.
-                next_snapshot_id = result.get_snapshot_id()
-                if isinstance(result, End):
-                    await persistence.snapshot_end(self.state, result)
-                else:
-                    await persistence.snapshot_node(self.state, result)
+            try:
+                async with persistence.record_run(snapshot_id):
+                    result = await self._step(node, snapshot_id, attempt)
+                    # The next snapshot is stored before this one is marked `success`: a process that dies in between
+                    # leaves this one `running` with its successor stored, and the resume takes the successor. Its id
+                    # is made first, so a persistence that stores a copy of the node stores that id.
+                    next_snapshot_id = result.get_snapshot_id()
+                    try:
+                        if isinstance(result, End):
+                            await persistence.snapshot_end(self.state, result)
+                        else:
+                            await persistence.snapshot_node(self.state, result)
+                    except Exception as error:
+                        raise _NotStored(error) from None
+            except _NotStored as not_stored:
+                # The node did not fail, its successor could not be stored (a full disk, a lost database): the
+                # snapshot stays `running`, not `error`, so a resume runs the node again once the store works.
+                raise not_stored.error from None
             self._snapshot_id = next_snapshot_id
         return result
 

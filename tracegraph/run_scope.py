@@ -126,6 +126,8 @@ class RunScope(Generic[StateT, DepsT, RunEndT]):
         span = self._span
         try:
             run._finish(exc)  # pyright: ignore[reportPrivateUsage] - the scope owns the run's lifetime
+            if self._persistence is not None:  # ended or interrupted, the run may now be resumed elsewhere
+                await self._persistence.release_run()
         except BaseException as error:
             _leave(span, error)
             raise

@@ -167,6 +167,15 @@ class BaseStatePersistence(ABC, Generic[StateT, RunEndT]):
         """Every stored snapshot, in order (not used by the engine; for the application's convenience)."""
         raise NotImplementedError
 
+    async def release_run(self) -> None:
+        """Stop driving the run, so that another object or process may resume it; the engine calls it when a run
+        leaves its `async with` (ended or interrupted). Nothing by default: only a persistence with an owner lock has
+        something to let go."""
+
+    def close(self) -> None:
+        """Let go of what the object holds open (connections, locks, the run it drives); it opens them again if used
+        after. Nothing by default."""
+
     def set_graph_types(self, graph: Graph[StateT, Any, RunEndT]) -> None:
         """Take the state and output types from `graph` (calls `set_types` when `should_set_types()`)."""
         if self.should_set_types():

@@ -99,6 +99,12 @@ class FileStatePersistence(BaseStatePersistence[StateT, RunEndT]):
         await self._locked(lambda snapshots: snapshots.append(snapshot))
         self._owner.release()  # the run is over: another process may read it, nothing is left to take over
 
+    async def release_run(self) -> None:
+        self._owner.release()
+
+    def close(self) -> None:
+        self._owner.release()
+
     def record_run(self, snapshot_id: str) -> AbstractAsyncContextManager[None]:
         async def start() -> None:
             await self._locked(lambda snapshots: mark_running(find_runnable(snapshots, snapshot_id)))

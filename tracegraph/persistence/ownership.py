@@ -21,6 +21,11 @@ __all__ = ('Owner', 'OwnerLock')
 class Owner(Protocol):
     """The owner lock of one run, whatever holds it; a holder that dies loses it without running any code."""
 
+    @property
+    def held(self) -> bool:
+        """Whether this object holds the lock."""
+        ...
+
     def try_take(self) -> bool:
         """Take the lock unless another holder has it; True when this object holds it (already, or now)."""
         ...

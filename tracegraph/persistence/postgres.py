@@ -34,6 +34,17 @@ _SESSION_SETTINGS = {'tcp_keepalives_idle': '10', 'tcp_keepalives_interval': '5'
 """Server-side probes of an idle client, so a vanished machine's session (and its locks) ends."""
 
 
+def _psycopg() -> Any:
+    """The `psycopg` module, imported on first use so that the rest of tracegraph works without the extra."""
+    try:
+        import psycopg
+    except ImportError as error:
+        raise ImportError(
+            "PostgresStatePersistence needs psycopg 3: install it with `pip install 'tracegraph[postgres]'`"
+        ) from error
+    return psycopg
+
+
 def _lock_key(purpose: str, text: str) -> int:
     """A signed 64-bit advisory lock key for `text`, distinct per `purpose`."""
     return int.from_bytes(hashlib.sha256(f'tracegraph:{purpose}:{text}'.encode()).digest()[:8], 'big', signed=True)
@@ -55,6 +66,10 @@ class _AdvisoryLock:
             row = self._persistence.session().execute('SELECT pg_try_advisory_lock(%s)', (self._key,)).fetchone()
             self.held = bool(row and row[0])
         return self.held
+
+    def forget(self) -> None:
+        """The session ended, and the server let the lock go with it."""
+        self.held = False
 
     def release(self) -> None:
         if self.held:
@@ -85,7 +100,8 @@ class PostgresStatePersistence(TableStatePersistence[StateT, RunEndT]):
         """Store run `run_id`'s snapshots in the database `dsn` names (the table is created on first use)."""
         self.dsn = dsn
         self.run_id = run_id
-        self._owner = _AdvisoryLock(self, _lock_key('owner', run_id))
+        self._advisory = _AdvisoryLock(self, _lock_key('owner', run_id))
+        self._owner = self._advisory
         self._writers_key = _lock_key('writers', run_id)
         self._connection: psycopg.Connection[Any] | None = None
         self._lock = threading.RLock()
@@ -96,9 +112,7 @@ class PostgresStatePersistence(TableStatePersistence[StateT, RunEndT]):
     def session(self) -> psycopg.Connection[Any]:
         """The object's connection, opened (and the table created) on first use; it holds the run's owner lock."""
         if self._connection is None:
-            import psycopg
-
-            db = psycopg.connect(self.dsn, autocommit=True)
+            db: psycopg.Connection[Any] = _psycopg().connect(self.dsn, autocommit=True)
             for name, value in _SESSION_SETTINGS.items():
                 db.execute('SELECT set_config(%s, %s, false)', (name, value))
             with db.transaction():
@@ -114,7 +128,7 @@ class PostgresStatePersistence(TableStatePersistence[StateT, RunEndT]):
             if self._connection is not None:
                 self._connection.close()
                 self._connection = None
-                self._owner.held = False
+                self._advisory.forget()
 
     def __del__(self) -> None:
         connection = getattr(self, '_connection', None)
@@ -123,7 +137,7 @@ class PostgresStatePersistence(TableStatePersistence[StateT, RunEndT]):
 
     async def _transaction(self, change: Callable[[Database], _R]) -> _R:
         """Run `change` in one transaction holding the run's writers lock, in a worker thread."""
-        import psycopg
+        psycopg = _psycopg()
 
         def run() -> _R:
             with self._lock:
@@ -138,7 +152,7 @@ class PostgresStatePersistence(TableStatePersistence[StateT, RunEndT]):
             lost = self._connection is not None and self._connection.closed
             if lost:  # the server ended the session, and with it the owner lock: this object no longer drives the run
                 self._connection = None
-                self._owner.held = False
+                self._advisory.forget()
             raise exceptions.GraphRuntimeError(
                 f'{self._where()}: {type(error).__name__}: {str(error).strip()}; the snapshots stored before stay '
                 f'stored{" (the connection was lost: resume the run to go on)" if lost else ""}.'

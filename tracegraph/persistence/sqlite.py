@@ -51,6 +51,14 @@ class SQLiteStatePersistence(TableStatePersistence[StateT, RunEndT]):
         self._connection: sqlite3.Connection | None = None
         self._lock = threading.Lock()
 
+    def close(self) -> None:
+        """Close the connection and let the run go."""
+        with self._lock:
+            if self._connection is not None:
+                self._connection.close()
+                self._connection = None
+            self._owner.release()
+
     def _where(self) -> str:
         return f'Run {self.run_id!r} in {self.database}'
 

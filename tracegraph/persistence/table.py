@@ -117,7 +117,16 @@ class TableStatePersistence(BaseStatePersistence[StateT, RunEndT]):
         snapshot = EndSnapshot(state=state, result=end)
         await self._transaction(lambda db: self._append(db, snapshot))
         # Only once the end is committed: a process that took the lock earlier would see the run unfinished.
-        await self._transaction(lambda db: self._owner.release())
+        await self.release_run()
+
+    async def release_run(self) -> None:
+        if not self._owner.held:
+            return
+        try:
+            await self._transaction(lambda db: self._owner.release())
+        except exceptions.GraphRuntimeError:
+            if self._owner.held:  # still held, so the database is there: a real error
+                raise
 
     def record_run(self, snapshot_id: str) -> AbstractAsyncContextManager[None]:
         def start(db: Database) -> None:
