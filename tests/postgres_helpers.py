@@ -22,7 +22,11 @@ from pathlib import Path
 import pytest
 from exporters_helpers import free_port
 
-__all__ = ('PostgresServer', 'postgres_server')
+__all__ = ('PostgresServer', 'PostgresUnavailable', 'postgres_server', 'start_cluster')
+
+
+class PostgresUnavailable(Exception):
+    """No cluster can be started here: what is missing."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -55,21 +59,40 @@ def _unprivileged_user() -> str | None:
         except KeyError:
             continue
         return name
-    pytest.fail('running as root with neither a `postgres` nor a `nobody` user to run PostgreSQL as')
+    raise PostgresUnavailable('running as root with neither a `postgres` nor a `nobody` user to run PostgreSQL as')
 
 
 @contextmanager
 def postgres_server() -> Generator[PostgresServer]:
-    """Start a cluster; stop and remove it on exit."""
+    """`start_cluster` for a test: skipped when psycopg (the `postgres` extra, absent from the lowest-versions run)
+    or the server is missing; a missing server is a failure instead under `TRACEGRAPH_REQUIRE_POSTGRES=1`."""
     try:
         import psycopg  # noqa: F401  # pyright: ignore[reportUnusedImport]
     except ImportError:
-        pytest.skip("psycopg is not installed (the `postgres` extra): the lowest-versions run has no extras")
+        pytest.skip('psycopg is not installed (the `postgres` extra): the lowest-versions run has no extras')
+    cluster = start_cluster()
+    try:
+        server = cluster.__enter__()
+    except PostgresUnavailable as missing:
+        if os.environ.get('TRACEGRAPH_REQUIRE_POSTGRES') == '1':
+            pytest.fail(str(missing))
+        pytest.skip(str(missing))
+    try:
+        yield server
+    finally:
+        cluster.__exit__(None, None, None)
+
+
+@contextmanager
+def start_cluster() -> Generator[PostgresServer]:
+    """Start a cluster; stop and remove it on exit.
+
+    Raises:
+        PostgresUnavailable: the server's binaries are missing, or it failed to start.
+    """
     bin_dir = _bin_dir()
     if bin_dir is None:
-        if os.environ.get('TRACEGRAPH_REQUIRE_POSTGRES') == '1':
-            pytest.fail("PostgreSQL server binaries not found (install Debian's `postgresql`)")
-        pytest.skip('PostgreSQL server binaries not found (Debian: apt-get install postgresql)')
+        raise PostgresUnavailable('PostgreSQL server binaries not found (Debian: apt-get install postgresql)')
     user = _unprivileged_user()
     home = Path(tempfile.mkdtemp(prefix='tracegraph-pg-'))  # not under pytest's root-only tmp directory
     data, sockets = home / 'data', home / 'sockets'
@@ -84,7 +107,7 @@ def postgres_server() -> Generator[PostgresServer]:
         proc = subprocess.run([str(c) for c in command], capture_output=True, text=True, user=user, cwd=home)
         if proc.returncode != 0:
             log = (home / 'log').read_text() if (home / 'log').exists() else ''
-            pytest.fail(f'{command[0]} failed ({proc.returncode}): {proc.stderr}{proc.stdout}{log}')
+            raise PostgresUnavailable(f'{command[0]} failed ({proc.returncode}): {proc.stderr}{proc.stdout}{log}')
 
     try:
         run(bin_dir / 'initdb', '-D', data, '-U', 'tracegraph', '--auth=trust', '--no-sync', '-E', 'UTF8')

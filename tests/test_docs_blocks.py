@@ -27,11 +27,15 @@ def _blocks() -> list[tuple[str, str]]:
 
 
 @pytest.mark.parametrize(('where', 'source'), _blocks(), ids=[w for w, _ in _blocks()])
-def test_doc_block_runs_and_prints_what_it_says(where: str, source: str, tmp_path: Path) -> None:
+def test_doc_block_runs_and_prints_what_it_says(
+    where: str, source: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     code = textwrap.dedent(source)
     expected = ''.join(line.strip()[3:] + '\n' for line in code.splitlines() if line.strip().startswith('#>'))
     env = {k: v for k, v in os.environ.items() if not k.startswith('OTEL_')}
     env['PYTHONPATH'] = str(ROOT)
+    if 'DATABASE_URL' in code:  # a PostgreSQL example: the session's throwaway cluster
+        env['DATABASE_URL'] = request.getfixturevalue('postgres').dsn
     proc = subprocess.run(
         [sys.executable, '-W', 'error', '-c', code], cwd=tmp_path, capture_output=True, text=True, timeout=120, env=env
     )
