@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from exporters_helpers import OtlpHttpReceiver, wait_until
@@ -18,7 +18,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 from tracegraph import BaseNode, End, Graph, GraphRunContext, InstrumentationSettings, ScrubbingOptions
-from tracegraph.exporters import JsonLinesSpanExporter
+from tracegraph.exporters import JsonLinesSpanExporter, configure, read_spans
 from tracegraph.tracing.scrubbing import Scrubber
 
 pytestmark = pytest.mark.anyio
@@ -31,7 +31,28 @@ SECRETS = {
     'token: in text': ('config token: TokTok66 loaded', 'TokTok66'),
     'bearer': ('Authorization: Bearer BearerTok44', 'BearerTok44'),
     'jwt': ('eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NSJ9.c2lnbmF0dXJlSldUMzM', 'c2lnbmF0dXJlSldUMzM'),
+    'env SECRET_KEY': ('export SECRET_KEY=EnvSecret01 DEBUG=1', 'EnvSecret01'),
+    'env PGPASSWORD': ('PGPASSWORD=PgPass02 psql -h db', 'PgPass02'),
+    'env AWS_SECRET_ACCESS_KEY': ('AWS_SECRET_ACCESS_KEY=AwsSecret03 aws s3 ls', 'AwsSecret03'),
+    'camelCase dbPassword': ('connect(dbPassword=CamelPw04, host=db)', 'CamelPw04'),
+    'camelCase accessToken': ('{accessToken: CamelTok05}', 'CamelTok05'),
+    'camelCase clientSecret': ('clientSecret=CamelSec06;', 'CamelSec06'),
+    'camelCase refreshToken': ('refreshToken: CamelRef07', 'CamelRef07'),
+    'json apiKey in a string': ('payload {"apiKey": "JsonKey08", "n": 1}', 'JsonKey08'),
+    'basic auth header': ('Authorization: Basic QmFzaWNBdXRoMDk=', 'QmFzaWNBdXRoMDk'),
+    'flag --password': ("Command '['pg_dump', '--password', 'FlagPw10', 'db']' returned 1", 'FlagPw10'),
+    'flag --token': ('deploy --token FlagTok11 --env prod', 'FlagTok11'),
+    'cookie header': ('Cookie: session=CookieSess12; theme=dark', 'CookieSess12'),
+    'set-cookie header': ('Set-Cookie: sid=SetCookie13; HttpOnly', 'SetCookie13'),
+    'pem private key': (
+        '-----BEGIN RSA PRIVATE KEY-----\nMIIEPemBody14xyz\n-----END RSA PRIVATE KEY-----',
+        'MIIEPemBody14xyz',
+    ),
+    'quoted password with spaces': ('password="P@ss w0rd x15" rejected', 'w0rd x15'),
+    'pin assignment': ('card pin=4716 locked', '4716'),
 }
+CONTROLS = ('author=Ann', 'keyboard=qwerty', 'passing_score=7', 'tokens_used=42', 'the weather is fine today')
+"""Look-alikes that must stay readable."""
 KEYED = {  # secrets held under keys the old list missed
     'pwd': 'PwdVal11',
     'passphrase': 'Phrase22',
@@ -40,6 +61,7 @@ KEYED = {  # secrets held under keys the old list missed
     'dsn': 'DsnVal55',
     'access_key_id': 'AKIAVAL66',
     'signature': 'SigVal77',
+    'pin': 'PinVal78',
 }
 
 
@@ -73,6 +95,9 @@ class Leaky(BaseNode[Vault, None, str]):
         return End(' / '.join(self.texts))
 
 
+TEXTS = [text for text, _ in SECRETS.values()] + list(CONTROLS)
+
+
 PLAINTEXTS = (
     [secret for _, secret in SECRETS.values()] + list(KEYED.values()) + ['HeaderTok12', 'ReprTok13', 'ExcKey88']
 )
@@ -80,7 +105,7 @@ PLAINTEXTS = (
 
 def _node(fail: bool) -> Leaky:
     return Leaky(
-        texts=[text for text, _ in SECRETS.values()],
+        texts=TEXTS,
         keyed=KEYED,
         headers=[('Authorization', 'Bearer HeaderTok12'), ('Accept', 'application/json')],
         client=Client('ReprTok13'),
@@ -88,7 +113,8 @@ def _node(fail: bool) -> Leaky:
     )
 
 
-async def test_no_secret_reaches_the_otlp_wire_or_the_file(tmp_path: Path) -> None:
+@pytest.mark.parametrize('state', ['diff', 'full'])
+async def test_no_secret_reaches_the_otlp_wire_or_the_file(tmp_path: Path, state: Literal['diff', 'full']) -> None:
     file = tmp_path / 'spans.jsonl'
     with OtlpHttpReceiver() as receiver:
         provider = TracerProvider()
@@ -99,7 +125,7 @@ async def test_no_secret_reaches_the_otlp_wire_or_the_file(tmp_path: Path) -> No
         )
         provider.add_span_processor(SimpleSpanProcessor(JsonLinesSpanExporter(file)))
         graph = Graph(
-            nodes=[Leaky], name='vault', instrumentation=InstrumentationSettings(tracer_provider=provider, state='full')
+            nodes=[Leaky], name='vault', instrumentation=InstrumentationSettings(tracer_provider=provider, state=state)
         )
         result = await graph.run(_node(fail=False), state=Vault())
         assert 'Hunter2Url' in result.output  # the application itself still sees its data
@@ -114,6 +140,8 @@ async def test_no_secret_reaches_the_otlp_wire_or_the_file(tmp_path: Path) -> No
     assert b'exception.stacktrace' in on_disk  # the exception was recorded, scrubbed
     leaked = [s for s in PLAINTEXTS if s.encode() in wire or s.encode() in on_disk]
     assert leaked == []
+    for control in CONTROLS:  # in every place the node's texts went: input, state, output, exception
+        assert control.encode() in wire and control.encode() in on_disk, control
     # What stays readable: the words around the secrets, and look-alike keys.
     assert b'git.example.com' in on_disk and b'deploy:' in on_disk and b'PermissionError' in on_disk
 
@@ -143,3 +171,20 @@ def test_options_add_value_patterns_and_keep_chosen_values() -> None:
         'acct-[Scrubbed] token=public-token token=[Scrubbed]'
     )
     assert Scrubber(None).text('password=plain') == 'password=plain'  # scrub=False
+
+
+async def test_secret_resource_attributes_are_scrubbed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv('OTEL_RESOURCE_ATTRIBUTES', 'db.password=ResPw31,deployment.environment=prod,note=pin=4242')
+    file = tmp_path / 'spans.jsonl'
+    with configure(file=file, metrics=False, set_global=False) as telemetry:
+        graph = Graph(
+            nodes=[Leaky],
+            name='vault',
+            instrumentation=InstrumentationSettings(tracer_provider=telemetry.tracer_provider),
+        )
+        await graph.run(Leaky(texts=['x'], keyed={}, headers=[], client=None), state=Vault())
+    (span, *_) = read_spans(file)
+    assert span.resource.attributes['db.password'] == '[Scrubbed]'
+    assert span.resource.attributes['note'] == 'pin=[Scrubbed]'
+    assert span.resource.attributes['deployment.environment'] == 'prod'
+    assert b'ResPw31' not in file.read_bytes() and b'4242' not in file.read_bytes()

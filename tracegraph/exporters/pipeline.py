@@ -21,6 +21,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 
 from .._version import __version__
+from ..tracing.scrubbing import Scrubber, ScrubbingOptions
 from .drops import CountingBatchSpanProcessor, DropCounter
 from .providers import AttachedProcessors, ProcessorHost, global_host, place_processors
 from .sdk_exporters import otlp_metric_exporter, otlp_span_exporter
@@ -452,7 +453,9 @@ def _resource(service_name: str | None, service_version: str | None) -> Resource
         attributes['service.name'] = service_name
     if service_version:
         attributes['service.version'] = service_version
-    return Resource.create(attributes)
+    resource = Resource.create(attributes)
+    # `OTEL_RESOURCE_ATTRIBUTES` may carry a `db.password`: it goes out with every span, so it is scrubbed too.
+    return Resource(Scrubber(ScrubbingOptions()).scrub(dict(resource.attributes)), resource.schema_url)
 
 
 def _prometheus(host: str, port: int) -> tuple[MetricReader, _PrometheusEndpoint]:

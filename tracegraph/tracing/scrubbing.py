@@ -6,9 +6,10 @@ Two kinds of rule, both on by default:
   list or tuple, as `[('Authorization', 'Bearer x')]` headers are held) matches one of `DEFAULT_SCRUB_PATTERNS`,
   case-insensitively and anywhere in the key: `db_password`, `Authorization`, `user.session_id`.
 - **Values.** Inside every string (a field's value, an object written as its `repr`, an exception's message and
-  stack trace, a span status) the secret part of `DEFAULT_VALUE_PATTERNS` is replaced: URL credentials
-  (`https://user:[Scrubbed]@host`, DSNs alike), `?api_key=` and other secret query values, `password=` /
-  `token: ` pairs in free text, `Bearer` tokens, and JWT-shaped strings.
+  stack trace, a span status) the secrets `secret_text` finds are replaced: values assigned to a secret's name in
+  any spelling (`password=`, `PGPASSWORD=`, `dbPassword: `, `"apiKey": "..."`, `?token=`, `--password X`), URL
+  credentials (`https://user:[Scrubbed]@host`, DSNs alike), `Authorization` and cookie headers, `Bearer` tokens,
+  JWT-shaped strings and PEM private keys.
 
 What is not scrubbed: secrets under keys and in text that match no pattern (add yours with
 `ScrubbingOptions.extra_patterns` / `extra_value_patterns`), and span names (node and graph ids).
@@ -22,6 +23,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic_core import to_json, to_jsonable_python
+
+from .secret_text import TEXT_RULES, secret_span
 
 __all__ = (
     'DEFAULT_SCRUB_PATTERNS',
@@ -47,6 +50,7 @@ DEFAULT_SCRUB_PATTERNS: tuple[str, ...] = (
     'ssn',
     r'credit[._ -]?card',
     r'(?<![a-z])pwd(?![a-z])',
+    r'(?<![a-z])pin(?![a-z])',
     'passphrase',
     'bearer',
     r'(?<![a-z])jwt(?![a-z])',
@@ -54,35 +58,21 @@ DEFAULT_SCRUB_PATTERNS: tuple[str, ...] = (
     r'access[._ -]?key(?:[._ -]?id)?',
     'signature',
 )
-"""Regular expressions matched against keys; `auth` does not match `author(s)`, and the short words (`pwd`, `jwt`,
-`dsn`) match as words only, so `spinner` or `keyboard` stay."""
+"""Regular expressions matched against keys; `auth` does not match `author(s)`, and the short words (`pwd`, `pin`,
+`jwt`, `dsn`) match as words only, so `spinner` or `keyboard` stay."""
 
-_SECRET_WORD = (
-    r'(?:password|passwd|pwd|passphrase|secret|token|api[_-]?key|access[_-]?key(?:[_-]?id)?|auth|signature|sig)'
-)
-DEFAULT_VALUE_PATTERNS: tuple[str, ...] = (
-    # `scheme://user:password@host`: the password (a DSN is one too).
-    r'(?<=://)[^/\s:@]*:(?P<secret>[^/\s@]+)(?=@)',
-    # `?api_key=...`, `&token=...`: the query value.
-    rf'(?i)[?&;]{_SECRET_WORD}=(?P<secret>[^&#\s]+)',
-    # `password=...`, `token: ...`, `api_key='...'` in free text and in reprs.
-    rf'(?i)(?<![a-z]){_SECRET_WORD}s?\b["\']?\s*[=:]\s*["\']?(?P<secret>[^\s,;&"\')\]}}]+)',
-    # `Bearer <token>` (an Authorization header's value).
-    r'(?i)\bbearer\s+(?P<secret>[A-Za-z0-9._~+/=-]+)',
-    # JWT-shaped strings.
-    r'(?P<secret>\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,})',
-)
-"""Regular expressions matched inside strings; the `secret` group (the whole match without one) is replaced."""
+DEFAULT_VALUE_PATTERNS: tuple[str, ...] = tuple(rule.pattern for rule in TEXT_RULES)
+"""The regular expressions matched inside strings (`secret_text.TEXT_RULES`, which says what they find)."""
 
 SCRUBBED = '[Scrubbed]'
 TRUNCATED_SUFFIX = '...[truncated]'
 
 # Every lowercase ASCII text one of the default key or value patterns matches contains one of these literals:
-# passw passp pwd secret session ssn signature sig= token key auth access credential cookie credit bearer jwt dsn
+# passw passp pwd pin secret session ssn sid sig token key auth access credential cookie credit bearer jwt dsn otp
 # :// eyj. Grouped by their first letters, which `re` then tries once per position (1.2-1.5x faster on node input).
 _DEFAULT_LITERALS = re.compile(
-    'p(?:ass[wp]|wd)|s(?:e(?:cret|ssion)|sn|ig(?:nature|=))|token|key|a(?:uth|ccess)|c(?:redential|ookie|redit)'
-    '|bearer|jwt|dsn|://|eyj'
+    'p(?:ass[wp]|wd|in)|s(?:e(?:cret|ssion)|sn|id|ig)|token|key|a(?:uth|ccess)|c(?:redential|ookie|redit)'
+    '|bearer|jwt|dsn|otp|://|eyj'
 )
 # Values that `_scrub` hands back unchanged, checked by exact type before the slower `isinstance` tests.
 _LEAF_TYPES = frozenset({str, int, float, bool, type(None)})
@@ -142,13 +132,7 @@ class Scrubber:
             patterns = (*DEFAULT_SCRUB_PATTERNS, *options.extra_patterns)
             self._pattern = re.compile('|'.join(f'(?:{p})' for p in patterns), re.IGNORECASE)
         self._values = (
-            None
-            if options is None
-            # A secret already replaced by an earlier pattern is not a secret for a later one.
-            else [
-                re.compile(p.replace('(?P<secret>', r'(?!\[Scrubbed\])(?P<secret>'))
-                for p in (*DEFAULT_VALUE_PATTERNS, *options.extra_value_patterns)
-            ]
+            None if options is None else [*TEXT_RULES, *(re.compile(p) for p in options.extra_value_patterns)]
         )
         self._key_matches: dict[str, re.Match[str] | None] = {}
         # With the default patterns, JSON whose text holds none of their literals has nothing to scrub.
@@ -223,22 +207,33 @@ class Scrubber:
     def _scrub_text(self, text: str, path: tuple[str | int, ...]) -> str:
         if self._values is None:
             return text
-        for pattern in self._values:
-            if pattern.search(text) is not None:
-                text = pattern.sub(lambda m: self._replace_secret(m, path), text)
+        for rule in self._values:
+            match = rule.search(text)
+            if match is None:
+                continue
+            pieces: list[str] = []
+            done = 0
+            while match is not None:
+                where = secret_span(match)
+                if where is None or text[where[0] : where[1]] == SCRUBBED:
+                    # Not a secret's name (or replaced by an earlier rule): look again from after the name, so that
+                    # `note: password=x` finds the assignment inside the value it passed over.
+                    resume = match.end('name') if 'name' in rule.groupindex else match.end()
+                else:
+                    start, end = where
+                    pieces.append(text[done:start])
+                    pieces.append(self._replacement_text(text[start:end], path, match))
+                    done = resume = end
+                match = rule.search(text, max(resume, match.start() + 1))
+            text = ''.join(pieces) + text[done:]
         return text
 
-    def _replace_secret(self, match: re.Match[str], path: tuple[str | int, ...]) -> str:
-        group = 'secret' if 'secret' in match.re.groupindex else 0
-        start, end = match.span(group)
-        replacement = SCRUBBED
+    def _replacement_text(self, secret: str, path: tuple[str | int, ...], match: re.Match[str]) -> str:
         if self._callback is not None:
-            kept = self._callback(ScrubMatch(path=path, value=match.group(group), pattern_match=match))
+            kept = self._callback(ScrubMatch(path=path, value=secret, pattern_match=match))
             if kept is not None:
-                replacement = str(kept)
-        whole = match.group(0)
-        offset = match.start()
-        return whole[: start - offset] + replacement + whole[end - offset :]
+                return str(kept)
+        return SCRUBBED
 
     def _replacement(self, path: tuple[str | int, ...], value: Any, match: re.Match[str]) -> Any:
         if self._callback is not None:
