@@ -15,7 +15,7 @@ from tracegraph.dashboard.server import ServerThread
 
 LIMIT = 4096
 PROTO = 'application/x-protobuf'
-TOKEN = 's3cret-token'
+TOKEN = 's3cret-token-of-24-chars'
 AUTH_MESSAGE = 'Missing or wrong bearer token: send Authorization: Bearer TOKEN.'
 
 

@@ -48,6 +48,23 @@ def _root(
     """Typed async graphs whose every run is observable: a local dashboard for their traces."""
 
 
+def _warn_about_exposure(host: str, token: str | None) -> None:
+    from .dashboard.auth import MIN_TOKEN_LENGTH
+    from .dashboard.server import is_loopback
+
+    if token is not None and len(token) < MIN_TOKEN_LENGTH:
+        _err.print(
+            f'[bold yellow]warning:[/] the token has {len(token)} characters: use at least {MIN_TOKEN_LENGTH} random '
+            "ones (python -c 'import secrets; print(secrets.token_urlsafe(24))'); wrong tokens are limited per "
+            'address, but that cannot stop a guesser who sends many at once.'
+        )
+    if not is_loopback(host) and token is None:
+        _err.print(
+            f'[bold yellow]warning:[/] binding {host} without --token: anyone who can reach this port '
+            'can send spans and read your traces.'
+        )
+
+
 @app.command()
 def serve(
     host: Annotated[
@@ -78,6 +95,12 @@ def serve(
             help='Another Host name to answer for, besides loopback names and IP addresses (repeatable; * for any).'
         ),
     ] = None,
+    forwarded_allow_ips: Annotated[
+        str | None,
+        typer.Option(
+            help='Comma-separated proxies (addresses, networks, *) whose X-Forwarded-For is believed; none by default.'
+        ),
+    ] = None,
     grpc_port: Annotated[
         int, typer.Option(help='Port for OTLP/gRPC ingest (what most SDKs and the zero-code agent send to by default).')
     ] = 4317,
@@ -90,8 +113,9 @@ def serve(
     """Run the local dashboard: an OTLP/HTTP receiver (POST /v1/traces, /v1/metrics), a DuckDB store and a web UI."""
     from .dashboard.app import ServeOptions
     from .dashboard.auth import check_token
+    from .dashboard.connections import raise_descriptor_limit
     from .dashboard.grpcreceiver import GrpcReceiver
-    from .dashboard.server import bind_socket, default_decode_workers, free_grpc_port, is_loopback, make_server
+    from .dashboard.server import bind_socket, default_decode_workers, free_grpc_port, make_server
     from .dashboard.serving import announce
     from .dashboard.store import Store, StoreError, default_db_path
     from .exporters.settings import http_url
@@ -102,12 +126,11 @@ def serve(
         check_token(token)
     except ValueError as exc:
         _fail(str(exc))
+    _warn_about_exposure(host, token)
+    # What the server creates (the store, its WAL, the address file) is readable by this user alone.
+    os.umask(os.umask(0o077) | 0o077)
+    raise_descriptor_limit()
     path = db or default_db_path()
-    if not is_loopback(host) and token is None:
-        _err.print(
-            f'[bold yellow]warning:[/] binding {host} without --token: anyone who can reach this port '
-            'can send spans and read your traces.'
-        )
     if not 0 <= port <= 65535:
         _fail(f'--port must be from 0 to 65535 (0 picks a free port), got {port}')
     if not no_grpc and not 0 <= grpc_port <= 65535:
@@ -158,6 +181,7 @@ def serve(
         decode_workers=default_decode_workers() if decode_workers is None else decode_workers,
         bind_host=host,
         allowed_hosts=allowed_host or (),
+        forwarded_allow_ips=[a.strip() for a in (forwarded_allow_ips or '').split(',') if a.strip()],
         stale_after=stale_after,
         grpc=grpc,
     )

@@ -52,6 +52,9 @@ class ServeOptions:
     """The address the server listens on; its name is one the Host check accepts (see `guards`)."""
     allowed_hosts: Sequence[str] = ()
     """More Host names to answer for (`*`: any)."""
+    forwarded_allow_ips: Sequence[str] = ()
+    """Proxies (addresses, networks, or `*`) whose `X-Forwarded-For` / `X-Forwarded-Proto` are believed; none by
+    default, so a request's address is its connection's peer (what the wrong-token limit counts)."""
     stale_after: float = 600.0
     """Seconds after its last node span ended at which a run without its run span is stale."""
     grpc: GrpcReceiver | None = None

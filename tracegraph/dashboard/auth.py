@@ -6,15 +6,24 @@ that this process remembers (never the token itself), valid for `SESSION_SECONDS
 and `Secure` when served over TLS. `/logout` forgets the session. Sessions live in memory: a restart signs everyone
 out.
 
-Wrong tokens are counted per client address; after `MAX_FAILURES` within `FAILURE_WINDOW` seconds that address is
-answered 429 (with `Retry-After`) on every attempt that would check a token — the form and bearer headers alike,
-right tokens included, so guessing gains nothing — until the window has passed. Sessions already signed in keep
-working.
+The right token is always accepted, from any address, however many wrong ones came before: a guesser on the same
+host cannot lock out a correctly configured exporter. Wrong tokens are counted per client address and per presented
+token (a fingerprint of it; the token itself is not kept); an address that sent `MAX_FAILURES` wrong tokens within
+`FAILURE_WINDOW` seconds, or a wrong token presented that often from anywhere, is answered 429 with `Retry-After`
+instead of 401 until the window has passed, which tells a misconfigured client to back off, and the log says so in
+one line per episode. The client address is the connection's peer: proxy headers count only from the proxies the
+server was told to trust (`--forwarded-allow-ips`). This cannot slow down a guesser who sends requests in parallel
+(the right token must get through at once), so the token must be one nobody can guess: `serve` warns about one
+shorter than `MIN_TOKEN_LENGTH` characters.
+
+Every reply to a path that needs the token carries `Cache-Control: no-store`, so no browser or proxy keeps it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
+import logging
 import secrets
 import threading
 import time
@@ -25,7 +34,7 @@ from urllib.parse import parse_qs
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .markup import layout
 from .receiver import error_response
@@ -36,6 +45,7 @@ __all__ = (
     'MAX_FAILURES',
     'FAILURE_WINDOW',
     'AUTH_MESSAGE',
+    'MIN_TOKEN_LENGTH',
     'check_token',
     'TokenAuth',
 )
@@ -44,10 +54,13 @@ SESSION_COOKIE = 'tracegraph_session'
 SESSION_SECONDS = 12 * 3600
 MAX_FAILURES = 10
 FAILURE_WINDOW = 60.0
+MIN_TOKEN_LENGTH = 16
+"""Below this many characters `serve` warns that the token could be guessed."""
 MAX_SESSIONS = 1024
 """Sessions remembered at once; signing in beyond it ends the oldest."""
 AUTH_MESSAGE = 'Missing or wrong bearer token: send Authorization: Bearer TOKEN.'
 _PUBLIC = ('/healthz', '/login', '/static/', '/favicon.ico')
+_log = logging.getLogger('tracegraph.dashboard')
 
 
 def check_token(token: str | None) -> str | None:
@@ -93,37 +106,54 @@ class _Sessions:
 
 @dataclass
 class _Failures:
-    """Wrong tokens per client address in the last `FAILURE_WINDOW` seconds."""
+    """Wrong tokens in the last `FAILURE_WINDOW` seconds, per client address and per presented token's fingerprint."""
 
     _times: dict[str, deque[float]] = field(default_factory=dict[str, deque[float]])
+    _limited: set[str] = field(default_factory=set[str])
+    """Keys over the limit now, so that an episode is logged once."""
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def _recent(self, client: str, now: float) -> deque[float]:
-        times = self._times.setdefault(client, deque())
+    def _recent(self, key: str, now: float) -> deque[float]:
+        times = self._times.setdefault(key, deque())
         while times and times[0] <= now - FAILURE_WINDOW:
             times.popleft()
         return times
 
-    def retry_after(self, client: str) -> int:
-        """Seconds until `client` may try a token again; 0 when it may now."""
-        now = time.monotonic()
-        with self._lock:
-            times = self._recent(client, now)
-            if len(times) < MAX_FAILURES:
-                return 0
-            return max(1, int(times[-MAX_FAILURES] + FAILURE_WINDOW - now + 0.999))
+    def _wait(self, key: str, now: float) -> int:
+        times = self._recent(key, now)
+        if len(times) < MAX_FAILURES:
+            self._limited.discard(key)
+            return 0
+        return max(1, int(times[-MAX_FAILURES] + FAILURE_WINDOW - now + 0.999))
 
-    def add(self, client: str) -> None:
+    def retry_after(self, client: str, given: str) -> int:
+        """Seconds until `client`, or anyone presenting `given`, is answered 401 rather than 429 for a wrong token."""
         now = time.monotonic()
         with self._lock:
-            self._recent(client, now).append(now)
-            if len(self._times) > 10_000:  # forget quiet clients rather than grow without bound
+            return max(self._wait(f'addr {client}', now), self._wait(_fingerprint(given), now))
+
+    def add(self, client: str, given: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            for key in (f'addr {client}', _fingerprint(given)):
+                self._recent(key, now).append(now)
+                if self._wait(key, now) and key not in self._limited:
+                    self._limited.add(key)
+                    what = f'from {client}' if key.startswith('addr ') else f'presenting one wrong token ({key})'
+                    _log.warning(
+                        'tracegraph serve: %d wrong tokens in %d s %s: answering 429 until they stop '
+                        '(the right token is still accepted)',
+                        MAX_FAILURES,
+                        FAILURE_WINDOW,
+                        what,
+                    )
+            if len(self._times) > 10_000:  # forget quiet keys rather than grow without bound
                 for key in [k for k, v in self._times.items() if not v]:
                     del self._times[key]
 
-    def clear(self, client: str) -> None:
-        with self._lock:
-            self._times.pop(client, None)
+
+def _fingerprint(given: str) -> str:
+    return 'token ' + hashlib.sha256(given.encode()).hexdigest()[:12]
 
 
 def _client(scope: Scope) -> str:
@@ -153,6 +183,20 @@ def _login_page(next_path: str, *, status: int = 200, error: str = '') -> Respon
     return layout('Sign in', form, status=status)
 
 
+def _no_store(send: Send) -> Send:
+    """`send`, adding `Cache-Control: no-store` to the reply's headers (unless it sets its own)."""
+
+    async def sending(message: Message) -> None:
+        if message['type'] == 'http.response.start':
+            headers = list(message.get('headers', []))
+            if not any(k.lower() == b'cache-control' for k, _ in headers):
+                headers.append((b'cache-control', b'no-store'))
+            message = {**message, 'headers': headers}
+        await send(message)
+
+    return sending
+
+
 def _safe_next(path: str) -> str:
     # only a path on this server: `//host` and `/\host` are other sites to a browser
     return path if path.startswith('/') and not path.startswith(('//', '/\\')) else '/'
@@ -176,6 +220,8 @@ class TokenAuth:
             await self.app(scope, receive, send)
             return
         path: str = scope.get('path', '')
+        if not path.startswith(_PUBLIC) or path == '/login':
+            send = _no_store(send)
         if path == '/login':
             response = await self._login(Request(scope, receive))
         elif path == '/logout':
@@ -200,11 +246,12 @@ class TokenAuth:
         auth = headers.get('authorization', '')
         path: str = scope.get('path', '')
         client = _client(scope)
-        wait = self._failures.retry_after(client)
-        if not wait and auth[:7].lower() == 'bearer ':
-            if self._token_ok(auth[7:].strip()):
-                return None
-            self._failures.add(client)
+        given = auth[7:].strip() if auth[:7].lower() == 'bearer ' else None
+        if given is not None and self._token_ok(given):
+            return None
+        if given is not None:
+            self._failures.add(client, given)
+        wait = 0 if given is None else self._failures.retry_after(client, given)
         status, message = (429, f'Too many wrong tokens from {client}: try again in {wait} s.') if wait else (401, '')
         message = message or AUTH_MESSAGE
         if path.startswith('/v1/'):
@@ -230,15 +277,14 @@ class TokenAuth:
         given = (form.get('token') or [''])[0]
         next_path = _safe_next((form.get('next') or ['/'])[0])
         client = _client(request.scope)
-        wait = self._failures.retry_after(client)
-        if wait:
-            response = _login_page(next_path, status=429, error=f'Too many wrong tokens: try again in {wait} s.')
-            response.headers['Retry-After'] = str(wait)
-            return response
         if not self._token_ok(given):
-            self._failures.add(client)
+            self._failures.add(client, given)
+            wait = self._failures.retry_after(client, given)
+            if wait:
+                response = _login_page(next_path, status=429, error=f'Too many wrong tokens: try again in {wait} s.')
+                response.headers['Retry-After'] = str(wait)
+                return response
             return _login_page(next_path, status=401, error='Wrong token.')
-        self._failures.clear(client)
         response = RedirectResponse(next_path, status_code=303)
         response.set_cookie(
             SESSION_COOKIE,

@@ -15,6 +15,7 @@ import uvicorn
 
 from ..exporters.settings import http_url
 from .app import ServeOptions, create_app
+from .connections import KEEP_ALIVE_TIMEOUT, GuardedH11Protocol
 from .grpcreceiver import GrpcReceiver
 from .receiver import DEFAULT_MAX_BODY
 from .store import Store
@@ -75,7 +76,18 @@ def free_grpc_port(host: str) -> int:
 def make_server(store: Store, options: ServeOptions | None = None, *, log_level: str = 'warning') -> uvicorn.Server:
     """A uvicorn server for the dashboard app over `store`; run it with `server.run(sockets=[...])`."""
     app = create_app(store, options)
-    config = uvicorn.Config(app, log_level=log_level, access_log=False, lifespan='on', timeout_graceful_shutdown=5)
+    forwarded = list((options or ServeOptions()).forwarded_allow_ips)
+    config = uvicorn.Config(
+        app,
+        log_level=log_level,
+        access_log=False,
+        lifespan='on',
+        timeout_graceful_shutdown=5,
+        http=GuardedH11Protocol,  # header-read timeout and connection cap (`connections`)
+        timeout_keep_alive=int(KEEP_ALIVE_TIMEOUT),
+        proxy_headers=bool(forwarded),  # uvicorn's default believes them from loopback
+        forwarded_allow_ips=forwarded or None,
+    )
     return uvicorn.Server(config)
 
 
@@ -104,6 +116,8 @@ class ServerThread:
     """Processes decoding large span requests; 0 (the default here) decodes in threads."""
     allowed_hosts: Sequence[str] = ()
     """Host names answered besides loopback and IP addresses (see `guards.HostGuard`)."""
+    forwarded_allow_ips: Sequence[str] = ()
+    """Proxies whose forwarded headers are believed (see `ServeOptions.forwarded_allow_ips`)."""
     stale_after: float = 600.0
     """Seconds after its last node span ended at which a run without its run span is shown as stale."""
     grpc_port: int | None = None
@@ -153,6 +167,7 @@ class ServerThread:
             decode_workers=self.decode_workers,
             bind_host=self.host,
             allowed_hosts=self.allowed_hosts,
+            forwarded_allow_ips=self.forwarded_allow_ips,
             stale_after=self.stale_after,
             grpc=self._grpc,
         )
