@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import resource
 import signal
 import subprocess
 import sys
@@ -110,9 +111,17 @@ class Served:
 
 
 @contextmanager
-def serve_process(data: Path, *args: str, banner_lines: int = 5) -> Generator[Served]:
+def serve_process(
+    data: Path, *args: str, banner_lines: int = 5, max_open_files: int | None = None
+) -> Generator[Served]:
     """`python -m tracegraph.cli serve --port 0 --grpc-port 0 ARGS` with its store under `data`, stopped with Ctrl-C
-    after (`--no-grpc` in `args` leaves gRPC off; the banner then has a line less)."""
+    after (`--no-grpc` in `args` leaves gRPC off; the banner then has a line less); `max_open_files` caps the
+    process's open files (its hard limit)."""
+
+    def limit() -> None:
+        if max_open_files is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (max_open_files, max_open_files))
+
     env = {**os.environ, 'COLUMNS': '250', 'XDG_DATA_HOME': str(data)}
     grpc = [] if '--no-grpc' in args else ['--grpc-port', '0']
     proc = subprocess.Popen(
@@ -121,6 +130,7 @@ def serve_process(data: Path, *args: str, banner_lines: int = 5) -> Generator[Se
         stderr=subprocess.STDOUT,
         text=True,
         env=env,
+        preexec_fn=limit if max_open_files is not None else None,
     )
     lines: queue.Queue[str] = queue.Queue()
 

@@ -82,7 +82,9 @@ def test_no_warning_on_loopback_or_with_token() -> None:
         runner = CliRunner()
         local = runner.invoke(app, ['serve', '--port', str(port)], env={'COLUMNS': '250'})
         tokened = runner.invoke(
-            app, ['serve', '--host', '0.0.0.0', '--port', str(port), '--token', 'a-token-of-24-characters'], env={'COLUMNS': '250'}
+            app,
+            ['serve', '--host', '0.0.0.0', '--port', str(port), '--token', 'a-token-of-24-characters'],
+            env={'COLUMNS': '250'},
         )
     assert local.output.splitlines() == [f'error: cannot listen on 127.0.0.1:{port}: Address already in use']
     assert tokened.output.splitlines() == [f'error: cannot listen on 0.0.0.0:{port}: Address already in use']

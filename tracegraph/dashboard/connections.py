@@ -5,7 +5,8 @@ runs out of file descriptors, so `/healthz` and ingest answer while someone hold
   response): a client that connects and sends nothing, or dribbles its headers (slowloris), is closed.
 - After a response, a keep-alive connection that sends no new request is closed after `KEEP_ALIVE_TIMEOUT` seconds
   (uvicorn's `timeout_keep_alive`).
-- At most `max_connections()` connections are open at once. A new one beyond it closes the connection that has been
+- At most `max_connections()` connections are open at once (4,096, fewer under a lower open-files limit, which
+  `serve` raises to its hard limit). A new one beyond it closes the connection that has been
   idle (waiting for a request) longest; when every connection is busy with a request, the new one is answered 503
   and closed. Either is logged once per episode, not per connection.
 
@@ -18,17 +19,28 @@ from __future__ import annotations
 import asyncio
 import logging
 import resource
-from typing import Any, ClassVar, cast
+from collections import OrderedDict
+from typing import Any, ClassVar
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-__all__ = ('HEADER_TIMEOUT', 'KEEP_ALIVE_TIMEOUT', 'GuardedH11Protocol', 'max_connections', 'raise_descriptor_limit')
+__all__ = (
+    'ACCEPT_BATCH',
+    'HEADER_TIMEOUT',
+    'KEEP_ALIVE_TIMEOUT',
+    'GuardedH11Protocol',
+    'max_connections',
+    'raise_descriptor_limit',
+)
 
 HEADER_TIMEOUT = 10.0
 KEEP_ALIVE_TIMEOUT = 5.0
 _CAP = 4096
-_RESERVED_DESCRIPTORS = 128
-"""Kept free of connections for the store's files, the gRPC receiver, decode workers and logs."""
+ACCEPT_BATCH = 128
+"""The listen backlog, which is also how many connections asyncio accepts in one go: up to about three batches are
+accepted before the first of them can be turned away, so the cap leaves room for four."""
+_RESERVED_DESCRIPTORS = 128 + 4 * ACCEPT_BATCH
+"""Kept free of connections: the store's files, the gRPC receiver, decode workers and logs, and the accept batches."""
 _BUSY = b'HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\nretry-after: 1\r\n\r\n'
 _log = logging.getLogger('tracegraph.dashboard')
 
@@ -56,19 +68,24 @@ class GuardedH11Protocol(H11Protocol):
     _episode: ClassVar[bool] = False
     """Whether the cap is being hit now (logged once until the server is below it again)."""
 
-    _idle_since: float = 0.0
+    _idle_by_server: ClassVar[dict[int, OrderedDict[GuardedH11Protocol, None]]] = {}
+    """Per server (its set of connections), the connections waiting for a request, longest idle first."""
     _timer: asyncio.TimerHandle | None = None
     _armed_for: Any = None
 
+    def _idle(self) -> OrderedDict[GuardedH11Protocol, None]:
+        return self._idle_by_server.setdefault(id(self.connections), OrderedDict())
+
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._idle_since = self.loop.time()
+        self._idle()[self] = None
         self._arm()
         cls = GuardedH11Protocol
         if cls._cap is None:
             cls._cap = max_connections()
         if len(self.connections) <= cls._cap:
-            cls._episode = False
+            if len(self.connections) < cls._cap * 0.9:  # well below it again: the next time is a new episode
+                cls._episode = False
             return
         victim = self._longest_idle()
         if not cls._episode:
@@ -79,6 +96,7 @@ class GuardedH11Protocol(H11Protocol):
                 'closing the longest idle ones' if victim is not None else 'answering new ones 503 while all are busy',
             )
         if victim is not None:
+            self._idle().pop(victim, None)
             victim.transport.close()
         else:
             transport.write(_BUSY)
@@ -89,16 +107,23 @@ class GuardedH11Protocol(H11Protocol):
         if self.cycle is not self._armed_for and self._timer is not None:  # a new request's headers arrived
             self._timer.cancel()
             self._timer = None
+            self._idle().pop(self, None)
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
-        self._idle_since = self.loop.time()
+        idle = self._idle()
+        idle[self] = None
+        idle.move_to_end(self)
         self._arm()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        idle = self._idle()
+        idle.pop(self, None)
+        if len(self.connections) <= 1:  # the server's last connection: forget its registry
+            self._idle_by_server.pop(id(self.connections), None)
         super().connection_lost(exc)
 
     def _arm(self) -> None:
@@ -112,11 +137,8 @@ class GuardedH11Protocol(H11Protocol):
         if self.cycle is self._armed_for and not self.transport.is_closing():
             self.transport.close()
 
-    def _idle(self) -> bool:
-        cycle: Any = self.cycle  # None until the first request (uvicorn types it as always set)
-        return cycle is None or bool(cycle.response_complete)
-
     def _longest_idle(self) -> GuardedH11Protocol | None:
-        open_ = cast('set[object]', self.connections)
-        idle = [c for c in open_ if c is not self and isinstance(c, GuardedH11Protocol) and c._idle()]
-        return min(idle, key=lambda c: c._idle_since, default=None)
+        for connection in self._idle():
+            if connection is not self:
+                return connection
+        return None

@@ -15,7 +15,7 @@ import uvicorn
 
 from ..exporters.settings import http_url
 from .app import ServeOptions, create_app
-from .connections import KEEP_ALIVE_TIMEOUT, GuardedH11Protocol
+from .connections import ACCEPT_BATCH, KEEP_ALIVE_TIMEOUT, GuardedH11Protocol
 from .grpcreceiver import GrpcReceiver
 from .receiver import DEFAULT_MAX_BODY
 from .store import Store
@@ -84,6 +84,7 @@ def make_server(store: Store, options: ServeOptions | None = None, *, log_level:
         lifespan='on',
         timeout_graceful_shutdown=5,
         http=GuardedH11Protocol,  # header-read timeout and connection cap (`connections`)
+        backlog=ACCEPT_BATCH,
         timeout_keep_alive=int(KEEP_ALIVE_TIMEOUT),
         proxy_headers=bool(forwarded),  # uvicorn's default believes them from loopback
         forwarded_allow_ips=forwarded or None,
