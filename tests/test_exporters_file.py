@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import stat
 import subprocess
 import sys
 import textwrap
@@ -19,7 +20,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 import tracegraph
 from tracegraph import NodeTimeline
-from tracegraph.exporters import JsonLinesSpanExporter, TelemetryCapture, configure, read_spans
+from tracegraph.exporters import JsonLinesSpanExporter, SpoolOptions, TelemetryCapture, configure, read_spans
 from tracegraph.tracing import attributes as attr
 
 pytestmark = pytest.mark.anyio
@@ -163,7 +164,6 @@ def test_a_full_disk_leaves_no_torn_line(tmp_path: Path, monkeypatch: pytest.Mon
     import errno
     import os
 
-    from tracegraph.exporters import file as file_module
 
     path = tmp_path / 'f.jsonl'
     exporter = JsonLinesSpanExporter(path)
@@ -171,11 +171,11 @@ def test_a_full_disk_leaves_no_torn_line(tmp_path: Path, monkeypatch: pytest.Mon
     real_pwrite = os.pwrite
 
     def half_then_enospc(fd: int, data: bytes | memoryview, offset: int) -> int:
-        monkeypatch.setattr(file_module.os, 'pwrite', real_pwrite)
+        monkeypatch.setattr(os, 'pwrite', real_pwrite)
         real_pwrite(fd, bytes(data[: len(data) // 2]), offset)
         raise OSError(errno.ENOSPC, 'No space left on device')
 
-    monkeypatch.setattr(file_module.os, 'pwrite', half_then_enospc)
+    monkeypatch.setattr(os, 'pwrite', half_then_enospc)
     assert exporter.export(make_spans()).name == 'FAILURE'
     assert exporter.export(make_spans()).name == 'SUCCESS'
     assert len(read_spans(path, strict=True)) == 8  # no torn line anywhere
@@ -192,3 +192,13 @@ def test_reads_collector_style_lines_with_many_spans(tmp_path: Path) -> None:
     collector.write_text(json.dumps(merged) + '\n')
     assert [s.name for s in read_spans(collector)] == [s.name for s in spans]
     assert len(NodeTimeline.all_from_spans(read_spans(collector))) == 2
+
+
+def test_the_file_and_the_spool_directory_are_private(tmp_path: Path) -> None:
+    path = tmp_path / 'spans.jsonl'
+    spool = tmp_path / 'spool'
+    with configure(file=path, spool=SpoolOptions(directory=spool), metrics=False, set_global=False) as telemetry:
+        graph = counter_graph(telemetry.tracer_provider)
+        graph.run_sync(Increment(2))
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(spool.stat().st_mode) == 0o700

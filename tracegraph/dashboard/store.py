@@ -145,7 +145,7 @@ class Store:
         self.path = str(path)
         try:
             if self.path != ':memory:':
-                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+                Path(self.path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
                 if Path(self.path).is_dir():
                     raise StoreError(f'{self.path} is a directory: pass a file for --db')
             # A bigger WAL between checkpoints: each checkpoint rewrites the table's last, growing row group, so

@@ -65,7 +65,7 @@ class JsonLinesSpanExporter(SpanExporter):
         data = ''.join(span_to_json_line(s) + '\n' for s in spans).encode()
         with self._lock:
             try:
-                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o644)
+                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600)  # spans are private: this user's alone
             except OSError as e:
                 logger.error('tracegraph: cannot open %s to append %d spans: %s', self.path, len(spans), e)
                 return SpanExportResult.FAILURE

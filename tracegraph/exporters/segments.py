@@ -225,7 +225,7 @@ class SegmentStore:
 
     def _recreate_directory(self) -> list[Dropped]:
         """The directory was removed from outside, with its segments: make it again and count what they held."""
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         lost = sum(s.spans for s in self._segments.values())
         logger.error('tracegraph spool: %s was removed with %d unsent spans; made it again', self.directory, lost)
         self._segments.clear()

@@ -229,7 +229,7 @@ def check_spool_dir(value: str | os.PathLike[str], setting: str = 'spool directo
     """
     path = Path(value)
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)  # unsent spans are private: this user's alone
         with tempfile.TemporaryFile(dir=path):
             pass
     except OSError as e:
@@ -245,8 +245,7 @@ def check_file(value: str | os.PathLike[str]) -> Path:
     """
     path = Path(value)
     try:
-        with path.open('a', encoding='utf-8'):
-            pass
+        os.close(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600))
     except OSError as e:
         raise ConfigurationError(f'file {str(path)!r} cannot be opened for appending: {e}') from e
     return path

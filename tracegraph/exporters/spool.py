@@ -111,7 +111,7 @@ class SpoolSpanExporter(SpanExporter):
                 # a name no other spool looks at before it takes the name they do (else one could take it as dead).
                 name = f'{_WORKER_PREFIX}{os.getpid()}-{secrets.token_hex(4)}'
                 making = path / f'.{name}'
-                making.mkdir()
+                making.mkdir(mode=0o700)
                 self._store = self._open_store(making)
                 os.rename(making, path / name)
                 self._store.directory = path / name

@@ -214,7 +214,8 @@ class FileStatePersistence(BaseStatePersistence[StateT, RunEndT]):
         data = self._adapter().dump_json(snapshots, indent=2)
         tmp = self.json_file.with_name(f'{self.json_file.name}.{os.getpid()}.tmp')
         try:
-            with open(tmp, 'wb') as f:
+            # 0600: a run's state is this user's alone.
+            with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), 'wb') as f:
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
