@@ -164,7 +164,6 @@ def test_a_full_disk_leaves_no_torn_line(tmp_path: Path, monkeypatch: pytest.Mon
     import errno
     import os
 
-
     path = tmp_path / 'f.jsonl'
     exporter = JsonLinesSpanExporter(path)
     assert exporter.export(make_spans()).name == 'SUCCESS'

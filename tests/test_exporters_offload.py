@@ -199,6 +199,33 @@ def test_a_dead_export_process_is_replaced() -> None:
         processor.shutdown()
 
 
+def test_spans_a_killed_export_process_had_not_sent_are_counted_exactly() -> None:
+    """Received + counted lost = produced, over several SIGKILLs of the child while spans stream in."""
+    with OtlpHttpReceiver() as receiver:
+        processor = OffloadSpanProcessor(_target(receiver, 'http/protobuf'), schedule_delay=0.01)
+        produced = 0
+        for _ in range(4):
+            for _ in range(30):
+                batch = make_spans(runs=3)
+                for span in batch:
+                    processor.on_end(span)
+                produced += len(batch)
+            pid = processor.child_pid
+            assert pid is not None
+            os.kill(pid, signal.SIGKILL)  # with spans in its pipe and in its batches
+            assert wait_until(lambda: _exited(pid))
+        for span in (batch := make_spans(runs=3)):
+            processor.on_end(span)
+        produced += len(batch)
+        assert wait_until(lambda: processor.child_pid not in (None, pid))
+        processor.force_flush()
+        processor.shutdown()
+        received = [s.span_id for s in receiver.spans()]
+    lost = processor.dropped.counts.get('export_failed', 0)
+    assert len(received) == len(set(received))
+    assert lost > 0 and len(received) + lost == produced, (len(received), lost, produced)
+
+
 def _exited(pid: int) -> bool:
     try:
         waited, _ = os.waitpid(pid, os.WNOHANG)

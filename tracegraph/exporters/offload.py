@@ -16,10 +16,12 @@ Contract:
   before the call; `shutdown()` flushes, closes the pipe and waits for the child.
 - Counted in `dropped`, reason `export_failed`: a batch the backend refuses for good (HTTP 400/413, gRPC
   INVALID_ARGUMENT) or for longer than 10 s of retries, spans it rejects in a partial success, and spans that
-  could not be written to a child that died (it is started again at the next write). Reason `queue_full`: spans
-  ended while more than `max_buffer_bytes` wait for the pipe. Spans a dead child had read but not yet sent are
-  lost uncounted (the SDK's batch processor loses its queue the same way when its process dies), and a
-  `force_flush()` waiting on it returns False.
+  could not be written to a child that died (it is started again at the next write), and spans a child that
+  died had been given but had not settled: the child reports each batch it settles (`S <sent>` / `D <lost>`), the
+  parent counts the spans it wrote, and when the child's output ends the difference is counted. The one span count
+  this can get wrong is a batch the backend took just before the child was killed, ahead of its report: counted
+  lost though delivered (never the reverse). Reason `queue_full`: spans ended while more than `max_buffer_bytes`
+  wait for the pipe. A `force_flush()` waiting on a child that died returns False.
 - When the graph's process is SIGKILLed, the child still exports what it had read (it exports on end of input);
   spans ended less than `schedule_delay` before the kill are still in the parent's buffer and lost, as with the
   SDK's batch processor.
@@ -100,6 +102,8 @@ class OffloadSpanProcessor(SpanProcessor):
         self._closed = False
         self._child: subprocess.Popen[bytes] | None = None
         self._acks_thread: threading.Thread | None = None
+        self._written: dict[int, int] = {}
+        """Spans written to each child (by pid) whose output has not ended yet."""
         try:
             self._spawn()
         except OSError as e:
@@ -122,7 +126,7 @@ class OffloadSpanProcessor(SpanProcessor):
         self._wake = threading.Condition(self._lock)
         self._chunks, self._buffered, self._spans_buffered = [], 0, 0
         self._writer_state = RecordWriter()
-        self._acks = {}
+        self._acks, self._written = {}, {}
         self._child = None  # the parent's: its pipes stay the parent's to close
         self._spawn()
         self._start_writer()
@@ -205,20 +209,31 @@ class OffloadSpanProcessor(SpanProcessor):
         assert child.stdout is not None
         child.stdin.write(frame('C', asdict(self._target)))
         child.stdin.flush()
-        self._child = child
-        self._acks_thread = threading.Thread(target=self._read_acks, args=(child.stdout,), daemon=True)
+        with self._lock:
+            self._child = child
+            self._written[child.pid] = 0
+        self._acks_thread = threading.Thread(target=self._read_acks, args=(child.stdout, child.pid), daemon=True)
         self._acks_thread.start()
 
-    def _read_acks(self, stdout: IO[bytes]) -> None:
+    def _read_acks(self, stdout: IO[bytes], pid: int) -> None:
+        settled = 0
         for line in stdout:
             parts = line.split()
-            if len(parts) == 2 and parts[0] == b'D':
-                self.dropped.add('export_failed', int(parts[1]))
+            if len(parts) == 2 and parts[0] in (b'S', b'D'):
+                settled += int(parts[1])
+                if parts[0] == b'D':
+                    self.dropped.add('export_failed', int(parts[1]))
             elif len(parts) == 2 and parts[0] == b'F':
                 with self._lock:
                     found = self._acks.get(int(parts[1]))
                 if found is not None:
                     found[0].set()
+        # The child's output ended: it exited (having settled everything it was given) or died (not having).
+        with self._lock:
+            unsettled = self._written.pop(pid, 0) - settled
+        if unsettled > 0:
+            logger.warning('tracegraph: the export process died with %d spans it had not sent', unsettled)
+            self.dropped.add('export_failed', unsettled)
 
     def _write_loop(self) -> None:
         while True:
@@ -241,6 +256,12 @@ class OffloadSpanProcessor(SpanProcessor):
             assert child.stdin is not None
             child.stdin.write(data)  # blocks (GIL released) while the child is behind: back-pressure
             child.stdin.flush()
+            with self._lock:
+                late = child.pid not in self._written  # its output already ended: the pipe took them, nobody reads
+                if not late:
+                    self._written[child.pid] += spans
+            if late:
+                self.dropped.add('export_failed', spans)
         except (OSError, ValueError, AssertionError):
             with self._lock:
                 # Frames queued meanwhile name resources and scopes the new child never saw: they go too.
@@ -339,8 +360,9 @@ class _Child:
             records = self._batches.get()
             if self._senders:
                 lost = self._send(encode_records(records, self._reader.resources, self._reader.scopes), len(records))
-                if lost:
-                    self._answer(b'D %d\n' % lost)
+                self._answer(b'S %d\nD %d\n' % (len(records) - lost, lost) if lost else b'S %d\n' % len(records))
+            else:
+                self._answer(b'D %d\n' % len(records))
             self._batches.task_done()
 
     def _send(self, payload: bytes, spans: int) -> int:
