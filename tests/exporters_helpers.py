@@ -9,6 +9,7 @@ Run as a script to serve until killed: `python tests/exporters_helpers.py http|g
 
 from __future__ import annotations
 
+import gzip
 import socket
 import sys
 import threading
@@ -256,7 +257,9 @@ class OtlpHttpReceiver(Receiver):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get('Content-Length', '0')))
                 with receiver.lock:
-                    receiver.bodies.append(body)
+                    receiver.bodies.append(body)  # as it came over the wire
+                if self.headers.get('Content-Encoding', '').lower() == 'gzip':
+                    body = gzip.decompress(body)
                 if self.path == '/v1/metrics':
                     receiver.accept_metrics(metrics_service_pb2.ExportMetricsServiceRequest.FromString(body))
                     self._answer(200, metrics_service_pb2.ExportMetricsServiceResponse().SerializeToString())

@@ -222,15 +222,15 @@ def test_a_global_provider_that_takes_no_processors_is_a_clear_error() -> None:
 @pytest.mark.parametrize(
     ('variables', 'processors', 'readers'),
     [
-        ({}, ['OffloadSpanProcessor'], ['PeriodicExportingMetricReader']),
+        ({}, ['CountingBatchSpanProcessor'], ['PeriodicExportingMetricReader']),
         ({'OTEL_TRACES_EXPORTER': 'none'}, [], ['PeriodicExportingMetricReader']),
         ({'OTEL_TRACES_EXPORTER': 'console'}, ['ConsoleTimelineProcessor'], ['PeriodicExportingMetricReader']),
         (
             {'OTEL_TRACES_EXPORTER': 'otlp,console'},
-            ['ConsoleTimelineProcessor', 'OffloadSpanProcessor'],
+            ['ConsoleTimelineProcessor', 'CountingBatchSpanProcessor'],
             ['PeriodicExportingMetricReader'],
         ),
-        ({'OTEL_METRICS_EXPORTER': 'none'}, ['OffloadSpanProcessor'], []),
+        ({'OTEL_METRICS_EXPORTER': 'none'}, ['CountingBatchSpanProcessor'], []),
         ({'OTEL_TRACES_EXPORTER': 'none', 'OTEL_METRICS_EXPORTER': 'none'}, [], []),
     ],
 )

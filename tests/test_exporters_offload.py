@@ -352,28 +352,11 @@ def _span_processor_names(**kwargs: Any) -> list[str]:
         return [type(p).__name__ for p in telemetry.span_processors]
 
 
-def test_configure_exports_from_a_child_process_by_default(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    """On by default for OTLP spans; in process where the child could not be Python or the batch processor is tuned."""
-    from tracegraph.exporters import SpoolOptions
-
-    caplog.set_level('INFO', 'tracegraph.exporters')
-    assert _span_processor_names() == ['OffloadSpanProcessor']
+def test_configure_exports_in_process_unless_the_child_is_asked_for(tmp_path: Path) -> None:
+    """The SDK's batch processor and exporter by default; the child process only with `export_process=True`."""
+    assert _span_processor_names() == ['CountingBatchSpanProcessor']
+    assert _span_processor_names(export_process=True) == ['OffloadSpanProcessor']
     assert _span_processor_names(export_process=False) == ['CountingBatchSpanProcessor']
-    assert _span_processor_names(spool=SpoolOptions(directory=tmp_path)) == ['CountingBatchSpanProcessor']
-    with monkeypatch.context() as m:
-        m.setenv('OTEL_BSP_SCHEDULE_DELAY', '100')
-        assert _span_processor_names() == ['CountingBatchSpanProcessor']
-    assert 'exported in process: OTEL_BSP_SCHEDULE_DELAY tune its batch processor' in caplog.text
-    with monkeypatch.context() as m:
-        m.setattr(sys, 'frozen', True, raising=False)
-        assert _span_processor_names() == ['CountingBatchSpanProcessor']
-    assert 'exported in process: this is a frozen application (sys.frozen is set)' in caplog.text
-    with monkeypatch.context() as m:
-        m.setattr(sys, 'executable', '/usr/bin/uwsgi')  # an embedding server: `-m` would start another server
-        assert _span_processor_names() == ['CountingBatchSpanProcessor']
-    assert "exported in process: sys.executable ('/usr/bin/uwsgi') is not a Python interpreter" in caplog.text
 
 
 def test_the_environment_variable_chooses_and_is_checked(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -401,20 +384,6 @@ def test_the_environment_variable_chooses_and_is_checked(monkeypatch: pytest.Mon
     assert str(raised.value) == (
         "TRACEGRAPH_EXPORT_PROCESS='sometimes': expected one of 1, true, yes, on, 0, false, no, off."
     )
-
-
-def test_a_default_export_process_that_cannot_start_falls_back_to_in_process(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    """Asked for, a child that cannot start is an error (above); by default the spans are exported in process."""
-    monkeypatch.setattr(sys, 'executable', '/nonexistent/python')
-    with OtlpHttpReceiver() as receiver:
-        with configure(endpoint=receiver.endpoint, metrics=False, set_global=False) as telemetry:
-            assert [type(p).__name__ for p in telemetry.span_processors] == ['CountingBatchSpanProcessor']
-            counter_graph(telemetry.tracer_provider).run_sync(Increment(0))
-            assert telemetry.force_flush()
-        assert len(receiver.spans()) == 5
-    assert 'OTLP spans are exported in process instead: export_process=True could not start' in caplog.text
 
 
 @pytest.mark.parametrize('kind', ['http', 'grpc'])

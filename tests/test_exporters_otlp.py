@@ -17,6 +17,7 @@ from exporters_helpers import (
     OtlpGrpcReceiver,
     OtlpHttpReceiver,
     Receiver,
+    Reply,
     counter_graph,
     free_port,
     wait_until,
@@ -270,3 +271,24 @@ def test_spans_dropped_by_a_full_queue_or_a_failed_export_are_counted(monkeypatc
             assert points == dropped
         finally:
             telemetry.shutdown()
+
+
+async def test_the_sdk_exporter_variables_apply_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    """configure()'s default is the SDK's exporter: the compression and timeout variables reach it."""
+    with OtlpHttpReceiver() as receiver:
+        monkeypatch.setenv('OTEL_EXPORTER_OTLP_ENDPOINT', receiver.endpoint)
+        monkeypatch.setenv('OTEL_EXPORTER_OTLP_COMPRESSION', 'gzip')
+        with configure(set_global=False, metrics=False) as telemetry:
+            await _run_counter_and_explode(telemetry)
+        assert len(receiver.spans()) == 7
+        assert {h.get('content-encoding') for h in receiver.headers} == {'gzip'}
+        assert all(body[:2] == b'\x1f\x8b' for body in receiver.bodies)  # gzip's magic on the wire
+
+    with OtlpHttpReceiver() as slow:
+        slow.script(*[Reply(delay=3)] * 10)
+        monkeypatch.setenv('OTEL_EXPORTER_OTLP_ENDPOINT', slow.endpoint)
+        monkeypatch.setenv('OTEL_EXPORTER_OTLP_TIMEOUT', '0.5')  # seconds, in SDK 1.45's reading
+        with configure(set_global=False, metrics=False) as telemetry:
+            await _run_counter_and_explode(telemetry)
+            telemetry.force_flush()
+            assert wait_until(lambda: telemetry.dropped_spans.get('export_failed', 0) == 7, timeout=20)

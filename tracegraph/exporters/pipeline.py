@@ -208,12 +208,10 @@ def configure(
         metrics: build a `MeterProvider` exporting tracegraph's metrics over OTLP (and Prometheus, see
             `MetricsOptions`); False for none.
         set_global: install the providers as OpenTelemetry's global ones, which tracegraph uses.
-        export_process: encode and send OTLP spans from a child process (`OffloadSpanProcessor`), so the
-            exporter never holds this process's GIL while a graph steps: the step p99 stays near what it is with
-            no export, for ~5 µs per span of framing on the thread that ends it. Not with `spool`. None (the
-            default, else `TRACEGRAPH_EXPORT_PROCESS`): on for OTLP spans without a spool when this interpreter
-            can start a Python child (not a frozen app or an embedding server), else in process; False: in
-            process (the SDK's batch processor).
+        export_process: True: encode and send OTLP spans from a child process (`OffloadSpanProcessor`), so the
+            exporter never holds this process's GIL while a graph steps (see docs/exporters.md for what it costs
+            and gains). Not with `spool`. None (the default): `TRACEGRAPH_EXPORT_PROCESS`, else False: the SDK's
+            batch processor and OTLP exporter, in process, configured by the standard `OTEL_*` variables.
 
     Raises:
         ConfigurationError: for a bad setting, naming it and its value, before anything is built.
@@ -286,7 +284,7 @@ def configure(
     return telemetry
 
 
-_Offload = Literal['required', 'preferred', 'off']
+_Offload = Literal['required', 'off']
 
 
 def _choose_export_process(
@@ -295,21 +293,13 @@ def _choose_export_process(
     otlp_traces: bool,
     trace_exporters: frozenset[str] | None,
 ) -> _Offload:
-    """Whether OTLP spans go through a child process: asked for (`required`), by default (`preferred`), or not."""
+    """Whether OTLP spans go through a child process: only when asked for (the argument, else the variable); the
+    SDK's batch processor and exporter otherwise, so every `OTEL_*` setting they honour applies."""
     from .offload import why_no_export_process
 
     chosen = export_process if export_process is not None else export_process_from_env()
-    if chosen is False:
+    if not chosen:
         return 'off'
-    if chosen is None:  # the default: wherever it can run, and not where the user tuned the batch processor
-        if not otlp_traces or spool is not None:
-            return 'off'
-        tuned = sorted(name for name in os.environ if name.startswith('OTEL_BSP_'))
-        reason = why_no_export_process() or (f'{", ".join(tuned)} tune its batch processor' if tuned else None)
-        if reason is not None:
-            logger.info('tracegraph: OTLP spans are exported in process: %s', reason)
-            return 'off'
-        return 'preferred'
     setting = 'export_process=True' if export_process else f'{EXPORT_PROCESS_ENV}={os.environ[EXPORT_PROCESS_ENV]}'
     if spool is not None:
         raise ConfigurationError(
@@ -363,23 +353,13 @@ def _span_processors(
     if spool is not None:
         # The spool's point is to survive a crash: a span waits at most this long in memory before it is on disk.
         processors.append(CountingBatchSpanProcessor(spool, drops, schedule_delay_millis=SPOOL_SCHEDULE_DELAY_MILLIS))
-    elif otlp is not None and offload != 'off':
-        processors.append(_offload_processor(otlp, drops, required=offload == 'required'))
+    elif otlp is not None and offload == 'required':
+        from .offload import OffloadSpanProcessor
+
+        processors.append(OffloadSpanProcessor(otlp, drops=drops))
     elif otlp is not None:
         processors.append(CountingBatchSpanProcessor(otlp_span_exporter(otlp), drops))
     return processors
-
-
-def _offload_processor(otlp: OtlpTarget, drops: DropCounter, *, required: bool) -> SpanProcessor:
-    from .offload import OffloadSpanProcessor
-
-    try:
-        return OffloadSpanProcessor(otlp, drops=drops)
-    except ConfigurationError as e:
-        if required:
-            raise
-        logger.warning('tracegraph: OTLP spans are exported in process instead: %s', e)
-        return CountingBatchSpanProcessor(otlp_span_exporter(otlp), drops)
 
 
 def _install(
