@@ -28,6 +28,12 @@ def otel() -> Iterator[Pipeline]:
     pipeline.meter_provider.shutdown()
 
 
+@pytest.fixture(autouse=True)
+def _own_data_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test gets its own data directory: nothing reads or writes the user's dashboard store or its files."""
+    monkeypatch.setenv('XDG_DATA_HOME', str(tmp_path_factory.mktemp('xdg-data')))
+
+
 @pytest.fixture(scope='session')
 def postgres() -> Iterator[PostgresServer]:
     """A throwaway PostgreSQL cluster on a free loopback port, shared by the session's tests (each uses its own run

@@ -168,3 +168,40 @@ def test_the_lowest_versions_run_pins_every_core_floor() -> None:
     disagreeing = {name: (floors[name], pins[name]) for name in pins.keys() & floors.keys()}
     disagreeing = {name: pair for name, pair in disagreeing.items() if not pair[1].startswith(pair[0])}
     assert disagreeing == {}
+
+
+_HIDE = """
+import sys
+class Hide:
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in {HIDDEN!r} or name.startswith('opentelemetry.sdk') and 'opentelemetry.sdk' in {HIDDEN!r}:
+            raise ModuleNotFoundError('No module named ' + repr(name), name=name)
+sys.meta_path.insert(0, Hide())
+"""
+
+
+@pytest.mark.parametrize(
+    ('hidden', 'code', 'message'),
+    [
+        (
+            ['duckdb'],
+            'import tracegraph.dashboard',
+            "tracegraph.dashboard needs the `dashboard` extra (duckdb is missing): pip install 'tracegraph[dashboard]'",
+        ),
+        (
+            ['opentelemetry.sdk'],
+            'import inspect\nfrom tracegraph.exporters import pytest_plugin\n'
+            'next(inspect.unwrap(pytest_plugin.tracegraph_capture)())',
+            'the tracegraph_capture fixture needs the OpenTelemetry SDK',
+        ),
+    ],
+    ids=['dashboard without its extra', 'capture fixture without the SDK'],
+)
+def test_a_missing_extra_is_named(hidden: list[str], code: str, message: str) -> None:
+    proc = subprocess.run(
+        [sys.executable, '-c', _HIDE.replace('{HIDDEN!r}', repr(set(hidden))) + code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode != 0 and message in proc.stderr, proc.stderr

@@ -265,6 +265,16 @@ async def test_disabled_builds_nothing(monkeypatch: pytest.MonkeyPatch, variable
         assert telemetry.force_flush()
 
 
+def test_traces_exporter_none_is_taken_as_asked_without_a_warning(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv('OTEL_TRACES_EXPORTER', 'none')
+    caplog.set_level('INFO', 'tracegraph.exporters')
+    with configure(set_global=False, metrics=False) as telemetry:
+        assert telemetry.span_processors == []
+    assert [r.levelname for r in caplog.records if 'span exporter' in r.getMessage()] == ['INFO']
+
+
 def test_metrics_only_says_spans_go_nowhere(caplog: pytest.LogCaptureFixture) -> None:
     with configure(set_global=False, metrics=MetricsOptions(prometheus_port=0)) as telemetry:
         assert telemetry.span_processors == []

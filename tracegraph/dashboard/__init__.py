@@ -5,6 +5,16 @@ Needs the `dashboard` extra (DuckDB, Starlette, uvicorn).
 
 from __future__ import annotations
 
+try:
+    import duckdb  # noqa: F401  # pyright: ignore[reportUnusedImport]
+    import starlette  # noqa: F401  # pyright: ignore[reportUnusedImport]
+    import uvicorn  # noqa: F401  # pyright: ignore[reportUnusedImport]
+except ImportError as _missing:
+    raise ImportError(
+        f'tracegraph.dashboard needs the `dashboard` extra ({_missing.name} is missing): '
+        "pip install 'tracegraph[dashboard]'"
+    ) from _missing
+
 from .models import GraphSummary, NodeSpans, NodeStats, RunDetail, RunSummary, SpanInfo, Transition
 from .store import Store, default_db_path
 

@@ -271,11 +271,12 @@ def configure(
     processors = _span_processors(
         console, file_path, spool_exporter, trace_target if otlp_traces else None, drops, offload
     )
-    if not processors:
+    if not processors and trace_exporters == frozenset():  # asked for: said, not warned
+        logger.info('tracegraph: OTEL_TRACES_EXPORTER=none: configure() built no span exporter, as asked')
+    elif not processors:
         logger.warning(
             'tracegraph: configure() built no span exporter, so spans go nowhere: pass endpoint= (or set '
-            'OTEL_EXPORTER_OTLP_ENDPOINT), file=, console= or spool= to send them%s',
-            ' (OTEL_TRACES_EXPORTER=none asked for none)' if trace_exporters == frozenset() else '',
+            'OTEL_EXPORTER_OTLP_ENDPOINT), file=, console= or spool= to send them'
         )
     telemetry = _install(resource, processors, meter_provider, set_global=set_global)
     telemetry.spool, telemetry.drops = spool_exporter, drops

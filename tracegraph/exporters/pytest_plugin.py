@@ -24,7 +24,13 @@ def tracegraph_capture() -> Generator[TelemetryCapture, None, None]:
     Yields:
         A `TelemetryCapture` with `.spans`, `.timelines()` and `.metrics()`.
     """
-    from .capture import TelemetryCapture
+    try:
+        from .capture import TelemetryCapture
+    except ImportError as error:
+        raise ImportError(
+            f'the tracegraph_capture fixture needs the OpenTelemetry SDK ({error.name} is missing): '
+            "pip install 'tracegraph[otlp]'"
+        ) from error
 
     with TelemetryCapture.start() as capture:
         yield capture
