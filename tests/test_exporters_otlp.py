@@ -183,7 +183,8 @@ async def test_without_a_spool_a_short_outage_is_bridged_by_the_sdk_retries(
         results: list[bool] = []
         flushed = threading.Thread(target=lambda: results.append(telemetry.force_flush()))
         flushed.start()
-        assert wait_until(lambda: 'retrying in' in caplog.text)  # the first attempt met the closed port
+        # the first attempt met the closed port (gRPC may wait for its connection first: slow on a loaded machine)
+        assert wait_until(lambda: 'retrying in' in caplog.text, timeout=60)
         receiver = OtlpHttpReceiver(port) if kind == 'http' else OtlpGrpcReceiver(port)
         with receiver:
             flushed.join(30)

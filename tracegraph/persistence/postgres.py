@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -57,13 +58,20 @@ class _AdvisoryLock:
     """A run's owner lock: a session advisory lock of the persistence's connection."""
 
     def __init__(self, persistence: PostgresStatePersistence[Any, Any], key: int) -> None:
-        self._persistence = persistence
+        # Weakly: no reference cycle, so a dropped persistence closes its connection at once (`__del__`), before
+        # psycopg would warn that it was left open.
+        self._persistence = weakref.ref(persistence)
         self._key = key
         self.held = False
 
+    def _session(self) -> psycopg.Connection[Any]:
+        persistence = self._persistence()
+        assert persistence is not None, 'the lock outlived its persistence'
+        return persistence.session()
+
     def try_take(self) -> bool:
         if not self.held:
-            row = self._persistence.session().execute('SELECT pg_try_advisory_lock(%s)', (self._key,)).fetchone()
+            row = self._session().execute('SELECT pg_try_advisory_lock(%s)', (self._key,)).fetchone()
             self.held = bool(row and row[0])
         return self.held
 
@@ -73,7 +81,7 @@ class _AdvisoryLock:
 
     def release(self) -> None:
         if self.held:
-            self._persistence.session().execute('SELECT pg_advisory_unlock(%s)', (self._key,))
+            self._session().execute('SELECT pg_advisory_unlock(%s)', (self._key,))
             self.held = False
 
 
