@@ -54,3 +54,16 @@ def _matches(printed: str, expected: str) -> bool:
 
 def test_blocks_were_found() -> None:
     assert len(_blocks()) >= 11
+
+
+def test_the_readmes_first_example_passes_pyright_strict(tmp_path: Path) -> None:
+    """What a new user copies first type-checks under `pyright --strict` as it stands."""
+    where, source = _blocks()[0]
+    assert where.startswith('README.md:')
+    example = tmp_path / 'first_example.py'
+    example.write_text('# pyright: strict\n' + textwrap.dedent(source))
+    pyright = Path(sys.executable).with_name('pyright')
+    proc = subprocess.run(
+        [str(pyright), '--pythonpath', sys.executable, str(example)], capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stdout
