@@ -170,8 +170,11 @@ async def test_prometheus_endpoint_serves_the_duration_buckets() -> None:
 
 @pytest.mark.parametrize('kind', ['http', 'grpc'])
 async def test_without_a_spool_a_short_outage_is_bridged_by_the_sdk_retries(
-    kind: str, caplog: pytest.LogCaptureFixture
+    kind: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # The deadline of one export, retries included: after other tests ran gRPC servers in this process, the gRPC
+    # exporter's first attempt at a refused port was seen to take most of the default 10 s, leaving no retry.
+    monkeypatch.setenv('OTEL_EXPORTER_OTLP_TIMEOUT', '60')
     port = free_port()
     endpoint = f'http://127.0.0.1:{port}'
     protocol = 'grpc' if kind == 'grpc' else 'http/protobuf'
@@ -184,7 +187,7 @@ async def test_without_a_spool_a_short_outage_is_bridged_by_the_sdk_retries(
         flushed = threading.Thread(target=lambda: results.append(telemetry.force_flush()))
         flushed.start()
         # the first attempt met the closed port (gRPC may wait for its connection first: slow on a loaded machine)
-        assert wait_until(lambda: 'retrying in' in caplog.text, timeout=60)
+        assert wait_until(lambda: 'retrying in' in caplog.text, timeout=60), caplog.text[-3000:]
         receiver = OtlpHttpReceiver(port) if kind == 'http' else OtlpGrpcReceiver(port)
         with receiver:
             flushed.join(30)
