@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from typing import Any, cast
 
 import grpc
+import httpx
 import pytest
 from exporters_helpers import make_spans
 from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
@@ -61,6 +62,18 @@ def test_the_sdk_grpc_exporters_deliver_spans_and_metrics(server: ServerThread) 
     assert server.store.query("SELECT DISTINCT name, value FROM metrics WHERE name = 'tracegraph.run.steps'") == [
         ('tracegraph.run.steps', 3.0)
     ]
+
+
+def test_wrong_grpc_tokens_count_toward_the_limit_and_the_right_one_still_gets_in(server: ServerThread) -> None:
+    from tracegraph.dashboard.auth import MAX_FAILURES
+
+    body = crafted_body(*crafted_run())
+    codes = [cast(grpc.RpcError, raw_export(server, body, token=f'guess{i}')).code() for i in range(MAX_FAILURES + 2)]
+    assert codes[: MAX_FAILURES - 1] == [grpc.StatusCode.UNAUTHENTICATED] * (MAX_FAILURES - 1)
+    assert set(codes[MAX_FAILURES - 1 :]) == {grpc.StatusCode.RESOURCE_EXHAUSTED}  # one limit for both ports
+    with httpx.Client(base_url=server.url) as c:
+        assert c.get('/api/runs', headers={'Authorization': 'Bearer guess-http'}).status_code == 429
+    assert isinstance(raw_export(server, body), ExportTraceServiceResponse)  # the right token, at once
 
 
 def test_a_wrong_or_missing_token_is_unauthenticated(server: ServerThread) -> None:

@@ -19,7 +19,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
 from .api import Api, ApiError, Readers
-from .auth import TokenAuth, check_token
+from .auth import TokenAuth, WrongTokens, check_token
 from .decodepool import DecodePool
 from .grpcreceiver import GrpcReceiver
 from .guards import HostGuard, SecurityHeaders
@@ -70,10 +70,11 @@ def create_app(store: Store, options: ServeOptions | None = None) -> ASGIApp:
     o = options or ServeOptions()
     token, grpc, retention_days = o.token, o.grpc, o.retention_days
     token = check_token(token)
+    wrong_tokens = WrongTokens()
     pool = DecodePool(workers=o.decode_workers)
     receiver = Receiver(store=store, pool=pool, max_body=o.max_body)
     if grpc is not None:
-        grpc.receiver, grpc.token = receiver, token
+        grpc.receiver, grpc.token, grpc.wrong_tokens = receiver, token, wrong_tokens
     readers = Readers()
     api = Api(store=store, readers=readers, stale_after=o.stale_after)
     pages = Pages(store=store, readers=readers, sign_out=token is not None, stale_after=o.stale_after)
@@ -124,7 +125,7 @@ def create_app(store: Store, options: ServeOptions | None = None) -> ASGIApp:
     ]
     app: ASGIApp = Starlette(routes=routes, lifespan=lifespan, exception_handlers={ApiError: _error_reply})
     if token is not None:
-        app = TokenAuth(app=app, token=token)
+        app = TokenAuth(app=app, token=token, wrong_tokens=wrong_tokens)
     return SecurityHeaders(app=HostGuard(app=app, bind_host=o.bind_host, allowed=o.allowed_hosts))
 
 

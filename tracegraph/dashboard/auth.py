@@ -48,6 +48,7 @@ __all__ = (
     'MIN_TOKEN_LENGTH',
     'check_token',
     'TokenAuth',
+    'WrongTokens',
 )
 
 SESSION_COOKIE = 'tracegraph_session'
@@ -105,7 +106,7 @@ class _Sessions:
 
 
 @dataclass
-class _Failures:
+class WrongTokens:
     """Wrong tokens in the last `FAILURE_WINDOW` seconds, per client address and per presented token's fingerprint."""
 
     _times: dict[str, deque[float]] = field(default_factory=dict[str, deque[float]])
@@ -210,7 +211,8 @@ class TokenAuth:
     app: ASGIApp
     token: str
     _sessions: _Sessions = field(default_factory=_Sessions)
-    _failures: _Failures = field(default_factory=_Failures)
+    wrong_tokens: WrongTokens = field(default_factory=lambda: WrongTokens())
+    """The wrong-token counts, shared with the OTLP/gRPC receiver."""
 
     def _token_ok(self, given: str) -> bool:
         return hmac.compare_digest(given.encode(), self.token.encode())
@@ -250,8 +252,8 @@ class TokenAuth:
         if given is not None and self._token_ok(given):
             return None
         if given is not None:
-            self._failures.add(client, given)
-        wait = 0 if given is None else self._failures.retry_after(client, given)
+            self.wrong_tokens.add(client, given)
+        wait = 0 if given is None else self.wrong_tokens.retry_after(client, given)
         status, message = (429, f'Too many wrong tokens from {client}: try again in {wait} s.') if wait else (401, '')
         message = message or AUTH_MESSAGE
         if path.startswith('/v1/'):
@@ -278,8 +280,8 @@ class TokenAuth:
         next_path = _safe_next((form.get('next') or ['/'])[0])
         client = _client(request.scope)
         if not self._token_ok(given):
-            self._failures.add(client, given)
-            wait = self._failures.retry_after(client, given)
+            self.wrong_tokens.add(client, given)
+            wait = self.wrong_tokens.retry_after(client, given)
             if wait:
                 response = _login_page(next_path, status=429, error=f'Too many wrong tokens: try again in {wait} s.')
                 response.headers['Retry-After'] = str(wait)

@@ -19,6 +19,7 @@ from typing import Any, cast
 import grpc
 import grpc.aio
 
+from .auth import WrongTokens
 from .otlp import PROTOBUF, OtlpError
 from .receiver import Receiver
 
@@ -43,19 +44,18 @@ class GrpcReceiver:
     port: int = DEFAULT_GRPC_PORT
     """0 picks a free port; `bound_port` holds the one taken."""
     token: str | None = None
+    wrong_tokens: WrongTokens | None = None
+    """Set by `create_app`: the wrong-token counts the HTTP side keeps, so both ports share one limit."""
     bound_port: int | None = field(default=None, init=False)
     _server: grpc.aio.Server | None = field(default=None, init=False)
 
     def _handler(self, ingest: Callable[[bytes, str], Awaitable[tuple[bytes, dict[str, Any]]]]) -> Any:
         async def export(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
             if self.token is not None:
-                given = dict(context.invocation_metadata() or ()).get('authorization', '')
+                given = str(dict(context.invocation_metadata() or ()).get('authorization', ''))
                 expected = f'Bearer {self.token}'
-                if not hmac.compare_digest(str(given).encode(), expected.encode()):
-                    await context.abort(
-                        grpc.StatusCode.UNAUTHENTICATED,
-                        'Missing or wrong bearer token: send authorization: Bearer TOKEN.',
-                    )
+                if not hmac.compare_digest(given.encode(), expected.encode()):
+                    await self._refuse(context, given)
             try:
                 reply, _ = await ingest(request, PROTOBUF)
             except OtlpError as exc:
@@ -71,6 +71,21 @@ class GrpcReceiver:
 
         # no (de)serialisers: bytes in, bytes out (grpc's stubs leave the handler's types open)
         return cast(Any, grpc.unary_unary_rpc_method_handler)(export)
+
+    async def _refuse(self, context: grpc.aio.ServicerContext[bytes, bytes], given: str) -> None:
+        """Abort a call with a missing or wrong token: UNAUTHENTICATED, or RESOURCE_EXHAUSTED once its address or its
+        token is over the wrong-token limit (the rule of `auth`)."""
+        wrong = self.wrong_tokens
+        if wrong is not None and given[:7].lower() == 'bearer ':
+            client = _peer_host(context.peer())
+            wrong.add(client, given[7:].strip())
+            if wait := wrong.retry_after(client, given[7:].strip()):
+                await context.abort(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED, f'Too many wrong tokens from {client}: try again in {wait} s.'
+                )
+        await context.abort(
+            grpc.StatusCode.UNAUTHENTICATED, 'Missing or wrong bearer token: send authorization: Bearer TOKEN.'
+        )
 
     async def start(self) -> None:
         """Bind and start serving.
@@ -103,3 +118,9 @@ class GrpcReceiver:
         if self._server is not None:
             await self._server.stop(grace=2)
             self._server = None
+
+
+def _peer_host(peer: str) -> str:
+    """The address in a gRPC peer string (`ipv4:127.0.0.1:5050`, `ipv6:[::1]:5050`)."""
+    address = peer.split(':', 1)[1] if ':' in peer else peer
+    return address.rsplit(':', 1)[0].strip('[]') if address.count(':') >= 1 else address
