@@ -10,7 +10,6 @@ Run as a script to serve until killed: `python tests/exporters_helpers.py http|g
 from __future__ import annotations
 
 import gzip
-import socket
 import sys
 import threading
 import time
@@ -27,6 +26,7 @@ from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metric
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as PbSpan
 from opentelemetry.sdk.trace import ReadableSpan
+from ports import free_port
 from sample_runs import run_sample_graph
 from tracing_helpers import make_pipeline
 
@@ -71,13 +71,6 @@ def counter_graph(tracer_provider: Any = None, meter_provider: Any = None) -> Gr
     """The graph `counter` of `Increment` and `Explode`, sending to the given providers (the global ones if None)."""
     settings = InstrumentationSettings(tracer_provider=tracer_provider, meter_provider=meter_provider)
     return Graph(nodes=(Increment, Explode), name='counter', instrumentation=settings)
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on right now (a later bind may still race, which tests tolerate)."""
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 10.0, interval: float = 0.01) -> bool:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from exporters_helpers import free_port
+from ports import free_port
 
 __all__ = ('PostgresServer', 'PostgresUnavailable', 'postgres_server', 'start_cluster')
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -32,6 +31,7 @@ from grafana_helpers import (
     variable_values,
     variables,
 )
+from ports import free_port
 
 pytestmark = pytest.mark.prometheus
 
@@ -63,12 +63,6 @@ def _ensure_binary(name: str) -> str:
             pytest.fail(reason)
         pytest.skip(reason)
     return found
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
@@ -142,7 +136,7 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]
     try:
         jobs: list[str] = []
         for seed, service in enumerate(SERVICES, start=1):
-            port = _free_port()
+            port = free_port()
             processes.append(_spawn(_workload_command(service, port, seed, workdir), workdir / f'{service}.log'))
             # The job name is the service name: that is how the dashboards' `service` variable (the `job` label)
             # identifies a service when Prometheus scrapes the app directly.
@@ -154,7 +148,7 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]
         config.write_text(
             'global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n' + ''.join(jobs)
         )
-        port = _free_port()
+        port = free_port()
         command = [
             binary,
             f'--config.file={config}',
