@@ -2,7 +2,9 @@
 
 usage: crash_worker.py file|sqlite|postgres STORE EFFECTS start|resume|hang
 STORE is the JSON file, the SQLite database file, or `DSN#RUN_ID` for PostgreSQL. `hang` starts the run and blocks
-forever in node HANG_AT (after its side effect), for a test to find it running and kill it there.
+forever in node HANG_AT (after its side effect), for a test to find it running and kill it there. With
+`CRASH_WORKER_GATE=PATH` set, node STEPS - 2 waits until PATH exists: the run is alive and unfinished until the test
+lets it go on.
 Each node appends its index to EFFECTS (the side effect the test counts) before it returns; the run prints its
 output as JSON when it ends.
 """
@@ -42,6 +44,10 @@ class Work(BaseNode[Tally, Path, int]):
             os.fsync(effects.fileno())
         if self.index == HANG_AT and os.environ.get('CRASH_WORKER_HANG') == '1':
             await asyncio.Event().wait()
+        gate = os.environ.get('CRASH_WORKER_GATE')
+        if gate and self.index == STEPS - 2:
+            while not Path(gate).exists():
+                await asyncio.sleep(0.01)
         await asyncio.sleep(0.001)
         ctx.state.total += self.index
         return Work(self.index + 1) if self.index + 1 < STEPS else End(ctx.state.total)

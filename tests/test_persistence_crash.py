@@ -32,8 +32,10 @@ EXPECTED = sum(range(STEPS))
 pytestmark = pytest.mark.slow
 
 
-def _start(kind: str, store: str, effects: Path, mode: str) -> subprocess.Popen[str]:
+def _start(kind: str, store: str, effects: Path, mode: str, gate: Path | None = None) -> subprocess.Popen[str]:
     env = {**os.environ, 'PYTHONPATH': f'{ROOT}{os.pathsep}{WORKER.parent}'}
+    if gate is not None:
+        env['CRASH_WORKER_GATE'] = str(gate)
     env = {k: v for k, v in env.items() if not k.startswith('OTEL_')}
     return subprocess.Popen(
         [sys.executable, str(WORKER), kind, store, str(effects), mode],
@@ -104,13 +106,21 @@ def test_two_resumers_at_once_exactly_one_proceeds(kind: str, tmp_path: Path, re
     effects = tmp_path / 'effects.txt'
     proc = _start(kind, store, effects, 'start')
     assert _kill_after(proc, effects, 5)
-    resumers = [_start(kind, store, effects, 'resume') for _ in range(2)]
-    results = [r.communicate(timeout=60) for r in resumers]
-    codes = sorted(r.returncode for r in resumers)
-    assert codes[0] == 0 and codes[1] != 0, results
-    loser = next(err for r, (_, err) in zip(resumers, results) if r.returncode != 0)
-    assert 'GraphNodeStatusError' in loser or 'Unable to restore snapshot' in loser
-    assert json.loads(next(out for r, (out, _) in zip(resumers, results) if r.returncode == 0))['output'] == EXPECTED
+    # The winner waits near the end until the loser has given up, so it cannot finish before the loser even tries.
+    gate = tmp_path / 'gate'
+    resumers = [_start(kind, store, effects, 'resume', gate=gate) for _ in range(2)]
+    deadline = time.monotonic() + 60
+    while all(r.poll() is None for r in resumers) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    loser = next(r for r in resumers if r.poll() is not None)
+    winner = next(r for r in resumers if r is not loser)
+    _, loser_err = loser.communicate(timeout=30)
+    assert loser.returncode != 0 and winner.poll() is None  # refused while the winner is alive mid-run
+    assert 'GraphNodeStatusError' in loser_err or 'Unable to restore snapshot' in loser_err, loser_err
+    gate.touch()
+    out, err = winner.communicate(timeout=60)
+    assert winner.returncode == 0, err
+    assert json.loads(out)['output'] == EXPECTED
 
 
 @pytest.mark.anyio
