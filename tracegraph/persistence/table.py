@@ -181,8 +181,8 @@ class TableStatePersistence(BaseStatePersistence[StateT, RunEndT]):
     def _encode(self, snapshot: Snapshot[StateT, RunEndT]) -> str:
         return self._types().dump_json([snapshot])[1:-1].decode()
 
-    def _decode(self, bodies: list[str]) -> list[Snapshot[StateT, RunEndT]]:
-        return decode_snapshots(self._types(), '[' + ','.join(bodies) + ']', self._where())
+    def _decode(self, bodies: list[str], *, check_fields: bool = True) -> list[Snapshot[StateT, RunEndT]]:
+        return decode_snapshots(self._types(), '[' + ','.join(bodies) + ']', self._where(), check_fields=check_fields)
 
     def _append(self, db: Database, snapshot: Snapshot[StateT, RunEndT]) -> None:
         next_seq = 'SELECT COALESCE(MAX(seq), -1) + 1 FROM tracegraph_snapshots WHERE run_id = ?'
@@ -199,4 +199,5 @@ class TableStatePersistence(BaseStatePersistence[StateT, RunEndT]):
         """The snapshot `snapshot_id` of the run, as a list of one, or none."""
         query = 'SELECT body FROM tracegraph_snapshots WHERE run_id = ? AND id = ?'
         row = db.execute(self._sql(query), (self.run_id, snapshot_id)).fetchone()
-        return [] if row is None else self._decode([row[0]])
+        # The snapshot a step records is one `load_next` checked or this object wrote: no field check on every step.
+        return [] if row is None else self._decode([row[0]], check_fields=False)
