@@ -127,3 +127,50 @@ def test_spans_outside_runs_are_ignored_and_pending_runs_are_bounded() -> None:
     text = out.getvalue()
     assert [line.split()[2] for line in text.splitlines() if line.startswith('g  run ')] == run_ids
     assert text.count('completed → ') == 4  # the first run printed without its forgotten node steps
+
+
+@pytest.mark.parametrize('columns', [80, 100, 120])
+def test_a_failed_run_keeps_every_column_in_a_narrow_terminal(columns: int) -> None:
+    t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    message = 'payment gateway refused the connection after 3 retries: upstream 503 Service Unavailable'
+    timeline = NodeTimeline(
+        run_id='6fc3154832274c809eaae88865201c7f',
+        trace_id=None,
+        graph='checkout_pipeline',
+        outcome='failed',
+        start=t0,
+        end=t0 + timedelta(seconds=2),
+        nodes=[
+            NodeRecord(
+                step=1,
+                node_id='FetchCustomerRecords',
+                span_id=None,
+                start=t0,
+                end=t0 + timedelta(seconds=1.5),
+                duration=1.5,
+                outcome='completed',
+                next_node='ChargeCard',
+            ),
+            NodeRecord(
+                step=2,
+                node_id='ChargeCard',
+                span_id=None,
+                start=t0 + timedelta(seconds=1.5),
+                end=t0 + timedelta(seconds=2),
+                duration=0.5,
+                outcome='failed',
+                next_node=None,
+                error=NodeError(type='ConnectionError', message=message),
+            ),
+        ],
+    )
+    out = io.StringIO()
+    Console(file=out, width=columns, highlight=False, soft_wrap=False).print(render_timeline(timeline))
+    lines = out.getvalue().splitlines()
+    assert all(len(line.rstrip()) <= columns for line in lines)
+    first = next(line for line in lines if 'FetchCustomerRecords' in line)
+    failed = next(line for line in lines if re.match(r'\s*2\s+ChargeCard\s', line))
+    assert re.match(r'\s*1\s+FetchCustomerRecords\s+█+\s+1\.500s\s+completed → ChargeCard', first), first
+    assert re.search(r'█+\s+500\.0ms\s+failed\s+ConnectionError:', failed), failed
+    # The error's message is wrapped in its column, not cut: below its row, only the outcome column has text.
+    assert f'ConnectionError: {message}' in ' '.join(out.getvalue().split())

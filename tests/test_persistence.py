@@ -16,7 +16,7 @@ from opentelemetry.trace import StatusCode
 from persisted_graph import Article, Draft, Publish, Review, articles
 from tracing_helpers import Pipeline, finished
 
-from tracegraph import BaseNode, End, FullStatePersistence, Graph, GraphRunContext, SimpleStatePersistence
+from tracegraph import BaseNode, End, FullStatePersistence, Graph, GraphRun, GraphRunContext, SimpleStatePersistence
 from tracegraph import nodes as tracegraph_nodes
 from tracegraph.exceptions import GraphNodeStatusError, GraphRuntimeError
 from tracegraph.exporters import read_spans
@@ -272,3 +272,39 @@ async def test_a_custom_persistence_records_traceparents_without_extra_work(otel
     assert [s.traceparent for s in persistence.history] == [result.traceparent] * 4
     # Outside a run nothing is recorded: a snapshot made by hand has no traceparent.
     assert NodeSnapshot(state=Article('x'), node=Draft()).traceparent is None
+
+
+async def test_a_persisted_run_records_each_step_once_in_its_persistence() -> None:
+    copies: list[Article] = []
+
+    def counting_copy(state: Article) -> Article:
+        copies.append(state)
+        return Article(state.title, list(state.edits))
+
+    graph = Graph(nodes=[Draft, Review, Publish], name='articles', snapshot_state=counting_copy)
+    persistence = FullStatePersistence()
+    async with graph.iter(Draft(), state=Article('T'), persistence=persistence) as run:
+        async for _ in run:
+            pass
+    assert run.result is not None
+    # The snapshots are the steps' record: no classic history is kept beside them, and no copy of the state made for it.
+    assert run.history == [] and run.result.history == [] and copies == []
+    assert [type(s).__name__ for s in persistence.history] == ['NodeSnapshot'] * 3 + ['EndSnapshot']
+    assert [(r.step, r.node_id, r.next_node) for r in run.timeline.nodes] == [
+        (1, 'Draft', 'Review'),
+        (2, 'Review', 'Publish'),
+        (3, 'Publish', attr.END_NODE_ID),
+    ]
+    classic = await graph.run(Draft(), state=Article('T'))
+    assert [s.kind for s in classic.history] == ['node', 'node', 'node', 'end'] and len(copies) == 3
+
+
+async def test_a_run_made_with_a_traceparent_records_it_in_its_snapshots() -> None:
+    traceparent = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01'
+    persistence = ListPersistence(deep_copy=False)
+    persistence.set_graph_types(articles)
+    run = GraphRun(articles, Draft(), state=Article('T'), persistence=persistence, traceparent=traceparent)
+    while not isinstance(await run.next(), End):
+        pass
+    assert run.traceparent == traceparent and run._traceparent() == traceparent  # pyright: ignore[reportPrivateUsage]
+    assert [s.traceparent for s in persistence.history] == [traceparent] * 4

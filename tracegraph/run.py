@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from time import perf_counter_ns as _perf_ns
@@ -14,7 +15,7 @@ from . import _utils, exceptions
 from .history import EndStep, HistoryStep, NodeStep, StateT
 from .nodes import BaseNode, DepsT, End, GraphRunContext, RunEndT
 from .persistence import EndSnapshot
-from .persistence._utils import recording_traceparent
+from .persistence._utils import snapshot_traceparent
 from .persistence.in_mem import SimpleStatePersistence
 from .tracing import attributes as attr
 from .tracing.outcome import error_type, step_outcome
@@ -34,7 +35,6 @@ T = TypeVar('T', default=Any)
 # `_utils.now_utc()` without its call: run on every node step.
 _now = datetime.now
 _UTC = timezone.utc
-_new_object: Callable[[type[Any]], Any] = object.__new__
 
 
 def _node_id_in(graph: Graph[Any, Any, Any], node: BaseNode[Any, Any, Any] | End[Any]) -> str:
@@ -78,6 +78,102 @@ class _NotStored(BaseException):
 
     def __init__(self, error: Exception) -> None:
         self.error = error
+
+
+_DoneStep = tuple[str, 'str | None', datetime, float]
+"""A node step that returned a node or `End`, as the run's timeline shows it: node id, span id, start, duration."""
+
+
+class _StoredStep(Generic[StateT, RunEndT]):
+    """A step of a persisted run, from its snapshot marked running (`record_run` entered) to its successor stored.
+
+    Every call it makes to the persistence runs with the run span's traceparent in `snapshot_traceparent`, so the
+    snapshots made then record it, whichever persistence makes them.
+    """
+
+    __slots__ = ('_persistence', '_run', 'attempt', 'recording', 'snapshot_id', 'traceparent')
+
+    def __init__(
+        self,
+        run: GraphRun[StateT, Any, RunEndT],
+        persistence: BaseStatePersistence[StateT, RunEndT],
+        snapshot_id: str,
+        traceparent: str | None,
+    ) -> None:
+        self._run = run
+        self._persistence = persistence
+        self.traceparent = traceparent
+        self.snapshot_id = snapshot_id
+        self.attempt = 1
+        self.recording: AbstractAsyncContextManager[None] | None = None
+
+    async def fail(self, error: BaseException) -> None:
+        """The node raised `error` (or returned something that is not a node): `record_run` sees it."""
+        await self._leave(type(error), error)
+
+    async def succeed(self, result: BaseNode[StateT, Any, RunEndT] | End[RunEndT]) -> None:
+        """The node returned `result`: store it, then mark the step's snapshot `success`.
+
+        The successor is stored first: a process that dies in between leaves this snapshot `running` with its
+        successor stored, and the resume takes the successor. Its id is made first, so a persistence that stores a
+        copy of the node stores that id.
+        """
+        run = self._run
+        next_snapshot_id = result.get_snapshot_id()
+        token = snapshot_traceparent.set(self.traceparent)
+        try:
+            if isinstance(result, End):
+                await self._persistence.snapshot_end(run.state, result)
+            else:
+                await self._persistence.snapshot_node(run.state, result)
+        except Exception as error:
+            # The node did not fail, its successor could not be stored (a full disk, a lost database): the snapshot
+            # stays `running`, not `error`, so a resume runs the node again once the store works.
+            await self._leave(_NotStored, _NotStored(error))
+            raise
+        finally:
+            snapshot_traceparent.reset(token)
+        await self._leave(None, None)
+        run._snapshot_id = next_snapshot_id  # pyright: ignore[reportPrivateUsage]
+
+    async def _leave(self, error_type: type[BaseException] | None, error: BaseException | None) -> None:
+        """Leave `record_run` as `async with` would; the step's own error is raised by the step, not here."""
+        assert self.recording is not None, 'a stored step is left once, after it began'
+        recording, self.recording = self.recording, None
+        token = snapshot_traceparent.set(self.traceparent)
+        try:
+            await recording.__aexit__(error_type, error, None if error is None else error.__traceback__)
+        finally:
+            snapshot_traceparent.reset(token)
+
+
+async def _begin_stored_step(
+    run: GraphRun[StateT, Any, RunEndT],
+    persistence: BaseStatePersistence[StateT, RunEndT],
+    node: BaseNode[StateT, Any, RunEndT],
+) -> _StoredStep[StateT, RunEndT]:
+    """Store `node`'s snapshot unless it is stored, check it can run, and mark it running.
+
+    Raises:
+        TypeError: `node` is not a node.
+        GraphRuntimeError: `node` is not in the graph (checked before its snapshot is marked running).
+    """
+    stored = _StoredStep(run, persistence, node.get_snapshot_id(), run.traceparent or current_traceparent())
+    token = snapshot_traceparent.set(stored.traceparent)
+    try:
+        if stored.snapshot_id != run._snapshot_id:  # pyright: ignore[reportPrivateUsage]
+            await persistence.snapshot_node_if_new(stored.snapshot_id, run.state, node)
+            run._snapshot_id = stored.snapshot_id  # pyright: ignore[reportPrivateUsage]
+        if not isinstance(node, BaseNode):
+            raise TypeError(f'`next` must be called with a `BaseNode` instance, got {node!r}.')
+        _node_id_in(run.graph, node)
+        stored.attempt, run._attempt = run._attempt, 1  # pyright: ignore[reportPrivateUsage]
+        recording = persistence.record_run(stored.snapshot_id)
+        await recording.__aenter__()
+        stored.recording = recording
+    finally:
+        snapshot_traceparent.reset(token)
+    return stored
 
 
 async def _ready(node: T) -> T:
@@ -147,49 +243,50 @@ class GraphRun(Generic[StateT, DepsT, RunEndT]):
             graph: the graph to run.
             start_node: the first node to run.
             history: the history so far (appended to in place; non-empty when resuming), given by a classic
-                (`history=`) run; None for a 0.0.40+ run, which keeps its steps in a new list.
+                (`history=`) run; None for a 0.0.40+ run, which keeps its steps in a new list unless it is persisted.
             state: the state shared by the run's nodes.
             deps: the dependencies handed to the run's nodes.
-            auto_instrument: kept for the classic signature; `Graph.iter` decides the instrumentation.
+            auto_instrument: False to run the nodes without spans or metrics, whatever `trace` records.
             trace: the run's trace, from `Instrumentation.start_run`; one that records nothing when None.
             persistence: where the run's snapshots go (the 0.0.40+ API); None for a classic `history=` run.
             snapshot_id: the id of the snapshot `start_node` was restored from, when resuming from persistence.
-            traceparent: the traceparent of the run's span (the 1.x signature), when `trace` records none.
+            traceparent: the traceparent of the run's span (the 1.x signature), when `trace` records none: what
+                `traceparent` returns and what the run's snapshots record.
             yield_start_node: `async for` yields the start node first, before running it (pydantic_graph 0.0.54+).
             attempt: which run of its snapshot the start node's step is, when resuming from persistence.
         """
         self.graph = graph
+        self.persistence = persistence
         self.history = [] if history is None else history
         self.state = state
         self.deps = deps
         self._next_node: BaseNode[StateT, DepsT, RunEndT] | End[RunEndT] = start_node
-        self._trace = trace if trace is not None else RunTrace()
+        self._trace = trace if trace is not None and auto_instrument else RunTrace()
         if traceparent is not None and self._trace.traceparent is None:
             self._given_traceparent = traceparent
         self._steps_trace = self._trace
         """What node steps run through: the run's trace, and one recording nothing once the run was left."""
-        if persistence is not None or yield_start_node:  # the 1.x behaviours; the class defaults otherwise
-            self.persistence = persistence
-            self._snapshot_id = snapshot_id
-            self._attempt = attempt
-            self._yield_start_node = yield_start_node
-            self._special = True
-        if history:
-            self._history_start = len(history)
-        if history is not None:
-            self._classic = True
+        self._snapshot_id = snapshot_id
+        self._attempt = attempt
+        self._yield_start_node = yield_start_node
+        # A persisted run's steps are its snapshots; the classic history is kept only when nothing else records them.
+        self._keeps_history = persistence is None
+        self._classic = history is not None
+        self._done: list[_DoneStep] = []
+        """The timeline's record of the steps of a run that keeps no history."""
+        self._history_start = len(self.history)
+        self._ctx = GraphRunContext(state, deps)
         self._started_at = _utils.now_utc()
 
-    persistence: BaseStatePersistence[StateT, RunEndT] | None = None
-    """Where the run's snapshots go; None for a classic (`history=`) run."""
-    _snapshot_id: str | None = None
-    _attempt: int = 1
+    persistence: BaseStatePersistence[StateT, RunEndT] | None
+    """Where the run's snapshots go; None for a run that keeps a classic history."""
+    _snapshot_id: str | None
+    """The id of the snapshot of the node about to run, once it is stored (a persisted run)."""
+    _attempt: int
     """Which run of its snapshot the next persisted step is: above 1 only for a resumed run's first step."""
-    _yield_start_node: bool = False
-    _special: bool = False
-    """Whether `__anext__` has a 1.x behaviour to apply (`persistence` or `yield_start_node`)."""
-    _history_start: int = 0
-    _classic: bool = False
+    _yield_start_node: bool
+    """Whether `async for` yields the start node before running it; cleared once it did."""
+    _classic: bool
     """Whether the run was given a `history=` (the 0.0.36-0.0.39 API): only its `repr` differs."""
     _given_traceparent: str | None = None
     _ended_at: datetime | None = None
@@ -254,41 +351,51 @@ class GraphRun(Generic[StateT, DepsT, RunEndT]):
                     raise TypeError(f'`next` must be called with a `BaseNode` instance, got {self._next_node!r}.')
                 raise exceptions.GraphRuntimeError('This graph run has already ended.')
             node = self._next_node
-        if self.persistence is not None:
-            return await self._persisted_step(self.persistence, node)
         return await self._step(node)
 
     async def _step(
-        self: GraphRun[StateT, DepsT, T],
-        node: BaseNode[StateT, DepsT, T],
-        snapshot_id: str | None = None,
-        attempt: int = 1,
+        self: GraphRun[StateT, DepsT, T], node: BaseNode[StateT, DepsT, T]
     ) -> BaseNode[StateT, DepsT, T] | End[T]:
-        """Run `node` through the run's trace, append its `NodeStep` (and the `EndStep` when it ended the run) to the
-        history, and make what it returned `next_node`.
+        """Run `node` through the run's trace and record its step; what it returned becomes `next_node`.
 
-        As in the classic engine, the step is appended after the node ran, with the state as the node left it; a node
-        that raises appends no step. This is every node step's path, so it reads each attribute once.
+        The one path of every node step, persisted or not. A persisted run stores the node's snapshot (unless it is
+        stored), runs the node inside the persistence's `record_run` and stores its successor; a run that keeps a
+        history appends the `NodeStep` (and the `EndStep` when it ended the run) after the node ran, with the state
+        as the node left it, as the classic engine does.
 
         Raises:
             GraphRuntimeError: `node` is `End` or not in the graph, or its `run` returned neither a node nor `End`.
+            TypeError: in a persisted run, `node` is not a node (as pydantic_graph 0.0.40+ says it).
         """
         graph = self.graph
+        persistence = self.persistence
+        stored = None if persistence is None else await _begin_stored_step(self, persistence, node)
         node_ids = graph._node_ids  # pyright: ignore[reportPrivateUsage] - the engine's index of its graph
         node_id = node_ids.get(type(node))
         if node_id is None:
             node_id = _node_id_in(graph, node)
         state = self.state
         trace = self._steps_trace
-        ctx = GraphRunContext(state, self.deps)
+        deps = self.deps
+        ctx = self._ctx
+        # One context for the run's steps while it holds the run's state and deps (a node may reassign its fields).
+        if ctx.state is not state or ctx.deps is not deps:
+            ctx = self._ctx = GraphRunContext(state, deps)
         # One clock read for the history and the span; the node's duration starts after the span was opened.
         start = _now(_UTC)
-        step = trace.start_step(node, node_id, state, start, snapshot_id, attempt) if trace.recording else None
+        if not trace.recording:
+            step = None
+        elif stored is None:
+            step = trace.start_step(node, node_id, state, start)
+        else:
+            step = trace.start_step(node, node_id, state, start, stored.snapshot_id, stored.attempt)
         t0 = _perf_ns()
         try:
             result = await node.run(ctx)
         except BaseException as error:
             trace.fail_step(step, node_id, start, (_perf_ns() - t0) / 1e9, error, state)
+            if stored is not None:
+                await stored.fail(error)
             raise
         duration = (_perf_ns() - t0) / 1e9
         ended = isinstance(result, End)
@@ -302,62 +409,33 @@ class GraphRun(Generic[StateT, DepsT, RunEndT]):
                 f'Invalid node return type: `{type(result).__name__}`. Expected `BaseNode` or `End`.'
             )
             trace.fail_step(step, node_id, start, duration, bad_return, state)
-        snapshot = graph.snapshot_state
-        # `NodeStep(...)` without its `__init__` and `__post_init__` frames: the same `__dict__`, in field order.
-        node_step: NodeStep[StateT, T] = _new_object(NodeStep)
-        node_step.__dict__ = {
-            'state': snapshot(state),
-            'node': node,
-            'start_ts': start,
-            'duration': duration,
-            'kind': 'node',
-            'snapshot_state': snapshot,
-            'trace_id': None if step is None else step.trace_id,
-            'span_id': None if step is None else step.span_id,
-        }
-        history = self.history
-        history.append(node_step)
+        span_id = None if step is None else step.span_id
+        if self._keeps_history:  # the step's one record: its `NodeStep`, or its snapshots and a line of the timeline
+            # As the classic engine does: a node that returned something wrong ran, so its step is in the history.
+            history = self.history
+            history.append(
+                NodeStep(
+                    state,
+                    node,
+                    start,
+                    duration,
+                    'node',
+                    graph.snapshot_state,
+                    None if step is None else step.trace_id,
+                    span_id,
+                )
+            )
+            if ended and bad_return is None:
+                history.append(EndStep(result=result))
+        elif bad_return is None:
+            self._done.append((node_id, span_id, start, duration))
         if bad_return is not None:
-            # As the classic engine does: the node ran (its step is in the history), what it returned is what is wrong.
+            if stored is not None:
+                await stored.fail(bad_return)
             raise bad_return
-        if ended:
-            history.append(EndStep(result=result))
         self._next_node = result
-        return result
-
-    async def _persisted_step(
-        self: GraphRun[StateT, DepsT, T], persistence: BaseStatePersistence[StateT, T], node: BaseNode[StateT, DepsT, T]
-    ) -> BaseNode[StateT, DepsT, T] | End[T]:
-        """One step of a persisted run: snapshot the node unless it is, record its run, snapshot what came next."""
-        snapshot_id = node.get_snapshot_id()
-        # Snapshots made during these calls record the run span's traceparent, whatever the persistence.
-        with recording_traceparent(self._trace.traceparent or current_traceparent()):
-            if snapshot_id != self._snapshot_id:
-                await persistence.snapshot_node_if_new(snapshot_id, self.state, node)
-                self._snapshot_id = snapshot_id
-            if not isinstance(node, BaseNode):
-                raise TypeError(f'`next` must be called with a `BaseNode` instance, got {node!r}.')
-            _node_id_in(self.graph, node)  # before the snapshot is marked running
-            attempt, self._attempt = self._attempt, 1
-            try:
-                async with persistence.record_run(snapshot_id):
-                    result = await self._step(node, snapshot_id, attempt)
-                    # The next snapshot is stored before this one is marked `success`: a process that dies in between
-                    # leaves this one `running` with its successor stored, and the resume takes the successor. Its id
-                    # is made first, so a persistence that stores a copy of the node stores that id.
-                    next_snapshot_id = result.get_snapshot_id()
-                    try:
-                        if isinstance(result, End):
-                            await persistence.snapshot_end(self.state, result)
-                        else:
-                            await persistence.snapshot_node(self.state, result)
-                    except Exception as error:
-                        raise _NotStored(error) from None
-            except _NotStored as not_stored:
-                # The node did not fail, its successor could not be stored (a full disk, a lost database): the
-                # snapshot stays `running`, not `error`, so a resume runs the node again once the store works.
-                raise not_stored.error from None
-            self._snapshot_id = next_snapshot_id
+        if stored is not None:
+            await stored.succeed(result)
         return result
 
     def __aiter__(self) -> AsyncIterator[BaseNode[StateT, DepsT, RunEndT] | End[RunEndT]]:
@@ -369,15 +447,9 @@ class GraphRun(Generic[StateT, DepsT, RunEndT]):
         Not a coroutine function: it hands `async for` the step's own coroutine, one coroutine less per step.
         """
         node = self._next_node
-        if self._special:  # one check on the common path for both 1.x behaviours
-            if self._yield_start_node:
-                self._yield_start_node = False
-                self._special = self.persistence is not None
-                return _ready(node)
-            if self.persistence is not None:
-                if isinstance(node, End):
-                    raise StopAsyncIteration
-                return self.next(node)
+        if self._yield_start_node:
+            self._yield_start_node = False
+            return _ready(node)
         if isinstance(node, End):
             raise StopAsyncIteration
         return self._step(node)
@@ -403,23 +475,29 @@ class GraphRun(Generic[StateT, DepsT, RunEndT]):
     @property
     def timeline(self) -> NodeTimeline:
         """The run's node steps so far as a `NodeTimeline` (outcome `running` until the run's `async with` exits)."""
-        steps = [s for s in self.history[self._history_start :] if isinstance(s, NodeStep)]
+        if self._keeps_history:
+            steps = self.history[self._history_start :]
+            done = [
+                (s.node.get_id(), s.span_id, s.start_ts, s.duration or 0.0) for s in steps if isinstance(s, NodeStep)
+            ]
+        else:
+            done = self._done
         records: list[NodeRecord] = []
-        for i, step in enumerate(steps):
-            duration = step.duration or 0.0
-            if i + 1 < len(steps):
-                next_node: str | None = steps[i + 1].node.get_id()
+        for i, (node_id, span_id, start, duration) in enumerate(done):
+            if i + 1 < len(done):
+                next_node: str | None = done[i + 1][0]
             elif isinstance(self._next_node, End):
                 next_node = attr.END_NODE_ID
             else:
                 next_node = self._next_node.get_id()
+            end = start + timedelta(seconds=duration)
             records.append(
                 NodeRecord(
                     step=i + 1,
-                    node_id=step.node.get_id(),
-                    span_id=step.span_id,
-                    start=step.start_ts,
-                    end=step.start_ts + timedelta(seconds=duration),
+                    node_id=node_id,
+                    span_id=span_id,
+                    start=start,
+                    end=end,
                     duration=duration,
                     outcome='completed',
                     next_node=next_node,
