@@ -8,8 +8,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from tracegraph.dashboard.store import Store
-from tracegraph.demo.main import demo
+from tracegraph.dashboard.store import Store, default_db_path
+from tracegraph.demo.main import demo, demo_db_path
 from tracegraph.demo.runner import DEMO_RUNS
 
 
@@ -21,7 +21,10 @@ def test_demo_once_stores_every_run(tmp_path: Path) -> None:
     assert f'{DEMO_RUNS} runs (2 failed on purpose)' in printed
     delivered = re.search(r'^(\d+) spans delivered$', printed, re.M)
     assert delivered is not None and int(delivered[1]) > DEMO_RUNS
-    assert 'dashboard  http://127.0.0.1:' in printed
+    # The embedded dashboard stops with `--once`: the output names the store and how to open it, not a dead URL.
+    assert 'http://' not in printed
+    assert f'the runs are stored in {db}' in ' '.join(printed.split())
+    assert f'next: tracegraph serve --db {db}' in ' '.join(printed.split())
     assert 'UpstreamError: https://api.example.com/items answered 503 3 times in a row' in printed
 
     store = Store(db)
@@ -55,3 +58,9 @@ def test_demo_once_stores_every_run(tmp_path: Path) -> None:
         assert [n.node_id for n in resumed.timeline.nodes] == ['AwaitApproval', 'PayOut']
     finally:
         store.close()
+
+
+def test_the_demo_store_is_apart_from_the_serve_store() -> None:
+    # The autouse fixture points XDG_DATA_HOME at the test's own directory.
+    assert demo_db_path().parent == default_db_path().parent
+    assert demo_db_path() != default_db_path()

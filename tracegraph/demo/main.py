@@ -7,7 +7,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from rich.console import Console
@@ -16,9 +16,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ..exporters.console import render_timeline
 from ..exporters.providers import ProcessorHost
 from ..tracing.timeline import NodeTimeline
+
+if TYPE_CHECKING:
+    from ..dashboard.server import ServerThread
 from .runner import DEMO_RUNS, run_demo
 
-__all__ = ('demo',)
+__all__ = ('demo', 'demo_db_path')
 
 
 def _reachable(url: str) -> bool:
@@ -35,19 +38,20 @@ def demo(*, endpoint: str | None, once: bool, db: Path | None, port: int, consol
     Args:
         endpoint: a running dashboard (or any OTLP/HTTP endpoint) to send to; None starts the embedded one.
         once: exit after the runs are shown instead of serving until Ctrl-C.
-        db: the embedded dashboard's DuckDB file (default: the user's data directory).
+        db: the embedded dashboard's DuckDB file (default: `demo.duckdb` in the user's data directory, beside and
+            apart from the store of `tracegraph serve`, so example runs never mix with an app's).
         port: the embedded dashboard's port (0: any free one; taken when the default is busy).
         console: where to print.
     """
     from ..dashboard.server import ServerThread
     from ..dashboard.serving import serving_url
-    from ..dashboard.store import StoreError, default_db_path
+    from ..dashboard.store import StoreError
     from ..exporters import ConfigurationError, configure
     from ..exporters.settings import check_endpoint
 
     server: ServerThread | None = None
     if endpoint is None:
-        path = db or default_db_path()
+        path = db or demo_db_path()
         try:
             try:
                 server = ServerThread(db=path, port=port).start()
@@ -102,19 +106,41 @@ def demo(*, endpoint: str | None, once: bool, db: Path | None, port: int, consol
                 return 1
         else:
             console.print(f'{ended.count} spans delivered')
-        console.print(f'dashboard  [bold]{endpoint}[/]')
-        if server is not None and not once:
-            console.print('serving until Ctrl-C')
-            try:
-                while True:
-                    time.sleep(3600)
-            except KeyboardInterrupt:
-                console.print('stopped')
+        _what_next(console, server, endpoint, once=once)
         return 0
     finally:
         telemetry.shutdown()
         if server is not None:
             server.stop()
+
+
+def demo_db_path() -> Path:
+    """Where the demo's embedded dashboard keeps its runs: `demo.duckdb` beside `tracegraph serve`'s store."""
+    from ..dashboard.store import default_db_path
+
+    return default_db_path().with_name('demo.duckdb')
+
+
+def _what_next(console: Console, server: ServerThread | None, endpoint: str, *, once: bool) -> None:
+    """Say where the runs are and what to do next; serve the embedded dashboard until Ctrl-C unless `once`."""
+    if server is None:
+        console.print(f'dashboard  [bold]{endpoint}[/]')
+    elif once:
+        # The embedded dashboard stops with this process: name where the runs are, not a URL about to die.
+        console.print(f'the runs are stored in {server.db}')
+        console.print(f'next: [bold]tracegraph serve --db {server.db}[/] to open them in the dashboard')
+    else:
+        console.print(f'dashboard  [bold]{endpoint}[/]')
+        console.print(
+            'next: open it; to see your own graph there, run `tracegraph serve` and call '
+            '`tracegraph.exporters.configure()` in your app'
+        )
+        console.print('serving until Ctrl-C')
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            console.print('stopped')
 
 
 class _SpanCount(SpanProcessor):
