@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib.metadata
 import os
 import subprocess
@@ -13,7 +14,6 @@ from typing import Any, cast
 
 import pytest
 from exporters_helpers import Explode, Increment, counter_graph
-from opentelemetry import trace
 
 from tracegraph.exporters import MetricPoint, TelemetryCapture
 from tracegraph.tracing import attributes as attr
@@ -93,25 +93,51 @@ async def test_metrics_accumulate_across_reads_and_clear_resets(tracegraph_captu
     assert tracegraph_capture.metrics() == []
 
 
-def test_spans_from_other_threads_and_plain_sdk_spans_are_captured(tracegraph_capture: TelemetryCapture) -> None:
-    def work() -> None:
-        with trace.get_tracer('mine').start_as_current_span('from a thread'):
-            pass
-
-    thread = threading.Thread(target=work)
+def test_runs_in_other_threads_are_captured(tracegraph_capture: TelemetryCapture) -> None:
+    thread = threading.Thread(target=lambda: asyncio.run(counter_graph().run(Increment(1))))
     thread.start()
     thread.join()
-    assert tracegraph_capture.span_names() == ['from a thread']
+    assert tracegraph_capture.span_names()[-1] == 'run graph counter'
+
+
+def test_plain_sdk_spans_are_captured_once_the_app_has_a_global_provider(tmp_path: Path) -> None:
+    """Without a global provider the capture sees tracegraph's runs only; with the app's own, its spans too."""
+    (tmp_path / 'test_app_spans.py').write_text(
+        textwrap.dedent(
+            """
+            from opentelemetry import trace
+            from opentelemetry.sdk.trace import TracerProvider
+
+
+            def test_without_a_global_provider(tracegraph_capture):
+                with trace.get_tracer('mine').start_as_current_span('not recorded'):
+                    pass
+                assert tracegraph_capture.span_names() == []
+
+
+            def test_with_the_apps_provider(tracegraph_capture):
+                trace.set_tracer_provider(TracerProvider())
+                from tracegraph.exporters import TelemetryCapture
+
+                with TelemetryCapture.start() as capture:
+                    with trace.get_tracer('mine').start_as_current_span('mine'):
+                        pass
+                assert capture.span_names() == ['mine']
+            """
+        )
+    )
+    done = _pytest_session(tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert '2 passed' in done.stdout
 
 
 def test_nested_captures_restore_the_outer_one(tracegraph_capture: TelemetryCapture) -> None:
-    tracer = trace.get_tracer('mine')
-    with TelemetryCapture.start() as inner, tracer.start_as_current_span('inner'):
-        pass
-    with tracer.start_as_current_span('outer'):
-        pass
-    assert inner.span_names() == ['inner']
-    assert tracegraph_capture.span_names() == ['outer']
+    graph = counter_graph()
+    with TelemetryCapture.start() as inner:
+        graph.run_sync(Increment(1))
+    graph.run_sync(Increment(2))
+    assert [len(t.nodes) for t in inner.timelines()] == [3]  # Increment(1): 1, 2, 3
+    assert [len(t.nodes) for t in tracegraph_capture.timelines()] == [2]
 
 
 def test_the_pytest_plugin_imports_nothing_heavy() -> None:
@@ -199,10 +225,49 @@ def test_capture_metrics_work_beside_logfires_capfire(tmp_path: Path) -> None:
             """
         )
     )
+    done = _pytest_session(tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_a_capture_before_capfire_leaves_capfire_every_graph_span(tmp_path: Path) -> None:
+    """Order does not matter: a `tracegraph_capture` test first must not take the providers `capfire` needs."""
+    (tmp_path / 'test_order.py').write_text(
+        textwrap.dedent(
+            """
+            from exporters_helpers import Increment, counter_graph
+
+
+            def test_1_capture_first(tracegraph_capture):
+                counter_graph().run_sync(Increment(1))
+                assert tracegraph_capture.span_names()[-1] == 'run graph counter'
+
+
+            def test_2_capfire_after(capfire):
+                counter_graph().run_sync(Increment(1))
+                assert [s.name for s in capfire.exporter.exported_spans][-1] == 'run graph counter'
+                names = {m['name'] for m in capfire.get_collected_metrics()}
+                assert {'tracegraph.node.duration', 'tracegraph.run.duration'} <= names
+
+
+            def test_3_capfire_again_and_capture(capfire, tracegraph_capture):
+                counter_graph().run_sync(Increment(1))
+                assert [s.name for s in capfire.exporter.exported_spans][-1] == 'run graph counter'
+                assert tracegraph_capture.span_names()[-1] == 'run graph counter'
+                (point,) = tracegraph_capture.metrics('tracegraph.run.duration')
+                assert point.count == 1
+            """
+        )
+    )
+    done = _pytest_session(tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert '3 passed' in done.stdout
+
+
+def _pytest_session(tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """A pytest session of the test files written into `tmp_path`, in file order, with these tests' helpers."""
     env = {**os.environ, 'PYTHONPATH': str(Path(__file__).parent)}
     env.pop('LOGFIRE_TOKEN', None)
-    done = subprocess.run(
+    return subprocess.run(
         [sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider', '-p', 'no:randomly', str(tmp_path)],
         capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path,
     )  # fmt: skip
-    assert done.returncode == 0, done.stdout + done.stderr

@@ -1,13 +1,15 @@
 """In-memory capture of tracegraph's spans and metrics, for tests (the `tracegraph_capture` pytest fixture).
 
 OpenTelemetry lets a process set its global `TracerProvider` and `MeterProvider` only once, while a test
-suite wants a fresh capture per test. So the first capture installs ONE global pipeline for the whole
-process and every capture after it plugs into that pipeline:
+suite wants a fresh capture per test, and other tests may configure Logfire (`capfire`) later. So the first
+capture makes ONE pipeline for the whole process, sets neither global provider, and every capture after it plugs
+into that pipeline:
 
-- traces: a `TracerProvider` whose only processor is a switch forwarding to the active capture (when a real
-  provider is already global, e.g. after `logfire.configure()`, the switch is added to it instead);
-- metrics: a `MeterProvider` with an in-memory reader using delta temporality; a capture drains the reader
-  when it starts and sums the deltas it collects afterwards, so it sees only what its own test recorded.
+- traces: a `TracerProvider` whose only processor is a switch forwarding to the active capture, which runs record
+  to while no global provider is set; once one is (e.g. by `logfire.configure()`), the switch is added to it;
+- metrics: a `MeterProvider` tapped in beside the global one, with an in-memory reader using delta temporality; a
+  capture drains the reader when it starts and sums the deltas it collects afterwards, so it sees only what its
+  own test recorded.
 """
 
 from __future__ import annotations
@@ -18,9 +20,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from opentelemetry import metrics
 from opentelemetry.context import Context
-from opentelemetry.metrics._internal import _ProxyMeterProvider  # pyright: ignore[reportPrivateUsage] - no public name
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import (
     AggregationTemporality,
@@ -33,9 +33,10 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 
 from ..tracing import attributes as attr
+from ..tracing.live_providers import record_without_a_global_provider
 from ..tracing.metric_instruments import meter_taps
 from ..tracing.timeline import NodeTimeline
-from .providers import place_processors
+from .providers import AttachedProcessors, global_host
 from .spantables import spans_arrow, spans_pandas
 from .views import delta_temporality, metric_views
 
@@ -82,8 +83,12 @@ class _SwitchProcessor(SpanProcessor):
 @dataclass(kw_only=True)
 class _Pipeline:
     switch: _SwitchProcessor
+    own: TracerProvider
+    """Records tracegraph's runs while the process has no global tracer provider; never set as the global one."""
     reader: InMemoryMetricReader
-    """The capture's reader: of the global MeterProvider, or of the provider tapped in beside another library's."""
+    """The capture's reader, of a MeterProvider tapped in beside the global one (never set as the global one)."""
+    attached_to: object | None = None
+    """The global provider the switch was last added to."""
 
 
 _pipeline: _Pipeline | None = None
@@ -99,24 +104,34 @@ def _stable(attributes: Any) -> dict[str, Any]:
 
 
 def _global_pipeline() -> _Pipeline:
+    """The process's one capture pipeline, routed for the capture starting now.
+
+    Nothing global is set: OpenTelemetry lets a process set its global providers once, and a capture that took them
+    would hide every later test's runs from `logfire.configure()` (Logfire's `capfire`). Runs record to the
+    capture's own provider while the process has no global one; once it has one, the switch is added to it, again
+    whenever its SDK provider was replaced (each `logfire.configure()` makes a new one).
+    """
     global _pipeline
     with _pipeline_lock:
-        if _pipeline is not None:
-            return _pipeline
-        switch = _SwitchProcessor()
-        place_processors(
-            [switch],
-            lambda: TracerProvider(resource=Resource.create({'service.name': 'tracegraph-capture'})),
-            purpose='tracegraph_capture cannot capture spans',
-            remedy='let the capture set the global provider, or set an SDK TracerProvider before the first capture.',
+        if _pipeline is None:
+            switch = _SwitchProcessor()
+            own = TracerProvider(resource=Resource.create({'service.name': 'tracegraph-capture'}))
+            own.add_span_processor(switch)
+            reader = InMemoryMetricReader(preferred_temporality=delta_temporality())
+            meter_taps.append(MeterProvider(metric_readers=[reader], views=metric_views()))
+            _pipeline = _Pipeline(switch=switch, own=own, reader=reader)
+        host = global_host(
+            'tracegraph_capture cannot capture spans',
+            'let the capture run without a global provider, or set an SDK TracerProvider before the first capture.',
         )
-        reader = InMemoryMetricReader(preferred_temporality=delta_temporality())
-        own = MeterProvider(metric_readers=[reader], views=metric_views())
-        if isinstance(metrics.get_meter_provider(), _ProxyMeterProvider):
-            metrics.set_meter_provider(own)
-        else:  # another library owns the global provider: tracegraph's instruments record to both
-            meter_taps.append(own)
-        _pipeline = _Pipeline(switch=switch, reader=reader)
+        if host is None:
+            record_without_a_global_provider(_pipeline.own)
+        else:
+            record_without_a_global_provider(None)
+            inner = getattr(host, 'provider', host)  # Logfire's proxy holds the SDK provider it swaps
+            if inner is not _pipeline.attached_to:
+                host.add_span_processor(AttachedProcessors([_pipeline.switch]))
+                _pipeline.attached_to = inner
         return _pipeline
 
 

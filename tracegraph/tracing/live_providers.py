@@ -15,10 +15,23 @@ from opentelemetry.environment_variables import OTEL_PYTHON_METER_PROVIDER, OTEL
 from opentelemetry.metrics import _internal as _metrics_api
 from opentelemetry.metrics._internal import _ProxyMeterProvider  # pyright: ignore[reportPrivateUsage]
 
-__all__ = ('live_tracer_provider', 'live_meter_provider')
+__all__ = ('live_tracer_provider', 'live_meter_provider', 'record_without_a_global_provider')
 
 
 _MISSING = object()
+
+_fallback: trace.TracerProvider | None = None
+"""What runs record to while the process has no global tracer provider: None, or the test capture's provider."""
+
+
+def record_without_a_global_provider(provider: trace.TracerProvider | None) -> None:
+    """Let runs record to `provider` while no global tracer provider is set (None: record nothing then).
+
+    The test capture uses it instead of setting the global provider, which OpenTelemetry lets a process set once:
+    a capture that took it would keep every later `logfire.configure()` (Logfire's `capfire`) from seeing a run.
+    """
+    global _fallback
+    _fallback = provider
 
 
 def _env_probe(name: str) -> Callable[[], bool]:
@@ -51,12 +64,14 @@ def _no_global_provider(api_module: object, global_name: str, env_set: Callable[
 
 
 def live_tracer_provider(provider: trace.TracerProvider | None) -> trace.TracerProvider | None:
-    """`provider`, else the global one, when it is an SDK's (or any real one); None when nothing would record."""
+    """`provider`, else the global one, when it is an SDK's (or any real one), else the fallback of
+    `record_without_a_global_provider`; None when nothing would record."""
     if not provider:
         if _no_global_provider(trace, '_TRACER_PROVIDER', _tracer_provider_env):
-            return None
+            return _fallback
         provider = trace.get_tracer_provider()
-    # The API hands out a proxy until an SDK provider is set globally: nothing would be recorded.
+        if isinstance(provider, trace.ProxyTracerProvider):  # no SDK provider is set globally (yet)
+            return _fallback
     if isinstance(provider, (trace.ProxyTracerProvider, trace.NoOpTracerProvider)):
         return None
     return provider
