@@ -31,7 +31,7 @@ from sample_runs import run_sample_graph
 from tracing_helpers import make_pipeline
 
 from tracegraph import BaseNode, End, Graph, GraphRunContext, InstrumentationSettings
-from tracegraph.exporters.otlpjson import attributes_dict
+from tracegraph.exporters.otlp.otlpjson import attributes_dict
 
 __all__ = (
     'Reply',

@@ -29,8 +29,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from sample_runs import SampleRunResult, run_sample_graph
 from tracing_helpers import make_pipeline
 
-from tracegraph.dashboard.server import ServerThread
-from tracegraph.exporters.otlpjson import trace_request_to_json
+from tracegraph.dashboard.server.server import ServerThread
+from tracegraph.exporters.otlp.otlpjson import trace_request_to_json
 from tracegraph.tracing import attributes as attr
 
 __all__ = (

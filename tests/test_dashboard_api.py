@@ -12,9 +12,9 @@ import pytest
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, set_span_in_context
 from serve_helpers import emit_run, exporting_provider, protobuf_body, running_server
 
-from tracegraph.dashboard.models import parse_since
-from tracegraph.dashboard.otlp import parse_traces
-from tracegraph.dashboard.store import Store, default_db_path
+from tracegraph.dashboard.ingest.otlp import parse_traces
+from tracegraph.dashboard.store.database import Store, default_db_path
+from tracegraph.dashboard.store.models import parse_since
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
 T0 = int(NOW.timestamp()) * 1_000_000_000

@@ -27,8 +27,8 @@ from serve_helpers import (
 )
 
 from tracegraph import BaseNode, End, Graph, GraphRunContext, InstrumentationSettings
-from tracegraph.dashboard.server import ServerThread
-from tracegraph.dashboard.svg import OUTCOME_COLOURS
+from tracegraph.dashboard.server.server import ServerThread
+from tracegraph.dashboard.web.svg import OUTCOME_COLOURS
 
 CHROMIUM = Path('/usr/bin/chromium')
 OUTPUT = Path(__file__).resolve().parent.parent / 'test-output'

@@ -21,7 +21,7 @@ from serve_helpers import emit_run, exporting_provider, serve_process
 from typer.testing import CliRunner
 
 from tracegraph.cli import app
-from tracegraph.dashboard.server import is_loopback
+from tracegraph.dashboard.server.server import is_loopback
 
 
 @pytest.fixture

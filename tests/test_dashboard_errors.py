@@ -11,7 +11,7 @@ import pytest
 from google.rpc.status_pb2 import Status
 from serve_helpers import emit_run, exporting_provider, protobuf_body, running_server
 
-from tracegraph.dashboard.server import ServerThread
+from tracegraph.dashboard.server.server import ServerThread
 
 LIMIT = 4096
 PROTO = 'application/x-protobuf'

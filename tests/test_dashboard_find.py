@@ -15,7 +15,7 @@ from sample_runs import SampleRunResult
 from serve_helpers import crafted_body, crafted_run, emit_run, exporting_provider, running_server
 
 from tracegraph import BaseNode, End, Graph, GraphRunContext, InstrumentationSettings
-from tracegraph.dashboard.server import ServerThread
+from tracegraph.dashboard.server.server import ServerThread
 
 T0 = 1_790_000_000 * 10**9
 MINUTE = 60 * 10**9
@@ -352,7 +352,7 @@ def _luminance(hex_colour: str) -> float:
 
 
 def test_badge_and_node_colours_meet_wcag_aa_contrast() -> None:
-    from tracegraph.dashboard.svg import DURATION_BANDS, OUTCOME_COLOURS
+    from tracegraph.dashboard.web.svg import DURATION_BANDS, OUTCOME_COLOURS
 
     def contrast(a: str, b: str) -> float:
         high, low = sorted((_luminance(a), _luminance(b)), reverse=True)

@@ -13,7 +13,7 @@ from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from serve_helpers import exporting_provider, running_server
 
 from tracegraph import BaseNode, End, Graph, GraphRunContext, InstrumentationSettings, NodeTimeline
-from tracegraph.dashboard.server import ServerThread
+from tracegraph.dashboard.server.server import ServerThread
 
 
 @dataclass

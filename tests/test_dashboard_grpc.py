@@ -18,7 +18,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from serve_helpers import crafted_body, crafted_run, emit_run
 
-from tracegraph.dashboard.server import ServerThread
+from tracegraph.dashboard.server.server import ServerThread
 
 TRACES = '/opentelemetry.proto.collector.trace.v1.TraceService/Export'
 

@@ -26,9 +26,9 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from serve_helpers import Served, crafted_body, crafted_run, serve_process, trace_of
 
 from tracegraph.dashboard.auth import FAILURE_WINDOW, MAX_FAILURES, SESSION_COOKIE, SESSION_SECONDS
-from tracegraph.dashboard.guards import CONTENT_SECURITY_POLICY
-from tracegraph.dashboard.otlp import INGEST_NOTE
-from tracegraph.exporters.otlpjson import trace_request_to_json
+from tracegraph.dashboard.ingest.otlp import INGEST_NOTE
+from tracegraph.dashboard.server.guards import CONTENT_SECURITY_POLICY
+from tracegraph.exporters.otlp.otlpjson import trace_request_to_json
 
 PROTO = {'Content-Type': 'application/x-protobuf'}
 TOKEN = 's3cret-token-of-24-chars'
@@ -266,8 +266,8 @@ def test_the_cookie_is_a_session_not_the_token(guarded: Served) -> None:
 
 
 def test_the_session_cookie_is_secure_over_tls() -> None:
-    from tracegraph.dashboard.app import ServeOptions, create_app
-    from tracegraph.dashboard.store import Store
+    from tracegraph.dashboard.store.database import Store
+    from tracegraph.dashboard.web.app import ServeOptions, create_app
 
     async def sign_in(store: Store) -> httpx.Response:
         transport = httpx.ASGITransport(app=create_app(store, ServeOptions(token=TOKEN)))

@@ -18,7 +18,7 @@ from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from serve_helpers import SampleRun, emit_run, exporting_provider, json_body, protobuf_body, running_server
 
 from tracegraph import NodeTimeline
-from tracegraph.dashboard.server import ServerThread
+from tracegraph.dashboard.server.server import ServerThread
 
 PROTO = {'Content-Type': 'application/x-protobuf'}
 JSON = {'Content-Type': 'application/json'}

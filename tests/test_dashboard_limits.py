@@ -15,7 +15,7 @@ import httpx
 import pytest
 from serve_helpers import crafted_body, crafted_run, serve_process
 
-from tracegraph.dashboard.connections import HEADER_TIMEOUT, KEEP_ALIVE_TIMEOUT
+from tracegraph.dashboard.server.connections import HEADER_TIMEOUT, KEEP_ALIVE_TIMEOUT
 
 PROTO = {'Content-Type': 'application/x-protobuf'}
 TOKEN = 'a-limits-token-of-24-chars'

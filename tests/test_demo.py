@@ -8,7 +8,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from tracegraph.dashboard.store import Store, default_db_path
+from tracegraph.dashboard.store.database import Store, default_db_path
 from tracegraph.demo.main import demo, demo_db_path
 from tracegraph.demo.runner import DEMO_RUNS
 

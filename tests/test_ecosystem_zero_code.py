@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tracegraph.dashboard.server import ServerThread
+from tracegraph.dashboard.server.server import ServerThread
 
 AGENT = Path(sys.executable).parent / 'opentelemetry-instrument'
 

@@ -23,18 +23,20 @@ pytestmark = pytest.mark.anyio
 
 def test_the_plugin_is_registered_as_a_pytest11_entry_point() -> None:
     entry_points = importlib.metadata.entry_points(group='pytest11')
-    assert [ep.value for ep in entry_points if ep.name == 'tracegraph'] == ['tracegraph.exporters.pytest_plugin']
+    assert [ep.value for ep in entry_points if ep.name == 'tracegraph'] == [
+        'tracegraph.exporters.testing.pytest_plugin'
+    ]
 
 
 def test_importing_the_plugin_loads_none_of_the_exporters() -> None:
     # pytest imports the plugin in every run of every project with tracegraph installed: it must stay light
     code = (
-        'import sys, tracegraph.exporters.pytest_plugin\n'
+        'import sys, tracegraph.exporters.testing.pytest_plugin\n'
         "print(sorted(m for m in sys.modules if m.startswith('tracegraph.exporters.')))"
     )
     done = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    assert done.stdout == "['tracegraph.exporters.pytest_plugin']\n"
+    assert done.stdout == "['tracegraph.exporters.testing.pytest_plugin']\n"
 
 
 async def test_captures_spans_timelines_and_metrics(tracegraph_capture: TelemetryCapture) -> None:
@@ -147,7 +149,7 @@ def test_the_pytest_plugin_imports_nothing_heavy() -> None:
         'before = set(sys.modules)\n'
         'import pytest\n'
         'with_pytest = set(sys.modules)\n'
-        'import tracegraph.exporters.pytest_plugin\n'
+        'import tracegraph.exporters.testing.pytest_plugin\n'
         'print(sorted(m.split(".")[0] for m in set(sys.modules) - with_pytest if not m.startswith("tracegraph")))\n'
         'print(sorted(m for m in sys.modules if m.startswith("tracegraph")))\n'
     )
@@ -156,7 +158,7 @@ def test_the_pytest_plugin_imports_nothing_heavy() -> None:
     others, ours = done.stdout.splitlines()
     assert others == '[]'
     assert ours == (
-        "['tracegraph', 'tracegraph._version', 'tracegraph.exporters', 'tracegraph.exporters.pytest_plugin']"
+        "['tracegraph', 'tracegraph._version', 'tracegraph.exporters', 'tracegraph.exporters.testing.pytest_plugin']"
     )
 
 
@@ -192,7 +194,7 @@ def test_a_capture_exports_to_arrow_and_pandas() -> None:
             graph.run_sync(Explode())
         table = capture.to_arrow()
         frame = capture.to_pandas()
-    from tracegraph.exporters.spantables import SPAN_ROW_FIELDS
+    from tracegraph.exporters.testing.spantables import SPAN_ROW_FIELDS
 
     assert table.column_names == list(SPAN_ROW_FIELDS)
     assert table.num_rows == len(capture.spans)

@@ -21,7 +21,7 @@ from tracegraph.exporters import (
     read_spans,
 )
 from tracegraph.exporters import pipeline as exporters_pipeline
-from tracegraph.exporters.settings import parse_headers, resolve_target
+from tracegraph.exporters.setup.settings import parse_headers, resolve_target
 
 pytestmark = pytest.mark.anyio
 

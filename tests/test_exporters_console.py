@@ -12,7 +12,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from rich.console import Console
 
 from tracegraph.exporters import ConsoleTimelineProcessor, configure
-from tracegraph.exporters.console import render_timeline
+from tracegraph.exporters.local.console import render_timeline
 from tracegraph.tracing.timeline import NodeError, NodeRecord, NodeTimeline
 
 pytestmark = pytest.mark.anyio

@@ -16,8 +16,8 @@ _CHILD = textwrap.dedent(
     """
     import sys, time
     from exporters_helpers import make_spans
-    from tracegraph.exporters.settings import resolve_target
-    from tracegraph.exporters.spool import SpoolSpanExporter
+    from tracegraph.exporters.setup.settings import resolve_target
+    from tracegraph.exporters.spool.exporter import SpoolSpanExporter
 
     spool_dir, endpoint, protocol, mode, ids_file = sys.argv[1:6]
     target = resolve_target(endpoint=endpoint, protocol=protocol, headers=None, signal='traces')
@@ -103,7 +103,7 @@ _GRAPH_CHILD = textwrap.dedent(
 def test_sigkill_loses_at_most_the_spans_of_the_last_200ms(tmp_path: Path) -> None:
     """Graphs run through `configure(spool=SpoolOptions(...))` with the backend down; a SIGKILL at a random moment leaves
     on disk every span that ended more than 200 ms before it."""
-    from tracegraph.exporters.segments import SegmentStore
+    from tracegraph.exporters.spool.segments import SegmentStore
 
     dead = f'http://127.0.0.1:{free_port()}'
     env = {**os.environ, 'PYTHONPATH': str(Path(__file__).parent)}
@@ -142,8 +142,8 @@ _WORKER_CHILD = textwrap.dedent(
     """
     import sys, time
     from exporters_helpers import make_spans
-    from tracegraph.exporters.settings import resolve_target
-    from tracegraph.exporters.spool import SpoolSpanExporter
+    from tracegraph.exporters.setup.settings import resolve_target
+    from tracegraph.exporters.spool.exporter import SpoolSpanExporter
 
     spool_dir, endpoint, ids_file, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
     target = resolve_target(endpoint=endpoint, protocol='http/protobuf', headers=None, signal='traces')
@@ -200,8 +200,8 @@ def test_workers_sharing_a_spool_directory_one_killed_nothing_stranded(tmp_path:
     assert len(accepted) == 4 * 20 * 4
 
     with OtlpHttpReceiver() as receiver:
-        from tracegraph.exporters.settings import resolve_target
-        from tracegraph.exporters.spool import SpoolSpanExporter
+        from tracegraph.exporters.setup.settings import resolve_target
+        from tracegraph.exporters.spool.exporter import SpoolSpanExporter
 
         target = resolve_target(endpoint=receiver.endpoint, protocol='http/protobuf', headers=None, signal='traces')
         heir = SpoolSpanExporter(spool_dir, target=target, initial_backoff=0.02, max_backoff=0.1)

@@ -136,7 +136,11 @@ def test_torn_last_line_is_skipped_with_a_warning(tmp_path: Path, caplog: pytest
         f.write('{"resourceSpans":[{"resou')
     assert len(read_spans(path)) == 4
     assert caplog.record_tuples == [
-        ('tracegraph.exporters.file', logging.WARNING, f'tracegraph: skipping the torn last line 5 of {path}')
+        (
+            'tracegraph.exporters.local.jsonlines',
+            logging.WARNING,
+            f'tracegraph: skipping the torn last line 5 of {path}',
+        )
     ]
 
 
@@ -149,7 +153,7 @@ def test_a_bad_line_in_the_middle_is_skipped_and_counted(tmp_path: Path, caplog:
     assert len(read_spans(path)) == 8
     assert caplog.record_tuples == [
         (
-            'tracegraph.exporters.file',
+            'tracegraph.exporters.local.jsonlines',
             logging.WARNING,
             f'tracegraph: skipped 2 lines of {path} that are not trace requests (lines 5, 6)',
         )

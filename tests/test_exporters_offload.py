@@ -47,10 +47,10 @@ from opentelemetry.trace import (
 from sample_runs import run_sample_graph
 
 from tracegraph.exporters import ConfigurationError, configure
-from tracegraph.exporters.offload import OffloadSpanProcessor
-from tracegraph.exporters.otlpencode import encode_records
-from tracegraph.exporters.settings import resolve_target
-from tracegraph.exporters.spanrecords import RecordReader, RecordWriter, read_frames
+from tracegraph.exporters.otlp.otlpencode import encode_records
+from tracegraph.exporters.process.offload import OffloadSpanProcessor
+from tracegraph.exporters.process.spanrecords import RecordReader, RecordWriter, read_frames
+from tracegraph.exporters.setup.settings import resolve_target
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -343,7 +343,7 @@ def test_an_export_process_that_cannot_start_is_a_configuration_error(monkeypatc
     with OtlpHttpReceiver() as receiver, pytest.raises(ConfigurationError) as raised:
         OffloadSpanProcessor(_target(receiver, 'http/protobuf'))
     assert str(raised.value).startswith(
-        'export_process=True could not start `/nonexistent/python -m tracegraph.exporters.offload`: '
+        'export_process=True could not start `/nonexistent/python -m tracegraph.exporters.process.offload`: '
     )
 
 

@@ -245,8 +245,8 @@ def test_a_stale_keep_alive_connection_is_replaced_without_a_failure(caplog: pyt
     from exporters_helpers import OtlpHttpReceiver, make_spans
     from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 
-    from tracegraph.exporters.senders import HttpSender
-    from tracegraph.exporters.settings import resolve_target
+    from tracegraph.exporters.otlp.senders import HttpSender
+    from tracegraph.exporters.setup.settings import resolve_target
 
     with OtlpHttpReceiver() as receiver:
         receiver.drop_idle_connections = True  # the backend closes every connection after its answer

@@ -26,9 +26,9 @@ from opentelemetry.sdk.trace import ReadableSpan
 from tracing_helpers import points_of
 
 from tracegraph.exporters import SpoolOptions, configure
-from tracegraph.exporters.senders import parse_retry_after
-from tracegraph.exporters.settings import resolve_target
-from tracegraph.exporters.spool import METRIC_SPOOL_DROPPED, SpoolSpanExporter
+from tracegraph.exporters.otlp.senders import parse_retry_after
+from tracegraph.exporters.setup.settings import resolve_target
+from tracegraph.exporters.spool.exporter import METRIC_SPOOL_DROPPED, SpoolSpanExporter
 
 
 def _spool(directory: Path, endpoint: str, protocol: str = 'http/protobuf', **kwargs: object) -> SpoolSpanExporter:
@@ -254,7 +254,7 @@ def test_restart_after_partial_delivery_resumes_at_the_cursor(tmp_path: Path) ->
 
 
 def test_disk_bound_drops_oldest_counts_and_logs(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.WARNING, 'tracegraph.exporters.spool')
+    caplog.set_level(logging.WARNING, 'tracegraph.exporters.spool.exporter')
     batch = make_spans(runs=10, nodes=4)
     record = len(encode_spans(batch).SerializeToString()) + 16
     reader = InMemoryMetricReader()
@@ -279,7 +279,7 @@ def test_disk_bound_drops_oldest_counts_and_logs(tmp_path: Path, caplog: pytest.
 
 
 def test_memory_stays_bounded_while_the_backend_is_down(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.ERROR, 'tracegraph.exporters.spool')  # pytest keeps log records in memory
+    caplog.set_level(logging.ERROR, 'tracegraph.exporters.spool.exporter')  # pytest keeps log records in memory
     batch = make_spans(runs=20, nodes=5)
     spool = _spool(tmp_path, f'http://127.0.0.1:{free_port()}', max_bytes=1_000_000)
     spool.export(batch)  # warm up imports and caches before measuring

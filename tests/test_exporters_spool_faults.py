@@ -20,8 +20,8 @@ from exporters_helpers import OtlpHttpReceiver, Reply, make_spans, wait_until
 from opentelemetry.sdk.trace import ReadableSpan
 
 from tracegraph.exporters import segments
-from tracegraph.exporters.settings import resolve_target
-from tracegraph.exporters.spool import SpoolSpanExporter
+from tracegraph.exporters.setup.settings import resolve_target
+from tracegraph.exporters.spool.exporter import SpoolSpanExporter
 
 _open, _pwrite = os.open, os.pwrite  # the real ones: the fault injectors below patch `os` for the test
 
@@ -60,7 +60,7 @@ def test_full_filesystem_keeps_spans_in_memory_and_recovers(tiny_fs: Path, caplo
     with OtlpHttpReceiver() as receiver:
         receiver.script(*[Reply(status=503)] * 10_000)  # the backend is down while the disk fills
         spool = _spool(tiny_fs / 'spool', receiver.endpoint)
-        with caplog.at_level(logging.ERROR, logger='tracegraph.exporters.spool'):
+        with caplog.at_level(logging.ERROR, logger='tracegraph.exporters.spool.exporter'):
             for batch in _batches(spans, 25):
                 spool.export(batch)
         assert spool.memory_spans > 0 and spool.io_errors > 0  # the disk filled; later batches waited in memory
@@ -224,7 +224,7 @@ def test_stray_files_are_skipped(tmp_path: Path, caplog: pytest.LogCaptureFixtur
     (directory / '0000000000000003.seg').mkdir(parents=True)  # a folder named like a segment
     (directory / 'notes.seg').write_text('hello')
     spans = make_spans(runs=2)
-    with OtlpHttpReceiver() as receiver, caplog.at_level(logging.WARNING, logger='tracegraph.exporters.spool'):
+    with OtlpHttpReceiver() as receiver, caplog.at_level(logging.WARNING, logger='tracegraph.exporters.spool.exporter'):
         spool = _spool(directory, receiver.endpoint)
         spool.export(spans)
         assert spool.force_flush(10_000)

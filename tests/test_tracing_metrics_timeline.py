@@ -17,7 +17,7 @@ from opentelemetry.sdk.metrics.export import HistogramDataPoint, InMemoryMetricR
 from tracing_helpers import Pipeline, make_pipeline, sdk_attributes
 
 from tracegraph import BaseNode, End, Graph, GraphRunContext, NodeStep, NodeTimeline, ScrubbingOptions
-from tracegraph.exporters.sdk_merge_gate import merge_enabled
+from tracegraph.exporters.metrics.sdk_merge_gate import merge_enabled
 from tracegraph.tracing import attributes as attr
 from tracegraph.tracing import instrument
 

@@ -32,7 +32,7 @@ from tracing_helpers import finished, points_of
 import tracegraph.run as engine_run
 from tracegraph import BaseNode, End, Graph, GraphRunContext, InstrumentationSettings
 from tracegraph._version import __version__
-from tracegraph.exporters.sdk_merge_gate import MERGE_TESTED_SDK_VERSIONS, merge_enabled
+from tracegraph.exporters.metrics.sdk_merge_gate import MERGE_TESTED_SDK_VERSIONS, merge_enabled
 from tracegraph.tracing import attributes as attr
 from tracegraph.tracing.preaggregated import ExactHistogram, PreAggregatedHistogram, duration_recorder
 

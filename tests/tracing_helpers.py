@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace.sampling import Sampler
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status
 
 from tracegraph import InstrumentationSettings
-from tracegraph.exporters.views import metric_views
+from tracegraph.exporters.metrics.views import metric_views
 
 
 class Finished(Protocol):

@@ -1,8 +1,8 @@
 """tracegraph: typed async graphs and state machines in which every run is observable.
 
 The names below are imported on first use (PEP 562), so that importing a submodule alone stays cheap: pytest loads
-`tracegraph.exporters.pytest_plugin` in every run of every project that has tracegraph installed, and that must not
-import the engine, pydantic and OpenTelemetry. `from tracegraph import Graph` works as before.
+`tracegraph.exporters.testing.pytest_plugin` in every run of every project that has tracegraph installed, and
+that must not import the engine, pydantic and OpenTelemetry. `from tracegraph import Graph` works as before.
 """
 
 from __future__ import annotations

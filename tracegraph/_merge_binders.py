@@ -2,11 +2,11 @@
 
 `tracing.preaggregated` (OpenTelemetry API only) asks, once per histogram, for the binder of the histogram's
 implementation. Binders are entry points of the group `tracegraph.merge_binders`, each named after the module
-prefix of the instruments it handles: tracegraph's own pyproject declares `opentelemetry.sdk.metrics =
-tracegraph.exporters.sdk_merge_gate:bind`. So a `MeterProvider` of the user's own gets the merge with no import of
-theirs, neither layer imports the other, and a binder is imported only when an instrument of its implementation
-exists (the entry points are read once per process, at the first histogram). Importing nothing but the standard
-library keeps `tracegraph.exporters`' pytest plugin light.
+prefix of the instruments it handles: tracegraph's own pyproject declares
+`opentelemetry.sdk.metrics = tracegraph.exporters.metrics.sdk_merge_gate:bind`. So a `MeterProvider` of the user's
+own gets the merge with no import of theirs, neither layer imports the other, and a binder is imported only when an
+instrument of its implementation exists (the entry points are read once per process, at the first histogram).
+Importing nothing but the standard library keeps `tracegraph.exporters`' pytest plugin light.
 """
 
 from __future__ import annotations

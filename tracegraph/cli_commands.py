@@ -50,7 +50,7 @@ def _root(
 
 def _warn_about_exposure(host: str, token: str | None) -> None:
     from .dashboard.auth import MIN_TOKEN_LENGTH
-    from .dashboard.server import is_loopback
+    from .dashboard.server.server import is_loopback
 
     if token is not None and len(token) < MIN_TOKEN_LENGTH:
         _err.print(
@@ -111,14 +111,14 @@ def serve(
     ] = 600.0,
 ) -> None:
     """Run the local dashboard: an OTLP/HTTP receiver (POST /v1/traces, /v1/metrics), a DuckDB store and a web UI."""
-    from .dashboard.app import ServeOptions
     from .dashboard.auth import check_token
-    from .dashboard.connections import raise_descriptor_limit
-    from .dashboard.grpcreceiver import GrpcReceiver
-    from .dashboard.server import bind_socket, default_decode_workers, free_grpc_port, make_server
-    from .dashboard.serving import announce
-    from .dashboard.store import Store, StoreError, default_db_path
-    from .exporters.settings import http_url
+    from .dashboard.ingest.grpcreceiver import GrpcReceiver
+    from .dashboard.server.connections import raise_descriptor_limit
+    from .dashboard.server.server import bind_socket, default_decode_workers, free_grpc_port, make_server
+    from .dashboard.server.serving import announce
+    from .dashboard.store.database import Store, StoreError, default_db_path
+    from .dashboard.web.app import ServeOptions
+    from .exporters.setup.settings import http_url
 
     if token is None and 'TRACEGRAPH_TOKEN' in os.environ:
         token = os.environ['TRACEGRAPH_TOKEN']  # click reads a variable set empty as unset: it must be refused
@@ -274,11 +274,18 @@ def report(
     ] = None,
 ) -> None:
     """Performance per graph and node: count, error rate, p50/p95/p99, share of run time, and the slowest runs."""
-    from .dashboard.models import parse_since
-    from .dashboard.remote import RemoteStore, RemoteStoreError
-    from .dashboard.report import ReportSource, build_report, load_span_file, render_report, report_csv, write_report
-    from .dashboard.serving import serving_url
-    from .dashboard.store import Store, StoreError, default_db_path
+    from .dashboard.server.serving import serving_url
+    from .dashboard.store.database import Store, StoreError, default_db_path
+    from .dashboard.store.models import parse_since
+    from .dashboard.store.remote import RemoteStore, RemoteStoreError
+    from .dashboard.store.report import (
+        ReportSource,
+        build_report,
+        load_span_file,
+        render_report,
+        report_csv,
+        write_report,
+    )
 
     store: ReportSource
 

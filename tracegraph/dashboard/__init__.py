@@ -15,8 +15,8 @@ except ImportError as _missing:
         "pip install 'tracegraph[dashboard]'"
     ) from _missing
 
-from .models import GraphSummary, NodeSpans, NodeStats, RunDetail, RunSummary, SpanInfo, Transition
-from .store import Store, default_db_path
+from .store.database import Store, default_db_path
+from .store.models import GraphSummary, NodeSpans, NodeStats, RunDetail, RunSummary, SpanInfo, Transition
 
 __all__ = (
     'Transition',

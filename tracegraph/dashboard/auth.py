@@ -36,8 +36,8 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .markup import layout
-from .receiver import error_response
+from .ingest.receiver import error_response
+from .web.markup import layout
 
 __all__ = (
     'SESSION_COOKIE',

@@ -13,12 +13,12 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ..exporters.console import render_timeline
-from ..exporters.providers import ProcessorHost
+from ..exporters.local.console import render_timeline
+from ..exporters.setup.providers import ProcessorHost
 from ..tracing.timeline import NodeTimeline
 
 if TYPE_CHECKING:
-    from ..dashboard.server import ServerThread
+    from ..dashboard.server.server import ServerThread
 from .runner import DEMO_RUNS, run_demo
 
 __all__ = ('demo', 'demo_db_path')
@@ -43,11 +43,11 @@ def demo(*, endpoint: str | None, once: bool, db: Path | None, port: int, consol
         port: the embedded dashboard's port (0: any free one; taken when the default is busy).
         console: where to print.
     """
-    from ..dashboard.server import ServerThread
-    from ..dashboard.serving import serving_url
-    from ..dashboard.store import StoreError
+    from ..dashboard.server.server import ServerThread
+    from ..dashboard.server.serving import serving_url
+    from ..dashboard.store.database import StoreError
     from ..exporters import ConfigurationError, configure
-    from ..exporters.settings import check_endpoint
+    from ..exporters.setup.settings import check_endpoint
 
     server: ServerThread | None = None
     if endpoint is None:
@@ -116,7 +116,7 @@ def demo(*, endpoint: str | None, once: bool, db: Path | None, port: int, consol
 
 def demo_db_path() -> Path:
     """Where the demo's embedded dashboard keeps its runs: `demo.duckdb` beside `tracegraph serve`'s store."""
-    from ..dashboard.store import default_db_path
+    from ..dashboard.store.database import default_db_path
 
     return default_db_path().with_name('demo.duckdb')
 

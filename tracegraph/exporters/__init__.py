@@ -2,7 +2,7 @@
 
 Importing this package is cheap and needs only the core dependencies: the OpenTelemetry SDK and the
 exporters are imported on first use of a name below (`pip install 'tracegraph[otlp]'`). The pytest plugin
-(`tracegraph.exporters.pytest_plugin`) is loaded by every pytest run, so this must never fail.
+(`tracegraph.exporters.testing.pytest_plugin`) is loaded by every pytest run, so this must never fail.
 """
 
 from __future__ import annotations
@@ -11,12 +11,12 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .capture import MetricPoint, TelemetryCapture
-    from .console import ConsoleTimelineProcessor
-    from .file import JsonLinesSpanExporter, read_spans
-    from .pipeline import MetricsOptions, SpoolOptions, Telemetry, configure
-    from .settings import ConfigurationError
-    from .spool import SpoolSpanExporter
+    from .local.console import ConsoleTimelineProcessor
+    from .local.jsonlines import JsonLinesSpanExporter, read_spans
+    from .setup.pipeline import MetricsOptions, SpoolOptions, Telemetry, configure
+    from .setup.settings import ConfigurationError
+    from .spool.exporter import SpoolSpanExporter
+    from .testing.capture import MetricPoint, TelemetryCapture
 
 __all__ = (
     'configure',
@@ -33,17 +33,17 @@ __all__ = (
 )
 
 _LAZY: dict[str, str] = {
-    'configure': 'pipeline',
-    'Telemetry': 'pipeline',
-    'SpoolOptions': 'pipeline',
-    'MetricsOptions': 'pipeline',
-    'ConfigurationError': 'settings',
-    'SpoolSpanExporter': 'spool',
-    'JsonLinesSpanExporter': 'file',
-    'read_spans': 'file',
-    'ConsoleTimelineProcessor': 'console',
-    'TelemetryCapture': 'capture',
-    'MetricPoint': 'capture',
+    'configure': 'setup.pipeline',
+    'Telemetry': 'setup.pipeline',
+    'SpoolOptions': 'setup.pipeline',
+    'MetricsOptions': 'setup.pipeline',
+    'ConfigurationError': 'setup.settings',
+    'SpoolSpanExporter': 'spool.exporter',
+    'JsonLinesSpanExporter': 'local.jsonlines',
+    'read_spans': 'local.jsonlines',
+    'ConsoleTimelineProcessor': 'local.console',
+    'TelemetryCapture': 'testing.capture',
+    'MetricPoint': 'testing.capture',
 }
 
 

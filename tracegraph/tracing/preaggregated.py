@@ -11,10 +11,10 @@ every duration recorded before it began, and its points are what per-step record
 unit, buckets, attributes, count, min and max, the sum up to float rounding, and the exemplars the SDK's
 default reservoir and filter (the last measurement of each bucket made in a sampled span) would have kept.
 
-Merging writes to the SDK's aggregation internals, which no API offers, so it lives with the SDK code in
-`tracegraph.exporters.sdk_metrics` (this layer imports the OpenTelemetry API only), found through the entry point
-that `tracegraph._merge_binders` reads: any SDK `MeterProvider`, `configure()`'s or the user's own, gets it; without
-a binder every provider gets `ExactHistogram`. The fast path is taken only for an SDK
+Merging writes to the SDK's aggregation internals, which no API offers, so it lives with the SDK code
+in `tracegraph.exporters.metrics.sdk_metrics` (this layer imports the OpenTelemetry API only), found through the entry
+point that `tracegraph._merge_binders` reads: any SDK `MeterProvider`, `configure()`'s or the user's own, gets it;
+without a binder every provider gets `ExactHistogram`. The fast path is taken only for an SDK
 instrument whose every reader aggregates it as an explicit bucket histogram with the default aligned exemplar
 reservoir (or drops it), under the trace-based or the always-off exemplar filter; any other meter provider, view,
 aggregation or SDK version gets `ExactHistogram`, a plain `record` per duration. A reader added later is noticed at

@@ -1,0 +1,218 @@
+"""Server-rendered HTML pages: the runs list, a run's page, a trace's span tree, and a graph's page."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from html import escape
+from urllib.parse import quote, urlencode
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from ...tracing.timeline import format_duration
+from ..store.compare import compare_body
+from ..store.database import Store
+from ..store.runoutline import MAX_WINDOW, RunOutline
+from .api import (
+    ApiError,
+    Readers,
+    page_links,
+    path_text,
+    path_trace_id,
+    query_text,
+    query_time,
+    runs_query,
+    stored_trace,
+)
+from .charts import duration_chart, error_rate_chart, runs_chart
+from .markup import graph_href, layout, run_href, trace_href
+from .runpage import run_body, trace_body
+from .runspage import runs_body
+from .svg import diagram_svg, duration_legend
+
+__all__ = ('Pages',)
+
+_TRACE_ID = re.compile(r'[0-9a-f]{32}', re.ASCII)
+
+
+@dataclass(kw_only=True)
+class Pages:
+    """Handlers of the HTML pages, reading `store`."""
+
+    store: Store
+    readers: Readers
+    sign_out: bool = False
+    """Show the sign-out link (the server has a token)."""
+    stale_after: float = 600.0
+    """Seconds after which a run without its run span is shown as stale."""
+
+    async def runs(self, request: Request) -> Response:
+        """`GET /`: the runs list with its filters (see `api.runs_query`) and keyset pages.
+
+        `q` holding a stored trace id or run id, or a graph's exact name, goes straight to its page.
+        """
+        query = runs_query(request, stale_after=self.stale_after)
+        params = {k: request.query_params.getlist(k) for k in request.query_params}
+
+        def render() -> Response:
+            if query.search is not None:
+                target = self._found(query.search.strip())
+                if target is not None:
+                    return RedirectResponse(target, status_code=303)
+            page = self.store.run_page(query)
+            body = runs_body(page, query, params, self.store.graphs(), page_links(request, page))
+            return layout('Runs', body, sign_out=self.sign_out)
+
+        return await self.readers.run(render)
+
+    def _found(self, text: str) -> str | None:
+        """The page `text` names directly: a run by trace id or run id, a trace, or a graph by name."""
+        found = self.store.find_run(text)
+        if found is not None:
+            trace_id, run_id = found
+            return trace_href(trace_id) if run_id is None else run_href(trace_id, run_id)
+        if any(g.name == text for g in self.store.graphs()):
+            return graph_href(text)
+        return None
+
+    async def run(self, request: Request) -> Response:
+        """`GET /runs/{trace_id}?run_id=&steps=`: one window of the run's steps, its exceptions and its steps.
+
+        A trace that holds spans but no run redirects to its span tree (`/traces/{trace_id}`).
+        """
+        trace_id, run_id = path_trace_id(request), query_text(request, 'run_id')
+        steps = query_text(request, 'steps')
+
+        def render() -> Response:
+            try:
+                outline = self.store.run_outline(trace_id, run_id=run_id, steps=steps, stale_after=self.stale_after)
+            except ValueError as exc:
+                raise ApiError(400, f'steps must be a range of step numbers: {exc}') from None
+            if outline is None:
+                if run_id is None and self.store.find_run(trace_id) is not None:
+                    return RedirectResponse(trace_href(trace_id), status_code=303)
+                raise ApiError(404, f'No run found in trace {trace_id!r}.')
+            earlier, later = self.store.resumed_parts(trace_id, outline.run_id, outline.start_ns)
+            typical = {s.node_id: s for s in self.store.node_stats(outline.graph)}
+            previous = self.store.previous_run(outline.graph, outline.start_ns)
+            body = run_body(outline, earlier, later, typical=typical, previous=previous)
+            return layout(f'{outline.graph} run', body, sign_out=self.sign_out)
+
+        return await self.readers.run(render)
+
+    async def compare(self, request: Request) -> Response:
+        """`GET /compare?a=TRACE&a_run=&b=TRACE&b_run=`: two runs side by side, aligned by step."""
+        sides = [(_trace_param(request, name), query_text(request, f'{name}_run')) for name in ('a', 'b')]
+
+        def render() -> Response:
+            outlines: list[RunOutline] = []
+            for trace_id, run_id in sides:
+                outline = self.store.run_outline(trace_id, run_id=run_id, steps=f'1-{MAX_WINDOW}')
+                if outline is None:
+                    raise ApiError(404, f'No run found in trace {trace_id!r}.')
+                outlines.append(outline)
+            a, b = outlines
+            inputs = [self.store.node_inputs(o.trace_id, [s.span_id for s in o.steps]) for o in outlines]
+            return layout('Compare runs', compare_body(a, b, *inputs), sign_out=self.sign_out)
+
+        return await self.readers.run(render)
+
+    async def trace(self, request: Request) -> Response:
+        """`GET /traces/{trace_id}`: the spans of a trace as a tree (any trace, graph run or not)."""
+        trace_id = path_trace_id(request)
+
+        def render() -> Response:
+            spans = stored_trace(self.store, trace_id)
+            return layout(f'Trace {trace_id[:8]}', trace_body(trace_id, spans), sign_out=self.sign_out)
+
+        return await self.readers.run(render)
+
+    async def graph(self, request: Request) -> Response:
+        """`GET /graphs/{graph}?since=&until=`: runs over time, the diagram of the transitions seen, the nodes."""
+        graph = path_text(request, 'graph')
+        since = query_time(request, 'since', relative=True)
+        until = query_time(request, 'until', relative=True)
+        texts = (request.query_params.get('since', ''), request.query_params.get('until', ''))
+        return await self.readers.run(lambda: self._graph_page(graph, since, until, texts))
+
+    async def node(self, request: Request) -> Response:
+        """`GET /graphs/{graph}/nodes/{node}?since=&until=`: one node's steps over time."""
+        graph, node = path_text(request, 'graph'), path_text(request, 'node')
+        since = query_time(request, 'since', relative=True)
+        until = query_time(request, 'until', relative=True)
+        texts = (request.query_params.get('since', ''), request.query_params.get('until', ''))
+
+        def render() -> Response:
+            buckets = self.store.timeseries(graph, node=node, since=since, until=until)
+            if not buckets and not any(s.node_id == node for s in self.store.node_stats(graph)):
+                raise ApiError(404, f'No steps of node {node!r} in graph {graph!r}.')
+            runs_link = f'/?{urlencode({"graph": graph, "node": node})}'
+            body = (
+                f'<h1>Node <code>{escape(node)}</code> of <a href="{graph_href(graph)}">{escape(graph)}</a></h1>'
+                f'{_range_form(texts, runs_link, "Runs through this node →")}'
+                f'<section class="panel"><h2>Steps over time</h2>{runs_chart(buckets, "steps")}'
+                f'{duration_chart(buckets, "step")}{error_rate_chart(buckets)}</section>'
+            )
+            return layout(f'Node {node}', body, sign_out=self.sign_out)
+
+        return await self.readers.run(render)
+
+    def _graph_page(
+        self, graph: str, since: datetime | None, until: datetime | None, texts: tuple[str, str]
+    ) -> Response:
+        known = [g.name for g in self.store.graphs()]
+        if graph not in known:
+            shown = ', '.join(known[:20]) or 'none yet'
+            raise ApiError(404, f'No runs of a graph named {graph!r} are stored. Graphs stored: {shown}.')
+        stats = self.store.node_stats(graph, since=since)
+        edges = self.store.edges(graph, since=since)
+        buckets = self.store.timeseries(graph, since=since, until=until)
+        total = sum(s.total for s in stats) or 1.0
+        rows = ''.join(
+            f'<tr class="node-row" data-node="{escape(s.node_id)}">'
+            f'<td><a href="{graph_href(graph)}/nodes/{quote(s.node_id, safe="")}">{escape(s.node_id)}</a></td>'
+            f'<td class="num">{s.count}</td><td class="num">{s.error_rate * 100:.1f}%</td>'
+            f'<td class="num">{format_duration(s.p50)}</td><td class="num">{format_duration(s.p95)}</td>'
+            f'<td class="num">{format_duration(s.p99)}</td><td class="num">{s.total / total * 100:.1f}%</td></tr>'
+            for s in stats
+        )
+        table = (
+            '<div class="scroll"><table class="nodes"><thead><tr><th>Node</th><th class="num">Steps</th>'
+            '<th class="num">Error rate</th><th class="num">p50</th><th class="num">p95</th>'
+            '<th class="num">p99</th><th class="num">Share of time</th></tr></thead>'
+            f'<tbody>{rows}</tbody></table></div>'
+        )
+
+        def edge_href(source: str, target: str) -> str:
+            return f'/?{urlencode({"graph": graph, "edge": f"{source}->{target}"})}'
+
+        body = (
+            f'<h1>Graph <code>{escape(graph)}</code></h1>'
+            f'{_range_form(texts, f"/?graph={quote(graph)}", "Runs of this graph →")}'
+            f'<section class="panel"><h2>Runs over time</h2>{runs_chart(buckets)}{duration_chart(buckets)}'
+            f'{error_rate_chart(buckets)}</section>'
+            '<section class="panel"><h2>Diagram</h2><p class="hint">Transitions seen in stored runs; edge width by '
+            'count (click an edge for the runs that took it).</p>'
+            f'{duration_legend()}<div class="scroll">{diagram_svg(stats, edges, edge_href)}</div></section>'
+            f'<section class="panel"><h2>Nodes</h2>{table if stats else "<p class=empty>No node steps.</p>"}</section>'
+        )
+        return layout(f'Graph {graph}', body, sign_out=self.sign_out)
+
+
+def _trace_param(request: Request, name: str) -> str:
+    text = (query_text(request, name) or '').strip().lower()
+    if not _TRACE_ID.fullmatch(text):
+        raise ApiError(400, f'{name} must be the 32-hex-digit trace id of a run, got {text[:64]!r}.')
+    return text
+
+
+def _range_form(texts: tuple[str, str], runs_link: str, runs_text: str) -> str:
+    since, until = texts
+    return (
+        f'<form class="filters" method="get"><label>Since <input name="since" value="{escape(since)}" '
+        'placeholder="e.g. 6h, 7d or 2026-01-01"></label>'
+        f'<label>Until <input name="until" value="{escape(until)}" placeholder="e.g. 1h or 2026-01-02"></label>'
+        f'<button type="submit">Apply</button><a href="{escape(runs_link)}">{runs_text}</a></form>'
+    )

@@ -1,0 +1,199 @@
+"""A run's page and a plain trace's page, drawn from outlines so a run of 10,000 steps loads quickly.
+
+A run page shows one window of steps at a time (`?steps=201-400`; `WINDOW` steps by default) on a Gantt chart
+zoomed to that window, under an overview strip of the whole run whose bars link to their windows, a table of the
+run's steps per node, every exception once, and the window's steps. Each bar and row opens the detail panel,
+which loads that span's attributes and events on demand (`/api/traces/{trace}/spans/{span}`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from html import escape
+from urllib.parse import quote, urlencode
+
+from ...tracing.clock import ns_to_datetime
+from ...tracing.timeline import format_duration
+from ..store.models import NodeStats, RunRef, SpanInfo
+from ..store.runoutline import LightSpan, RunOutline
+from .markup import badge, graph_href, live_control, run_href, time_text
+from .svg import OUTCOME_COLOURS, gantt_svg, overview_svg
+
+__all__ = ('detail_panel', 'run_body', 'trace_body')
+
+
+def _window_href(outline: RunOutline, first: int, last: int) -> str:
+    params = {'run_id': outline.run_id, 'steps': f'{first + 1}-{last + 1}'}
+    return f'/runs/{quote(outline.trace_id)}?{urlencode(params)}'
+
+
+def _node_summary(outline: RunOutline) -> str:
+    total = sum(n.total for n in outline.by_node) or 1.0
+    rows = ''.join(
+        f'<tr><td>{escape(n.node_id)}</td><td class="num">{n.count}</td><td class="num">{n.failed}</td>'
+        f'<td class="num">{format_duration(n.median)}</td><td class="num">{format_duration(n.longest)}</td>'
+        f'<td class="num">{format_duration(n.total)}</td><td class="num">{n.total / total * 100:.1f}%</td></tr>'
+        for n in outline.by_node
+    )
+    return (
+        '<div class="scroll"><table class="by-node"><thead><tr><th>Node</th><th class="num">Steps</th>'
+        '<th class="num">Failed</th><th class="num">Median</th><th class="num">Longest</th><th class="num">Total</th>'
+        f'<th class="num">Share</th></tr></thead><tbody>{rows}</tbody></table></div>'
+    )
+
+
+def _errors(outline: RunOutline) -> str:
+    items: list[str] = []
+    for e in outline.errors:
+        where = f'Step {e.step} <code>{escape(e.node_id or "")}</code>' if e.step is not None else 'The run'
+        verb = f'span <code>{escape(e.span_name)}</code> in it recorded' if e.nested else 'raised'
+        items.append(
+            f'<div class="exception" data-span="{e.span_id}"><h3>{where} {verb} <code>{escape(e.type)}</code>: '
+            f'{escape(e.message)}</h3>'
+            f'<pre class="traceback">{escape(e.traceback or "(no traceback recorded)")}</pre></div>'
+        )
+    return f'<section class="panel"><h2>Exceptions</h2>{"".join(items)}</section>' if items else ''
+
+
+def _resumed(earlier: Sequence[RunRef], later: Sequence[RunRef]) -> str:
+    items = [
+        f'<li>{label} <a href="{run_href(ref.trace_id, ref.run_id)}">run <code>{escape(ref.run_id)}</code></a> '
+        f'{badge(ref.outcome or "running")} started {time_text(ref.start)} UTC</li>'
+        for label, refs in (('resumed from', earlier), ('resumed by', later))
+        for ref in refs
+    ]
+    return f'<section class="panel resumed"><h2>Resumed run</h2><ul>{"".join(items)}</ul></section>' if items else ''
+
+
+def _legend() -> str:
+    items = ''.join(f'<span><i style="background:{c}"></i>{o}</span>' for o, c in OUTCOME_COLOURS.items())
+    return (
+        f'<div class="legend">{items}<span><i style="background:#8aa2c8"></i>nested span</span>'
+        '<span><i class="critical"></i>on the critical path (what its step waited for)</span></div>'
+    )
+
+
+def _step_row(outline: RunOutline, s: LightSpan, node: NodeStats | None) -> str:
+    slow = node is not None and node.count > 1 and s.duration > node.p95
+    usual = f'{format_duration(node.p50)} / {format_duration(node.p95)}' if node is not None else '–'
+    mark = ' <span class="mark slow">slower than its p95</span>' if slow else ''
+    return (
+        f'<tr class="step-row{" slow" if slow else ""}" tabindex="0" data-span="{s.span_id}">'
+        f'<td class="num">{s.step}</td><td>{escape(s.node_id or "")}</td>'
+        f'<td class="num">+{format_duration((s.start_ns - outline.start_ns) / 1e9)}</td>'
+        f'<td class="num">{format_duration(s.duration)}{mark}</td><td class="num">{usual}</td>'
+        f'<td>{badge(s.outcome or "completed")}</td><td>{escape(s.next_node or "–")}</td></tr>'
+    )
+
+
+def _compare_form(outline: RunOutline, previous: RunRef | None) -> str:
+    prev = ''
+    if previous is not None:
+        pair = {'a': previous.trace_id, 'a_run': previous.run_id, 'b': outline.trace_id, 'b_run': outline.run_id}
+        prev = (
+            f'<a class="compare-previous" href="/compare?{escape(urlencode(pair))}">Compare with the previous run</a> '
+        )
+    return (
+        f'<form class="compare-form" method="get" action="/compare">{prev}'
+        f'<input type="hidden" name="a" value="{outline.trace_id}">'
+        f'<input type="hidden" name="a_run" value="{escape(outline.run_id)}">'
+        '<label>or with trace <input name="b" placeholder="trace id" size="34" required></label>'
+        '<button type="submit">Compare</button></form>'
+    )
+
+
+def detail_panel(trace_id: str) -> str:
+    """The (empty) panel the page's script fills with a span's detail."""
+    return (
+        f'<aside id="detail" class="panel detail" data-trace="{trace_id}" hidden aria-live="polite" tabindex="-1">'
+        '</aside>'
+    )
+
+
+def run_body(
+    outline: RunOutline,
+    earlier: Sequence[RunRef],
+    later: Sequence[RunRef],
+    *,
+    typical: Mapping[str, NodeStats] | None = None,
+    previous: RunRef | None = None,
+) -> str:
+    """The page of `outline`'s run, drawing the window of steps it holds.
+
+    Args:
+        outline: the run.
+        earlier: the parts of the run it resumed; `later`: those that resume it.
+        typical: each node's figures over the graph's stored runs: a step slower than its node's p95 is marked.
+        previous: the graph's run before this one, offered for comparison.
+    """
+    typical = typical or {}
+    first, last, shown = outline.first, outline.last, outline.steps
+    since_start = time_text(ns_to_datetime(outline.start_ns))
+    head = (
+        f'<h1><a href="{graph_href(outline.graph)}">{escape(outline.graph)}</a> run '
+        f'<code>{escape(outline.run_id)}</code></h1>'
+        f'<p class="meta">{badge(outline.outcome)} {outline.total_steps} steps · {format_duration(outline.duration)}'
+        f'{" so far" if outline.outcome in ("running", "stale") else ""} · started {since_start} UTC · '
+        f'trace <code>{escape(outline.trace_id)}</code>'
+        + (f' · service {escape(outline.service)}' if outline.service else '')
+        + '</p>'
+    )
+    pager = ''
+    if outline.total_steps > len(shown):
+        size = last - first + 1
+        links: list[str] = []
+        if first > 0:
+            links.append(
+                f'<a rel="prev" href="{escape(_window_href(outline, max(0, first - size), first - 1))}">'
+                '← earlier steps</a>'
+            )
+        links.append(f'<span>steps {first + 1}–{last + 1} of {outline.total_steps}</span>')
+        if last + 1 < outline.total_steps:
+            end = min(outline.total_steps - 1, last + size)
+            links.append(f'<a rel="next" href="{escape(_window_href(outline, last + 1, end))}">later steps →</a>')
+        strip = overview_svg(outline, lambda a, b: _window_href(outline, a, b))
+        pager = f'<div class="window">{strip}<p class="pager">{" ".join(links)}</p></div>'
+    live = outline.outcome == 'running'
+    timeline = (
+        f'<section class="panel"><h2>Timeline</h2>{_legend()}{pager}'
+        f'<div class="scroll">{gantt_svg(outline, shown)}</div>'
+        '<p class="hint">Click a bar or a step (or focus it and press Enter) for its attributes and events.</p>'
+        '</section>'
+    )
+    steps = ''.join(_step_row(outline, s, typical.get(s.node_id or '')) for s in shown)
+    run_span = (
+        f'<p><button type="button" class="open-span" data-span="{outline.run_span.span_id}">'
+        'Run span attributes</button></p>'
+        if outline.run_span
+        else ''
+    )
+    body = (
+        f'{live_control() if live else ""}<div id="live-run"{" data-live" if live else ""}>'
+        f'{head}{run_span}{_compare_form(outline, previous)}{timeline}'
+        f'{_resumed(earlier, later)}{_errors(outline)}'
+        f'<section class="panel"><h2>Steps by node</h2>{_node_summary(outline)}</section>'
+        '<section class="panel"><h2>Steps</h2><div class="scroll"><table class="steps"><thead><tr>'
+        '<th class="num">Step</th><th>Node</th><th class="num">Start</th><th class="num">Duration</th>'
+        '<th class="num">Node p50 / p95</th><th>Outcome</th><th>Next</th></tr></thead>'
+        f'<tbody>{steps}</tbody></table></div></section></div>'
+    )
+    return body + detail_panel(outline.trace_id)
+
+
+def trace_body(trace_id: str, spans: Sequence[SpanInfo]) -> str:
+    """The page of a trace that holds no graph run: its spans as an indented tree with their durations."""
+    start = min(s.start for s in spans)
+    rows = ''.join(
+        f'<tr class="span-row" tabindex="0" data-span="{s.span_id}">'
+        f'<td style="padding-left:{0.5 + 1.2 * min(s.depth, 20):.1f}em">'
+        f'{escape(s.name)}</td><td class="num">+{format_duration((s.start - start).total_seconds())}</td>'
+        f'<td class="num">{format_duration(s.duration)}</td><td>{escape(s.status)}</td></tr>'
+        for s in spans
+    )
+    return (
+        f'<h1>Trace <code>{escape(trace_id)}</code></h1>'
+        f'<p class="meta">{len(spans)} spans · started {time_text(start)} UTC · no graph run in this trace</p>'
+        '<section class="panel"><h2>Spans</h2><div class="scroll"><table class="spans"><thead><tr><th>Span</th>'
+        '<th class="num">Start</th><th class="num">Duration</th><th>Status</th></tr></thead>'
+        f'<tbody>{rows}</tbody></table></div></section>{detail_panel(trace_id)}'
+    )

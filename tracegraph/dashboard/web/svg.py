@@ -1,0 +1,243 @@
+"""Server-side SVG: a run's Gantt chart and a graph's diagram. Pure functions from models to markup."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from html import escape
+
+from ...tracing.timeline import format_duration
+from ...tracing.timeline_views import OUTCOME_COLOURS
+from ..store.models import NodeStats, Transition
+from ..store.runoutline import LightSpan, RunOutline
+
+__all__ = (
+    'DURATION_BANDS',
+    'OUTCOME_COLOURS',
+    'diagram_svg',
+    'duration_band',
+    'duration_legend',
+    'gantt_svg',
+    'overview_svg',
+)
+
+_SPAN_COLOUR = '#8aa2c8'
+_SPAN_ERROR_COLOUR = '#e58a84'
+_LABEL_W = 230
+_CHART_W = 760
+_ROW_H = 22
+_AXIS_H = 24
+
+
+_MAX_INDENT = 12
+"""Nesting levels shown by indentation; deeper spans line up with the last level (the tip gives the depth)."""
+
+
+def _duration_label(x: float, width: float, y: float, seconds: float) -> str:
+    # right of the bar when it fits in the chart, else left of it (never over it)
+    if x + width + 60 <= _LABEL_W + _CHART_W + 20:
+        return f'<text class="dur" x="{x + width + 4:.1f}" y="{y}">{format_duration(seconds)}</text>'
+    return f'<text class="dur" x="{x - 4:.1f}" y="{y}" text-anchor="end">{format_duration(seconds)}</text>'
+
+
+def _nice_step(total: float) -> float:
+    raw = total / 6 if total > 0 else 1.0
+    mag = 10 ** math.floor(math.log10(raw))
+    return next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
+
+
+def _axis(total: float, x_of: Callable[[float], float], bottom: float) -> str:
+    tick = _nice_step(total)
+    axis: list[str] = []
+    t = 0.0
+    while t <= total * 1.0001:
+        tx = x_of(t)
+        axis.append(
+            f'<line class="grid" x1="{tx:.1f}" y1="{_AXIS_H - 4}" x2="{tx:.1f}" y2="{bottom}"/>'
+            f'<text class="tick" x="{tx:.1f}" y="{_AXIS_H - 8}">{format_duration(t) if t else "0"}</text>'
+        )
+        t += tick
+    return ''.join(axis)
+
+
+def gantt_svg(outline: RunOutline, steps: Sequence[LightSpan]) -> str:
+    """One row per node step of `steps` (coloured by outcome, its outcome in its title) followed by the spans
+    nested under it, on a time axis from the first of `steps` to the last.
+
+    Every bar is focusable and carries `data-span`: the page opens its detail panel on click or Enter.
+    """
+    if not steps:
+        return ''
+    start = min(s.start_ns for s in steps)
+    end = max(s.end_ns for s in steps)
+    if len(steps) == outline.total_steps:
+        start, end = min(start, outline.start_ns), max(end, outline.end_ns)
+    total = max((end - start) / 1e9, 1e-9)
+    scale = _CHART_W / total
+
+    def x_of(t: float) -> float:
+        return _LABEL_W + max(0.0, min(_CHART_W, t * scale))
+
+    rows: list[str] = []
+    y = _AXIS_H
+    for step in steps:
+        offset = (step.start_ns - start) / 1e9
+        x, w = x_of(offset), max(2.0, step.duration * scale)
+        outcome = step.outcome or 'completed'
+        colour = OUTCOME_COLOURS.get(outcome, '#6b6b6b')
+        title = f'step {step.step}: {step.node_id} · {format_duration(step.duration)} · {outcome}'
+        rows.append(
+            f'<g class="row"><text class="label" x="8" y="{y + 15}">{escape(f"{step.step}. {step.node_id}")}</text>'
+            f'<rect class="bar node" tabindex="0" role="button" data-span="{step.span_id}" data-step="{step.step}" '
+            f'data-node="{escape(step.node_id or "")}" data-outcome="{escape(outcome)}" x="{x:.1f}" y="{y + 3}" '
+            f'width="{w:.1f}" height="{_ROW_H - 6}" rx="3" fill="{colour}"><title>{escape(title)}</title></rect>'
+            f'{_duration_label(x, w, y + 15, step.duration)}</g>'
+        )
+        y += _ROW_H
+        critical = outline.critical_path(step)
+        for child, depth in outline.children.get(step.span_id, []):
+            cx, cw = x_of((child.start_ns - start) / 1e9), max(1.5, child.duration * scale)
+            fill = _SPAN_ERROR_COLOUR if child.status == 'ERROR' else _SPAN_COLOUR
+            on_path = child.span_id in critical
+            indent = 8 + 14 * min(depth, _MAX_INDENT)
+            rows.append(
+                f'<g class="row child"><text class="label sub" x="{indent}" y="{y + 14}">'
+                f'{escape(child.name[:40])}</text>'
+                f'<rect class="bar span{" critical" if on_path else ""}" tabindex="0" role="button" '
+                f'data-span="{child.span_id}" x="{cx:.1f}" '
+                f'y="{y + 5}" width="{cw:.1f}" height="{_ROW_H - 10}" rx="2" fill="{fill}">'
+                f'<title>{escape(child.name)} · {format_duration(child.duration)} · depth {depth}'
+                f'{" · on the critical path" if on_path else ""}</title></rect></g>'
+            )
+            y += _ROW_H
+    height = y + 6
+    width = _LABEL_W + _CHART_W + 20
+    return (
+        f'<svg class="gantt" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
+        f'role="img" aria-label="Gantt chart of the run">{_axis(total, x_of, y)}{"".join(rows)}</svg>'
+    )
+
+
+def overview_svg(outline: RunOutline, href: Callable[[int, int], str]) -> str:
+    """The whole run in one strip: a bar per bucket of consecutive steps (`outline.buckets`), each a link to its
+    window of steps, spanning their time and coloured by the worst outcome in it; the window shown is outlined."""
+    if not outline.buckets:
+        return ''
+    total = max(outline.duration, 1e-9)
+    width, height = _LABEL_W + _CHART_W + 20, 34
+    bars: list[str] = []
+    for b in outline.buckets:
+        x0 = (b.start_ns - outline.start_ns) / 1e9 / total * (width - 20) + 10
+        x1 = (b.end_ns - outline.start_ns) / 1e9 / total * (width - 20) + 10
+        current = b.first <= outline.last and b.last >= outline.first
+        title = f'steps {b.first_step}–{b.last_step} ({b.worst} worst)'
+        bars.append(
+            f'<a href="{escape(href(b.first, b.last))}"><rect class="bucket{" shown" if current else ""}" '
+            f'x="{x0:.1f}" y="6" width="{max(1.0, x1 - x0):.1f}" height="{height - 12}" '
+            f'fill="{OUTCOME_COLOURS.get(b.worst)}"><title>{escape(title)}</title></rect></a>'
+        )
+    return (
+        f'<svg class="overview" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
+        f'aria-label="The whole run; each bar links to its steps">{"".join(bars)}</svg>'
+    )
+
+
+DURATION_BANDS = (
+    (1e-3, '#dbe7f6', '#1f2733'),
+    (1e-2, '#b3cde9', '#1f2733'),
+    (1e-1, '#7fa8d6', '#1f2733'),
+    (1.0, '#3f6fae', '#ffffff'),
+    (10.0, '#2e5b9a', '#ffffff'),
+    (float('inf'), '#1b3a6b', '#ffffff'),
+)
+"""p95 bands of the diagram's node colours (upper bound in seconds, fill, text): an absolute scale with a legend,
+in blues, so a uniform graph is one colour and red keeps meaning failure."""
+
+
+def duration_band(p95: float) -> tuple[str, str]:
+    """The (fill, text colour) of a node whose p95 is `p95` seconds."""
+    return next((fill, text) for bound, fill, text in DURATION_BANDS if p95 < bound)
+
+
+def duration_legend() -> str:
+    """The legend of `DURATION_BANDS`."""
+    labels = ['< 1ms', '< 10ms', '< 100ms', '< 1s', '< 10s', '≥ 10s']
+    items = ''.join(
+        f'<span><i style="background:{fill}"></i>{label}</span>' for (_, fill, _), label in zip(DURATION_BANDS, labels)
+    )
+    return f'<div class="legend">p95: {items}<span><i class="failing"></i>has failed steps</span></div>'
+
+
+def diagram_svg(stats: list[NodeStats], edges: list[Transition], edge_href: Callable[[str, str], str]) -> str:
+    """The graph as seen: nodes left to right in step order (then `End`), arcs above for forward transitions,
+    below for backward ones; node colour by p95, edge width by count."""
+    order = [s.node_id for s in stats]
+    for e in edges:
+        for n in (e.source, e.target):
+            if n not in order and n != 'End':
+                order.append(n)
+    if any(e.target == 'End' for e in edges):
+        order.append('End')
+    if not order:
+        return '<p class="empty">No node steps recorded yet.</p>'
+    by_id = {s.node_id: s for s in stats}
+    gap, box_w, box_h = 190, 150, 44
+    xs = {n: 40 + i * gap for i, n in enumerate(order)}
+    drawn = [e for e in edges if e.source in xs and e.target in xs]
+
+    def lift_of(e: Transition) -> float:
+        return 60.0 if e.source == e.target else 30 + abs(xs[e.target] - xs[e.source]) * 0.25
+
+    up = max((lift_of(e) for e in drawn if xs[e.target] >= xs[e.source]), default=0.0)
+    down = max((lift_of(e) for e in drawn if xs[e.target] < xs[e.source]), default=0.0)
+    top = 20 + up
+    height = top + box_h + down + 20
+    width = 40 + (len(order) - 1) * gap + box_w + 40
+    max_count = max((e.count for e in edges), default=1)
+    paths: list[str] = []
+    for e in drawn:
+        stroke = 1.5 + 6 * math.log1p(e.count) / math.log1p(max_count)
+        sx, tx = xs[e.source] + box_w / 2, xs[e.target] + box_w / 2
+        label = f'{e.source} → {e.target}: {e.count}'
+        if e.source == e.target:
+            d = f'M {sx - 20} {top} C {sx - 50} {top - 60}, {sx + 50} {top - 60}, {sx + 20} {top}'
+            lx, ly = sx, top - 48
+        else:
+            forward = tx > sx
+            lift = lift_of(e)
+            y0 = top if forward else top + box_h
+            cy = y0 - lift if forward else y0 + lift
+            y1 = y0 - 2 if forward else y0 + 2  # the arrowhead stops short of the box instead of under it
+            d = f'M {sx - 8} {y0} C {sx - 8} {cy}, {tx + 8} {cy}, {tx + 8} {y1}'
+            lx, ly = (sx + tx) / 2, (y0 - lift * 0.75 - 5) if forward else (y0 + lift * 0.75 + 14)
+        paths.append(
+            f'<a href="{escape(edge_href(e.source, e.target))}"><g class="edge" data-source="{escape(e.source)}" '
+            f'data-target="{escape(e.target)}" data-count="{e.count}">'
+            f'<path d="{d}" stroke-width="{stroke:.1f}" marker-end="url(#arrow)"><title>{escape(label)} '
+            '(click for the runs)</title></path>'
+            f'<text class="edge-label" x="{lx:.0f}" y="{ly:.0f}">{e.count}</text></g></a>'
+        )
+    boxes: list[str] = []
+    for n in order:
+        s = by_id.get(n)
+        fill, ink = ('#55606e', '#ffffff') if s is None else duration_band(s.p95)
+        failing = s is not None and s.error_rate > 0
+        sub = 'end of run' if s is None else f'p95 {format_duration(s.p95)} · {s.count}×'
+        if failing and s is not None:
+            sub += f' · {s.error_rate * 100:.0f}% failed'
+        outline = f' stroke="{OUTCOME_COLOURS["failed"]}" stroke-width="3"' if failing else ''
+        boxes.append(
+            f'<g class="gnode{" failing" if failing else ""}" data-node="{escape(n)}"><rect x="{xs[n]}" y="{top}" '
+            f'width="{box_w}" height="{box_h}" rx="8" fill="{fill}"{outline}/>'
+            f'<text class="gname" x="{xs[n] + box_w / 2}" y="{top + 19}" fill="{ink}">{escape(n[:20])}</text>'
+            f'<text class="gsub" x="{xs[n] + box_w / 2}" y="{top + 35}" fill="{ink}">{escape(sub[:30])}</text></g>'
+        )
+    defs = (
+        '<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="11" markerHeight="11" '
+        'markerUnits="userSpaceOnUse" '
+        'orient="auto-start-reverse"><path d="M 0 0 L 10 5 L 0 10 z" fill="#7c8796"/></marker></defs>'
+    )
+    return (
+        f'<svg class="diagram" viewBox="0 0 {width} {height}" style="max-width:{width}px" role="img" '
+        f'aria-label="Graph diagram">{defs}{"".join(paths)}{"".join(boxes)}</svg>'
+    )

@@ -1,0 +1,5 @@
+"""Outputs on this machine: JSON Lines span files, the console timeline, and whole-or-nothing writes."""
+
+from __future__ import annotations
+
+__all__ = ()

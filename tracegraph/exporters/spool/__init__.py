@@ -1,0 +1,5 @@
+"""The disk spool: spans go to local segment files first, then to the backend."""
+
+from __future__ import annotations
+
+__all__ = ()
