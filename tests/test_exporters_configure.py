@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 from exporters_helpers import Increment, counter_graph, make_spans
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
 
 from tracegraph.exporters import (
     ConfigurationError,
@@ -20,7 +22,7 @@ from tracegraph.exporters import (
     configure,
     read_spans,
 )
-from tracegraph.exporters import pipeline as exporters_pipeline
+from tracegraph.exporters.setup import pipeline as exporters_pipeline
 from tracegraph.exporters.setup.settings import parse_headers, resolve_target
 
 pytestmark = pytest.mark.anyio
@@ -174,7 +176,9 @@ async def test_joins_an_existing_global_provider_and_says_so_once(
 ) -> None:
     caplog.set_level(logging.INFO, 'tracegraph.exporters')
     exporters_pipeline._announced_existing.clear()  # pyright: ignore[reportPrivateUsage]  # a once-per-process note
-    with TelemetryCapture.start() as capture:  # makes sure a real global TracerProvider exists
+    if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+        trace.set_tracer_provider(TracerProvider())  # the app's own provider, which configure() must join
+    with TelemetryCapture.start() as capture:
         first = configure(file=tmp_path / 'a.jsonl', metrics=False)
         second = configure(file=tmp_path / 'b.jsonl', metrics=False)
         assert not first.owns_tracer_provider

@@ -19,8 +19,8 @@ import pytest
 from exporters_helpers import OtlpHttpReceiver, Reply, make_spans, wait_until
 from opentelemetry.sdk.trace import ReadableSpan
 
-from tracegraph.exporters import segments
 from tracegraph.exporters.setup.settings import resolve_target
+from tracegraph.exporters.spool import segments
 from tracegraph.exporters.spool.exporter import SpoolSpanExporter
 
 _open, _pwrite = os.open, os.pwrite  # the real ones: the fault injectors below patch `os` for the test

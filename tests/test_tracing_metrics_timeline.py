@@ -343,7 +343,7 @@ def test_the_sdk_merge_is_gated_to_tested_sdk_versions() -> None:
     from importlib.metadata import version
 
     from tracegraph._merge_binders import binder_for
-    from tracegraph.exporters import sdk_merge_gate
+    from tracegraph.exporters.metrics import sdk_merge_gate
     from tracegraph.tracing.preaggregated import PreAggregatedHistogram, duration_recorder
 
     installed = version('opentelemetry-sdk')

@@ -12,6 +12,8 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
+from ..presentation.html import timeline_html
+from ..presentation.text import timeline_text
 from . import attributes as attr
 from .clock import ns_to_datetime
 
@@ -21,10 +23,6 @@ __all__ = (
     'NodeRecord',
     'NodeTimeline',
     'RunOutcome',
-    'bar_cells',
-    'chart_seconds',
-    'run_duration_text',
-    'format_duration',
 )
 
 RunOutcome = Literal['completed', 'failed', 'interrupted', 'running']
@@ -107,44 +105,29 @@ class NodeTimeline(BaseModel):
     def rows(self) -> list[dict[str, Any]]:
         """One dict per node step (graph, run_id, trace_id, step, node_id, span_id, start, end, duration, outcome,
         next_node, error_type, error_message), for DataFrames and CSV."""
-        from .timeline_views import timeline_rows
+        from .timeline_tables import timeline_rows
 
         return timeline_rows(self)
 
     def to_arrow(self) -> Any:
         """The steps as a `pyarrow.Table` (the columns of `rows()`); needs pyarrow (the `dashboard` extra)."""
-        from .timeline_views import timeline_arrow
+        from .timeline_tables import timeline_arrow
 
         return timeline_arrow(self)
 
     def to_pandas(self) -> Any:
         """The steps as a pandas `DataFrame` (the columns of `rows()`); needs pyarrow and pandas."""
-        from .timeline_views import timeline_pandas
+        from .timeline_tables import timeline_pandas
 
         return timeline_pandas(self)
 
     def _repr_html_(self) -> str:
         """Jupyter shows a timeline as an SVG Gantt chart of its steps."""
-        from .timeline_views import timeline_html
-
         return timeline_html(self)
 
     def render(self, *, width: int = 40) -> str:
         """A plain-text Gantt chart: a header line, then one line per node step with a bar scaled to its duration."""
-        dur = self.duration
-        header = f'{self.graph}  run {self.run_id}  {self.outcome}' + (
-            f'  {format_duration(dur)}' if dur is not None else ''
-        )
-        lines = [header]
-        id_width = max((len(n.node_id) for n in self.nodes), default=0)
-        step_width = len(str(len(self.nodes)))
-        for n in self.nodes:
-            first, length = bar_cells(self, n, width)
-            bar = ' ' * first + '█' * length + ' ' * (width - first - length)
-            suffix = f'  {n.error.type}: {n.error.message}' if n.error else ''
-            label = f'{n.step:>{step_width}} {n.node_id:<{id_width}}'
-            lines.append(f'  {label}  |{bar}| {format_duration(n.duration):>8}  {n.outcome}{suffix}')
-        return '\n'.join(lines)
+        return timeline_text(self, width=width)
 
     @classmethod
     def from_spans(cls, spans: Iterable[FinishedSpan], *, run_id: str | None = None) -> NodeTimeline:
@@ -185,43 +168,6 @@ class NodeTimeline(BaseModel):
             _timeline_from_spans(run_id, run_span, node_spans.get(run_id, [])) for run_id, run_span in run_spans.items()
         ]
         return sorted(timelines, key=lambda t: t.start)
-
-
-def format_duration(seconds: float) -> str:
-    """A duration in the unit that suits it: `850µs`, `12.5ms`, `3.042s`, `3m 05s`, `2h 07m`.
-
-    The one duration format of tracegraph's output: timelines, the console exporter, the report and the dashboard.
-    """
-    if seconds < 1e-3:
-        return f'{seconds * 1e6:.0f}µs'
-    if seconds < 1:
-        return f'{seconds * 1e3:.1f}ms'
-    if seconds < 120:
-        return f'{seconds:.3f}s'
-    if seconds < 7200:
-        return f'{int(seconds // 60)}m {int(seconds % 60):02d}s'
-    return f'{int(seconds // 3600)}h {int(seconds % 3600 // 60):02d}m'
-
-
-def run_duration_text(timeline: NodeTimeline) -> str:
-    """The run's duration as `format_duration` writes it, or `running` while the run has not ended."""
-    return 'running' if timeline.duration is None else format_duration(timeline.duration)
-
-
-def chart_seconds(timeline: NodeTimeline) -> float:
-    """The time a chart of the run spans: start to end, or to the last step's end while it runs (never 0)."""
-    end = timeline.end or max((n.end for n in timeline.nodes), default=timeline.start)
-    return max((end - timeline.start).total_seconds(), 1e-9)
-
-
-def bar_cells(timeline: NodeTimeline, node: NodeRecord, width: int) -> tuple[int, int]:
-    """Where a step's bar goes in a `width`-cell text Gantt chart of its run: (first cell, length), length >= 1.
-
-    The one bar arithmetic of the terminal timelines (`NodeTimeline.render`, the console exporter, the demo).
-    """
-    total = chart_seconds(timeline)
-    first = min(width - 1, max(0, int((node.start - timeline.start).total_seconds() / total * width)))
-    return first, min(width - first, max(1, round(node.duration / total * width)))
 
 
 class _SpanContext(Protocol):

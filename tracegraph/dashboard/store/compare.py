@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from html import escape
 from itertools import zip_longest
 
-from ...tracing.timeline import format_duration
+from ...presentation.text import format_duration
 from ..web.markup import badge, graph_href, run_href
 from .runoutline import LightSpan, RunOutline
 

@@ -23,7 +23,7 @@ import duckdb
 
 from ...tracing.attributes import NODE_INPUT, RUN_RESUMED_FROM
 from ...tracing.clock import datetime_to_ns, ns_to_datetime
-from ...tracing.timeline_views import optional_module
+from ...tracing.timeline_tables import optional_module
 from ..ingest.dedup import RecentKeys, span_key
 from ..ingest.groupcommit import GroupCommitter
 from ..ingest.metrics import METRIC_COLUMNS, MetricBatch

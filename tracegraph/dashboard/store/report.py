@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
 
-from ...tracing.timeline import format_duration
+from ...presentation.text import format_duration
 from .columns import arrow
 from .database import Store
 from .models import GraphSummary, NodeStats, RunSummary

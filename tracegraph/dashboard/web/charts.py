@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from html import escape
 
-from ...tracing.timeline import format_duration
-from ...tracing.timeline_views import OUTCOME_COLOURS
+from ...presentation.html import OUTCOME_COLOURS
+from ...presentation.text import format_duration
 from ..store.models import TimeBucket
 from .markup import time_text
 

@@ -8,7 +8,7 @@ from urllib.parse import quote
 
 from starlette.responses import HTMLResponse
 
-from .svg import OUTCOME_COLOURS
+from ...presentation.html import OUTCOME_COLOURS
 
 __all__ = ('badge', 'graph_href', 'layout', 'live_control', 'run_href', 'time_text', 'trace_href')
 

@@ -11,7 +11,7 @@ from urllib.parse import quote, urlencode
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from ...tracing.timeline import format_duration
+from ...presentation.text import format_duration
 from ..store.compare import compare_body
 from ..store.database import Store
 from ..store.runoutline import MAX_WINDOW, RunOutline

@@ -12,8 +12,8 @@ from collections.abc import Mapping, Sequence
 from html import escape
 from urllib.parse import quote, urlencode
 
+from ...presentation.text import format_duration
 from ...tracing.clock import ns_to_datetime
-from ...tracing.timeline import format_duration
 from ..store.models import NodeStats, RunRef, SpanInfo
 from ..store.runoutline import LightSpan, RunOutline
 from .markup import badge, graph_href, live_control, run_href, time_text

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from html import escape
 from urllib.parse import urlencode
 
-from ...tracing.timeline import format_duration
+from ...presentation.text import format_duration
 from ..store.models import GraphSummary, RunPage, RunSummary
 from ..store.runquery import RUN_OUTCOMES, RunQuery
 from .markup import badge, graph_href, live_control, run_href, time_text, trace_href

@@ -6,8 +6,8 @@ import math
 from collections.abc import Callable, Sequence
 from html import escape
 
-from ...tracing.timeline import format_duration
-from ...tracing.timeline_views import OUTCOME_COLOURS
+from ...presentation.html import OUTCOME_COLOURS
+from ...presentation.text import format_duration
 from ..store.models import NodeStats, Transition
 from ..store.runoutline import LightSpan, RunOutline
 

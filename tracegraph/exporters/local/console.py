@@ -16,8 +16,9 @@ from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
 from rich.table import Table
 from rich.text import Text
 
+from ...presentation.text import bar_cells, format_duration, run_duration_text
 from ...tracing import attributes as attr
-from ...tracing.timeline import NodeTimeline, bar_cells, format_duration, run_duration_text
+from ...tracing.timeline import NodeTimeline
 
 __all__ = ('ConsoleTimelineProcessor', 'render_timeline')
 

@@ -14,7 +14,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 
 from ...tracing import attributes as attr
 from ...tracing.clock import ns_to_datetime
-from ...tracing.timeline_views import optional_module
+from ...tracing.timeline_tables import optional_module
 
 __all__ = ('SPAN_ROW_FIELDS', 'span_rows', 'spans_arrow', 'spans_pandas')
 

@@ -12,7 +12,8 @@ import pyarrow as pa
 from tracing_helpers import make_pipeline
 
 from tracegraph import BaseNode, End, Graph, GraphRunContext, GraphRunResult, NodeTimeline
-from tracegraph.tracing.timeline_views import OUTCOME_COLOURS, ROW_FIELDS
+from tracegraph.presentation.html import OUTCOME_COLOURS
+from tracegraph.tracing.timeline_tables import ROW_FIELDS
 
 
 @dataclass
