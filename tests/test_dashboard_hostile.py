@@ -266,8 +266,8 @@ def test_the_cookie_is_a_session_not_the_token(guarded: Served) -> None:
 
 
 def test_the_session_cookie_is_secure_over_tls() -> None:
+    from tracegraph.dashboard.server.app import ServeOptions, create_app
     from tracegraph.dashboard.store.database import Store
-    from tracegraph.dashboard.web.app import ServeOptions, create_app
 
     async def sign_in(store: Store) -> httpx.Response:
         transport = httpx.ASGITransport(app=create_app(store, ServeOptions(token=TOKEN)))

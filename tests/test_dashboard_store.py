@@ -13,10 +13,10 @@ import pytest
 from google.rpc.status_pb2 import Status
 from serve_helpers import emit_run, exporting_provider, protobuf_body, running_server
 
-from tracegraph.dashboard.ingest.dedup import RecentKeys, span_key
-from tracegraph.dashboard.ingest.groupcommit import GroupCommitter
 from tracegraph.dashboard.ingest.otlp import parse_traces
 from tracegraph.dashboard.store.database import Store
+from tracegraph.dashboard.store.dedup import RecentKeys, span_key
+from tracegraph.dashboard.store.groupcommit import GroupCommitter
 
 PROTO = 'application/x-protobuf'
 

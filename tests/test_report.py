@@ -13,7 +13,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from rich.console import Console
 
 from tracegraph import BaseNode, End, Graph, GraphRunContext, InstrumentationSettings
-from tracegraph.dashboard.store.report import build_report, load_span_file, render_report
+from tracegraph.dashboard.report import build_report, load_span_file, render_report
 from tracegraph.exporters import JsonLinesSpanExporter
 
 pytestmark = pytest.mark.anyio

@@ -113,11 +113,11 @@ def serve(
     """Run the local dashboard: an OTLP/HTTP receiver (POST /v1/traces, /v1/metrics), a DuckDB store and a web UI."""
     from .dashboard.auth import check_token
     from .dashboard.ingest.grpcreceiver import GrpcReceiver
+    from .dashboard.server.app import ServeOptions
     from .dashboard.server.connections import raise_descriptor_limit
     from .dashboard.server.server import bind_socket, default_decode_workers, free_grpc_port, make_server
-    from .dashboard.server.serving import announce
     from .dashboard.store.database import Store, StoreError, default_db_path
-    from .dashboard.web.app import ServeOptions
+    from .dashboard.store.serving import announce
     from .exporters.setup.settings import http_url
 
     if token is None and 'TRACEGRAPH_TOKEN' in os.environ:
@@ -274,11 +274,7 @@ def report(
     ] = None,
 ) -> None:
     """Performance per graph and node: count, error rate, p50/p95/p99, share of run time, and the slowest runs."""
-    from .dashboard.server.serving import serving_url
-    from .dashboard.store.database import Store, StoreError, default_db_path
-    from .dashboard.store.models import parse_since
-    from .dashboard.store.remote import RemoteStore, RemoteStoreError
-    from .dashboard.store.report import (
+    from .dashboard.report import (
         ReportSource,
         build_report,
         load_span_file,
@@ -286,6 +282,10 @@ def report(
         report_csv,
         write_report,
     )
+    from .dashboard.store.database import Store, StoreError, default_db_path
+    from .dashboard.store.models import parse_since
+    from .dashboard.store.remote import RemoteStore, RemoteStoreError
+    from .dashboard.store.serving import serving_url
 
     store: ReportSource
 

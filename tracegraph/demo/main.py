@@ -44,8 +44,8 @@ def demo(*, endpoint: str | None, once: bool, db: Path | None, port: int, consol
         console: where to print.
     """
     from ..dashboard.server.server import ServerThread
-    from ..dashboard.server.serving import serving_url
     from ..dashboard.store.database import StoreError
+    from ..dashboard.store.serving import serving_url
     from ..exporters import ConfigurationError, configure
     from ..exporters.setup.settings import check_endpoint
 

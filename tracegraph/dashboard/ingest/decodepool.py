@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 
 import anyio.to_thread
 
-from .otlp import SpanBatch, parse_traces, read_or_400
+from ..store.columns import SpanBatch
+from .otlp import parse_traces, read_or_400
 
 __all__ = ('DecodePool', 'decode_traces')
 

@@ -2,43 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 
 from ...exporters.otlp.otlpjson import attributes_dict
-from ..store.columns import dumps
+from ..store.columns import METRIC_COLUMNS, MetricBatch, dumps
 
-__all__ = ('METRIC_COLUMNS', 'MetricBatch', 'metric_batch')
-
-METRIC_COLUMNS: tuple[tuple[str, str], ...] = (
-    ('name', 'VARCHAR'),
-    ('unit', 'VARCHAR'),
-    ('type', 'VARCHAR'),
-    ('service_name', 'VARCHAR'),
-    ('scope_name', 'VARCHAR'),
-    ('start_ns', 'BIGINT'),
-    ('time_ns', 'BIGINT'),
-    ('value', 'DOUBLE'),
-    ('count', 'BIGINT'),
-    ('sum', 'DOUBLE'),
-    ('bounds', 'VARCHAR'),
-    ('bucket_counts', 'VARCHAR'),
-    ('attributes', 'VARCHAR'),
-)
-"""Columns of the `metrics` table: one row per data point (a gauge/sum value or a histogram); the last three
-hold JSON text."""
-
-
-@dataclass(kw_only=True)
-class MetricBatch:
-    """The data points of one OTLP metrics request, one list per column of `METRIC_COLUMNS`."""
-
-    columns: dict[str, list[Any]]
-
-    def __len__(self) -> int:
-        return len(self.columns['name'])
+__all__ = ('metric_batch',)
 
 
 def metric_batch(request: ExportMetricsServiceRequest) -> MetricBatch:

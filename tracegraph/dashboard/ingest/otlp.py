@@ -10,7 +10,6 @@ import json
 import time
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from google.protobuf.message import DecodeError, Message
@@ -19,14 +18,13 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from ...exporters.otlp.otlpjson import attributes_dict, message_from_json
 from ...tracing import attributes as attr
-from ..store.columns import SPAN_COLUMNS, arrow_table, dumps
-from .metrics import MetricBatch, metric_batch
+from ..store.columns import SPAN_COLUMNS, MetricBatch, SpanBatch, arrow_table, dumps
+from .metrics import metric_batch
 
 __all__ = (
     'PROTOBUF',
     'JSON',
     'OtlpError',
-    'SpanBatch',
     'decompress',
     'media_type',
     'parse_traces',
@@ -54,24 +52,6 @@ class OtlpError(Exception):
     def __reduce__(self) -> tuple[type[OtlpError], tuple[int, str]]:
         # raised in decode worker processes: it must survive pickling with both arguments
         return (OtlpError, (self.status, self.message))
-
-
-@dataclass(kw_only=True)
-class SpanBatch:
-    """The spans of one OTLP request as a `pyarrow.Table` of `columns.SPAN_COLUMNS`, ready to insert."""
-
-    table: Any
-    rejected: int = 0
-    """Spans dropped because they were unusable (e.g. an invalid trace id)."""
-    errors: list[str] = field(default_factory=list[str])
-
-    def __len__(self) -> int:
-        return int(self.table.num_rows)
-
-    @property
-    def error_message(self) -> str:
-        """A message for the OTLP `partial_success` when spans were rejected."""
-        return '; '.join(self.errors[:3])
 
 
 def media_type(content_type: str | None) -> str:

@@ -17,7 +17,7 @@ from ...exporters.setup.settings import http_url
 from ..ingest.grpcreceiver import GrpcReceiver
 from ..ingest.receiver import DEFAULT_MAX_BODY
 from ..store.database import Store
-from ..web.app import ServeOptions, create_app
+from .app import ServeOptions, create_app
 from .connections import ACCEPT_BATCH, KEEP_ALIVE_TIMEOUT, GuardedH11Protocol
 
 __all__ = (

@@ -1,4 +1,7 @@
-"""Column layouts of the stored tables and their Arrow form, shared by the decoders and the store."""
+"""Column layouts of the stored tables, their Arrow form, and the batches of rows the store takes in.
+
+Shared by the decoders (which fill batches) and the store (which writes them).
+"""
 
 from __future__ import annotations
 
@@ -6,9 +9,10 @@ import functools
 import importlib
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ('SPAN_COLUMNS', 'arrow', 'arrow_table', 'dumps')
+__all__ = ('METRIC_COLUMNS', 'SPAN_COLUMNS', 'MetricBatch', 'SpanBatch', 'arrow', 'arrow_table', 'dumps')
 
 SPAN_COLUMNS: tuple[tuple[str, str], ...] = (
     ('trace_id', 'VARCHAR NOT NULL'),
@@ -64,3 +68,50 @@ def arrow_table(columns: Mapping[str, Sequence[Any]], layout: Sequence[tuple[str
     pa = arrow()
     arrays = [pa.array(columns[n], type=getattr(pa, _ARROW_TYPES[t.split()[0]])()) for n, t in layout]
     return pa.table(arrays, names=[n for n, _ in layout])
+
+
+METRIC_COLUMNS: tuple[tuple[str, str], ...] = (
+    ('name', 'VARCHAR'),
+    ('unit', 'VARCHAR'),
+    ('type', 'VARCHAR'),
+    ('service_name', 'VARCHAR'),
+    ('scope_name', 'VARCHAR'),
+    ('start_ns', 'BIGINT'),
+    ('time_ns', 'BIGINT'),
+    ('value', 'DOUBLE'),
+    ('count', 'BIGINT'),
+    ('sum', 'DOUBLE'),
+    ('bounds', 'VARCHAR'),
+    ('bucket_counts', 'VARCHAR'),
+    ('attributes', 'VARCHAR'),
+)
+"""Columns of the `metrics` table: one row per data point (a gauge/sum value or a histogram); the last three
+hold JSON text."""
+
+
+@dataclass(kw_only=True)
+class SpanBatch:
+    """The spans of one OTLP request as a `pyarrow.Table` of `SPAN_COLUMNS`, ready to insert."""
+
+    table: Any
+    rejected: int = 0
+    """Spans dropped because they were unusable (e.g. an invalid trace id)."""
+    errors: list[str] = field(default_factory=list[str])
+
+    def __len__(self) -> int:
+        return int(self.table.num_rows)
+
+    @property
+    def error_message(self) -> str:
+        """A message for the OTLP `partial_success` when spans were rejected."""
+        return '; '.join(self.errors[:3])
+
+
+@dataclass(kw_only=True)
+class MetricBatch:
+    """The data points of one OTLP metrics request, one list per column of `METRIC_COLUMNS`."""
+
+    columns: dict[str, list[Any]]
+
+    def __len__(self) -> int:
+        return len(self.columns['name'])

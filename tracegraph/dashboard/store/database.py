@@ -24,13 +24,10 @@ import duckdb
 from ...tracing.attributes import NODE_INPUT, RUN_RESUMED_FROM
 from ...tracing.clock import datetime_to_ns, ns_to_datetime
 from ...tracing.timeline_tables import optional_module
-from ..ingest.dedup import RecentKeys, span_key
-from ..ingest.groupcommit import GroupCommitter
-from ..ingest.metrics import METRIC_COLUMNS, MetricBatch
-from ..ingest.otlp import SpanBatch
-from ..server.serving import serving_url
 from . import graphstats
-from .columns import SPAN_COLUMNS, arrow, arrow_table
+from .columns import METRIC_COLUMNS, SPAN_COLUMNS, MetricBatch, SpanBatch, arrow, arrow_table
+from .dedup import RecentKeys, span_key
+from .groupcommit import GroupCommitter
 from .models import (
     GraphSummary,
     NodeStats,
@@ -47,6 +44,7 @@ from .models import (
 from .rundetail import StoredSpan, build_run_detail, span_tree
 from .runoutline import LIGHT_COLUMNS, RunOutline, errors_of, read_outline
 from .runquery import RunQuery
+from .serving import serving_url
 
 __all__ = ('SPAN_COLUMNS', 'Store', 'StoreError', 'default_db_path')
 

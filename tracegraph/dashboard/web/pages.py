@@ -12,7 +12,6 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from ...presentation.text import format_duration
-from ..store.compare import compare_body
 from ..store.database import Store
 from ..store.runoutline import MAX_WINDOW, RunOutline
 from .api import (
@@ -27,6 +26,7 @@ from .api import (
     stored_trace,
 )
 from .charts import duration_chart, error_rate_chart, runs_chart
+from .compare import compare_body
 from .markup import graph_href, layout, run_href, trace_href
 from .runpage import run_body, trace_body
 from .runspage import runs_body

@@ -22,18 +22,19 @@ from ..auth import TokenAuth, WrongTokens, check_token
 from ..ingest.decodepool import DecodePool
 from ..ingest.grpcreceiver import GrpcReceiver
 from ..ingest.receiver import DEFAULT_MAX_BODY, Receiver
-from ..server.guards import HostGuard, SecurityHeaders
 from ..store.database import Store
-from .api import Api, ApiError, Readers
-from .markup import layout
-from .pages import Pages
+from ..web.api import Api, ApiError, Readers
+from ..web.markup import layout
+from ..web.pages import Pages
+from .guards import HostGuard, SecurityHeaders
 
 __all__ = ('RETENTION_INTERVAL', 'ServeOptions', 'create_app')
 
 RETENTION_INTERVAL = 3600.0
 """Seconds between two retention passes while serving."""
 logger = logging.getLogger('tracegraph.dashboard')
-_FAVICON = (Path(__file__).parent / 'static' / 'favicon.svg').read_bytes()
+_STATIC = Path(__file__).parent.parent / 'web' / 'static'
+_FAVICON = (_STATIC / 'favicon.svg').read_bytes()
 
 
 @dataclass(kw_only=True)
@@ -121,7 +122,7 @@ def create_app(store: Store, options: ServeOptions | None = None) -> ASGIApp:
         Route('/graphs/{graph:path}', pages.graph),
         Route('/healthz', healthz),
         Route('/favicon.ico', favicon),
-        Mount('/static', StaticFiles(directory=Path(__file__).parent / 'static'), name='static'),
+        Mount('/static', StaticFiles(directory=_STATIC), name='static'),
     ]
     app: ASGIApp = Starlette(routes=routes, lifespan=lifespan, exception_handlers={ApiError: _error_reply})
     if token is not None:

@@ -9,8 +9,8 @@ from html import escape
 from itertools import zip_longest
 
 from ...presentation.text import format_duration
-from ..web.markup import badge, graph_href, run_href
-from .runoutline import LightSpan, RunOutline
+from ..store.runoutline import LightSpan, RunOutline
+from .markup import badge, graph_href, run_href
 
 __all__ = ('compare_body', 'diverges_at')
 

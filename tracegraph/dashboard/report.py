@@ -11,10 +11,10 @@ from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
 
-from ...presentation.text import format_duration
-from .columns import arrow
-from .database import Store
-from .models import GraphSummary, NodeStats, RunSummary
+from ..presentation.text import format_duration
+from .store.columns import arrow
+from .store.database import Store
+from .store.models import GraphSummary, NodeStats, RunSummary
 
 __all__ = (
     'GraphReport',
@@ -111,8 +111,8 @@ def load_span_file(path: Path) -> Store:
         FileNotFoundError: `path` does not exist.
         ValueError: a line is not a span (the error names the line).
     """
-    from ...exporters.local.jsonlines import read_trace_requests
-    from ..ingest.otlp import span_batch
+    from ..exporters.local.jsonlines import read_trace_requests
+    from .ingest.otlp import span_batch
 
     store = Store(':memory:')
     for request in read_trace_requests(path):  # each line is already a request the receiver reads: no detour
