@@ -43,7 +43,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 from tracegraph import BaseNode, End, Graph, GraphRunContext, InstrumentationSettings  # noqa: E402
 from tracegraph.exporters import SpoolOptions, SpoolSpanExporter, configure  # noqa: E402
 from tracegraph.exporters.process.offload import OffloadSpanProcessor  # noqa: E402
-from tracegraph.exporters.setup.settings import resolve_target  # noqa: E402
+from tracegraph.exporters.settings import resolve_target  # noqa: E402
 
 SLOW_DELAY = 0.5
 

@@ -25,9 +25,10 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from serve_helpers import Served, crafted_body, crafted_run, serve_process, trace_of
 
-from tracegraph.dashboard.auth import FAILURE_WINDOW, MAX_FAILURES, SESSION_COOKIE, SESSION_SECONDS
+from tracegraph.dashboard.auth import FAILURE_WINDOW, MAX_FAILURES
 from tracegraph.dashboard.ingest.otlp import INGEST_NOTE
 from tracegraph.dashboard.server.guards import CONTENT_SECURITY_POLICY
+from tracegraph.dashboard.server.signin import SESSION_COOKIE, SESSION_SECONDS
 from tracegraph.exporters.otlp.otlpjson import trace_request_to_json
 
 PROTO = {'Content-Type': 'application/x-protobuf'}

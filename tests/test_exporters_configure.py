@@ -22,8 +22,8 @@ from tracegraph.exporters import (
     configure,
     read_spans,
 )
-from tracegraph.exporters.setup import pipeline as exporters_pipeline
-from tracegraph.exporters.setup.settings import parse_headers, resolve_target
+from tracegraph.exporters import pipeline as exporters_pipeline
+from tracegraph.exporters.settings import parse_headers, resolve_target
 
 pytestmark = pytest.mark.anyio
 

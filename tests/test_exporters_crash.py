@@ -16,7 +16,7 @@ _CHILD = textwrap.dedent(
     """
     import sys, time
     from exporters_helpers import make_spans
-    from tracegraph.exporters.setup.settings import resolve_target
+    from tracegraph.exporters.settings import resolve_target
     from tracegraph.exporters.spool.exporter import SpoolSpanExporter
 
     spool_dir, endpoint, protocol, mode, ids_file = sys.argv[1:6]
@@ -142,7 +142,7 @@ _WORKER_CHILD = textwrap.dedent(
     """
     import sys, time
     from exporters_helpers import make_spans
-    from tracegraph.exporters.setup.settings import resolve_target
+    from tracegraph.exporters.settings import resolve_target
     from tracegraph.exporters.spool.exporter import SpoolSpanExporter
 
     spool_dir, endpoint, ids_file, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
@@ -200,7 +200,7 @@ def test_workers_sharing_a_spool_directory_one_killed_nothing_stranded(tmp_path:
     assert len(accepted) == 4 * 20 * 4
 
     with OtlpHttpReceiver() as receiver:
-        from tracegraph.exporters.setup.settings import resolve_target
+        from tracegraph.exporters.settings import resolve_target
         from tracegraph.exporters.spool.exporter import SpoolSpanExporter
 
         target = resolve_target(endpoint=receiver.endpoint, protocol='http/protobuf', headers=None, signal='traces')

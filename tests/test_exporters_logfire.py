@@ -112,7 +112,7 @@ def test_logfire_configured_after_configure_gets_told_what_to_do() -> None:
         """
     )
     assert done.returncode == 0, done.stderr
-    from tracegraph.exporters.setup.pipeline import LATE_PROVIDER_MESSAGE
+    from tracegraph.exporters.pipeline import LATE_PROVIDER_MESSAGE
 
     assert f'tracegraph.exporters: {LATE_PROVIDER_MESSAGE}' in done.stdout.splitlines()
 

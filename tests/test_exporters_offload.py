@@ -50,7 +50,7 @@ from tracegraph.exporters import ConfigurationError, configure
 from tracegraph.exporters.otlp.otlpencode import encode_records
 from tracegraph.exporters.process.offload import OffloadSpanProcessor
 from tracegraph.exporters.process.spanrecords import RecordReader, RecordWriter, read_frames
-from tracegraph.exporters.setup.settings import resolve_target
+from tracegraph.exporters.settings import resolve_target
 
 ROOT = Path(__file__).resolve().parent.parent
 

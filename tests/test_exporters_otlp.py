@@ -246,7 +246,7 @@ def test_a_stale_keep_alive_connection_is_replaced_without_a_failure(caplog: pyt
     from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 
     from tracegraph.exporters.otlp.senders import HttpSender
-    from tracegraph.exporters.setup.settings import resolve_target
+    from tracegraph.exporters.settings import resolve_target
 
     with OtlpHttpReceiver() as receiver:
         receiver.drop_idle_connections = True  # the backend closes every connection after its answer

@@ -27,7 +27,7 @@ from tracing_helpers import points_of
 
 from tracegraph.exporters import SpoolOptions, configure
 from tracegraph.exporters.otlp.senders import parse_retry_after
-from tracegraph.exporters.setup.settings import resolve_target
+from tracegraph.exporters.settings import resolve_target
 from tracegraph.exporters.spool.exporter import METRIC_SPOOL_DROPPED, SpoolSpanExporter
 
 

@@ -19,7 +19,7 @@ import pytest
 from exporters_helpers import OtlpHttpReceiver, Reply, make_spans, wait_until
 from opentelemetry.sdk.trace import ReadableSpan
 
-from tracegraph.exporters.setup.settings import resolve_target
+from tracegraph.exporters.settings import resolve_target
 from tracegraph.exporters.spool import segments
 from tracegraph.exporters.spool.exporter import SpoolSpanExporter
 

@@ -118,7 +118,7 @@ def serve(
     from .dashboard.server.server import bind_socket, default_decode_workers, free_grpc_port, make_server
     from .dashboard.store.database import Store, StoreError, default_db_path
     from .dashboard.store.serving import announce
-    from .exporters.setup.settings import http_url
+    from .exporters.settings import http_url
 
     if token is None and 'TRACEGRAPH_TOKEN' in os.environ:
         token = os.environ['TRACEGRAPH_TOKEN']  # click reads a variable set empty as unset: it must be refused

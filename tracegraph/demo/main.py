@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..exporters.local.console import render_timeline
-from ..exporters.setup.providers import ProcessorHost
+from ..exporters.providers import ProcessorHost
 from ..tracing.timeline import NodeTimeline
 
 if TYPE_CHECKING:
@@ -47,7 +47,7 @@ def demo(*, endpoint: str | None, once: bool, db: Path | None, port: int, consol
     from ..dashboard.store.database import StoreError
     from ..dashboard.store.serving import serving_url
     from ..exporters import ConfigurationError, configure
-    from ..exporters.setup.settings import check_endpoint
+    from ..exporters.settings import check_endpoint
 
     server: ServerThread | None = None
     if endpoint is None:

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .local.console import ConsoleTimelineProcessor
     from .local.jsonlines import JsonLinesSpanExporter, read_spans
-    from .setup.pipeline import MetricsOptions, SpoolOptions, Telemetry, configure
-    from .setup.settings import ConfigurationError
+    from .pipeline import MetricsOptions, SpoolOptions, Telemetry, configure
+    from .settings import ConfigurationError
     from .spool.exporter import SpoolSpanExporter
     from .testing.capture import MetricPoint, TelemetryCapture
 
@@ -33,11 +33,11 @@ __all__ = (
 )
 
 _LAZY: dict[str, str] = {
-    'configure': 'setup.pipeline',
-    'Telemetry': 'setup.pipeline',
-    'SpoolOptions': 'setup.pipeline',
-    'MetricsOptions': 'setup.pipeline',
-    'ConfigurationError': 'setup.settings',
+    'configure': 'pipeline',
+    'Telemetry': 'pipeline',
+    'SpoolOptions': 'pipeline',
+    'MetricsOptions': 'pipeline',
+    'ConfigurationError': 'settings',
     'SpoolSpanExporter': 'spool.exporter',
     'JsonLinesSpanExporter': 'local.jsonlines',
     'read_spans': 'local.jsonlines',

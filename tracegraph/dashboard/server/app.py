@@ -18,7 +18,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
-from ..auth import TokenAuth, WrongTokens, check_token
+from ..auth import WrongTokens, check_token
 from ..ingest.decodepool import DecodePool
 from ..ingest.grpcreceiver import GrpcReceiver
 from ..ingest.receiver import DEFAULT_MAX_BODY, Receiver
@@ -27,6 +27,7 @@ from ..web.api import Api, ApiError, Readers
 from ..web.markup import layout
 from ..web.pages import Pages
 from .guards import HostGuard, SecurityHeaders
+from .signin import TokenAuth
 
 __all__ = ('RETENTION_INTERVAL', 'ServeOptions', 'create_app')
 

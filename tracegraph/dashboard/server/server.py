@@ -13,7 +13,7 @@ from pathlib import Path
 
 import uvicorn
 
-from ...exporters.setup.settings import http_url
+from ...exporters.settings import http_url
 from ..ingest.grpcreceiver import GrpcReceiver
 from ..ingest.receiver import DEFAULT_MAX_BODY
 from ..store.database import Store

@@ -30,7 +30,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
 from ..otlp.otlpjson import attributes_dict, trace_request_from_json, trace_request_to_json
-from ..setup.settings import check_file
+from ..settings import check_file
 from .diskio import write_whole
 
 __all__ = ('JsonLinesSpanExporter', 'read_spans', 'read_trace_requests', 'span_to_json_line')

@@ -6,7 +6,7 @@ from typing import Any
 
 from opentelemetry.sdk.trace.export import SpanExporter
 
-from ..setup.settings import OtlpTarget
+from ..settings import OtlpTarget
 
 __all__ = ('otlp_metric_exporter', 'otlp_span_exporter')
 

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import grpc
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
-from ..setup.settings import OtlpTarget
+from ..settings import OtlpTarget
 
 __all__ = ('SendResult', 'Sender', 'HttpSender', 'GrpcSender', 'make_sender', 'parse_retry_after')
 

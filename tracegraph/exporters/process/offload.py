@@ -49,10 +49,10 @@ from typing import IO, Any
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
+from ..drops import DropCounter
 from ..otlp.otlpencode import encode_records
 from ..otlp.senders import Sender, make_sender
-from ..setup.drops import DropCounter
-from ..setup.settings import ConfigurationError, OtlpTarget
+from ..settings import ConfigurationError, OtlpTarget
 from .spanrecords import RecordReader, RecordWriter, frame, read_frames
 
 __all__ = ('OffloadSpanProcessor', 'why_no_export_process')

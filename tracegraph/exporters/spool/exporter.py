@@ -42,7 +42,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from ..otlp.senders import Sender, SendResult, make_sender
-from ..setup.settings import OtlpTarget, check_spool_dir
+from ..settings import OtlpTarget, check_spool_dir
 from .segments import Dropped, Record, SegmentStore, SpoolLockedError, SpoolWriteError
 
 __all__ = ('SpoolSpanExporter', 'METRIC_SPOOL_DROPPED')

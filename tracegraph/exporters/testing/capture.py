@@ -37,7 +37,7 @@ from ...tracing.live_providers import record_without_a_global_provider
 from ...tracing.metric_instruments import meter_taps
 from ...tracing.timeline import NodeTimeline
 from ..metrics.views import delta_temporality, metric_views
-from ..setup.providers import AttachedProcessors, global_host
+from ..providers import AttachedProcessors, global_host
 from .spantables import spans_arrow, spans_pandas
 
 __all__ = ('TelemetryCapture', 'MetricPoint')

@@ -20,11 +20,11 @@ from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetr
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 
-from ..._version import __version__
-from ...tracing.scrubbing import Scrubber, ScrubbingOptions
-from ..metrics.views import metric_views
-from ..otlp.sdk_exporters import otlp_metric_exporter, otlp_span_exporter
+from .._version import __version__
+from ..tracing.scrubbing import Scrubber, ScrubbingOptions
 from .drops import CountingBatchSpanProcessor, DropCounter
+from .metrics.views import metric_views
+from .otlp.sdk_exporters import otlp_metric_exporter, otlp_span_exporter
 from .providers import AttachedProcessors, ProcessorHost, global_host, place_processors
 from .settings import (
     EXPORT_PROCESS_ENV,
@@ -41,7 +41,7 @@ from .settings import (
 )
 
 if TYPE_CHECKING:
-    from ..spool.exporter import SpoolSpanExporter
+    from .spool.exporter import SpoolSpanExporter
 
 __all__ = ('configure', 'Telemetry', 'SpoolOptions', 'MetricsOptions', 'SPOOL_SCHEDULE_DELAY_MILLIS')
 
@@ -296,7 +296,7 @@ def _choose_export_process(
 ) -> _Offload:
     """Whether OTLP spans go through a child process: only when asked for (the argument, else the variable); the
     SDK's batch processor and exporter otherwise, so every `OTEL_*` setting they honour applies."""
-    from ..process.offload import why_no_export_process
+    from .process.offload import why_no_export_process
 
     chosen = export_process if export_process is not None else export_process_from_env()
     if not chosen:
@@ -325,8 +325,8 @@ def _spool(
 ) -> SpoolSpanExporter | None:
     if path is None or options is None:
         return None
-    from ..spool.exporter import SpoolSpanExporter
-    from ..spool.segments import SpoolLockedError
+    from .spool.exporter import SpoolSpanExporter
+    from .spool.segments import SpoolLockedError
 
     try:
         return SpoolSpanExporter(path, target=target, max_bytes=options.max_bytes, meter_provider=meter_provider)
@@ -344,18 +344,18 @@ def _span_processors(
 ) -> list[SpanProcessor]:
     processors: list[SpanProcessor] = []
     if console:
-        from ..local.console import ConsoleTimelineProcessor
+        from .local.console import ConsoleTimelineProcessor
 
         processors.append(ConsoleTimelineProcessor(None if console is True else console))
     if file_path is not None:
-        from ..local.jsonlines import JsonLinesSpanExporter
+        from .local.jsonlines import JsonLinesSpanExporter
 
         processors.append(CountingBatchSpanProcessor(JsonLinesSpanExporter(file_path), drops))
     if spool is not None:
         # The spool's point is to survive a crash: a span waits at most this long in memory before it is on disk.
         processors.append(CountingBatchSpanProcessor(spool, drops, schedule_delay_millis=SPOOL_SCHEDULE_DELAY_MILLIS))
     elif otlp is not None and offload == 'required':
-        from ..process.offload import OffloadSpanProcessor
+        from .process.offload import OffloadSpanProcessor
 
         processors.append(OffloadSpanProcessor(otlp, drops=drops))
     elif otlp is not None:
