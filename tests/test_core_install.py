@@ -190,7 +190,7 @@ sys.meta_path.insert(0, Hide())
         ),
         (
             ['opentelemetry.sdk'],
-            'import inspect\nfrom tracegraph.exporters import pytest_plugin\n'
+            'import inspect\nfrom tracegraph.exporters.testing import pytest_plugin\n'
             'next(inspect.unwrap(pytest_plugin.tracegraph_capture)())',
             'the tracegraph_capture fixture needs the OpenTelemetry SDK',
         ),

@@ -16,7 +16,8 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / 'tracegraph'
 
 ENGINE = {
-    'nodes', 'basenode', 'graph', 'run', 'run_scope', 'history', 'mermaid', 'exceptions', '_utils', 'state', 'persistence',
+    'nodes', 'basenode', 'graph', 'run', 'run_result', 'run_scope', 'history', 'mermaid', 'exceptions', '_utils', 'state',
+    'persistence',
 }  # fmt: skip
 CLI = {'cli', 'cli_commands', '__main__', 'demo'}
 EXPORTERS_BASE = {'settings', 'drops', 'providers'}

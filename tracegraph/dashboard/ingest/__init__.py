@@ -1,4 +1,4 @@
-"""OTLP in: the HTTP and gRPC receivers, decoding (in worker processes), deduplication and group commit."""
+"""OTLP in: the HTTP and gRPC receivers, and decoding requests (in worker processes) into the store's batches."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""Running the dashboard: the server (foreground or thread), its connection limits and guards,
-and which server holds a store."""
+"""Running the dashboard: the app on one port, the server (foreground or thread), sign-in, limits and guards."""
 
 from __future__ import annotations
 

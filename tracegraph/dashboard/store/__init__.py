@@ -1,4 +1,4 @@
-"""The DuckDB store and what is read from it: runs, outlines, details, statistics, comparisons, reports."""
+"""The DuckDB store: its tables and batches, writes (group commit, deduplication), and what is read back."""
 
 from __future__ import annotations
 
