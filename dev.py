@@ -5,6 +5,7 @@ older than `pyproject.toml`, then runs:
 
     python3 dev.py demo [ARGS]    # `tracegraph demo ARGS`: example graphs, the embedded dashboard, timelines
     python3 dev.py test [ARGS]    # ruff check, ruff format --check, pyright (strict), pytest ARGS — what CI runs
+    python3 dev.py test --quick [ARGS]   # ruff and `QUICK_SUITE` without the slow tests: under a minute
     python3 dev.py test --lowest [ARGS]  # the core's tests in `.venv-lowest`: the core alone on its floors
                                   # (.ci/constraints-lowest.txt), no extras — CI's second run
     python3 dev.py bench          # bench/step_overhead.py (minutes; by hand, never in CI)
@@ -28,9 +29,15 @@ LOWEST_NEEDS_EXTRAS = {
     'test_core_install.py',
     'test_persistence.py',
     'test_tracing_secrets.py',
-    'test_tracing_timeline_views.py',
 }
 """The core's tests (what the lowest run, core floors and no extras, runs), but those that read through an extra."""
+QUICK_SUITE = (
+    'tests/test_core_graph.py', 'tests/test_core_history.py', 'tests/test_core_classic_names.py',
+    'tests/test_core_v1.py', 'tests/test_core_mermaid.py', 'tests/test_tracing_*.py', 'tests/test_persistence.py',
+    'tests/test_persistence_durable.py', 'tests/test_layering.py', 'tests/test_exporters_console.py',
+    'tests/test_exporters_capture.py', 'tests/test_presentation_and_tables.py',
+)  # fmt: skip
+"""`test --quick`: the engine, tracing, persistence and layering tests, in well under a minute, for the edit loop."""
 
 
 def _run(*command: str | Path) -> int:
@@ -70,7 +77,8 @@ def main(argv: list[str]) -> int:
         return 2
     task, args = argv[0], argv[1:]
     lowest = task == 'test' and args[:1] == ['--lowest']
-    if lowest:
+    quick = task == 'test' and args[:1] == ['--quick']
+    if lowest or quick:
         args = args[1:]
     bin_dir = ensure_venv(lowest=lowest)
     if task == 'demo':
@@ -82,9 +90,13 @@ def main(argv: list[str]) -> int:
     if lowest and not any(a.startswith('tests') for a in args):
         found = (p for pattern in LOWEST_SUITE for p in sorted(ROOT.glob(pattern)))
         suite = [str(p) for p in found if p.name not in LOWEST_NEEDS_EXTRAS]
+    if quick:
+        suite = ['-m', 'not slow', *(str(p) for pattern in QUICK_SUITE for p in sorted(ROOT.glob(pattern)))]
     pytest = (bin_dir / 'python', '-m', 'pytest', *suite, *args)
     # The lowest run checks the floors at run time; the code checks need the newest run's tools only.
     checks = [(bin_dir / 'ruff', 'check', '.'), (bin_dir / 'ruff', 'format', '--check', '.'), (bin_dir / 'pyright',)]
+    if quick:
+        checks = checks[:2]  # pyright (strict) takes half a minute on its own: the whole run has it
     for step in (*([] if lowest else checks), pytest):
         if code := _run(*step):
             return code

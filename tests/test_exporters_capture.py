@@ -36,7 +36,8 @@ def test_importing_the_plugin_loads_none_of_the_exporters() -> None:
     )
     done = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    assert done.stdout == "['tracegraph.exporters.testing.pytest_plugin']\n"
+    # The `testing` package around it is an empty `__init__`.
+    assert done.stdout == "['tracegraph.exporters.testing', 'tracegraph.exporters.testing.pytest_plugin']\n"
 
 
 async def test_captures_spans_timelines_and_metrics(tracegraph_capture: TelemetryCapture) -> None:
@@ -158,7 +159,8 @@ def test_the_pytest_plugin_imports_nothing_heavy() -> None:
     others, ours = done.stdout.splitlines()
     assert others == '[]'
     assert ours == (
-        "['tracegraph', 'tracegraph._version', 'tracegraph.exporters', 'tracegraph.exporters.testing.pytest_plugin']"
+        "['tracegraph', 'tracegraph._version', 'tracegraph.exporters', 'tracegraph.exporters.testing', "
+        "'tracegraph.exporters.testing.pytest_plugin']"
     )
 
 

@@ -175,3 +175,17 @@ def test_the_reading_of_imports_finds_run_time_imports_and_leaves_out_type_check
     assert _target('tracegraph.graph') == 'engine' and 'engine' not in MAY_IMPORT['tracing']
     assert _target('tracegraph.dashboard.store.database') == 'dashboard.store'
     assert _target('tracegraph.exporters') == 'exporters.setup'
+
+
+def test_the_tree_in_the_architecture_doc_names_every_module() -> None:
+    doc = (PACKAGE.parent / 'docs' / 'architecture.md').read_text()
+    tree = doc.split('## The tree', 1)[1].split('```text\n', 1)[1].split('```', 1)[0]
+    listed: set[str] = set()
+    folders: list[str] = []
+    for line in tree.splitlines()[1:]:
+        depth = (len(line) - len(line.lstrip())) // 2
+        name = line.split()[0]
+        folders[depth - 1 :] = [name.rstrip('/')] if name.endswith('/') else []
+        if name.endswith('.py'):
+            listed.add('/'.join([*folders[: depth - 1], name]))
+    assert listed == {str(p.relative_to(PACKAGE)) for p in MODULES}
