@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import sys
 import threading
 from dataclasses import dataclass, field
 from os import PathLike
@@ -232,6 +233,7 @@ def configure(
     metric_target = resolve_target(endpoint=endpoint, protocol=protocol, headers=headers, signal='metrics')
     spool_path = check_spool_dir(spool.directory, 'SpoolOptions.directory') if spool is not None else None
     file_path = check_file(file) if file is not None else None
+    otlp_traces = otlp_traces and not (endpoint is None and spool is None and set_global and _agent_exports_spans())
     offload = _choose_export_process(export_process, spool, otlp_traces, trace_exporters)
     if spool is not None and spool.max_bytes <= 0:
         raise ConfigurationError(f'SpoolOptions.max_bytes must be positive, got {spool.max_bytes!r}.')
@@ -286,6 +288,27 @@ def configure(
 
 
 _Offload = Literal['required', 'off']
+
+_AGENT_MODULE = 'opentelemetry.instrumentation.auto_instrumentation'
+"""What `opentelemetry-instrument` loads (through `sitecustomize`) before the app's first line."""
+
+
+def _agent_exports_spans() -> bool:
+    """Whether the zero-code agent set the global TracerProvider and exports spans from it over OTLP (said once).
+
+    Its provider already sends every span, ours too, to the same `OTEL_*` endpoint: a second exporter of ours would
+    send each one twice, so `configure()` joins the provider without one.
+    """
+    if _AGENT_MODULE not in sys.modules or global_host(_GLOBAL_PURPOSE, _GLOBAL_REMEDY) is None:
+        return False
+    if 'otlp' not in {e.strip() for e in os.environ.get('OTEL_TRACES_EXPORTER', 'otlp').split(',')}:
+        return False
+    logger.warning(
+        'tracegraph: the zero-code agent (opentelemetry-instrument) already exports spans to the '
+        'OTEL_EXPORTER_OTLP_* endpoint; configure() joins its TracerProvider without a second OTLP exporter '
+        '(pass endpoint= to send to another backend as well)'
+    )
+    return True
 
 
 def _choose_export_process(
