@@ -7,6 +7,7 @@ install lacks is named in one line with the extra to add, instead of a traceback
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import subprocess
@@ -45,12 +46,17 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return built
 
 
+def _digest(wheel: Path) -> str:
+    """What the venv was installed from: the whole wheel's hash (its first bytes are a zip header, the same for all)."""
+    return hashlib.sha256(wheel.read_bytes()).hexdigest()
+
+
 def _venv(wheel: Path, extra: str) -> Env:
     name = f'venv-{extra or "core"}'
     venv = OUTPUT / name
     python = venv / 'bin' / 'python'
     stamp = venv / 'installed-wheel'
-    if not python.exists() or not stamp.exists() or stamp.read_text() != wheel.read_bytes().hex()[:64]:
+    if not python.exists() or not stamp.exists() or stamp.read_text() != _digest(wheel):
         subprocess.run([sys.executable, '-m', 'venv', '--clear', str(venv)], check=True, timeout=300)
         target = f'{wheel}[{extra}]' if extra else str(wheel)
         subprocess.run(
@@ -58,7 +64,7 @@ def _venv(wheel: Path, extra: str) -> Env:
              target],
             check=True, timeout=900, capture_output=True,
         )  # fmt: skip
-        stamp.write_text(wheel.read_bytes().hex()[:64])
+        stamp.write_text(_digest(wheel))
     env = {k: v for k, v in os.environ.items() if not k.startswith(('OTEL_', 'PYTHON', 'TRACEGRAPH_'))}
     return python, env
 
@@ -130,6 +136,66 @@ def test_otlp_exports_and_the_command_line_names_the_dashboard_extra(otlp: Env, 
         "tracegraph: the command line needs the 'dashboard' extra (typer not installed): "
         "pip install 'tracegraph[dashboard]'\n",
     )
+
+
+_EXTRA_ERRORS = """
+import importlib.util
+from tracegraph.exporters import ConfigurationError, MetricsOptions, SpoolOptions, configure
+from tracegraph.exporters.settings import resolve_target
+from tracegraph.exporters.spool.exporter import SpoolSpanExporter
+print(sorted(m for m in ('grpc', 'prometheus_client') if importlib.util.find_spec(m)))
+for attempt in (
+    lambda: configure(protocol='grpc', endpoint='http://127.0.0.1:9', metrics=False, set_global=False),
+    lambda: configure(protocol='grpc', spool=SpoolOptions(directory='spool'), metrics=False, set_global=False),
+    lambda: configure(file='f.jsonl', metrics=MetricsOptions(prometheus_port=0), set_global=False),
+    lambda: SpoolSpanExporter('spool', target=resolve_target(endpoint='http://127.0.0.1:9', protocol='grpc',
+                                                             headers=None, signal='traces')),
+):
+    try:
+        attempt()
+    except ConfigurationError as e:
+        print(e)
+"""
+
+
+def test_otlp_is_http_only_and_names_the_grpc_and_prometheus_extras(otlp: Env, tmp_path: Path) -> None:
+    ran = _run(otlp, '-c', _EXTRA_ERRORS, cwd=tmp_path)
+    grpc = "OTLP over gRPC (protocol 'grpc') needs the 'grpc' extra (grpc is not installed): pip install 'tracegraph[grpc]'"
+    assert (ran.returncode, ran.stderr) == (0, '')
+    assert ran.stdout.splitlines() == [
+        '[]',
+        grpc,
+        grpc,
+        "MetricsOptions.prometheus_port needs the 'prometheus' extra (prometheus_client is not installed): "
+        "pip install 'tracegraph[prometheus]'",
+        grpc,
+    ]
+
+
+_GRPC_EXPORT = """
+from concurrent import futures
+import grpc
+received = []
+def export(request, context):
+    received.append(request)
+    return b''
+handler = grpc.method_handlers_generic_handler(
+    'opentelemetry.proto.collector.trace.v1.TraceService', {'Export': grpc.unary_unary_rpc_method_handler(export)}
+)
+server = grpc.server(futures.ThreadPoolExecutor(2), handlers=(handler,))
+port = server.add_insecure_port('127.0.0.1:0')
+server.start()
+from tracegraph.exporters import configure
+telemetry = configure(protocol='grpc', endpoint=f'http://127.0.0.1:{port}', metrics=False)
+Graph(nodes=(Start,), name='g').run_sync(Start())
+telemetry.shutdown()
+print(len(received), b'run node Start' in b''.join(received))
+"""
+
+
+def test_dashboard_brings_grpc_and_configure_exports_over_it(dashboard: Env, tmp_path: Path) -> None:
+    ran = _run(dashboard, '-c', GRAPH.replace('print(', 'result = (') + _GRPC_EXPORT, cwd=tmp_path)
+    assert (ran.returncode, ran.stdout, ran.stderr) == (0, '1 True\n', '')
 
 
 def test_dashboard_has_the_whole_command_line_and_the_grafana_files(dashboard: Env, tmp_path: Path) -> None:

@@ -85,11 +85,11 @@ _DoneStep = tuple[str, 'str | None', datetime, float]
 class _StoredStep(Generic[StateT, RunEndT]):
     """A step of a persisted run, from its snapshot marked running (`record_run` entered) to its successor stored.
 
-    Every call it makes to the persistence runs with the run span's traceparent in `snapshot_traceparent`, so the
-    snapshots made then record it, whichever persistence makes them.
+    From its beginning to its end the run span's traceparent is in `snapshot_traceparent` (set once: the step runs in
+    one task, so one token), and the snapshots made then record it, whichever persistence makes them.
     """
 
-    __slots__ = ('_persistence', '_run', 'attempt', 'recording', 'snapshot_id', 'traceparent')
+    __slots__ = ('_persistence', '_run', '_token', 'attempt', 'recording', 'snapshot_id')
 
     def __init__(
         self,
@@ -100,7 +100,7 @@ class _StoredStep(Generic[StateT, RunEndT]):
     ) -> None:
         self._run = run
         self._persistence = persistence
-        self.traceparent = traceparent
+        self._token = snapshot_traceparent.set(traceparent)
         self.snapshot_id = snapshot_id
         self.attempt = 1
         self.recording: AbstractAsyncContextManager[None] | None = None
@@ -118,7 +118,6 @@ class _StoredStep(Generic[StateT, RunEndT]):
         """
         run = self._run
         next_snapshot_id = result.get_snapshot_id()
-        token = snapshot_traceparent.set(self.traceparent)
         try:
             if isinstance(result, End):
                 await self._persistence.snapshot_end(run.state, result)
@@ -129,20 +128,21 @@ class _StoredStep(Generic[StateT, RunEndT]):
             # stays `running`, not `error`, so a resume runs the node again once the store works.
             await self._leave(_NotStored, _NotStored(error))
             raise
-        finally:
-            snapshot_traceparent.reset(token)
         await self._leave(None, None)
         run._snapshot_id = next_snapshot_id  # pyright: ignore[reportPrivateUsage]
 
     async def _leave(self, error_type: type[BaseException] | None, error: BaseException | None) -> None:
-        """Leave `record_run` as `async with` would; the step's own error is raised by the step, not here."""
+        """Leave `record_run` as `async with` would, and end the step; its own error is raised by the step, not here."""
         assert self.recording is not None, 'a stored step is left once, after it began'
         recording, self.recording = self.recording, None
-        token = snapshot_traceparent.set(self.traceparent)
         try:
             await recording.__aexit__(error_type, error, None if error is None else error.__traceback__)
         finally:
-            snapshot_traceparent.reset(token)
+            self.end()
+
+    def end(self) -> None:
+        """Take the traceparent out of `snapshot_traceparent` again."""
+        snapshot_traceparent.reset(self._token)
 
 
 async def _begin_stored_step(
@@ -157,7 +157,6 @@ async def _begin_stored_step(
         GraphRuntimeError: `node` is not in the graph (checked before its snapshot is marked running).
     """
     stored = _StoredStep(run, persistence, node.get_snapshot_id(), run.traceparent or current_traceparent())
-    token = snapshot_traceparent.set(stored.traceparent)
     try:
         if stored.snapshot_id != run._snapshot_id:  # pyright: ignore[reportPrivateUsage]
             await persistence.snapshot_node_if_new(stored.snapshot_id, run.state, node)
@@ -169,8 +168,9 @@ async def _begin_stored_step(
         recording = persistence.record_run(stored.snapshot_id)
         await recording.__aenter__()
         stored.recording = recording
-    finally:
-        snapshot_traceparent.reset(token)
+    except BaseException:
+        stored.end()
+        raise
     return stored
 
 

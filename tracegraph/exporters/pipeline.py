@@ -29,6 +29,7 @@ from .otlp.sdk_exporters import otlp_metric_exporter, otlp_span_exporter
 from .providers import AttachedProcessors, ProcessorHost, global_host, place_processors
 from .settings import (
     EXPORT_PROCESS_ENV,
+    GRPC_FEATURE,
     ConfigurationError,
     OtlpTarget,
     check_file,
@@ -38,6 +39,7 @@ from .settings import (
     exporters_from_env,
     http_url,
     otlp_requested,
+    require_extra,
     resolve_target,
 )
 
@@ -239,6 +241,11 @@ def configure(
         raise ConfigurationError(f'SpoolOptions.max_bytes must be positive, got {spool.max_bytes!r}.')
     if port is not None and not (isinstance(port, int) and 0 <= port <= 65535):
         raise ConfigurationError(f'MetricsOptions.prometheus_port must be an integer from 0 to 65535, got {port!r}.')
+    _require_extras(
+        grpc=((otlp_traces or spool is not None) and trace_target.protocol == 'grpc')
+        or (metric_options is not None and otlp_metrics and metric_target.protocol == 'grpc'),
+        prometheus=port is not None,
+    )
     if set_global:
         global_host(_GLOBAL_PURPOSE, _GLOBAL_REMEDY)
 
@@ -288,6 +295,17 @@ def configure(
 
 
 _Offload = Literal['required', 'off']
+
+
+def _require_extras(*, grpc: bool, prometheus: bool) -> None:
+    """The extras beyond `[otlp]` (OTLP over HTTP) that the chosen outputs need, named before anything is built."""
+    if grpc:
+        modules = ('grpc', 'opentelemetry.exporter.otlp.proto.grpc')
+        require_extra('grpc', GRPC_FEATURE, modules=modules)
+    if prometheus:
+        modules = ('prometheus_client', 'opentelemetry.exporter.prometheus')
+        require_extra('prometheus', 'MetricsOptions.prometheus_port', modules=modules)
+
 
 _AGENT_MODULE = 'opentelemetry.instrumentation.auto_instrumentation'
 """What `opentelemetry-instrument` loads (through `sitecustomize`) before the app's first line."""
@@ -463,13 +481,9 @@ def _resource(service_name: str | None, service_version: str | None) -> Resource
 
 
 def _prometheus(host: str, port: int) -> tuple[MetricReader, _PrometheusEndpoint]:
-    try:
-        import prometheus_client
-        from opentelemetry.exporter.prometheus import PrometheusMetricReader
-    except ImportError as e:  # pragma: no cover - the otlp extra installs both
-        raise ConfigurationError(
-            "prometheus_port needs opentelemetry-exporter-prometheus: pip install 'tracegraph[otlp]'"
-        ) from e
+    import prometheus_client  # the `prometheus` extra: checked by configure() before anything is built
+    from opentelemetry.exporter.prometheus import PrometheusMetricReader
+
     # A registry per configure() call: a second call (or a test) must not collide in the process-wide one.
     registry = prometheus_client.CollectorRegistry()
     prometheus_client.ProcessCollector(registry=registry)

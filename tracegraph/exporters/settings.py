@@ -6,6 +6,7 @@ Every bad value fails here, before anything is built, with a `ConfigurationError
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import tempfile
 from collections.abc import Mapping
@@ -30,6 +31,8 @@ __all__ = (
     'otlp_requested',
     'export_process_from_env',
     'EXPORT_PROCESS_ENV',
+    'require_extra',
+    'GRPC_FEATURE',
 )
 
 Protocol = Literal['http/protobuf', 'grpc']
@@ -249,3 +252,24 @@ def check_file(value: str | os.PathLike[str]) -> Path:
     except OSError as e:
         raise ConfigurationError(f'file {str(path)!r} cannot be opened for appending: {e}') from e
     return path
+
+
+GRPC_FEATURE: Final = "OTLP over gRPC (protocol 'grpc')"
+"""What the `grpc` extra brings, as `require_extra` names it."""
+
+
+def require_extra(extra: str, feature: str, *, modules: tuple[str, ...]) -> None:
+    """Fail with one line naming `feature` and the extra that brings it, unless every one of `modules` is installed.
+
+    `[otlp]` is OTLP over HTTP alone, so gRPC and Prometheus users add theirs; finding out at `configure()` beats a
+    `ModuleNotFoundError` from the first export, after the app started.
+    """
+    for module in modules:
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except ModuleNotFoundError:  # a parent package is missing
+            found = False
+        if not found:
+            raise ConfigurationError(
+                f"{feature} needs the '{extra}' extra ({module} is not installed): pip install 'tracegraph[{extra}]'"
+            )

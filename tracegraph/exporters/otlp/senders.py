@@ -1,5 +1,7 @@
 """Send one serialized OTLP `ExportTraceServiceRequest` over HTTP or gRPC and classify the answer.
 
+The gRPC sender lives in `grpc_sender.py`, imported only for `protocol='grpc'`: grpcio is the `grpc` extra.
+
 The spool needs what the SDK's exporters hide: the status, `Retry-After`, and whether a failure is worth
 retrying. Everything but a malformed request (`400` / `INVALID_ARGUMENT`) or one too large (`413`) is
 retried: the data is safe on disk, and an expired token or a wrong path can be fixed by a restart.
@@ -12,19 +14,16 @@ import ssl
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
-from typing import Any, Literal, Protocol
+from typing import Literal, Protocol
 from urllib.parse import urlsplit
 
-import grpc
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
-from ..settings import OtlpTarget
+from ..settings import GRPC_FEATURE, OtlpTarget, require_extra
 
-__all__ = ('SendResult', 'Sender', 'HttpSender', 'GrpcSender', 'make_sender', 'parse_retry_after')
+__all__ = ('SendResult', 'Sender', 'HttpSender', 'make_sender', 'parse_retry_after', 'rejected_spans')
 
-_TRACE_METHOD = '/opentelemetry.proto.collector.trace.v1.TraceService/Export'
 _PERMANENT_HTTP = frozenset({400, 413})
-_PERMANENT_GRPC = frozenset({grpc.StatusCode.INVALID_ARGUMENT})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -54,6 +53,9 @@ class Sender(Protocol):
 def make_sender(target: OtlpTarget, *, timeout: float) -> Sender:
     """The sender for `target`'s protocol."""
     if target.protocol == 'grpc':
+        require_extra('grpc', GRPC_FEATURE, modules=('grpc',))
+        from .grpc_sender import GrpcSender  # grpcio comes with the `grpc` extra only
+
         return GrpcSender(target, timeout=timeout)
     return HttpSender(target, timeout=timeout)
 
@@ -74,7 +76,7 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     return max(0.0, (when - (now or datetime.now(timezone.utc))).total_seconds())
 
 
-def _rejected(body: bytes) -> tuple[int, str]:
+def rejected_spans(body: bytes) -> tuple[int, str]:
     try:
         response = ExportTraceServiceResponse.FromString(body)
     except Exception:
@@ -129,7 +131,7 @@ class HttpSender:
                 return SendResult(outcome='retry', detail=f'{type(e).__name__}: {e}')
         status = response.status
         if 200 <= status < 300:
-            rejected, message = _rejected(body)
+            rejected, message = rejected_spans(body)
             return SendResult(outcome='ok', detail=message or str(status), rejected_spans=rejected)
         detail = f'HTTP {status} {response.reason}'
         if status in _PERMANENT_HTTP:
@@ -142,54 +144,3 @@ class HttpSender:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
-
-
-class GrpcSender:
-    """OTLP/gRPC through a generic unary call carrying the already serialized request."""
-
-    def __init__(self, target: OtlpTarget, *, timeout: float) -> None:
-        parts = urlsplit(target.endpoint)
-        address = f'{parts.hostname}:{parts.port or (443 if parts.scheme == "https" else 4317)}'
-        if parts.scheme == 'https':
-            self._channel = grpc.secure_channel(address, grpc.ssl_channel_credentials())
-        else:
-            self._channel = grpc.insecure_channel(address)
-        self._call: grpc.UnaryUnaryMultiCallable[bytes, bytes] = self._channel.unary_unary(_TRACE_METHOD)
-        self._metadata = tuple(target.headers.items())
-        self._timeout = timeout
-
-    def send(self, payload: bytes) -> SendResult:
-        """Call `TraceService/Export`; `INVALID_ARGUMENT` is permanent, every other error is retried."""
-        try:
-            body = self._call(payload, timeout=self._timeout, metadata=self._metadata)
-        except grpc.RpcError as e:
-            code: grpc.StatusCode = e.code()
-            detail = f'gRPC {code.name}: {e.details()}'
-            if code in _PERMANENT_GRPC:
-                return SendResult(outcome='drop', detail=detail)
-            return SendResult(outcome='retry', detail=detail, retry_after=_grpc_retry_delay(e))
-        rejected, message = _rejected(body if isinstance(body, bytes) else b'')
-        return SendResult(outcome='ok', detail=message or 'OK', rejected_spans=rejected)
-
-    def close(self) -> None:
-        """Close the channel."""
-        self._channel.close()
-
-
-def _grpc_retry_delay(error: grpc.RpcError) -> float | None:
-    """The delay of a `google.rpc.RetryInfo` in the error's `grpc-status-details-bin` trailer, if any."""
-    from google.rpc import error_details_pb2, status_pb2  # pyright: ignore[reportMissingTypeStubs]
-
-    try:
-        trailers: Any = error.trailing_metadata() or ()
-        for key, value in trailers:
-            if key == 'grpc-status-details-bin' and isinstance(value, bytes):
-                status = status_pb2.Status.FromString(value)
-                for detail in status.details:
-                    if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):  # pyright: ignore[reportArgumentType]
-                        info = error_details_pb2.RetryInfo()
-                        detail.Unpack(info)
-                        return info.retry_delay.seconds + info.retry_delay.nanos / 1e9
-    except Exception:
-        return None
-    return None
