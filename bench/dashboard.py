@@ -6,7 +6,7 @@ Starts `tracegraph serve` as its own process on a free 127.0.0.1 port with a fre
 pre-encoded protobuf `ExportTraceServiceRequest`s of `--batch` spans (graph runs shaped like tracegraph's:
 a run span, node spans with the contract attributes, one nested span per node, ~3% failing nodes with
 an exception event) over keep-alive connections, then times every JSON API call and page.
-Targets (issue 5): >= 50,000 spans/s ingest, p95 < 200 ms per API call.
+Targets: >= 50,000 spans/s ingest, p95 < 200 ms per API call.
 """
 
 from __future__ import annotations

@@ -10,8 +10,8 @@
    `configure(export_process=True)`, OTLP sent from a child process), with the backend up, down (nothing
    listening) and slow (every request answered after 0.5 s), and `drop`: the same batch processor over an
    exporter that drops every batch unencoded (the step time without the export's own work). Every step is timed
-   around `GraphRun.next()`; p50 and p99 are printed with their ratio to the backend-up case (issue 4: within
-   10%) and p99 to the drop case (issue 14: at most 2x). `--switch-interval` sets `sys.setswitchinterval`
+   around `GraphRun.next()`; p50 and p99 are printed with their ratio to the backend-up case and p99 to the
+   drop case. `--switch-interval` sets `sys.setswitchinterval`
    (how long a thread waiting for the GIL lets the holder run, default 5 ms) to test how much of the tail is
    the exporter thread holding the GIL; `--no-throughput` skips part 1.
 """

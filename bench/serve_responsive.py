@@ -6,7 +6,7 @@ Starts `tracegraph serve` (a real process, default decode workers) on a free por
 node steps, then for `--seconds` measures the latency of `GET /healthz` and of a small `POST /v1/traces`, once
 while nothing else happens and once while other clients load that run's page and/or its JSON (`--load`) back to
 back.
-Prints p50/p99 in ms of each, and how many pages were rendered meanwhile. Target (issue 11): p99 under 50 ms.
+Prints p50/p99 in ms of each, and how many pages were rendered meanwhile. Target: p99 under 50 ms.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ do the same kind of work are what the wall-clock ratios would be on a quiet mach
     .venv/bin/python bench/step_instructions.py [--steps 2000] [--workload long|short]
 
 Uses the `WORKLOAD`, modes and variants of `step_overhead.py`. The classic `pydantic_graph` variants run in
-`step_overhead.py`'s classic venv (created on first use), so every target of issue 14 has an instruction-count twin.
+`step_overhead.py`'s classic venv (created on first use), so every target in its table has an instruction-count twin.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ PAIRS = (
     ('otel', 'tracegraph'),
     ('otel_metrics', 'bare_loop_one_span'),
     ('otel_metrics', 'tracegraph'),
+    ('otel_metrics_gate_closed', 'tracegraph'),
     ('otel_unsampled', 'bare_loop_one_span'),
     ('otel_unsampled', 'tracegraph'),
     ('logfire', 'bare_loop_one_span'),
@@ -53,6 +54,12 @@ def run_child(mode: str, variant: str, workload: str, steps: int) -> None:
     import step_overhead as so
 
     lib = CLASSIC if CLASSIC in variant else 'tracegraph'
+    if mode == 'otel_metrics_gate_closed':
+        # What an SDK version the merge is not tested on gets: one SDK `record` per duration, nothing merged.
+        from tracegraph.exporters.metrics import sdk_merge_gate
+
+        sdk_merge_gate.merge_enabled = lambda: False
+        mode = 'otel_metrics'
     if lib == CLASSIC and mode == 'none':
         sys.modules['logfire'] = None  # pyright: ignore[reportArgumentType]  # as step_overhead's worker: the no-op shim
     _, tracer = so._setup_mode(mode, so._Counter(), lib)  # pyright: ignore[reportPrivateUsage]
@@ -146,6 +153,8 @@ def main() -> None:
         'otel+metrics: tracegraph / one-span floor': per_step['otel_metrics tracegraph']
         / per_step['otel_metrics bare_loop_one_span'],
         'otel+metrics / otel: tracegraph': per_step['otel_metrics tracegraph'] / per_step['otel tracegraph'],
+        'otel+metrics, merge gate closed / open: tracegraph': per_step['otel_metrics_gate_closed tracegraph']
+        / per_step['otel_metrics tracegraph'],
         'logfire: tracegraph / pydantic_graph+logfire': per_step['logfire tracegraph']
         / per_step['logfire pydantic_graph'],
         'logfire: one-span floor / pydantic_graph+logfire': per_step['logfire bare_loop_one_span']

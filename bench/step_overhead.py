@@ -209,7 +209,7 @@ def _variants(lib: str, mode: str, tracer: Any) -> dict[str, Any]:
         # The same span as tracegraph's node span on a plain SDK (name, attributes, current while the node runs),
         # built by hand with the attribute groups in `parts` (see `BY_HAND`): what the SDK itself charges for the
         # span contract, and for each part of it. No `logfire.*` attributes: tracegraph writes them only for
-        # Logfire's own tracer provider (issue 14).
+        # Logfire's own tracer provider.
         # Read once, not per step: the loop is the reference, so it should do nothing a hand-written one would not.
         ids, node_and_step, node_input = 'graph_and_run' in parts, 'node_and_step' in parts, 'input' in parts
         with_next, with_outcome = 'next' in parts, 'outcome' in parts
@@ -391,7 +391,7 @@ _TG = 'tracegraph'
 _PG = 'pydantic_graph'
 # (name, numerator, denominator, target or None for context, aim): numerator/denominator = (lib, mode, variant).
 RATIOS: tuple[tuple[str, tuple[str, str, str], tuple[str, str, str], tuple[float, float] | None], ...] = (
-    # (label, numerator, denominator, (long target, short target) or None for context); issue 14's table first.
+    # (label, numerator, denominator, (long target, short target) or None for context); the targets' table first.
     ('none: tracegraph / pydantic_graph', (_TG, 'none', _TG), (_PG, 'none', _PG), (0.5, 0.6)),
     ('otel: tracegraph / bare loop with one span', (_TG, 'otel', _TG), (_TG, 'otel', 'bare_loop_one_span'), (1.5, 1.6)),
     (

@@ -18,48 +18,34 @@ from tracegraph.tracing.timeline import NodeError, NodeRecord, NodeTimeline
 pytestmark = pytest.mark.anyio
 
 
-def test_render_timeline_layout() -> None:
+def _failed_timeline(graph: str, run_id: str, *steps: tuple[str, float, float, str | NodeError]) -> NodeTimeline:
+    """A failed run's timeline: each step is (node, start and duration in seconds, its next node or its error)."""
     t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
-    timeline = NodeTimeline(
-        run_id='r1',
-        trace_id=None,
-        graph='billing',
-        outcome='failed',
-        start=t0,
-        end=t0 + timedelta(seconds=3),
-        nodes=[
-            NodeRecord(
-                step=1,
-                node_id='Fetch',
-                span_id=None,
-                start=t0,
-                end=t0 + timedelta(seconds=1),
-                duration=1.0,
-                outcome='completed',
-                next_node='Charge',
-            ),
-            NodeRecord(
-                step=2,
-                node_id='Charge',
-                span_id=None,
-                start=t0 + timedelta(seconds=1),
-                end=t0 + timedelta(seconds=1.0004),
-                duration=0.0004,
-                outcome='completed',
-                next_node='Notify',
-            ),
-            NodeRecord(
-                step=3,
-                node_id='Notify',
-                span_id=None,
-                start=t0 + timedelta(seconds=1.5),
-                end=t0 + timedelta(seconds=3),
-                duration=1.5,
-                outcome='failed',
-                next_node=None,
-                error=NodeError(type='TimeoutError', message='smtp'),
-            ),
-        ],
+    nodes = [
+        NodeRecord(
+            step=number,
+            node_id=node,
+            span_id=None,
+            start=t0 + timedelta(seconds=start),
+            end=t0 + timedelta(seconds=start + duration),
+            duration=duration,
+            outcome='failed' if isinstance(then, NodeError) else 'completed',
+            next_node=None if isinstance(then, NodeError) else then,
+            error=then if isinstance(then, NodeError) else None,
+        )
+        for number, (node, start, duration, then) in enumerate(steps, 1)
+    ]
+    end = max(node.end for node in nodes)
+    return NodeTimeline(run_id=run_id, trace_id=None, graph=graph, outcome='failed', start=t0, end=end, nodes=nodes)
+
+
+def test_render_timeline_layout() -> None:
+    timeline = _failed_timeline(
+        'billing',
+        'r1',
+        ('Fetch', 0.0, 1.0, 'Charge'),
+        ('Charge', 1.0, 0.0004, 'Notify'),
+        ('Notify', 1.5, 1.5, NodeError(type='TimeoutError', message='smtp')),
     )
     out = io.StringIO()
     Console(file=out, width=100).print(render_timeline(timeline, width=20))
@@ -131,38 +117,12 @@ def test_spans_outside_runs_are_ignored_and_pending_runs_are_bounded() -> None:
 
 @pytest.mark.parametrize('columns', [80, 100, 120])
 def test_a_failed_run_keeps_every_column_in_a_narrow_terminal(columns: int) -> None:
-    t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
     message = 'payment gateway refused the connection after 3 retries: upstream 503 Service Unavailable'
-    timeline = NodeTimeline(
-        run_id='6fc3154832274c809eaae88865201c7f',
-        trace_id=None,
-        graph='checkout_pipeline',
-        outcome='failed',
-        start=t0,
-        end=t0 + timedelta(seconds=2),
-        nodes=[
-            NodeRecord(
-                step=1,
-                node_id='FetchCustomerRecords',
-                span_id=None,
-                start=t0,
-                end=t0 + timedelta(seconds=1.5),
-                duration=1.5,
-                outcome='completed',
-                next_node='ChargeCard',
-            ),
-            NodeRecord(
-                step=2,
-                node_id='ChargeCard',
-                span_id=None,
-                start=t0 + timedelta(seconds=1.5),
-                end=t0 + timedelta(seconds=2),
-                duration=0.5,
-                outcome='failed',
-                next_node=None,
-                error=NodeError(type='ConnectionError', message=message),
-            ),
-        ],
+    timeline = _failed_timeline(
+        'checkout_pipeline',
+        '6fc3154832274c809eaae88865201c7f',
+        ('FetchCustomerRecords', 0.0, 1.5, 'ChargeCard'),
+        ('ChargeCard', 1.5, 0.5, NodeError(type='ConnectionError', message=message)),
     )
     out = io.StringIO()
     Console(file=out, width=columns, highlight=False, soft_wrap=False).print(render_timeline(timeline))
