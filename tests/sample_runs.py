@@ -24,9 +24,10 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import Tracer
 
 import tracegraph.run as engine_run
+import tracegraph.tracing.instrument as instrument
 from tracegraph import BaseNode, End, Graph, GraphRun, GraphRunContext, InstrumentationSettings
 
-__all__ = ('MS', 'FixedClock', 'SampleRunResult', 'run_sample_graph')
+__all__ = ('MS', 'FixedClock', 'SampleRunResult', 'reading_clock', 'run_sample_graph')
 
 MS = 1_000_000
 """One millisecond in nanoseconds."""
@@ -48,20 +49,20 @@ class FixedClock:
 
 
 @contextmanager
-def _sdk_reads(clock: FixedClock) -> Generator[None]:
-    """Make the SDK and the engine read `clock` (the engine reads its own names for speed: no hook on that path)."""
+def reading_clock(clock: FixedClock) -> Generator[None]:
+    """Make the SDK, the engine and its tracing read `clock` (they read their own names for speed: no hook there)."""
 
     def wall(tz: tzinfo | None = None) -> datetime:
         return datetime.fromtimestamp(clock.now // 1000 / 1e6, tz)
 
     with _clock_lock:
-        saved = sdk_trace.time_ns, engine_run._now, engine_run._perf_ns  # pyright: ignore[reportPrivateImportUsage, reportPrivateUsage]
+        saved = sdk_trace.time_ns, engine_run._now, engine_run._perf_ns, instrument._now_ns  # pyright: ignore[reportPrivateImportUsage, reportPrivateUsage]
         sdk_trace.time_ns = clock  # pyright: ignore[reportPrivateImportUsage]  # read at each span start, end, event
-        engine_run._now, engine_run._perf_ns = wall, clock  # pyright: ignore[reportPrivateUsage]
+        engine_run._now, engine_run._perf_ns, instrument._now_ns = wall, clock, clock  # pyright: ignore[reportPrivateUsage]
         try:
             yield
         finally:
-            sdk_trace.time_ns, engine_run._now, engine_run._perf_ns = saved  # pyright: ignore[reportPrivateImportUsage, reportPrivateUsage]
+            sdk_trace.time_ns, engine_run._now, engine_run._perf_ns, instrument._now_ns = saved  # pyright: ignore[reportPrivateImportUsage, reportPrivateUsage]
 
 
 @dataclass(kw_only=True)
@@ -166,7 +167,8 @@ def run_sample_graph(
     With `fail`, the last step raises `ValueError(error)`. With `nested_calls`, the second step opens a user span
     `call model` (2–8 ms into it) with a child `http POST` (3–5 ms). `parent` is the context the run joins.
     """
-    clock = FixedClock(start_ns if start_ns is not None else time.time_ns())
+    # On a whole microsecond: the engine's step start (a datetime) and the spans' clock then read the same instant.
+    clock = FixedClock((start_ns if start_ns is not None else time.time_ns()) // 1000 * 1000)
     plan = _Plan(
         steps=steps,
         fail=fail,
@@ -180,7 +182,7 @@ def run_sample_graph(
     sample = Graph(nodes=tuple(plan.classes.values()), name=graph, instrumentation=settings)
     token = otel_context.attach(parent) if parent is not None else None
     try:
-        with _sdk_reads(clock):
+        with reading_clock(clock):
             _run_coroutine(_drive(sample, plan))
     finally:
         if token is not None:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import pydantic
 import pytest
@@ -127,8 +128,8 @@ async def test_timeline_from_run_and_from_spans_agree(otel: Pipeline) -> None:
     )
     for a, b in zip(live.nodes, from_spans.nodes, strict=True):
         assert a.model_dump(exclude={'start', 'end', 'duration'}) == b.model_dump(exclude={'start', 'end', 'duration'})
-        assert abs((a.start - b.start).total_seconds()) < 2e-6
-        assert abs(a.duration - b.duration) < 2e-6
+        # The node span holds the node's run (timed by the engine) and the tracing around it, on the spans' clock.
+        assert b.start <= a.start and b.end + timedelta(microseconds=1) >= a.start + timedelta(seconds=a.duration)
     assert live.outcome == 'completed' and live.trace_id == result.trace_id
 
 

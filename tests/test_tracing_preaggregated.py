@@ -11,7 +11,7 @@ import contextlib
 import random
 from bisect import bisect_left
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from importlib.metadata import version as _package_version
 from typing import Any
@@ -26,10 +26,9 @@ from opentelemetry.sdk.metrics.view import DropAggregation, ExponentialBucketHis
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from sample_runs import FixedClock
+from sample_runs import FixedClock, reading_clock
 from tracing_helpers import finished, points_of
 
-import tracegraph.run as engine_run
 from tracegraph import BaseNode, End, Graph, GraphRunContext, InstrumentationSettings
 from tracegraph._version import __version__
 from tracegraph.exporters.metrics.sdk_merge_gate import MERGE_TESTED_SDK_VERSIONS, merge_enabled
@@ -94,11 +93,11 @@ def _work(i: int, plan: Plan, following: Any) -> Any:
 
 
 @pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> FixedClock:
-    """The engine's step timer reads this clock: durations are exactly what the plan says."""
+def clock() -> Generator[FixedClock]:
+    """The engine's step timer and the spans read this clock: durations are exactly what the plan says."""
     fixed = FixedClock(1_000_000_000_000)
-    monkeypatch.setattr(engine_run, '_perf_ns', fixed)
-    return fixed
+    with reading_clock(fixed):
+        yield fixed
 
 
 def _tracing() -> tuple[TracerProvider, InMemorySpanExporter]:

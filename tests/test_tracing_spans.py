@@ -12,7 +12,7 @@ import pytest
 from dirty_equals import IsStr
 from inline_snapshot import snapshot
 from opentelemetry.trace import SpanKind, StatusCode
-from tracing_helpers import Pipeline, parent_id, sdk_attributes
+from tracing_helpers import Finished, Pipeline, parent_id, sdk_attributes
 
 from tracegraph import BaseNode, End, Graph, GraphRunContext, HistoryStep, NodeStep
 
@@ -374,3 +374,39 @@ async def test_nodes_run_after_the_run_was_left_are_not_in_its_trace(otel: Pipel
     assert await run.next(Tick(5)) == Tick(5)  # the classic API lets it run
     assert [s.name for s in otel.spans] == ['run node Tick', 'run graph ticker']
     assert otel.span('run graph ticker').attributes['tracegraph.run.steps'] == 1
+
+
+def _misnested(spans: list[Finished]) -> list[str]:
+    """Each span that starts before or ends after its parent, named with both."""
+    by_id = {s.context.span_id: s for s in spans}
+    wrong: list[str] = []
+    for child in spans:
+        parent = by_id.get(child.parent.span_id) if child.parent is not None else None
+        if parent is not None and not (parent.start_time <= child.start_time <= child.end_time <= parent.end_time):
+            wrong.append(f'{child.name} outside {parent.name}')
+    return wrong
+
+
+@pytest.mark.parametrize('failing', [False, True], ids=['completed', 'failed'])
+async def test_no_span_ends_after_its_parent(otel: Pipeline, failing: bool) -> None:
+    """Spans opened in a node use the SDK's clock; the node and run spans must contain them on that clock, or a
+    backend that checks nesting (and a critical path) drops them off their parent."""
+    tracer = otel.tracer_provider.get_tracer('user')
+
+    @dataclass
+    class Call(BaseNode[Counter, None, int]):
+        async def run(self, ctx: GraphRunContext[Counter]) -> Call | End[int]:
+            ctx.state.count += 1
+            with tracer.start_as_current_span('llm call'), tracer.start_as_current_span('http request'):
+                await asyncio.sleep(0)
+            if failing and ctx.state.count == 200:
+                with tracer.start_as_current_span('last call'):
+                    raise RuntimeError('gave up')
+            return Call() if ctx.state.count < 200 else End(ctx.state.count)
+
+    graph = Graph(nodes=[Call], name='nested', instrumentation=otel.settings())
+    with pytest.raises(RuntimeError) if failing else nullcontext():
+        await graph.run(Call(), state=Counter())
+    spans = otel.spans
+    assert len(spans) == 1 + 200 * 3 + failing
+    assert _misnested(spans) == []

@@ -48,6 +48,9 @@ def span_of(given: object, entered: object) -> Span | None:
     return None
 
 
+_now_ns = time.time_ns
+"""The clock of the spans' own ends and the run span's start: the SDK's (`time.time_ns`), which a node's spans use."""
+
 _STEP_COUNT_INTERVAL_NS = 1_000_000_000
 """How long node steps may wait to be added to the `tracegraph.run.steps` counter (they all are when the run ends)."""
 
@@ -189,6 +192,8 @@ class RecordingRunTrace(RunTrace):
         """The run span's context, the parent of every node span (None: the current context at each step)."""
         self._sampled = True
         """Whether the node spans' parent is sampled (with no run span, the current context's is assumed to be)."""
+        self._start_ns = 0
+        """When the run span started, on the SDK's clock: no node span starts before it (0: not ours to contain)."""
         if tracer is None or not run_span:
             return
 
@@ -218,12 +223,14 @@ class RecordingRunTrace(RunTrace):
             for link in links:
                 adopted.add_link(link.context, {attr.RUN_RESUMED_FROM: resumed_from[0] if resumed_from else ''})
         else:
+            self._start_ns = _now_ns()
             span = tracer.start_span(
                 f'run graph {graph_name}',
                 context=parent,
                 kind=SpanKind.INTERNAL,
                 attributes=run_attrs,
                 links=links,
+                start_time=self._start_ns,
                 record_exception=False,
                 set_status_on_exception=False,
             )
@@ -248,7 +255,9 @@ class RecordingRunTrace(RunTrace):
     ) -> NodeStepTrace:
         """Open the step's node span (a child of the run span) and make it current while the node runs."""
         self.steps += 1
-        step = NodeStepTrace(node_id, datetime_to_ns(start))
+        # The engine's start (its history's, exact to the microsecond) may fall before the run span's own start,
+        # read in nanoseconds: a node span never starts before its run span.
+        step = NodeStepTrace(node_id, max(datetime_to_ns(start), self._start_ns))
         tracer = self._tracer
         if tracer is None:
             return step
@@ -304,7 +313,7 @@ class RecordingRunTrace(RunTrace):
     def end_step(self, step: NodeStepTrace, next_node: object, state: object, duration: float) -> None:
         """End the node span as completed, naming the node that comes next, and record the step's duration."""
         span = step.span
-        end_ns = step.start_ns + round(duration * 1e9)  # the engine's clock: the span's end and the exemplar's time
+        end_ns = _now_ns()  # the spans' clock, read after the node returned: its spans ended before
         if span is not None:
             # A node names itself with `get_id()`; the run's `End` has none.
             get_id: Callable[[], str] | None = getattr(next_node, 'get_id', None)
@@ -336,7 +345,7 @@ class RecordingRunTrace(RunTrace):
                 self._record_exception(span, error)
         if span is not None:
             span.set_attribute(attr.NODE_OUTCOME, outcome)
-        end_ns = step.start_ns + round(duration * 1e9) if step is not None else time.time_ns()
+        end_ns = _now_ns()  # as in `end_step`: after every span the node opened
         if self._instruments is not None:
             self._record_step_metrics(self._instruments, span, end_ns, node_id, outcome, duration)
         if step is not None and span is not None:
