@@ -8,10 +8,40 @@ import subprocess
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+from browser_helpers import ARGS, CHROMIUM
 from postgres_helpers import PostgresServer, postgres_server
 from tracing_helpers import Pipeline, make_pipeline
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Page
+
+
+@pytest.fixture(scope='module')
+def browser() -> Iterator[Browser]:
+    """Debian's headless Chromium, one per test module (`browser_helpers.require_chromium` skips without it)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        launched = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, timeout=30_000)
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    """A fresh 1280x900 page in its own browser context."""
+    context = browser.new_context(viewport={'width': 1280, 'height': 900})
+    opened = context.new_page()
+    opened.set_default_timeout(10_000)
+    try:
+        yield opened
+    finally:
+        context.close()
 
 
 @pytest.fixture

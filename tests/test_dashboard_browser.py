@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 from urllib.parse import quote
 
 import httpx
 import pytest
+from browser_helpers import require_chromium, shot
 from serve_helpers import (
     SampleRun,
     crafted_body,
@@ -30,27 +29,12 @@ from tracegraph import BaseNode, End, Graph, GraphRunContext, InstrumentationSet
 from tracegraph.dashboard.server.server import ServerThread
 from tracegraph.dashboard.web.svg import OUTCOME_COLOURS
 
-CHROMIUM = Path('/usr/bin/chromium')
-OUTPUT = Path(__file__).resolve().parent.parent / 'test-output'
-ARGS = [
-    '--no-sandbox',
-    '--disable-gpu',
-    '--disable-quic',
-    '--no-first-run',
-    '--disable-background-networking',
-    '--disable-component-update',
-    '--disable-sync',
-]
 AGENT_STEPS = ('UserPromptNode', 'ModelRequestNode', 'CallToolsNode', 'ModelRequestNode', 'CallToolsNode')
 
 pytestmark = pytest.mark.browser
+require_chromium()
 
-if not CHROMIUM.exists():
-    if os.environ.get('CI'):
-        raise RuntimeError(f'{CHROMIUM} is missing on CI: install Debian chromium (apt-get install chromium).')
-    pytest.skip(f'{CHROMIUM} is missing: apt-get install chromium to run the browser tests', allow_module_level=True)
-
-from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402 - only once chromium is there
+from playwright.sync_api import Browser, Page, expect  # noqa: E402 - only once chromium is there
 
 
 @pytest.fixture(scope='module')
@@ -60,32 +44,6 @@ def seeded() -> Iterator[tuple[ServerThread, list[SampleRun]]]:
             runs = [emit_run(provider, graph='pipeline', fail=i == 2) for i in range(4)]
             runs.append(emit_run(provider, graph='agent', steps=AGENT_STEPS))
         yield server, runs
-
-
-@pytest.fixture(scope='module')
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, timeout=30_000)
-        try:
-            yield b
-        finally:
-            b.close()
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={'width': 1280, 'height': 900})
-    p = context.new_page()
-    p.set_default_timeout(10_000)
-    try:
-        yield p
-    finally:
-        context.close()
-
-
-def shot(page: Page, name: str) -> None:
-    OUTPUT.mkdir(exist_ok=True)
-    page.screenshot(path=str(OUTPUT / name), full_page=True)
 
 
 def test_runs_list(seeded: tuple[ServerThread, list[SampleRun]], page: Page) -> None:

@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
 
-from ..presentation.text import format_duration
+from ..presentation.text import count_text, format_duration
 from .store.columns import arrow
 from .store.database import Store
 from .store.models import GraphSummary, NodeStats, RunSummary
@@ -157,7 +157,7 @@ def render_report(report: Report, console: Console) -> None:
         )
         return
     for g in report.graphs:
-        summary = f'{g.runs} runs, {g.failed_runs} failed, {format_duration(g.total_run_time)} in all'
+        summary = f'{count_text(g.runs, "run")}, {g.failed_runs} failed, {format_duration(g.total_run_time)} in all'
         table = Table(title=f'[bold]{g.graph}[/]  {summary}', title_justify='left')
         for column in ('node', 'count', 'errors', 'p50', 'p95', 'p99', 'share of run time'):
             table.add_column(column, justify='left' if column == 'node' else 'right')

@@ -8,7 +8,7 @@ from __future__ import annotations
 from html import escape
 from typing import TYPE_CHECKING
 
-from .text import chart_seconds, format_duration, run_duration_text
+from .text import chart_seconds, count_text, format_duration, run_duration_text
 
 if TYPE_CHECKING:
     from ..tracing.timeline import NodeTimeline
@@ -35,7 +35,7 @@ def timeline_html(timeline: NodeTimeline) -> str:
     header = (
         f'<div><b>{escape(timeline.graph)}</b> run <code>{escape(timeline.run_id)}</code> '
         f'<span style="color:{OUTCOME_COLOURS.get(timeline.outcome, "#888")}">{escape(timeline.outcome)}</span> '
-        f'{len(timeline.nodes)} steps · {duration}</div>'
+        f'{count_text(len(timeline.nodes), "step")} · {duration}</div>'
     )
     bars: list[str] = []
     for i, n in enumerate(timeline.nodes):

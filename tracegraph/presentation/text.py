@@ -11,7 +11,12 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from ..tracing.timeline import NodeRecord, NodeTimeline
 
-__all__ = ('bar_cells', 'chart_seconds', 'format_duration', 'run_duration_text', 'timeline_text')
+__all__ = ('bar_cells', 'chart_seconds', 'count_text', 'format_duration', 'run_duration_text', 'timeline_text')
+
+
+def count_text(count: int, noun: str) -> str:
+    """`count` and `noun`, the noun in the plural unless the count is one (`1 run`, `2 runs`, `0 steps`)."""
+    return f'{count:,} {noun}' if count == 1 else f'{count:,} {noun}s'
 
 
 def format_duration(seconds: float) -> str:

@@ -465,10 +465,11 @@ class Store:
         return earlier, later
 
     def graphs(self) -> list[GraphSummary]:
-        """Every graph with runs stored: its name, how many runs and when the last one started, newest first."""
+        """Every graph with a run or a node step stored: its name, how many runs ended, and when it last started a
+        run or step, newest first. A graph is listed from its first node span, while its first run still runs."""
         rows = self.query(
-            'SELECT graph, count(*), max(start_ns) FROM spans WHERE is_run AND graph IS NOT NULL '
-            'GROUP BY graph ORDER BY 3 DESC'
+            'SELECT graph, count(*) FILTER (WHERE is_run), max(start_ns) FROM spans '
+            'WHERE graph IS NOT NULL AND (is_run OR node_id IS NOT NULL) GROUP BY graph ORDER BY 3 DESC'
         )
         return [GraphSummary(name=r[0], runs=r[1], last_seen=ns_to_datetime(r[2])) for r in rows]
 

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from html import escape
 from itertools import zip_longest
 
-from ...presentation.text import format_duration
+from ...presentation.text import count_text, format_duration
 from ..store.runoutline import LightSpan, RunOutline
 from .markup import badge, graph_href, run_href
 
@@ -41,7 +41,7 @@ def compare_body(
     heads = ''.join(
         f'<div class="side"><h2>{label}: <a href="{run_href(r.trace_id, r.run_id)}"><code>{escape(r.run_id[:12])}'
         f'</code></a></h2><p class="meta">{badge(r.outcome)} <a href="{graph_href(r.graph)}">{escape(r.graph)}</a> · '
-        f'{r.total_steps} steps · {format_duration(r.duration)}</p></div>'
+        f'{count_text(r.total_steps, "step")} · {format_duration(r.duration)}</p></div>'
         for label, r in (('A', a), ('B', b))
     )
     rows: list[str] = []

@@ -62,7 +62,9 @@ class Pages:
                 if target is not None:
                     return RedirectResponse(target, status_code=303)
             page = self.store.run_page(query)
-            body = runs_body(page, query, params, self.store.graphs(), page_links(request, page))
+            # the Host header passed the server's Host check: it is how this browser reaches the receiver
+            endpoint = f'{request.url.scheme}://{request.url.netloc}'
+            body = runs_body(page, query, params, self.store.graphs(), page_links(request, page), endpoint)
             return layout('Runs', body, sign_out=self.sign_out)
 
         return await self.readers.run(render)

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from html import escape
 from urllib.parse import quote, urlencode
 
-from ...presentation.text import format_duration
+from ...presentation.text import count_text, format_duration
 from ...tracing.clock import ns_to_datetime
 from ..store.models import NodeStats, RunRef, SpanInfo
 from ..store.runoutline import LightSpan, RunOutline
@@ -132,7 +132,8 @@ def run_body(
     head = (
         f'<h1><a href="{graph_href(outline.graph)}">{escape(outline.graph)}</a> run '
         f'<code>{escape(outline.run_id)}</code></h1>'
-        f'<p class="meta">{badge(outline.outcome)} {outline.total_steps} steps · {format_duration(outline.duration)}'
+        f'<p class="meta">{badge(outline.outcome)} {count_text(outline.total_steps, "step")} · '
+        f'{format_duration(outline.duration)}'
         f'{" so far" if outline.outcome in ("running", "stale") else ""} · started {since_start} UTC · '
         f'trace <code>{escape(outline.trace_id)}</code>'
         + (f' · service {escape(outline.service)}' if outline.service else '')
@@ -192,7 +193,8 @@ def trace_body(trace_id: str, spans: Sequence[SpanInfo]) -> str:
     )
     return (
         f'<h1>Trace <code>{escape(trace_id)}</code></h1>'
-        f'<p class="meta">{len(spans)} spans · started {time_text(start)} UTC · no graph run in this trace</p>'
+        f'<p class="meta">{count_text(len(spans), "span")} · started {time_text(start)} UTC · '
+        'no graph run in this trace</p>'
         '<section class="panel"><h2>Spans</h2><div class="scroll"><table class="spans"><thead><tr><th>Span</th>'
         '<th class="num">Start</th><th class="num">Duration</th><th>Status</th></tr></thead>'
         f'<tbody>{rows}</tbody></table></div></section>{detail_panel(trace_id)}'

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from html import escape
 from urllib.parse import urlencode
 
-from ...presentation.text import format_duration
+from ...presentation.text import count_text, format_duration
 from ..store.models import GraphSummary, RunPage, RunSummary
 from ..store.runquery import RUN_OUTCOMES, RunQuery
 from .markup import badge, graph_href, live_control, run_href, time_text, trace_href
@@ -48,7 +48,10 @@ def _form(params: dict[str, list[str]], graphs: Sequence[GraphSummary]) -> str:
     def one(name: str) -> str:
         return (params.get(name) or [''])[0]
 
-    graph_opts = [('', 'all'), *((g.name, g.name) for g in graphs)]
+    names = [g.name for g in graphs]
+    if one('graph') and one('graph') not in names:  # the filter in force is shown, even for a graph not stored
+        names.append(one('graph'))
+    graph_opts = [('', 'all'), *((name, name) for name in names)]
     attrs = [*params.get('attr', []), '']
     attr_inputs = ''.join(_text('attr', 'Attribute', a, 'key=value', size=14) for a in attrs)
     return (
@@ -102,12 +105,18 @@ def _row(r: RunSummary) -> str:
 
 
 def runs_body(
-    page: RunPage, query: RunQuery, params: dict[str, list[str]], graphs: Sequence[GraphSummary], links: dict[str, str]
+    page: RunPage,
+    query: RunQuery,
+    params: dict[str, list[str]],
+    graphs: Sequence[GraphSummary],
+    links: dict[str, str],
+    endpoint: str,
 ) -> str:
-    """The runs page's body for `page` of `query`; `links` holds the `newer` / `older` page URLs."""
+    """The runs page's body for `page` of `query`; `links` holds the `newer` / `older` page URLs, `endpoint` the
+    OTLP/HTTP base URL this server receives on (the one the browser reached it by)."""
     cards = ''.join(
         f'<a class="card" href="{graph_href(g.name)}"><b>{escape(g.name)}</b>'
-        f'<span>{g.runs} runs · last {time_text(g.last_seen)}</span></a>'
+        f'<span>{count_text(g.runs, "run")} · last {time_text(g.last_seen)}</span></a>'
         for g in graphs
     )
     rows = ''.join(_row(r) for r in page.runs)
@@ -123,7 +132,7 @@ def runs_body(
     else:
         table = (
             '<p class="empty">No runs yet. Point an OpenTelemetry exporter at this server '
-            '(<code>OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318</code>) and run a graph.</p>'
+            f'(<code>OTEL_EXPORTER_OTLP_ENDPOINT={escape(endpoint)}</code>) and run a graph.</p>'
         )
     pager = ''.join(
         f'<a class="{name}" rel="{rel}" href="{escape(links[name])}">{text}</a>'

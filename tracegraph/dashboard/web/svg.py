@@ -17,6 +17,7 @@ __all__ = (
     'diagram_svg',
     'duration_band',
     'duration_legend',
+    'fit_text',
     'gantt_svg',
     'overview_svg',
 )
@@ -168,6 +169,12 @@ def duration_legend() -> str:
     return f'<div class="legend">p95: {items}<span><i class="failing"></i>has failed steps</span></div>'
 
 
+def fit_text(text: str, width: float, char_width: float) -> str:
+    """`text` cut to about `width` pixels at `char_width` per character, with an ellipsis when cut."""
+    room = max(1, int(width / char_width))
+    return text if len(text) <= room else text[: room - 1] + '…'
+
+
 def diagram_svg(stats: list[NodeStats], edges: list[Transition], edge_href: Callable[[str, str], str]) -> str:
     """The graph as seen: nodes left to right in step order (then `End`), arcs above for forward transitions,
     below for backward ones; node colour by p95, edge width by count."""
@@ -181,7 +188,7 @@ def diagram_svg(stats: list[NodeStats], edges: list[Transition], edge_href: Call
     if not order:
         return '<p class="empty">No node steps recorded yet.</p>'
     by_id = {s.node_id: s for s in stats}
-    gap, box_w, box_h = 190, 150, 44
+    gap, box_w, box_h = 200, 170, 58
     xs = {n: 40 + i * gap for i, n in enumerate(order)}
     drawn = [e for e in edges if e.source in xs and e.target in xs]
 
@@ -222,15 +229,23 @@ def diagram_svg(stats: list[NodeStats], edges: list[Transition], edge_href: Call
         s = by_id.get(n)
         fill, ink = ('#55606e', '#ffffff') if s is None else duration_band(s.p95)
         failing = s is not None and s.error_rate > 0
-        sub = 'end of run' if s is None else f'p95 {format_duration(s.p95)} · {s.count}×'
+        lines = ['end of run'] if s is None else [f'p95 {format_duration(s.p95)} · {s.count}×']
         if failing and s is not None:
-            sub += f' · {s.error_rate * 100:.0f}% failed'
+            lines.append(f'{s.error_rate * 100:.0f}% failed')
         outline = f' stroke="{OUTCOME_COLOURS["failed"]}" stroke-width="3"' if failing else ''
+        # The text's colour is a class, not a `fill` attribute, which the page's `svg text` rule would override.
+        ink_class = 'ink-light' if ink == '#ffffff' else 'ink-dark'
+        cx = xs[n] + box_w / 2
+        text = f'<text class="gname {ink_class}" x="{cx}" y="{top + 19}">{escape(fit_text(n, box_w - 12, 7.4))}</text>'
+        for i, line in enumerate(lines):
+            text += (
+                f'<text class="gsub {ink_class}" x="{cx}" y="{top + 36 + 14 * i}">'
+                f'{escape(fit_text(line, box_w - 12, 6.4))}</text>'
+            )
         boxes.append(
-            f'<g class="gnode{" failing" if failing else ""}" data-node="{escape(n)}"><rect x="{xs[n]}" y="{top}" '
-            f'width="{box_w}" height="{box_h}" rx="8" fill="{fill}"{outline}/>'
-            f'<text class="gname" x="{xs[n] + box_w / 2}" y="{top + 19}" fill="{ink}">{escape(n[:20])}</text>'
-            f'<text class="gsub" x="{xs[n] + box_w / 2}" y="{top + 35}" fill="{ink}">{escape(sub[:30])}</text></g>'
+            f'<g class="gnode{" failing" if failing else ""}" data-node="{escape(n)}"><title>{escape(n)}: '
+            f'{escape(" · ".join(lines))}</title><rect x="{xs[n]}" y="{top}" width="{box_w}" height="{box_h}" rx="8" '
+            f'fill="{fill}"{outline}/>{text}</g>'
         )
     defs = (
         '<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="11" markerHeight="11" '
