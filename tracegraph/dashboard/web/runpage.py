@@ -8,6 +8,7 @@ which loads that span's attributes and events on demand (`/api/traces/{trace}/sp
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from html import escape
 from urllib.parse import quote, urlencode
@@ -17,7 +18,7 @@ from ...tracing.clock import ns_to_datetime
 from ..store.models import NodeStats, RunRef, SpanInfo
 from ..store.runoutline import LightSpan, RunOutline
 from .markup import badge, graph_href, live_control, run_href, time_text
-from .svg import OUTCOME_COLOURS, gantt_svg, overview_svg
+from .svg import OUTCOME_COLOURS, PendingStep, gantt_svg, overview_svg
 
 __all__ = ('detail_panel', 'run_body', 'trace_body')
 
@@ -117,6 +118,7 @@ def run_body(
     *,
     typical: Mapping[str, NodeStats] | None = None,
     previous: RunRef | None = None,
+    now_ns: int | None = None,
 ) -> str:
     """The page of `outline`'s run, drawing the window of steps it holds.
 
@@ -125,6 +127,7 @@ def run_body(
         earlier: the parts of the run it resumed; `later`: those that resume it.
         typical: each node's figures over the graph's stored runs: a step slower than its node's p95 is marked.
         previous: the graph's run before this one, offered for comparison.
+        now_ns: the server's clock, where a running run's current step is drawn up to (default: now).
     """
     typical = typical or {}
     first, last, shown = outline.first, outline.last, outline.steps
@@ -155,9 +158,16 @@ def run_body(
         strip = overview_svg(outline, lambda a, b: _window_href(outline, a, b))
         pager = f'<div class="window">{strip}<p class="pager">{" ".join(links)}</p></div>'
     live = outline.outcome == 'running'
+    pending = _pending(outline, now_ns) if live else None
+    waiting = (
+        f'<p class="pending">Running step {pending.step}: <b>{escape(pending.node_id)}</b> since '
+        f'{time_text(ns_to_datetime(pending.since_ns))} UTC</p>'
+        if pending is not None
+        else ''
+    )
     timeline = (
-        f'<section class="panel"><h2>Timeline</h2>{_legend()}{pager}'
-        f'<div class="scroll">{gantt_svg(outline, shown)}</div>'
+        f'<section class="panel"><h2>Timeline</h2>{_legend()}{waiting}{pager}'
+        f'<div class="scroll">{gantt_svg(outline, shown, pending)}</div>'
         '<p class="hint">Click a bar or a step (or focus it and press Enter) for its attributes and events.</p>'
         '</section>'
     )
@@ -179,6 +189,18 @@ def run_body(
         f'<tbody>{steps}</tbody></table></div></section></div>'
     )
     return body + detail_panel(outline.trace_id)
+
+
+def _pending(outline: RunOutline, now_ns: int | None) -> PendingStep | None:
+    """The step a running run is in: the node its last stored step named next, since that step ended (known when
+    the window shows the last step: the live page shows the latest window)."""
+    if not outline.steps or outline.last + 1 != outline.total_steps:
+        return None
+    last = outline.steps[-1]
+    if last.next_node is None or last.next_node == 'End':
+        return None
+    now = time.time_ns() if now_ns is None else now_ns
+    return PendingStep(step=outline.total_steps + 1, node_id=last.next_node, since_ns=last.end_ns, now_ns=now)
 
 
 def trace_body(trace_id: str, spans: Sequence[SpanInfo]) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from html import escape
 
 from ...presentation.html import OUTCOME_COLOURS
@@ -14,6 +15,7 @@ from ..store.runoutline import LightSpan, RunOutline
 __all__ = (
     'DURATION_BANDS',
     'OUTCOME_COLOURS',
+    'PendingStep',
     'diagram_svg',
     'duration_band',
     'duration_legend',
@@ -61,9 +63,20 @@ def _axis(total: float, x_of: Callable[[float], float], bottom: float) -> str:
     return ''.join(axis)
 
 
-def gantt_svg(outline: RunOutline, steps: Sequence[LightSpan]) -> str:
+@dataclass(frozen=True, kw_only=True)
+class PendingStep:
+    """The step a running run is in now: its node (the last step's next) since the last step ended."""
+
+    step: int
+    node_id: str
+    since_ns: int
+    now_ns: int
+
+
+def gantt_svg(outline: RunOutline, steps: Sequence[LightSpan], pending: PendingStep | None = None) -> str:
     """One row per node step of `steps` (coloured by outcome, its outcome in its title) followed by the spans
-    nested under it, on a time axis from the first of `steps` to the last.
+    nested under it, on a time axis from the first of `steps` to the last; with `pending`, the step running now as
+    a last, growing bar up to a line marking now.
 
     Every bar is focusable and carries `data-span`: the page opens its detail panel on click or Enter.
     """
@@ -73,6 +86,8 @@ def gantt_svg(outline: RunOutline, steps: Sequence[LightSpan]) -> str:
     end = max(s.end_ns for s in steps)
     if len(steps) == outline.total_steps:
         start, end = min(start, outline.start_ns), max(end, outline.end_ns)
+    if pending is not None:
+        end = max(end, pending.now_ns)
     total = max((end - start) / 1e9, 1e-9)
     scale = _CHART_W / total
 
@@ -111,11 +126,25 @@ def gantt_svg(outline: RunOutline, steps: Sequence[LightSpan]) -> str:
                 f'{" · on the critical path" if on_path else ""}</title></rect></g>'
             )
             y += _ROW_H
+    if pending is not None:
+        x, now_x = x_of((pending.since_ns - start) / 1e9), x_of((pending.now_ns - start) / 1e9)
+        running = max(0.0, (pending.now_ns - pending.since_ns) / 1e9)
+        title = f'step {pending.step}: {pending.node_id} · running for {format_duration(running)}'
+        rows.append(
+            f'<g class="row pending"><text class="label" x="8" y="{y + 15}">'
+            f'{escape(f"{pending.step}. {pending.node_id}")}</text>'
+            f'<rect class="bar running" x="{x:.1f}" y="{y + 3}" width="{max(2.0, now_x - x):.1f}" '
+            f'height="{_ROW_H - 6}" rx="3"><title>{escape(title)}</title></rect>'
+            f'<text class="dur" x="{now_x + 4:.1f}" y="{y + 15}">running {format_duration(running)}</text></g>'
+            f'<line class="now" x1="{now_x:.1f}" y1="{_AXIS_H - 4}" x2="{now_x:.1f}" y2="{y + _ROW_H}">'
+            '<title>now</title></line>'
+        )
+        y += _ROW_H
     height = y + 6
     width = _LABEL_W + _CHART_W + 20
     return (
         f'<svg class="gantt" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
-        f'role="img" aria-label="Gantt chart of the run">{_axis(total, x_of, y)}{"".join(rows)}</svg>'
+        f'role="group" aria-label="Gantt chart of the run">{_axis(total, x_of, y)}{"".join(rows)}</svg>'
     )
 
 
@@ -138,7 +167,7 @@ def overview_svg(outline: RunOutline, href: Callable[[int, int], str]) -> str:
             f'fill="{OUTCOME_COLOURS.get(b.worst)}"><title>{escape(title)}</title></rect></a>'
         )
     return (
-        f'<svg class="overview" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
+        f'<svg class="overview" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="group" '
         f'aria-label="The whole run; each bar links to its steps">{"".join(bars)}</svg>'
     )
 
@@ -253,6 +282,6 @@ def diagram_svg(stats: list[NodeStats], edges: list[Transition], edge_href: Call
         'orient="auto-start-reverse"><path d="M 0 0 L 10 5 L 0 10 z" fill="#7c8796"/></marker></defs>'
     )
     return (
-        f'<svg class="diagram" viewBox="0 0 {width} {height}" style="max-width:{width}px" role="img" '
+        f'<svg class="diagram" viewBox="0 0 {width} {height}" style="max-width:{width}px" role="group" '
         f'aria-label="Graph diagram">{defs}{"".join(paths)}{"".join(boxes)}</svg>'
     )

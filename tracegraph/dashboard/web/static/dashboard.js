@@ -88,9 +88,48 @@
     panel.innerHTML = html;
   }
 
+  // What had the focus when the detail panel opened: Esc or the close button give it back.
+  let panelOpener = null;
+
+  // The element standing for the same thing as `el` (a span's bar or row, an element with an id, or the element at
+  // the same place in `root`), found again after a live update replaced the markup.
+  function keyOf(el, root) {
+    if (el.dataset && el.dataset.span) return { css: '[data-span="' + CSS.escape(el.dataset.span) + '"]', tag: el.tagName };
+    if (el.id) return { css: '#' + CSS.escape(el.id), tag: el.tagName };
+    const path = [];
+    for (let node = el; node && node !== root; node = node.parentElement) {
+      path.unshift(Array.prototype.indexOf.call(node.parentElement.children, node));
+    }
+    return { path: path, tag: el.tagName };
+  }
+
+  function findKey(key, root) {
+    if (key.css) {
+      const found = Array.from(root.querySelectorAll(key.css));
+      return found.find((el) => el.tagName === key.tag) || found[0] || null;
+    }
+    let node = root;
+    for (const i of key.path) {
+      node = node && node.children[i];
+    }
+    return node && node.tagName === key.tag ? node : null;
+  }
+
+  function closePanel() {
+    const panel = document.getElementById('detail');
+    if (!panel || panel.hidden) return;
+    panel.hidden = true;
+    let back = panelOpener && document.contains(panelOpener) ? panelOpener : null;
+    if (!back && panelOpener && panelOpener.dataset && panelOpener.dataset.span) {
+      back = document.querySelector('[data-span="' + CSS.escape(panelOpener.dataset.span) + '"]');
+    }
+    if (back) back.focus();
+  }
+
   async function openSpan(spanId, opener) {
     const panel = document.getElementById('detail');
     if (!panel) return;
+    if (panel.hidden) panelOpener = opener || document.activeElement;
     panel.hidden = false;
     panel.innerHTML = '<p class="meta">Loading…</p>';
     document.querySelectorAll('.selected').forEach((el) => el.classList.remove('selected'));
@@ -114,7 +153,7 @@
       return;
     }
     if (e.target.closest && e.target.closest('#detail button.close')) {
-      document.getElementById('detail').hidden = true;
+      closePanel();
       return;
     }
     const el = e.target.closest && e.target.closest('[data-span]');
@@ -125,8 +164,7 @@
   });
   document.addEventListener('keydown', (e) => {
     if (e.key === 'Escape') {
-      const panel = document.getElementById('detail');
-      if (panel) panel.hidden = true;
+      closePanel();
       return;
     }
     if (e.key !== 'Enter' && e.key !== ' ') return;
@@ -151,6 +189,7 @@
     const toggle = document.getElementById('live-toggle');
     const state = document.getElementById('live-state');
     let paused = false;
+    let lastHtml = live.innerHTML;
     if (toggle) {
       toggle.addEventListener('click', () => {
         paused = !paused;
@@ -167,8 +206,15 @@
         const doc = new DOMParser().parseFromString(await reply.text(), 'text/html');
         const fresh = doc.getElementById(live.id);
         const current = document.getElementById(live.id);
-        if (fresh && current && fresh.innerHTML !== current.innerHTML) {
+        if (fresh && current && fresh.innerHTML !== lastHtml) {
+          lastHtml = fresh.innerHTML;
+          // Focus and selection survive the swap: found again by what they stand for, not by node identity.
+          const focused = current.contains(document.activeElement) ? keyOf(document.activeElement, current) : null;
+          const selected = Array.from(current.querySelectorAll('.selected')).map((el) => keyOf(el, current));
           current.innerHTML = fresh.innerHTML;
+          selected.forEach((key) => { const el = findKey(key, current); if (el) el.classList.add('selected'); });
+          const again = focused && findKey(focused, current);
+          if (again) again.focus({ preventScroll: true });
           if (!fresh.hasAttribute('data-live')) current.removeAttribute('data-live');
         }
       } catch (e) { /* the next round tries again */ }
