@@ -154,3 +154,22 @@ def test_the_empty_runs_page_names_the_address_it_is_reached_on(page: Page) -> N
     with running_server() as server:
         page.goto(server.url + '/')
         expect(page.locator('p.empty code')).to_have_text(f'OTEL_EXPORTER_OTLP_ENDPOINT={server.url}')
+
+
+def test_the_search_box_finds_nested_spans_errors_and_id_prefixes(page: Page) -> None:
+    with running_server() as server:
+        with exporting_provider(server.url) as (provider, _):
+            runs = [emit_run(provider, graph='pipeline', fail=i == 1) for i in range(3)]
+        page.goto(server.url + '/')
+        for text, expected in (
+            ('http POST', [r.trace_id for r in reversed(runs)]),  # a span nested two levels inside step 2
+            ('answer is NOT 42', [runs[1].trace_id]),  # the exception's message, in another case
+            (runs[2].trace_id[:10], [runs[2].trace_id]),  # a trace id's start
+        ):
+            page.fill('input[name=q]', text)
+            page.click('form.filters button')
+            rows = page.locator('table.runs tbody tr.run')
+            expect(rows).to_have_count(len(expected))
+            assert rows.evaluate_all('rs => rs.map(r => r.dataset.trace)') == expected
+            noun = 'run matches' if len(expected) == 1 else 'runs match'
+            expect(page.locator('p.found')).to_have_text(f'{len(expected)} {noun}')

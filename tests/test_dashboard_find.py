@@ -342,7 +342,10 @@ def test_unknown_pages_say_what_is_there(seeded: Seeded) -> None:
     assert graph.status_code == 404
     assert 'No runs of a graph named &#x27;nope&#x27; are stored. Graphs stored: beta, alpha.' in graph.text
     run = c.get(f'/runs/{"0" * 32}')
-    assert run.status_code == 404 and 'its search box finds a trace id, a run id or a graph' in run.text
+    assert (
+        run.status_code == 404
+        and 'its search box finds runs by id (or its first characters), graph, span name, error text' in run.text
+    )
 
 
 def _luminance(hex_colour: str) -> float:
@@ -391,3 +394,22 @@ def test_the_critical_path_marks_what_a_step_waited_for() -> None:
     critical = set(re.findall(r'<rect class="bar span critical"[^>]*data-span="([0-9a-f]{16})"', html))
     assert critical == {s.span_id.hex() for s in (a, inner, after)}
     assert f'data-span="{beside.span_id.hex()}"' in html
+
+
+def test_the_search_reaches_nested_spans_errors_and_id_prefixes(seeded: Seeded) -> None:
+    c, runs = seeded.client, seeded.runs
+    failed = runs[3]
+
+    def found(q: str) -> list[str]:
+        return sorted(ids(c.get('/api/runs', params={'q': q, 'kind': 'run'})))
+
+    two_steps_or_more = sorted(r.run_id for r in runs if len(r.nodes) >= 2)
+    assert found('CALL MODEL') == two_steps_or_more  # a span the user's code opened inside step 2, any case
+    assert found('http post') == two_steps_or_more  # nested deeper
+    assert found('the answer is not') == [failed.run_id]  # the exception's message
+    assert found('ValueError') == [failed.run_id]  # its type
+    assert found(failed.trace_id[:8]) == [failed.run_id]  # a trace id's start, as copied from a log line
+    assert found(failed.run_id[:8]) == [failed.run_id]
+    assert found(failed.trace_id[:5]) == []  # too short to be taken for an id
+    page = c.get('/', params={'q': 'the answer is not'})
+    assert '1 run matches' in page.text

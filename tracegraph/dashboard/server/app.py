@@ -138,8 +138,8 @@ async def _error_reply(request: Request, exc: Exception) -> Response:
         return JSONResponse({'detail': exc.message}, status_code=exc.status)
     title = 'Not found' if exc.status == 404 else 'Bad request'
     hint = (
-        '<p>The runs list shows what is stored: <a href="/">all runs</a>; its search box finds a trace id, a run id '
-        'or a graph.</p>'
+        '<p>The runs list shows what is stored: <a href="/">all runs</a>; its search box finds runs by id (or its '
+        'first characters), graph, span name, error text or attribute.</p>'
         if exc.status == 404
         else '<p><a href="/">Back to the runs</a>.</p>'
     )

@@ -127,7 +127,8 @@ class RunQuery:
     attrs: tuple[tuple[str, str], ...] = ()
     """(key, value) pairs; each must match an attribute of the run's span or one of its node spans, as text."""
     search: str | None = None
-    """A trace id or run id (exactly), or part of a graph or root-span name (any case)."""
+    """A trace id or run id (whole, or its first six characters or more), or part of a graph or root-span name, or
+    of any span's name, status message, events (exception type and message) or attributes, in any case."""
     sort: Literal['start', 'duration'] = 'start'
     """Newest first, or longest first."""
     limit: int = 50
@@ -157,6 +158,7 @@ class RunQuery:
 
         self._row_filters(add)
         self._span_filters(add)
+        self._search_filter(add)
         sort = 'r.start_ns' if self.sort == 'start' else 'r.end_ns - r.start_ns'
         descending = self.newer is None
         cursor = self.older or self.newer
@@ -191,13 +193,6 @@ class RunQuery:
         ):
             if value is not None:
                 add(clause, **{name: value})
-        if self.search is not None:
-            add(
-                '(r.trace_id = lower($search) OR r.run_id = $search '
-                "OR r.graph ILIKE $search_like ESCAPE '\\' OR r.name ILIKE $search_like ESCAPE '\\')",
-                search=self.search,
-                search_like='%' + _like_escaped(self.search) + '%',
-            )
 
     def _span_filters(self, add: Callable[..., None]) -> None:
         """The filters on the spans of a listed run (or trace): node, edge and attributes."""
@@ -233,6 +228,24 @@ class RunQuery:
                     f'attr_l{i}': quoted_key + value,
                 },
             )
+
+    def _search_filter(self, add: Callable[..., None]) -> None:
+        """`search`: a run's or trace's ids (whole, or their first six characters or more), its graph or root span
+        name, or any span of it: a nested span's name, an exception's type or message, an attribute's text."""
+        if self.search is None:
+            return
+        later = ' AND s.start_ns >= $since' if self.since is not None else ''
+        add(
+            '(r.trace_id = lower($search) OR r.run_id = $search '
+            'OR (length($search) >= 6 AND (starts_with(r.trace_id, lower($search)) OR starts_with(r.run_id, $search))) '
+            "OR r.graph ILIKE $search_like ESCAPE '\\' OR r.name ILIKE $search_like ESCAPE '\\' "
+            'OR EXISTS (SELECT 1 FROM spans s WHERE s.trace_id = r.trace_id '
+            f"AND (r.kind = 'trace' OR s.run_id IS NULL OR s.run_id = r.run_id){later} "
+            "AND (s.name ILIKE $search_like ESCAPE '\\' OR s.status_message ILIKE $search_like ESCAPE '\\' "
+            "OR s.events ILIKE $search_like ESCAPE '\\' OR s.attributes ILIKE $search_like ESCAPE '\\')))",
+            search=self.search,
+            search_like='%' + _like_escaped(self.search) + '%',
+        )
 
     def cursors(self, rows: Sequence[Sequence[Any]]) -> tuple[list[Sequence[Any]], Cursor | None, Cursor | None]:
         """The page's rows in list order, and the cursors of the newer and older pages (None at either end).

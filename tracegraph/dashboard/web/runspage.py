@@ -57,7 +57,7 @@ def _form(params: dict[str, list[str]], graphs: Sequence[GraphSummary]) -> str:
     return (
         '<form class="filters" method="get" action="/" role="search">'
         '<label class="search">Find <input type="search" name="q" '
-        f'value="{escape(one("q"))}" placeholder="trace id, run id or graph" size="28"></label>'
+        f'value="{escape(one("q"))}" placeholder="id, graph, span name, error or attribute" size="34"></label>'
         + _select('graph', 'Graph', graph_opts, one('graph'))
         + _select('outcome', 'Outcome', [('', 'any'), *((o, o) for o in RUN_OUTCOMES)], one('outcome'))
         + _select(
@@ -121,8 +121,14 @@ def runs_body(
     )
     rows = ''.join(_row(r) for r in page.runs)
     filtered = any(v for k, v in params.items() if k not in ('limit', 'sort'))
+    found = ''
+    if filtered and page.runs:
+        noun = 'run' if all(r.kind == 'run' for r in page.runs) else 'result'
+        verb = 'matches' if len(page.runs) == 1 else 'match'
+        more = ' on this page (more on older pages)' if 'older' in links else ''
+        found = f'<p class="found" role="status">{count_text(len(page.runs), noun)} {verb}{more}</p>'
     if page.runs:
-        table = (
+        table = found + (
             '<div class="scroll"><table class="runs"><thead><tr><th>Start (UTC)</th><th>Graph</th><th>Run</th>'
             '<th class="num">Steps</th><th class="num">Duration</th><th>Outcome</th></tr></thead>'
             f'<tbody>{rows}</tbody></table></div>'
