@@ -219,6 +219,8 @@ def test_filters_and_the_search_box(many: tuple[ServerThread, list[SampleRun]], 
     page.goto(server.url + '/')
     assert listed(page) == newest_first
     page.select_option('select[name=graph]', 'alpha')
+    expect(page.locator('input[name=node]')).to_be_hidden()  # folded until asked for: a phone shows the runs first
+    page.click('details.more summary')
     page.fill('input[name=node]', 'Think')
     page.click('form.filters button[type=submit]')
     assert listed(page) == [r.run_id for r in reversed(runs) if r.graph == 'alpha']
@@ -226,29 +228,35 @@ def test_filters_and_the_search_box(many: tuple[ServerThread, list[SampleRun]], 
     page.select_option('select[name=outcome]', 'failed')
     page.click('form.filters button[type=submit]')
     assert listed(page) == [r.run_id for r in reversed(runs) if r.graph == 'alpha' and r.outcome == 'failed']
+    expect(page.locator('input[name=node]')).to_be_visible()  # a folded filter in use keeps them unfolded
     page.goto(server.url + '/')
+    page.click('details.more summary')
     page.fill('input[name=min_duration]', '30ms')  # two steps last 33 ms, one 12 ms
     page.select_option('select[name=sort]', 'duration')
     page.click('form.filters button[type=submit]')
     assert sorted(listed(page)) == sorted(r.run_id for r in runs if r.graph == 'alpha')
     page.goto(server.url + '/')
+    page.click('details.more summary')
     page.fill('input[name=attr]', 'tracegraph.run.start_node=Fetch')
     page.fill('input[name=until]', _iso(T0 + 3 * 60 * 10**9))
     page.click('form.filters button[type=submit]')
     assert listed(page) == [r.run_id for r in reversed(runs[:3])]
     shot(page, 'dashboard-runs-filtered.png')
     page.goto(server.url + '/')
+    page.click('details.more summary')
     page.fill('input[name=max_duration]', '20ms')  # one step: 12 ms
     page.fill('input[name=service]', 'dashboard-tests')
     page.click('form.filters button[type=submit]')
     assert listed(page) == [r.run_id for r in reversed(runs) if r.graph == 'beta']
     page.goto(server.url + '/')
+    page.click('details.more summary')
     since = datetime.fromtimestamp((T0 + 9 * 60 * 10**9) / 1e9, timezone.utc).strftime('%Y-%m-%dT%H:%M:%S')
     page.fill('input.pick[data-for=since]', since)  # the date picker fills the Since field
     expect(page.locator('input[name=since]')).to_have_value(since)
     page.click('form.filters button[type=submit]')
     assert listed(page) == [r.run_id for r in reversed(runs[9:])]
     page.goto(server.url + '/')
+    page.click('details.more summary')
     page.select_option('select[name=kind]', 'trace')
     page.click('form.filters button[type=submit]')
     assert listed(page) == []

@@ -53,6 +53,9 @@ def _form(params: dict[str, list[str]], graphs: Sequence[GraphSummary]) -> str:
         names.append(one('graph'))
     graph_opts = [('', 'all'), *((name, name) for name in names)]
     attrs = [*params.get('attr', []), '']
+    # the fields past graph and outcome stay folded (a phone shows the runs first) unless one of them is in use
+    folded = ('kind', 'service', 'since', 'until', 'min_duration', 'max_duration', 'node', 'attr', 'sort', 'limit')
+    folded_in_use = any(v for name in folded for v in params.get(name, []))
     attr_inputs = ''.join(_text('attr', 'Attribute', a, 'key=value', size=14) for a in attrs)
     return (
         '<form class="filters" method="get" action="/" role="search">'
@@ -60,6 +63,8 @@ def _form(params: dict[str, list[str]], graphs: Sequence[GraphSummary]) -> str:
         f'value="{escape(one("q"))}" placeholder="id, graph, span name, error or attribute" size="34"></label>'
         + _select('graph', 'Graph', graph_opts, one('graph'))
         + _select('outcome', 'Outcome', [('', 'any'), *((o, o) for o in RUN_OUTCOMES)], one('outcome'))
+        + f'<details class="more"{" open" if folded_in_use else ""}><summary>More filters</summary>'
+        + '<div class="filters">'
         + _select(
             'kind', 'Kind', [('', 'runs and traces'), ('run', 'graph runs'), ('trace', 'other traces')], one('kind')
         )
@@ -75,6 +80,7 @@ def _form(params: dict[str, list[str]], graphs: Sequence[GraphSummary]) -> str:
         + _select('sort', 'Sort', [('start', 'newest first'), ('duration', 'longest first')], one('sort'))
         + '<label>Show <input name="limit" type="number" min="1" max="1000" '
         + f'value="{escape(one("limit") or "50")}"></label>'
+        + '</div></details>'
         '<button type="submit">Filter</button> <a href="/">Clear</a></form>'
     )
 
