@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from browser_helpers import require_chromium, shot
@@ -23,6 +23,8 @@ from playwright.sync_api import Browser  # noqa: E402 - only once chromium is th
 
 AXE = Path(__file__).resolve().parent / 'vendor' / 'axe-core' / 'axe.min.js'
 SERIOUS = ('serious', 'critical')
+Scheme = Literal['light', 'dark']
+SCHEMES: tuple[Scheme, ...] = ('light', 'dark')
 
 
 @pytest.fixture(scope='module')
@@ -61,12 +63,12 @@ def _serious(result: dict[str, Any]) -> list[str]:
     ]
 
 
-@pytest.mark.parametrize('scheme', ['light', 'dark'])
+@pytest.mark.parametrize('scheme', SCHEMES)
 def test_no_serious_axe_finding_on_any_page(
-    site: tuple[ServerThread, list[SampleRun]], browser: Browser, scheme: str
+    site: tuple[ServerThread, list[SampleRun]], browser: Browser, scheme: Scheme
 ) -> None:
     server, runs = site
-    context = browser.new_context(viewport={'width': 1280, 'height': 900}, bypass_csp=True, color_scheme=scheme)  # pyright: ignore[reportArgumentType]
+    context = browser.new_context(viewport={'width': 1280, 'height': 900}, bypass_csp=True, color_scheme=scheme)
     page = context.new_page()
     findings: dict[str, list[str]] = {}
     try:
@@ -82,12 +84,12 @@ def test_no_serious_axe_finding_on_any_page(
     assert findings == {}
 
 
-@pytest.mark.parametrize('scheme', ['light', 'dark'])
+@pytest.mark.parametrize('scheme', SCHEMES)
 def test_pages_fit_a_phone_without_sideways_scrolling(
-    site: tuple[ServerThread, list[SampleRun]], browser: Browser, scheme: str
+    site: tuple[ServerThread, list[SampleRun]], browser: Browser, scheme: Scheme
 ) -> None:
     server, runs = site
-    context = browser.new_context(viewport={'width': 390, 'height': 844}, color_scheme=scheme)  # pyright: ignore[reportArgumentType]
+    context = browser.new_context(viewport={'width': 390, 'height': 844}, color_scheme=scheme)
     page = context.new_page()
     overflowing: dict[str, int] = {}
     try:
@@ -106,8 +108,8 @@ def test_pages_fit_a_phone_without_sideways_scrolling(
 def test_dark_mode_follows_the_system(site: tuple[ServerThread, list[SampleRun]], browser: Browser) -> None:
     server, runs = site
     backgrounds: dict[str, str] = {}
-    for scheme in ('light', 'dark'):
-        context = browser.new_context(viewport={'width': 1280, 'height': 900}, color_scheme=scheme)  # pyright: ignore[reportArgumentType]
+    for scheme in SCHEMES:
+        context = browser.new_context(viewport={'width': 1280, 'height': 900}, color_scheme=scheme)
         page = context.new_page()
         try:
             page.goto(f'{server.url}/runs/{runs[0].trace_id}')

@@ -61,7 +61,8 @@ def test_graphs(store: Store) -> None:
     """Each graph with its ended runs and when it last started a step (its latest run's last node)."""
 
     def last_step(graph: str) -> datetime:
-        return max(n.start for r in store.runs(graph=graph) for n in store.run(r.trace_id).timeline.nodes)
+        details = [store.run(r.trace_id) for r in store.runs(graph=graph)]
+        return max(n.start for d in details if d is not None for n in d.timeline.nodes)
 
     assert [(g.name, g.runs, g.last_seen) for g in store.graphs()] == [
         ('beta', 1, last_step('beta')),
