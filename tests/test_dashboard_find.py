@@ -413,3 +413,25 @@ def test_the_search_reaches_nested_spans_errors_and_id_prefixes(seeded: Seeded) 
     assert found(failed.trace_id[:5]) == []  # too short to be taken for an id
     page = c.get('/', params={'q': 'the answer is not'})
     assert '1 run matches' in page.text
+
+
+def test_a_graph_runs_trace_page_and_its_run_page_link_each_other(seeded: Seeded) -> None:
+    c, run = seeded.client, seeded.runs[2]
+    trace_page = c.get(f'/traces/{run.trace_id}').text
+    assert 'no graph run in this trace' not in trace_page
+    assert f'1 graph run: <a href="/runs/{run.trace_id}?run_id={run.run_id}">alpha run' in trace_page
+    assert f'<a href="/traces/{run.trace_id}">' in c.get(f'/runs/{run.trace_id}').text
+
+
+def test_steps_are_marked_slow_only_against_enough_steps_of_their_node() -> None:
+    with running_server() as server:
+        with exporting_provider(server.url) as (provider, _):
+            few = [emit_run(provider, graph='few', steps=('A',) * n, start_ns=T0 + n * MINUTE) for n in (1, 2, 3)]
+            many = [emit_run(provider, graph='many', steps=('A',), start_ns=T0 + i * MINUTE) for i in range(20)]
+            slow = emit_run(provider, graph='many', steps=('A', 'A', 'A'), start_ns=T0 + 30 * MINUTE)
+        with httpx.Client(base_url=server.url, timeout=30) as c:
+            # six steps of A (10, 10, 20, 10, 20, 30 ms): the 30 ms one is above their p95, but six are too few to say
+            assert 'mark slow' not in c.get(f'/runs/{few[-1].trace_id}').text
+            assert 'mark slow' not in c.get(f'/runs/{many[0].trace_id}').text  # 10 ms, like nearly all A steps
+            # its third step lasts 30 ms, above the p95 of 23 steps of A that mostly last 10 ms
+            assert c.get(f'/runs/{slow.trace_id}').text.count('<span class="mark slow">') >= 1

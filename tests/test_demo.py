@@ -44,6 +44,8 @@ def test_demo_once_stores_every_run(tmp_path: Path) -> None:
             'ModelRequestNode',
             'CallToolsNode',
         ]
+        # the demo records each step's state change: the run page's state column is never empty there
+        assert all('tracegraph.state.diff' in node.span.attributes for node in detail.nodes)
         nested = {s.name for node in detail.nodes for s in node.children}
         assert {'chat scripted-model', 'running tool get_weather'} <= nested
 

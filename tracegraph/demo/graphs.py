@@ -16,6 +16,10 @@ from opentelemetry import trace
 
 from ..graph import Graph
 from ..nodes import BaseNode, Edge, End, GraphRunContext
+from ..tracing.instrumentation_settings import InstrumentationSettings
+
+SHOW_STATE = InstrumentationSettings(state='diff')
+"""The demo's graphs record what each step changed in the state, so the dashboard shows it step by step."""
 
 __all__ = (
     'Room',
@@ -94,7 +98,7 @@ class Cool(BaseNode[Room, None, float]):
         return ReadTemperature()
 
 
-thermostat = Graph(nodes=[ReadTemperature, Heat, Cool], name='thermostat')
+thermostat = Graph(nodes=[ReadTemperature, Heat, Cool], name='thermostat', instrumentation=SHOW_STATE)
 
 
 # --- a node that sometimes fails, and retries ---------------------------------------------------------------
@@ -163,7 +167,7 @@ class Parse(BaseNode[FetchState, None, int]):
         return End(len((ctx.state.body or '').split(',')))
 
 
-flaky_fetch = Graph(nodes=[Fetch, Backoff, Parse], name='flaky_fetch')
+flaky_fetch = Graph(nodes=[Fetch, Backoff, Parse], name='flaky_fetch', instrumentation=SHOW_STATE)
 
 
 # --- an agent loop, driven by a scripted model ---------------------------------------------------------------
@@ -246,7 +250,9 @@ class CallToolsNode(BaseNode[AgentState, AgentDeps, str]):
         return ModelRequestNode()
 
 
-weather_agent = Graph(nodes=[UserPromptNode, ModelRequestNode, CallToolsNode], name='weather_agent')
+weather_agent = Graph(
+    nodes=[UserPromptNode, ModelRequestNode, CallToolsNode], name='weather_agent', instrumentation=SHOW_STATE
+)
 
 
 @dataclass
@@ -298,4 +304,6 @@ class PayOut(BaseNode[Expense, 'Decision | None', str]):
         return End(f'{ctx.state.employee}: paid {ctx.state.amount:.2f}')
 
 
-expense_approval = Graph(nodes=[SubmitExpense, AwaitApproval, PayOut], name='expense_approval')
+expense_approval = Graph(
+    nodes=[SubmitExpense, AwaitApproval, PayOut], name='expense_approval', instrumentation=SHOW_STATE
+)

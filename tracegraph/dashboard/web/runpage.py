@@ -14,6 +14,7 @@ from html import escape
 from urllib.parse import quote, urlencode
 
 from ...presentation.text import count_text, format_duration
+from ...tracing.attributes import GRAPH_NAME, NODE_ID, RUN_ID
 from ...tracing.clock import ns_to_datetime
 from ..store.models import NodeStats, RunRef, SpanInfo
 from ..store.runoutline import LightSpan, RunOutline
@@ -74,8 +75,13 @@ def _legend() -> str:
     )
 
 
+SLOW_MARK_MIN_STEPS = 20
+"""Steps of a node the graph must have stored before one is marked slower than the node's p95: from fewer, a p95
+is the slowest few steps themselves."""
+
+
 def _step_row(outline: RunOutline, s: LightSpan, node: NodeStats | None) -> str:
-    slow = node is not None and node.count > 1 and s.duration > node.p95
+    slow = node is not None and node.count >= SLOW_MARK_MIN_STEPS and s.duration > node.p95
     usual = f'{format_duration(node.p50)} / {format_duration(node.p95)}' if node is not None else '–'
     mark = ' <span class="mark slow">slower than its p95</span>' if slow else ''
     return (
@@ -138,7 +144,7 @@ def run_body(
         f'<p class="meta">{badge(outline.outcome)} {count_text(outline.total_steps, "step")} · '
         f'{format_duration(outline.duration)}'
         f'{" so far" if outline.outcome in ("running", "stale") else ""} · started {since_start} UTC · '
-        f'trace <code>{escape(outline.trace_id)}</code>'
+        f'trace <a href="/traces/{outline.trace_id}"><code>{escape(outline.trace_id)}</code></a>'
         + (f' · service {escape(outline.service)}' if outline.service else '')
         + '</p>'
     )
@@ -203,8 +209,24 @@ def _pending(outline: RunOutline, now_ns: int | None) -> PendingStep | None:
     return PendingStep(step=outline.total_steps + 1, node_id=last.next_node, since_ns=last.end_ns, now_ns=now)
 
 
+def _runs_in(trace_id: str, spans: Sequence[SpanInfo]) -> str:
+    """Links to the graph runs whose run spans are in the trace, or says there are none."""
+    runs = {
+        str(s.attributes[RUN_ID]): str(s.attributes.get(GRAPH_NAME, ''))
+        for s in spans
+        if RUN_ID in s.attributes and NODE_ID not in s.attributes  # a run span: node spans carry their node id
+    }
+    if not runs:
+        return 'no graph run in this trace'
+    links = ', '.join(
+        f'<a href="{run_href(trace_id, run_id)}">{escape(graph)} run <code>{escape(run_id[:12])}</code></a>'
+        for run_id, graph in runs.items()
+    )
+    return f'{count_text(len(runs), "graph run")}: {links}'
+
+
 def trace_body(trace_id: str, spans: Sequence[SpanInfo]) -> str:
-    """The page of a trace that holds no graph run: its spans as an indented tree with their durations."""
+    """The page of a trace: its spans as an indented tree with their durations, and links to its graph runs."""
     start = min(s.start for s in spans)
     rows = ''.join(
         f'<tr class="span-row" tabindex="0" data-span="{s.span_id}">'
@@ -216,7 +238,7 @@ def trace_body(trace_id: str, spans: Sequence[SpanInfo]) -> str:
     return (
         f'<h1>Trace <code>{escape(trace_id)}</code></h1>'
         f'<p class="meta">{count_text(len(spans), "span")} · started {time_text(start)} UTC · '
-        'no graph run in this trace</p>'
+        f'{_runs_in(trace_id, spans)}</p>'
         '<section class="panel"><h2>Spans</h2><div class="scroll"><table class="spans"><thead><tr><th>Span</th>'
         '<th class="num">Start</th><th class="num">Duration</th><th>Status</th></tr></thead>'
         f'<tbody>{rows}</tbody></table></div></section>{detail_panel(trace_id)}'
