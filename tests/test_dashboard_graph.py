@@ -89,6 +89,7 @@ async def test_real_graph_runs_read_back(server: ServerThread) -> None:
             {'source': 'Increment', 'target': 'Increment', 'count': 3},
             {'source': 'Check', 'target': 'End', 'count': 1},
             {'source': 'Increment', 'target': 'Check', 'count': 1},
+            {'source': 'Increment', 'target': 'End', 'count': 0},  # declared by its return hint, never taken
         ]
         nodes = c.get('/api/graphs/counter/nodes').json()
         assert [(n['node_id'], n['count'], n['error_rate']) for n in nodes] == [

@@ -182,5 +182,5 @@ async def test_a_sampled_run_gives_its_node_spans_every_attribute_at_start(pipel
     await graph.run(Add(1, Costly()), state=Basket())
     (run_name, run_start), (node_name, node_start) = sampler.seen
     assert (run_name, node_name) == ('run graph basket', 'run node Add')
-    assert set(run_start) == {attr.GRAPH_NAME, attr.RUN_ID, attr.RUN_START_NODE}
+    assert set(run_start) == {attr.GRAPH_NAME, attr.RUN_ID, attr.RUN_START_NODE, attr.GRAPH_EDGES}
     assert node_start[attr.NODE_INPUT] == '{"item":1,"tag":"Costly()"}'

@@ -59,6 +59,7 @@ async def test_run_and_node_spans(otel: Pipeline) -> None:
             'tracegraph.graph.name': 'ticker',
             'tracegraph.run.id': IsStr(regex=r'[0-9a-f]{32}'),
             'tracegraph.run.start_node': 'Tick',
+            'tracegraph.graph.edges': '{"Tick":["Tick","End"],"Fail":["End"]}',
             'tracegraph.run.steps': 3,
             'tracegraph.run.outcome': 'completed',
             'tracegraph.run.output': '3',

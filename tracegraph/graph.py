@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import json
 import sys
 import types
 import warnings
@@ -141,6 +142,16 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
     def _node_ids(self) -> dict[type[Any], str]:
         """Each node class's id, from `node_defs`: what a run's steps look nodes up by instead of calling `get_id()`."""
         return {node_def.node: node_id for node_id, node_def in self.node_defs.items()}
+
+    @cached_property
+    def _edges_json(self) -> str:
+        """The declared edges as the run span records them (`tracing.attributes.GRAPH_EDGES`), built once."""
+        every = list(self.node_defs)
+        edges: dict[str, list[str]] = {}
+        for node_id, node_def in self.node_defs.items():
+            targets = every if node_def.returns_base_node else list(node_def.next_node_edges)
+            edges[node_id] = [*targets, *(['End'] if node_def.end_edge is not None else [])]
+        return json.dumps(edges, separators=(',', ':'), ensure_ascii=False)
 
     def _validate_edges(self) -> None:
         missing: dict[str, list[str]] = {}

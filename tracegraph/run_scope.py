@@ -96,6 +96,7 @@ class RunScope(Generic[StateT, DepsT, RunEndT]):
                     entered_span=entered,
                     resumed_from=(_last_span(history) if history else None) if resume is None else resume.resumed_from,
                     parent=None if resume is None else resume.parent,
+                    graph_edges=graph._edges_json,  # pyright: ignore[reportPrivateUsage]
                 )
                 if self._instrumentation is not None
                 else RunTrace.adopting(span_of(span, entered))

@@ -103,6 +103,7 @@ class Instrumentation:
         resumed_from: tuple[str, str] | None = None,
         parent: otel_context.Context | None = None,
         run_span: bool = True,
+        graph_edges: str | None = None,
     ) -> RunTrace:
         """Open the run's span (or adopt the given one) and make it current.
 
@@ -116,6 +117,7 @@ class Instrumentation:
                 context of the run it continues joins that run's trace.
             run_span: False for node steps run outside a run (`Graph.next`): their spans are children of the
                 current span, and no run span or run metrics are recorded.
+            graph_edges: the graph's declared edges as JSON, recorded on the run span (`attributes.GRAPH_EDGES`).
 
         Returns:
             A `RecordingRunTrace`, or the base `RunTrace` (which records nothing) when no provider would record.
@@ -136,6 +138,7 @@ class Instrumentation:
             resumed_from=resumed_from,
             parent=parent,
             run_span=run_span,
+            graph_edges=graph_edges,
         )
 
 
@@ -156,6 +159,7 @@ class RecordingRunTrace(RunTrace):
         resumed_from: tuple[str, str] | None,
         parent: otel_context.Context | None = None,
         run_span: bool = True,
+        graph_edges: str | None = None,
     ) -> None:
         """Start tracing a run; see `Instrumentation.start_run`."""
         super().__init__()
@@ -202,6 +206,8 @@ class RecordingRunTrace(RunTrace):
             attr.RUN_ID: self.run_id,
             attr.RUN_START_NODE: start_node_id,
         }
+        if graph_edges is not None:
+            run_attrs[attr.GRAPH_EDGES] = graph_edges
         if for_logfire:
             run_attrs[attr.LOGFIRE_MSG_TEMPLATE] = attr.RUN_SPAN_TEMPLATE
             run_attrs[attr.LOGFIRE_MSG] = f'run graph {graph_name}'

@@ -1,18 +1,21 @@
 """A graph's figures from the stored spans: per node, per transition, and over time (time-bucketed in DuckDB).
 
-Every function takes the store's `query` (one SQL statement with `?` parameters) and reads plain columns only.
+Every function takes the store's `query` (one SQL statement with `?` parameters) and reads plain columns, but
+`declared_edges`, which reads one run span's attribute.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
+from ...tracing.attributes import GRAPH_EDGES
 from ...tracing.clock import datetime_to_ns, ns_to_datetime
 from .models import NodeStats, TimeBucket, Transition
 
-__all__ = ('BUCKET_WIDTHS', 'edges', 'node_stats', 'run_totals', 'timeseries')
+__all__ = ('BUCKET_WIDTHS', 'declared_edges', 'edges', 'node_stats', 'run_totals', 'timeseries')
 
 Query = Callable[[str, Sequence[Any]], list[tuple[Any, ...]]]
 
@@ -55,14 +58,46 @@ def node_stats(query: Query, graph: str, *, since: datetime | None = None) -> li
 
 
 def edges(query: Query, graph: str, *, since: datetime | None = None) -> list[Transition]:
-    """Transitions seen in `graph` (node -> the node it returned, `End` included), most frequent first."""
+    """Transitions seen in `graph` (node -> the node it returned, `End` included), most frequent first; then the
+    edges its latest run declared (`tracegraph.graph.edges`) that no stored step took, with a count of 0."""
     rows = query(
         'SELECT node_id, next_node, count(*) FROM spans '
         'WHERE graph = ? AND node_id IS NOT NULL AND next_node IS NOT NULL AND start_ns >= ? '
         'GROUP BY ALL ORDER BY 3 DESC, 1, 2',
         [graph, _since_ns(since)],
     )
-    return [Transition(source=r[0], target=r[1], count=r[2]) for r in rows]
+    seen = [Transition(source=r[0], target=r[1], count=r[2]) for r in rows]
+    taken = {(t.source, t.target) for t in seen}
+    never = [
+        Transition(source=source, target=target, count=0)
+        for source, target in declared_edges(query, graph)
+        if (source, target) not in taken
+    ]
+    return seen + never
+
+
+def declared_edges(query: Query, graph: str) -> list[tuple[str, str]]:
+    """The (node, next node) pairs the graph's latest run declared, in its node order; none when no stored run span
+    carries them (or what it carries is not the JSON tracegraph writes)."""
+    rows = query(
+        f'SELECT json_extract_string(attributes, \'$."{GRAPH_EDGES}"\') FROM spans '
+        f'WHERE graph = ? AND is_run AND contains(attributes, \'"{GRAPH_EDGES}"\') ORDER BY start_ns DESC LIMIT 1',
+        [graph],
+    )
+    if not rows or not isinstance(rows[0][0], str):
+        return []
+    try:
+        declared = json.loads(rows[0][0])
+    except ValueError:
+        return []
+    if not isinstance(declared, dict):
+        return []
+    return [
+        (str(source), str(target))
+        for source, targets in cast('dict[Any, Any]', declared).items()
+        if isinstance(targets, list)
+        for target in cast('list[Any]', targets)
+    ]
 
 
 def timeseries(

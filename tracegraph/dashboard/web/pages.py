@@ -195,8 +195,9 @@ class Pages:
             f'{_range_form(texts, f"/?graph={quote(graph)}", "Runs of this graph →")}'
             f'<section class="panel"><h2>Runs over time</h2>{runs_chart(buckets)}{duration_chart(buckets)}'
             f'{error_rate_chart(buckets)}</section>'
-            '<section class="panel"><h2>Diagram</h2><p class="hint">Transitions seen in stored runs; edge width by '
-            'count (click an edge for the runs that took it).</p>'
+            '<section class="panel"><h2>Diagram</h2><p class="hint">The graph as its latest run declared it, with the '
+            'transitions seen in stored runs: edge width by count (click an edge for the runs that took it), dashed '
+            'where no stored step took it.</p>'
             f'{duration_legend()}<div class="scroll">{diagram_svg(stats, edges, edge_href)}</div></section>'
             f'<section class="panel"><h2>Nodes</h2>{table if stats else "<p class=empty>No node steps.</p>"}</section>'
         )

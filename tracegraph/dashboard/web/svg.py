@@ -206,7 +206,8 @@ def fit_text(text: str, width: float, char_width: float) -> str:
 
 def diagram_svg(stats: list[NodeStats], edges: list[Transition], edge_href: Callable[[str, str], str]) -> str:
     """The graph as seen: nodes left to right in step order (then `End`), arcs above for forward transitions,
-    below for backward ones; node colour by p95, edge width by count."""
+    below for backward ones; node colour by p95, edge width by count; edges declared but never taken (count 0)
+    dashed, and the nodes only they name drawn too."""
     order = [s.node_id for s in stats]
     for e in edges:
         for n in (e.source, e.target):
@@ -229,7 +230,7 @@ def diagram_svg(stats: list[NodeStats], edges: list[Transition], edge_href: Call
     top = 20 + up
     height = top + box_h + down + 20
     width = 40 + (len(order) - 1) * gap + box_w + 40
-    max_count = max((e.count for e in edges), default=1)
+    max_count = max((e.count for e in edges), default=1) or 1
     paths: list[str] = []
     for e in drawn:
         stroke = 1.5 + 6 * math.log1p(e.count) / math.log1p(max_count)
@@ -246,6 +247,13 @@ def diagram_svg(stats: list[NodeStats], edges: list[Transition], edge_href: Call
             y1 = y0 - 2 if forward else y0 + 2  # the arrowhead stops short of the box instead of under it
             d = f'M {sx - 8} {y0} C {sx - 8} {cy}, {tx + 8} {cy}, {tx + 8} {y1}'
             lx, ly = (sx + tx) / 2, (y0 - lift * 0.75 - 5) if forward else (y0 + lift * 0.75 + 14)
+        if e.count == 0:  # declared by the graph, never taken by a stored step: drawn dashed, nothing to list
+            paths.append(
+                f'<g class="edge never" data-source="{escape(e.source)}" data-target="{escape(e.target)}" '
+                f'data-count="0"><path d="{d}" stroke-width="1.5" marker-end="url(#arrow)"><title>'
+                f'{escape(e.source)} → {escape(e.target)}: declared, never taken</title></path></g>'
+            )
+            continue
         paths.append(
             f'<a href="{escape(edge_href(e.source, e.target))}"><g class="edge" data-source="{escape(e.source)}" '
             f'data-target="{escape(e.target)}" data-count="{e.count}">'
@@ -256,9 +264,13 @@ def diagram_svg(stats: list[NodeStats], edges: list[Transition], edge_href: Call
     boxes: list[str] = []
     for n in order:
         s = by_id.get(n)
-        fill, ink = ('#55606e', '#ffffff') if s is None else duration_band(s.p95)
+        if s is not None:
+            fill, ink = duration_band(s.p95)
+            lines = [f'p95 {format_duration(s.p95)} · {s.count}×']
+        else:  # the end, or a node the graph declares that no stored step ran
+            fill, ink = ('#55606e', '#ffffff') if n == 'End' else ('#eef1f5', '#1f2733')
+            lines = ['end of run' if n == 'End' else 'never ran']
         failing = s is not None and s.error_rate > 0
-        lines = ['end of run'] if s is None else [f'p95 {format_duration(s.p95)} · {s.count}×']
         if failing and s is not None:
             lines.append(f'{s.error_rate * 100:.0f}% failed')
         outline = f' stroke="{OUTCOME_COLOURS["failed"]}" stroke-width="3"' if failing else ''
