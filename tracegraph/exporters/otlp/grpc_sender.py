@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 import grpc
 
 from ..settings import OtlpTarget
-from .senders import SendResult, rejected_spans
+from .send_result import SendResult, rejected_spans
 
 __all__ = ('GrpcSender',)
 

@@ -11,43 +11,16 @@ from __future__ import annotations
 
 import http.client
 import ssl
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
-from typing import Literal, Protocol
 from urllib.parse import urlsplit
 
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
-
 from ..settings import GRPC_FEATURE, OtlpTarget, require_extra
+from .send_result import Sender, SendResult, rejected_spans
 
-__all__ = ('SendResult', 'Sender', 'HttpSender', 'make_sender', 'parse_retry_after', 'rejected_spans')
+__all__ = ('HttpSender', 'make_sender', 'parse_retry_after')
 
 _PERMANENT_HTTP = frozenset({400, 413})
-
-
-@dataclass(frozen=True, kw_only=True)
-class SendResult:
-    """What became of one request."""
-
-    outcome: Literal['ok', 'retry', 'drop']
-    detail: str
-    retry_after: float | None = None
-    """Seconds the backend asked us to wait (HTTP `Retry-After`, gRPC `RetryInfo`)."""
-    rejected_spans: int = 0
-    """Spans the backend refused in an otherwise successful answer (OTLP partial success)."""
-
-
-class Sender(Protocol):
-    """Sends serialized trace requests to one backend."""
-
-    def send(self, payload: bytes) -> SendResult:
-        """Send one request; never raises for network or backend errors."""
-        ...
-
-    def close(self) -> None:
-        """Release the connection."""
-        ...
 
 
 def make_sender(target: OtlpTarget, *, timeout: float) -> Sender:
@@ -74,15 +47,6 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     if when.tzinfo is None:
         when = when.replace(tzinfo=timezone.utc)
     return max(0.0, (when - (now or datetime.now(timezone.utc))).total_seconds())
-
-
-def rejected_spans(body: bytes) -> tuple[int, str]:
-    try:
-        response = ExportTraceServiceResponse.FromString(body)
-    except Exception:
-        return 0, ''
-    partial = response.partial_success
-    return partial.rejected_spans, partial.error_message
 
 
 class HttpSender:

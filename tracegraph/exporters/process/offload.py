@@ -51,7 +51,8 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from ..drops import DropCounter
 from ..otlp.otlpencode import encode_records
-from ..otlp.senders import Sender, make_sender
+from ..otlp.send_result import Sender
+from ..otlp.senders import make_sender
 from ..settings import ConfigurationError, OtlpTarget
 from .spanrecords import RecordReader, RecordWriter, frame, read_frames
 

@@ -41,7 +41,8 @@ from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from ..otlp.senders import Sender, SendResult, make_sender
+from ..otlp.send_result import Sender, SendResult
+from ..otlp.senders import make_sender
 from ..settings import OtlpTarget, check_spool_dir
 from .segments import Dropped, Record, SegmentStore, SpoolLockedError, SpoolWriteError
 
