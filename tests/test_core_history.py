@@ -117,8 +117,19 @@ async def test_classic_history_loads_and_resumes() -> None:
 async def test_traced_history_carries_span_ids(otel: Pipeline) -> None:
     traced = Graph(nodes=[AddItem, Pay], instrumentation=otel.settings())
     result = await traced.run(AddItem('apple'), state=Cart())
-    data = json.loads(traced.dump_history(result.history))
+    assert traced.dump_history(result.history) == shop.dump_history(result.history)  # the classic bytes by default
+    first = result.history[0]
+    assert isinstance(first, NodeStep) and first.trace_id == result.trace_id
+    # As upstream's, a step compares and prints by its classic fields: a test's `history == [NodeStep(...)]` holds
+    # whether or not a tracer provider is set.
+    untraced = NodeStep(state=first.state, node=first.node, start_ts=first.start_ts, duration=first.duration)
+    assert first == untraced and repr(first) == repr(untraced) and 'trace_id' not in repr(first)
+    data = json.loads(traced.dump_history(result.history, trace_ids=True))
     spans = {f'{s.context.span_id:016x}': s for s in otel.spans if s.name.startswith('run node')}
     assert [step['span_id'] in spans for step in data if step['kind'] == 'node'] == [True, True]
     assert {step['trace_id'] for step in data if step['kind'] == 'node'} == {result.trace_id}
-    assert traced.load_history(traced.dump_history(result.history)) == result.history
+    loaded = traced.load_history(traced.dump_history(result.history, trace_ids=True))
+    assert loaded == result.history
+    assert [(s.trace_id, s.span_id) for s in loaded if isinstance(s, NodeStep)] == [
+        (s.trace_id, s.span_id) for s in result.history if isinstance(s, NodeStep)
+    ]

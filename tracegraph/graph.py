@@ -35,6 +35,9 @@ from .tracing.runtrace import RunTrace
 
 __all__ = ('Graph', 'GraphRun', 'GraphRunResult')
 
+_TRACE_IDS = 'tracegraph_trace_ids'
+"""The dump context key that keeps a history's trace ids in its JSON."""
+
 T = TypeVar('T')
 
 
@@ -435,10 +438,24 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
             trace.finish(ended=False, error=None, output=None)
 
     def dump_history(
-        self: Graph[StateT, DepsT, T], history: list[HistoryStep[StateT, T]], *, indent: int | None = None
+        self: Graph[StateT, DepsT, T],
+        history: list[HistoryStep[StateT, T]],
+        *,
+        indent: int | None = None,
+        trace_ids: bool = False,
     ) -> bytes:
-        """The history of a run as JSON; nodes carry a `node_id` key so `load_history` can rebuild them."""
-        return self.history_type_adapter.dump_json(history, indent=indent)
+        """The history of a run as JSON; nodes carry a `node_id` key so `load_history` can rebuild them.
+
+        Args:
+            history: The steps to dump.
+            indent: Indentation of the JSON, None for one line.
+            trace_ids: Also write each node step's `trace_id` and `span_id` (when a span ran it), so a run continued
+                from the loaded history in another process links to the trace of the steps before. Off by default,
+                as the classic format has no such keys.
+        """
+        return self.history_type_adapter.dump_json(
+            history, indent=indent, context={_TRACE_IDS: True} if trace_ids else None
+        )
 
     def load_history(self, json_bytes: str | bytes | bytearray) -> list[HistoryStep[StateT, RunEndT]]:
         """Rebuild a history dumped by `dump_history`.
@@ -457,7 +474,7 @@ class Graph(Generic[StateT, DepsT, RunEndT]):
         token = nodes_schema_var.set(nodes)
         try:
             step_t = Annotated[
-                omitting_none(NodeStep[state_t, end_t], 'trace_id', 'span_id') | EndStep[end_t],
+                omitting_none(NodeStep[state_t, end_t], 'trace_id', 'span_id', unless=_TRACE_IDS) | EndStep[end_t],
                 pydantic.Discriminator('kind'),
             ]
             return pydantic.TypeAdapter(list[step_t])  # pyright: ignore[reportInvalidTypeForm]

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Annotated, Any, Generic, Literal, Union
+from typing import Annotated, Any, Generic, Literal, Union, cast
 
 import pydantic
 from pydantic_core import core_schema
@@ -85,19 +85,25 @@ CustomNodeSchema = _NodeSchema
 """The classic name of the `node` field's schema, for code that builds its own history models."""
 
 
-def omitting_none(tp: Any, *names: str) -> Any:
+def omitting_none(tp: Any, *names: str, unless: str | None = None) -> Any:
     """`tp`, whose fields `names` are left out of its serialized form while None.
 
     tracegraph's own fields (trace ids, traceparents) are absent from the classic formats, so an untraced run dumps to
-    exactly upstream's bytes. A wrap serializer at the adapter rather than `Field(exclude_if=...)`, which needs
-    pydantic 2.12.
+    exactly upstream's bytes. With `unless`, they are left out always, but for a dump whose `context` holds that key
+    with a true value. A wrap serializer at the adapter rather than `Field(exclude_if=...)`, which needs pydantic 2.12.
     """
 
-    def serialize(value: Any, serialize_fields: core_schema.SerializerFunctionWrapHandler) -> Any:
+    def serialize(
+        value: Any, serialize_fields: core_schema.SerializerFunctionWrapHandler, info: core_schema.SerializationInfo
+    ) -> Any:
         data = serialize_fields(value)
         if isinstance(data, dict):
+            context = cast('object', info.context)
+            keep = (
+                unless is not None and isinstance(context, dict) and bool(cast('dict[str, Any]', context).get(unless))
+            )
             for name in names:
-                if name in data and data[name] is None:
+                if name in data and (data[name] is None or (unless is not None and not keep)):
                     del data[name]
         return data  # pyright: ignore[reportUnknownVariableType]
 
@@ -113,8 +119,8 @@ class NodeStep(Generic[StateT, RunEndT]):
     """One node run: the state after it, the node, when it started and how long it took.
 
     Appended to the history after the node's `run` returned (a node that raises appends no step), as in the classic
-    engine. `trace_id` and `span_id` are in its JSON only when a span ran the step, so the history of an untraced
-    run dumps to exactly the classic bytes.
+    engine. `trace_id` and `span_id` say which span ran it; like upstream's, a step compares and prints without them,
+    and `dump_history` leaves them out unless asked (`trace_ids=True`), so a history dumps to the classic bytes.
     """
 
     state: StateT
@@ -131,9 +137,9 @@ class NodeStep(Generic[StateT, RunEndT]):
         default=deep_copy_state, repr=False
     )
     """How `state` is copied when the step is made, so later changes to the run's state don't reach it."""
-    trace_id: str | None = None
+    trace_id: str | None = field(default=None, compare=False, repr=False)
     """32-hex id of the trace whose span ran this node, None when nothing was recording."""
-    span_id: str | None = None
+    span_id: str | None = field(default=None, compare=False, repr=False)
     """16-hex id of the span that ran this node, None when nothing was recording."""
 
     def __post_init__(self) -> None:

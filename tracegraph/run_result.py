@@ -29,8 +29,8 @@ class GraphRunResult(Generic[StateT, RunEndT]):
     """The run's state at the end."""
     history: list[HistoryStep[StateT, RunEndT]] = field(repr=False)
     """Every step of the run."""
-    trace_id: str | None = field(default=None, repr=False)
-    """32-hex id of the run's trace, None when nothing recorded it."""
+    trace_id: str | None = field(default=None, repr=False, compare=False)
+    """32-hex id of the run's trace, None when nothing recorded it (left out of equality, as upstream has none)."""
 
     def __init__(
         self,

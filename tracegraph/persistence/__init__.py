@@ -88,9 +88,10 @@ class NodeSnapshot(_SnapshotIds, Generic[StateT, RunEndT]):
     """Discriminator of `Snapshot`."""
     id: str = UNSET_SNAPSHOT_ID
     """The snapshot's id: its node's `get_snapshot_id()`."""
-    traceparent: str | None = None
-    """W3C `traceparent` of the span that made the snapshot, None when nothing traced it (tracegraph's own field)."""
-    attempt: int | None = None
+    traceparent: str | None = field(default=None, compare=False, repr=False)
+    """W3C `traceparent` of the span that made the snapshot, None when nothing traced it (tracegraph's own field: in
+    the JSON when set, left out of equality and repr, so a snapshot compares as upstream's)."""
+    attempt: int | None = field(default=None, compare=False, repr=False)
     """Which run of the node the last start was, once it started again after its process died; None for the first
     (tracegraph's own field, written to JSON only when set)."""
 
@@ -109,8 +110,9 @@ class EndSnapshot(_SnapshotIds, Generic[StateT, RunEndT]):
     """Discriminator of `Snapshot`."""
     id: str = UNSET_SNAPSHOT_ID
     """The snapshot's id: the `End`'s `get_snapshot_id()`."""
-    traceparent: str | None = None
-    """W3C `traceparent` of the span that made the snapshot, None when nothing traced it (tracegraph's own field)."""
+    traceparent: str | None = field(default=None, compare=False, repr=False)
+    """W3C `traceparent` of the span that made the snapshot, None when nothing traced it (tracegraph's own field: in
+    the JSON when set, left out of equality and repr, so a snapshot compares as upstream's)."""
 
     @property
     def node(self) -> End[RunEndT]:
