@@ -19,6 +19,8 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -72,17 +74,20 @@ class Suite:
     client: str
     """The pydantic-ai tag whose lock (and installed pydantic-ai-slim/pydantic-graph) the venv is built on."""
     tests_tag: str
-    """The tag the tests (and their conftest) are taken from."""
+    """The tag `paths` are taken from, in place of the client's own (the rest of `tests/` is the client's)."""
     paths: tuple[str, ...]
     tree: str
     extra_files: tuple[tuple[str, str], ...] = ()
-    """(tag, path) of helper files the tests import, taken from another tag than `tests_tag`."""
+    """(tag, path) of files the tests need from their own tag (a conftest's fixtures, a helper they import)."""
     floor: int = 0
-    """Tests that must pass on tracegraph, for suites written for another pydantic_graph than the venv's."""
+    """Tests that must pass on tracegraph: all of a suite written for another pydantic_graph than the venv's (so
+    with no baseline of its own), and for a client's suite what passed on the real pydantic_graph when measured
+    (a collection error or a missing dependency then fails the check instead of shrinking both runs alike)."""
     pytest_args: tuple[str, ...] = field(default=())
 
 
-GRAPH_1X = ('test_graph.py', 'test_persistence.py', 'test_file_persistence.py', 'test_state.py', 'test_mermaid.py')
+BASENODE_1X = ('graph', 'persistence', 'file_persistence', 'state', 'mermaid', 'utils')
+"""1.107's tests of the BaseNode runner (`tests/graph/beta` and the 2.0 deprecation tests are of other APIs)."""
 SUITES = (
     Suite(
         name='pydantic_graph 0.0.37', client='v0.0.36', tests_tag='v0.0.37', paths=('tests/graph',), tree='tracegraph'
@@ -93,18 +98,26 @@ SUITES = (
         tests_tag='v0.0.40',
         paths=('tests/graph',),
         tree='tracegraph',
+        extra_files=(('v0.0.40', 'tests/conftest.py'),),
         floor=58,
     ),
     Suite(
         name='pydantic_graph 1.107',
         client='v1.0.0',
         tests_tag='v1.107.5',
-        paths=tuple(f'tests/graph/{name}' for name in (*GRAPH_1X, 'test_utils.py')),
+        paths=tuple(f'tests/graph/test_{name}.py' for name in BASENODE_1X),
         tree='tracegraph.v1',
-        extra_files=(('v1.107.5', 'tests/_inline_snapshot.py'),),
+        extra_files=(('v1.107.5', 'tests/_inline_snapshot.py'), ('v1.107.5', 'tests/graph/__init__.py')),
         floor=64,
     ),
-    Suite(name='pydantic_ai 0.0.36', client='v0.0.36', tests_tag='v0.0.36', paths=('tests',), tree='tracegraph'),
+    Suite(
+        name='pydantic_ai 0.0.36',
+        client='v0.0.36',
+        tests_tag='v0.0.36',
+        paths=('tests',),
+        tree='tracegraph',
+        floor=575,
+    ),
     Suite(
         name='pydantic_ai 1.0',
         client='v1.0.0',
@@ -112,6 +125,7 @@ SUITES = (
         paths=('tests',),
         tree='tracegraph.v1',
         pytest_args=('-n', '2'),
+        floor=1533,
     ),
 )
 
@@ -121,13 +135,19 @@ def _git_files(repo: Path, tag: str, *paths: str) -> bytes:
 
 
 def _checkout(repo: Path, suite: Suite) -> Path:
-    """The suite's tests (the whole `tests/` of its tag, for the conftest) and pyproject.toml, extracted once."""
-    home = WORK / f'src-{suite.tests_tag}'
-    if not (home / 'tests').is_dir():
-        with tarfile.open(fileobj=io.BytesIO(_git_files(repo, suite.tests_tag, 'tests', 'pyproject.toml'))) as tar:
-            tar.extractall(home, filter='data')
-    for tag, path in suite.extra_files:
-        with tarfile.open(fileobj=io.BytesIO(_git_files(repo, tag, path))) as tar:
+    """The client's tree at its tag (its tests read its docs and examples), with the suite's `paths` of `tests_tag`
+    put in place of the client's."""
+    home = WORK / f'src-{suite.name.replace(" ", "-")}'
+    if home.exists():
+        shutil.rmtree(home)
+    overlays: list[tuple[str, tuple[str, ...]]] = [(suite.client, ()), (suite.tests_tag, suite.paths)]
+    overlays += [(tag, (path,)) for tag, path in suite.extra_files]
+    for tag, paths in overlays:
+        for path in paths:
+            target = home / path
+            if target.is_dir():
+                shutil.rmtree(target)
+        with tarfile.open(fileobj=io.BytesIO(_git_files(repo, tag, *paths))) as tar:
             tar.extractall(home, filter='data')
     return home
 
@@ -164,7 +184,12 @@ def _client_python(repo: Path, tag: str) -> Path:
     venv.create(home, with_pip=True, clear=True)
     pip = [python, '-m', 'pip', 'install', '-q']
     subprocess.run([*pip, '-r', lock_dir / 'requirements.txt'], check=True)
-    subprocess.run([*pip, '--no-deps', f'pydantic-ai-slim=={version}', f'pydantic-graph=={version}'], check=True)
+    # The released packages (a tag's tree versions itself from git metadata, which an archive lacks); pydantic-evals
+    # too where the tag has it, for its tests.
+    packages = [f'pydantic-ai-slim=={version}', f'pydantic-graph=={version}']
+    if (lock_dir / 'pydantic_evals').is_dir():
+        packages.append(f'pydantic-evals=={version}')
+    subprocess.run([*pip, '--no-deps', *packages], check=True)
     stamp.touch()
     return python
 
@@ -179,7 +204,7 @@ def _alias_dir(tree: str) -> Path:
 def _outcomes(python: Path, cwd: Path, suite: Suite, tree: str | None) -> dict[str, str]:
     """Test id -> passed/failed/skipped, from pytest's JUnit XML, on the real pydantic_graph or on `tree`."""
     report = WORK / f'report-{suite.name.replace(" ", "-")}-{tree or "real"}.xml'
-    env = {'PATH': '/usr/bin:/bin', 'HOME': str(WORK)}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(('OTEL_', 'PYTHON', 'LOGFIRE_', 'VIRTUAL_ENV'))}
     if tree is not None:
         env['PYTHONPATH'] = f'{_alias_dir(tree)}:{ROOT}'
         where = subprocess.run(

@@ -109,6 +109,12 @@ class NodeTimeline(BaseModel):
 
         return timeline_rows(self)
 
+    def to_csv(self) -> str:
+        """`rows()` as CSV text with a header row: times in ISO 8601, durations in seconds."""
+        from .timeline_tables import timeline_csv
+
+        return timeline_csv(self)
+
     def to_arrow(self) -> Any:
         """The steps as a `pyarrow.Table` (the columns of `rows()`); needs pyarrow (the `dashboard` extra)."""
         from .timeline_tables import timeline_arrow

@@ -1,11 +1,14 @@
-"""A `NodeTimeline` as data for analysis: rows, an Arrow table, a pandas DataFrame.
+"""A `NodeTimeline` as data for analysis: rows, CSV, an Arrow table, a pandas DataFrame.
 
-`NodeTimeline.rows()`, `.to_arrow()` and `.to_pandas()` call these; how a timeline looks is `tracegraph.presentation`.
+`NodeTimeline.rows()`, `.to_csv()`, `.to_arrow()` and `.to_pandas()` call these; how a timeline looks is
+`tracegraph.presentation`.
 """
 
 from __future__ import annotations
 
+import csv
 import importlib
+import io
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -15,6 +18,7 @@ __all__ = (
     'ROW_FIELDS',
     'optional_module',
     'timeline_arrow',
+    'timeline_csv',
     'timeline_pandas',
     'timeline_rows',
 )
@@ -46,6 +50,16 @@ def timeline_rows(timeline: NodeTimeline) -> list[dict[str, Any]]:
         }
         for n in timeline.nodes
     ]
+
+
+def timeline_csv(timeline: NodeTimeline) -> str:
+    """`timeline_rows` as CSV with a header row (`ROW_FIELDS`): times in ISO 8601, durations in seconds."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(ROW_FIELDS), lineterminator='\n')
+    writer.writeheader()
+    for row in timeline_rows(timeline):
+        writer.writerow({k: v.isoformat() if hasattr(v, 'isoformat') else v for k, v in row.items()})
+    return out.getvalue()
 
 
 def optional_module(module: str, who: str) -> Any:

@@ -25,6 +25,7 @@ __all__ = (
     'LIGHT_COLUMNS',
     'MAX_DEPTH',
     'OVERVIEW_BARS',
+    'SLOWEST',
     'WINDOW',
     'Bucket',
     'LightSpan',
@@ -42,6 +43,8 @@ MAX_WINDOW = 1000
 """Most steps a `steps=a-b` window may hold."""
 OVERVIEW_BARS = 200
 """Bars of a run's overview strip, at most."""
+SLOWEST = 10
+"""Longest steps of a run listed on its page."""
 MAX_DEPTH = 200
 """Nesting levels under a step drawn on the page (deeper spans are on the trace page)."""
 LIGHT_COLUMNS = (
@@ -91,6 +94,8 @@ class Bucket:
     end_ns: int
     worst: str
     """`failed`, `interrupted`, `running` or `completed`: the worst outcome among the bucket's steps."""
+    longest: float = 0.0
+    """Seconds of the bucket's longest step."""
 
 
 @dataclass(kw_only=True)
@@ -103,6 +108,10 @@ class NodeSummary:
     median: float
     longest: float
     total: float
+    longest_span: str = ''
+    """Span id of the node's longest step in the run."""
+    longest_index: int = 0
+    """Index (0-based, in step order) of that step."""
 
 
 @dataclass(kw_only=True)
@@ -142,6 +151,8 @@ class RunOutline:
     """Spans nested under each of the window's steps (by its span id), depth first, with their depth (1: a child)."""
     buckets: list[Bucket] = field(default_factory=list[Bucket])
     by_node: list[NodeSummary] = field(default_factory=list[NodeSummary])
+    slowest: list[tuple[int, LightSpan]] = field(default_factory=list[tuple[int, LightSpan]])
+    """The run's `SLOWEST` longest steps, longest first, with their indexes (0-based, in step order)."""
     errors: list[StepError] = field(default_factory=list[StepError])
 
     @property
@@ -281,14 +292,26 @@ def read_outline(
     if total > len(steps):
         outline.buckets = _buckets(query, key, total)
     outline.by_node = [
-        NodeSummary(node_id=r[0], count=r[1], failed=r[2], median=r[3] / 1e9, longest=r[4] / 1e9, total=r[5] / 1e9)
+        NodeSummary(
+            node_id=r[0], count=r[1], failed=r[2], median=r[3] / 1e9, longest=r[4] / 1e9, total=r[5] / 1e9,
+            longest_span=r[6], longest_index=r[7],
+        )
         for r in query(
             _STEPS + "SELECT node_id, count(*), count(*) FILTER (WHERE outcome = 'failed'), "
-            'median(end_ns - start_ns), max(end_ns - start_ns), sum(end_ns - start_ns) FROM steps '
+            'median(end_ns - start_ns), max(end_ns - start_ns), sum(end_ns - start_ns), '
+            'arg_max(span_id, end_ns - start_ns), arg_max(i, end_ns - start_ns) FROM steps '
             'GROUP BY node_id ORDER BY 6 DESC, 1',
             key,
         )
-    ]
+    ]  # fmt: skip
+    if total > 1:
+        outline.slowest = [
+            (r[-1], LightSpan(*r[:-1]))
+            for r in query(
+                _STEPS + f'SELECT {LIGHT_COLUMNS}, i FROM steps ORDER BY end_ns - start_ns DESC, i LIMIT ?',
+                [*key, SLOWEST],
+            )
+        ]
     return outline
 
 
@@ -296,14 +319,15 @@ def _buckets(query: Query, key: list[Any], total: int) -> list[Bucket]:
     per = -(-total // OVERVIEW_BARS)
     rows = query(
         _STEPS + 'SELECT i // ? AS b, min(i), max(i), min(step), max(step), min(start_ns), max(end_ns), '
-        "bool_or(outcome = 'failed'), bool_or(outcome = 'interrupted'), bool_or(outcome = 'running') "
-        'FROM steps GROUP BY b ORDER BY b',
+        "bool_or(outcome = 'failed'), bool_or(outcome = 'interrupted'), bool_or(outcome = 'running'), "
+        'max(end_ns - start_ns) FROM steps GROUP BY b ORDER BY b',
         [*key, per],
     )
     return [
         Bucket(
             first=r[1], last=r[2], first_step=r[3], last_step=r[4], start_ns=r[5], end_ns=r[6],
             worst='failed' if r[7] else 'interrupted' if r[8] else 'running' if r[9] else 'completed',
+            longest=r[10] / 1e9,
         )
         for r in rows
     ]  # fmt: skip

@@ -286,6 +286,18 @@ class Api:
         trace_id, run_id = path_trace_id(request), query_text(request, 'run_id')
         return await self.readers.run(lambda: _json(stored_run(self.store, trace_id, run_id)))
 
+    async def run_steps(self, request: Request) -> Response:
+        """`GET /api/runs/{trace_id}/steps.csv?run_id=`: one CSV row per step of the run (`NodeTimeline.to_csv`)."""
+        trace_id, run_id = path_trace_id(request), query_text(request, 'run_id')
+
+        def answer() -> Response:
+            timeline = stored_run(self.store, trace_id, run_id).timeline
+            name = re.sub(r'[^A-Za-z0-9._-]+', '_', f'{timeline.graph}-{timeline.run_id}')[:120]
+            headers = {'Content-Disposition': f'attachment; filename="{name}.csv"'}
+            return Response(timeline.to_csv(), media_type='text/csv; charset=utf-8', headers=headers)
+
+        return await self.readers.run(answer)
+
     async def trace(self, request: Request) -> Response:
         """`GET /api/traces/{trace_id}`: every span of the trace as a tree (depth first, with `depth`)."""
         trace_id = path_trace_id(request)

@@ -22,7 +22,8 @@ def layout(title: str, body: str, *, status: int = 200, sign_out: bool = False) 
         f'<title>{escape(title)} · tracegraph</title><link rel="icon" href="/favicon.ico" type="image/svg+xml">'
         '<link rel="stylesheet" href="/static/dashboard.css">'
         f'</head><body><header><a class="brand" href="/">tracegraph</a><nav>{nav}</nav></header>'
-        f'<main>{body}</main><script src="/static/dashboard.js"></script></body></html>'
+        f'<main>{body}</main><script src="/static/dashboard.js"></script>'
+        '<script src="/static/timeline.js"></script></body></html>'
     )
     return HTMLResponse(html, status_code=status)
 

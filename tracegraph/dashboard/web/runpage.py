@@ -17,7 +17,7 @@ from ...presentation.text import count_text, format_duration
 from ...tracing.attributes import GRAPH_NAME, NODE_ID, RUN_ID
 from ...tracing.clock import ns_to_datetime
 from ..store.models import NodeStats, RunRef, SpanInfo
-from ..store.runoutline import LightSpan, RunOutline
+from ..store.runoutline import WINDOW, LightSpan, RunOutline
 from .markup import badge, graph_href, live_control, run_href, time_text
 from .svg import OUTCOME_COLOURS, PendingStep, gantt_svg, overview_svg
 
@@ -29,18 +29,82 @@ def _window_href(outline: RunOutline, first: int, last: int) -> str:
     return f'/runs/{quote(outline.trace_id)}?{urlencode(params)}'
 
 
+def _step_href(outline: RunOutline, index: int, span_id: str) -> str:
+    """A link to step `index` (0-based) with its detail open: in the window shown when it holds the step, else in a
+    window of `WINDOW` steps around it."""
+    if outline.first <= index <= outline.last:
+        first, last = outline.first, outline.last
+    else:
+        first = max(0, min(index - WINDOW // 2, outline.total_steps - WINDOW))
+        last = min(outline.total_steps - 1, first + WINDOW - 1)
+    base = (
+        _window_href(outline, first, last)
+        if outline.total_steps > WINDOW
+        else run_href(outline.trace_id, outline.run_id)
+    )
+    return f'{base}#span={span_id}'
+
+
+def _sort_head(label: str, *, num: bool = False) -> str:
+    """A header cell whose button sorts its table by the column (timeline.js)."""
+    cls = ' class="num"' if num else ''
+    return f'<th{cls} aria-sort="none"><button type="button" class="sort">{label}</button></th>'
+
+
+def _num(seconds: float, text: str) -> str:
+    return f'<td class="num" data-value="{seconds:.9g}">{text}</td>'
+
+
 def _node_summary(outline: RunOutline) -> str:
     total = sum(n.total for n in outline.by_node) or 1.0
     rows = ''.join(
-        f'<tr><td>{escape(n.node_id)}</td><td class="num">{n.count}</td><td class="num">{n.failed}</td>'
-        f'<td class="num">{format_duration(n.median)}</td><td class="num">{format_duration(n.longest)}</td>'
-        f'<td class="num">{format_duration(n.total)}</td><td class="num">{n.total / total * 100:.1f}%</td></tr>'
+        f'<tr><td>{escape(n.node_id)}</td>{_num(n.count, str(n.count))}{_num(n.failed, str(n.failed))}'
+        f'{_num(n.median, format_duration(n.median))}'
+        + _num(
+            n.longest,
+            f'<a href="{escape(_step_href(outline, n.longest_index, n.longest_span))}" '
+            f'title="Open the longest {escape(n.node_id)} step">{format_duration(n.longest)}</a>',
+        )
+        + f'{_num(n.total, format_duration(n.total))}{_num(n.total / total, f"{n.total / total * 100:.1f}%")}</tr>'
         for n in outline.by_node
     )
+    heads = ''.join(
+        _sort_head(label, num=i > 0)
+        for i, label in enumerate(('Node', 'Steps', 'Failed', 'Median', 'Longest', 'Total', 'Share'))
+    )
     return (
-        '<div class="scroll"><table class="by-node"><thead><tr><th>Node</th><th class="num">Steps</th>'
-        '<th class="num">Failed</th><th class="num">Median</th><th class="num">Longest</th><th class="num">Total</th>'
-        f'<th class="num">Share</th></tr></thead><tbody>{rows}</tbody></table></div>'
+        f'<div class="scroll"><table class="by-node sortable"><thead><tr>{heads}</tr></thead>'
+        f'<tbody>{rows}</tbody></table></div>'
+    )
+
+
+def _summary_line(outline: RunOutline) -> str:
+    """The run in one sentence: which node ran most, and the longest step, each a link."""
+    if not outline.by_node or not outline.slowest:
+        return ''
+    most = max(outline.by_node, key=lambda n: (n.count, n.total))
+    index, longest = outline.slowest[0]
+    share = most.count / max(1, outline.total_steps) * 100
+    ran = f'<b>{escape(most.node_id)}</b> ran {most.count:,}× ({share:.0f}% of the steps) · ' if most.count > 1 else ''
+    return (
+        f'<p class="summary">{ran}longest step: <a href="{escape(_step_href(outline, index, longest.span_id))}">'
+        f'step {longest.step} <b>{escape(longest.node_id or "")}</b>, {format_duration(longest.duration)}</a></p>'
+    )
+
+
+def _slowest(outline: RunOutline) -> str:
+    """The run's longest steps, when there are more steps than that list holds (else the steps table says it)."""
+    if outline.total_steps <= len(outline.slowest):
+        return ''
+    items = ''.join(
+        f'<li><a href="{escape(_step_href(outline, i, s.span_id))}">step {s.step} <b>{escape(s.node_id or "")}</b></a> '
+        f'{format_duration(s.duration)} {badge(s.outcome or "completed")}</li>'
+        for i, s in outline.slowest
+    )
+    return (
+        f'<section class="panel"><h2>Slowest steps</h2><p class="hint">The {len(outline.slowest)} longest of the '
+        f"run's {count_text(outline.total_steps, 'step')}, longest first.</p>"
+        f'<ol class="slowest">{items}</ol></section>'
     )
 
 
@@ -84,12 +148,13 @@ def _step_row(outline: RunOutline, s: LightSpan, node: NodeStats | None) -> str:
     slow = node is not None and node.count >= SLOW_MARK_MIN_STEPS and s.duration > node.p95
     usual = f'{format_duration(node.p50)} / {format_duration(node.p95)}' if node is not None else '–'
     mark = ' <span class="mark slow">slower than its p95</span>' if slow else ''
+    offset = (s.start_ns - outline.start_ns) / 1e9
     return (
         f'<tr class="step-row{" slow" if slow else ""}" tabindex="0" data-span="{s.span_id}">'
-        f'<td class="num">{s.step}</td><td>{escape(s.node_id or "")}</td>'
-        f'<td class="num">+{format_duration((s.start_ns - outline.start_ns) / 1e9)}</td>'
-        f'<td class="num">{format_duration(s.duration)}{mark}</td><td class="num">{usual}</td>'
-        f'<td>{badge(s.outcome or "completed")}</td><td>{escape(s.next_node or "–")}</td></tr>'
+        f'{_num(s.step or 0, str(s.step))}<td>{escape(s.node_id or "")}</td>'
+        f'{_num(offset, "+" + format_duration(offset))}{_num(s.duration, format_duration(s.duration) + mark)}'
+        f'<td class="num">{usual}</td><td>{badge(s.outcome or "completed")}</td>'
+        f'<td>{escape(s.next_node or "–")}</td></tr>'
     )
 
 
@@ -172,9 +237,10 @@ def run_body(
         else ''
     )
     timeline = (
-        f'<section class="panel"><h2>Timeline</h2>{_legend()}{waiting}{pager}'
+        f'<section class="panel"><h2>Timeline</h2>{_summary_line(outline)}{_legend()}{waiting}{pager}{_ZOOM}'
         f'<div class="scroll">{gantt_svg(outline, shown, pending)}</div>'
-        '<p class="hint">Click a bar or a step (or focus it and press Enter) for its attributes and events.</p>'
+        '<p class="hint">Click a bar or a step (or focus it and press Enter) for its attributes and events. Drag '
+        'across the chart to zoom into a time range; with a bar focused, + and − zoom, [ and ] pan, 0 resets.</p>'
         '</section>'
     )
     steps = ''.join(_step_row(outline, s, typical.get(s.node_id or '')) for s in shown)
@@ -187,14 +253,33 @@ def run_body(
     body = (
         f'{live_control() if live else ""}<div id="live-run"{" data-live" if live else ""}>'
         f'{head}{run_span}{_compare_form(outline, previous)}{timeline}'
-        f'{_resumed(earlier, later)}{_errors(outline)}'
+        f'{_resumed(earlier, later)}{_errors(outline)}{_slowest(outline)}'
         f'<section class="panel"><h2>Steps by node</h2>{_node_summary(outline)}</section>'
-        '<section class="panel"><h2>Steps</h2><div class="scroll"><table class="steps"><thead><tr>'
-        '<th class="num">Step</th><th>Node</th><th class="num">Start</th><th class="num">Duration</th>'
-        '<th class="num">Node p50 / p95</th><th>Outcome</th><th>Next</th></tr></thead>'
-        f'<tbody>{steps}</tbody></table></div></section></div>'
+        f'<section class="panel"><h2>Steps</h2>{_export(outline)}<div class="scroll"><table class="steps sortable">'
+        f'<thead><tr>{_sort_head("Step", num=True)}{_sort_head("Node")}{_sort_head("Start", num=True)}'
+        f'{_sort_head("Duration", num=True)}<th class="num">Node p50 / p95</th>{_sort_head("Outcome")}'
+        f'{_sort_head("Next")}</tr></thead><tbody>{steps}</tbody></table></div></section></div>'
     )
     return body + detail_panel(outline.trace_id)
+
+
+_ZOOM = (
+    '<div class="zoom" role="toolbar" aria-label="Zoom the timeline">'
+    '<button type="button" data-zoom="in">Zoom in</button><button type="button" data-zoom="out">Zoom out</button>'
+    '<button type="button" data-zoom="earlier">← Earlier</button>'
+    '<button type="button" data-zoom="later">Later →</button>'
+    '<button type="button" data-zoom="reset">Whole window</button>'
+    '<span id="zoom-range" role="status">showing the whole window</span></div>'
+)
+
+
+def _export(outline: RunOutline) -> str:
+    q = urlencode({'run_id': outline.run_id})
+    where = quote(outline.trace_id)
+    return (
+        f'<p class="export">Every step of the run as <a href="/api/runs/{where}/steps.csv?{q}" download>CSV</a> or '
+        f'<a href="/api/runs/{where}?{q}">JSON</a> (with the spans under each step).</p>'
+    )
 
 
 def _pending(outline: RunOutline, now_ns: int | None) -> PendingStep | None:

@@ -50,6 +50,7 @@ def _nice_step(total: float) -> float:
 
 
 def _axis(total: float, x_of: Callable[[float], float], bottom: float) -> str:
+    """Ticks and grid lines of a time axis from 0 to `total` seconds (the page's script redraws them on zoom)."""
     tick = _nice_step(total)
     axis: list[str] = []
     t = 0.0
@@ -60,7 +61,11 @@ def _axis(total: float, x_of: Callable[[float], float], bottom: float) -> str:
             f'<text class="tick" x="{tx:.1f}" y="{_AXIS_H - 8}">{format_duration(t) if t else "0"}</text>'
         )
         t += tick
-    return ''.join(axis)
+    return f'<g class="axis" data-bottom="{bottom}">{"".join(axis)}</g>'
+
+
+def _times(t0: float, duration: float) -> str:
+    return f'data-t0="{t0:.9g}" data-t1="{t0 + duration:.9g}"'
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -78,7 +83,9 @@ def gantt_svg(outline: RunOutline, steps: Sequence[LightSpan], pending: PendingS
     nested under it, on a time axis from the first of `steps` to the last; with `pending`, the step running now as
     a last, growing bar up to a line marking now.
 
-    Every bar is focusable and carries `data-span`: the page opens its detail panel on click or Enter.
+    Every bar is focusable and carries `data-span`: the page opens its detail panel on click or Enter. Bars, the
+    now line and the chart carry their times in seconds from the axis' 0 (`data-t0`, `data-t1`, `data-total`), so
+    the page's script zooms and pans the chart without a page load.
     """
     if not steps:
         return ''
@@ -105,7 +112,8 @@ def gantt_svg(outline: RunOutline, steps: Sequence[LightSpan], pending: PendingS
         rows.append(
             f'<g class="row"><text class="label" x="8" y="{y + 15}">{escape(f"{step.step}. {step.node_id}")}</text>'
             f'<rect class="bar node" tabindex="0" role="button" data-span="{step.span_id}" data-step="{step.step}" '
-            f'data-node="{escape(step.node_id or "")}" data-outcome="{escape(outcome)}" x="{x:.1f}" y="{y + 3}" '
+            f'data-node="{escape(step.node_id or "")}" data-outcome="{escape(outcome)}" '
+            f'{_times(offset, step.duration)} x="{x:.1f}" y="{y + 3}" '
             f'width="{w:.1f}" height="{_ROW_H - 6}" rx="3" fill="{colour}"><title>{escape(title)}</title></rect>'
             f'{_duration_label(x, w, y + 15, step.duration)}</g>'
         )
@@ -120,7 +128,7 @@ def gantt_svg(outline: RunOutline, steps: Sequence[LightSpan], pending: PendingS
                 f'<g class="row child"><text class="label sub" x="{indent}" y="{y + 14}">'
                 f'{escape(child.name[:40])}</text>'
                 f'<rect class="bar span{" critical" if on_path else ""}" tabindex="0" role="button" '
-                f'data-span="{child.span_id}" x="{cx:.1f}" '
+                f'data-span="{child.span_id}" {_times((child.start_ns - start) / 1e9, child.duration)} x="{cx:.1f}" '
                 f'y="{y + 5}" width="{cw:.1f}" height="{_ROW_H - 10}" rx="2" fill="{fill}">'
                 f'<title>{escape(child.name)} · {format_duration(child.duration)} · depth {depth}'
                 f'{" · on the critical path" if on_path else ""}</title></rect></g>'
@@ -133,10 +141,12 @@ def gantt_svg(outline: RunOutline, steps: Sequence[LightSpan], pending: PendingS
         rows.append(
             f'<g class="row pending"><text class="label" x="8" y="{y + 15}">'
             f'{escape(f"{pending.step}. {pending.node_id}")}</text>'
-            f'<rect class="bar running" x="{x:.1f}" y="{y + 3}" width="{max(2.0, now_x - x):.1f}" '
+            f'<rect class="bar running" {_times((pending.since_ns - start) / 1e9, running)} x="{x:.1f}" y="{y + 3}" '
+            f'width="{max(2.0, now_x - x):.1f}" '
             f'height="{_ROW_H - 6}" rx="3"><title>{escape(title)}</title></rect>'
             f'<text class="dur" x="{now_x + 4:.1f}" y="{y + 15}">running {format_duration(running)}</text></g>'
-            f'<line class="now" x1="{now_x:.1f}" y1="{_AXIS_H - 4}" x2="{now_x:.1f}" y2="{y + _ROW_H}">'
+            f'<line class="now" data-t0="{(pending.now_ns - start) / 1e9:.9g}" x1="{now_x:.1f}" y1="{_AXIS_H - 4}" '
+            f'x2="{now_x:.1f}" y2="{y + _ROW_H}">'
             '<title>now</title></line>'
         )
         y += _ROW_H
@@ -144,31 +154,39 @@ def gantt_svg(outline: RunOutline, steps: Sequence[LightSpan], pending: PendingS
     width = _LABEL_W + _CHART_W + 20
     return (
         f'<svg class="gantt" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
+        f'data-total="{total:.9g}" data-x0="{_LABEL_W}" data-w="{_CHART_W}" '
         f'role="group" aria-label="Gantt chart of the run">{_axis(total, x_of, y)}{"".join(rows)}</svg>'
     )
 
 
 def overview_svg(outline: RunOutline, href: Callable[[int, int], str]) -> str:
     """The whole run in one strip: a bar per bucket of consecutive steps (`outline.buckets`), each a link to its
-    window of steps, spanning their time and coloured by the worst outcome in it; the window shown is outlined."""
+    window of steps, spanning their time, coloured by the worst outcome in it and as tall as its longest step (by
+    the square root of its share of the run's longest, so a lone outlier stands out and short steps stay visible);
+    the window shown is outlined."""
     if not outline.buckets:
         return ''
     total = max(outline.duration, 1e-9)
-    width, height = _LABEL_W + _CHART_W + 20, 34
+    width, height = _LABEL_W + _CHART_W + 20, 40
+    tallest = max(b.longest for b in outline.buckets) or 1e-9
+    inner, least = height - 12, 5.0
     bars: list[str] = []
     for b in outline.buckets:
         x0 = (b.start_ns - outline.start_ns) / 1e9 / total * (width - 20) + 10
         x1 = (b.end_ns - outline.start_ns) / 1e9 / total * (width - 20) + 10
+        h = least + (inner - least) * math.sqrt(max(0.0, b.longest) / tallest)
         current = b.first <= outline.last and b.last >= outline.first
-        title = f'steps {b.first_step}–{b.last_step} ({b.worst} worst)'
+        title = f'steps {b.first_step}–{b.last_step} · longest {format_duration(b.longest)} · {b.worst} worst'
         bars.append(
             f'<a href="{escape(href(b.first, b.last))}"><rect class="bucket{" shown" if current else ""}" '
-            f'x="{x0:.1f}" y="6" width="{max(1.0, x1 - x0):.1f}" height="{height - 12}" '
-            f'fill="{OUTCOME_COLOURS.get(b.worst)}"><title>{escape(title)}</title></rect></a>'
+            f'x="{x0:.1f}" y="{6 + inner - h:.1f}" width="{max(1.0, x1 - x0):.1f}" height="{h:.1f}" '
+            f'data-longest="{b.longest:.9g}" fill="{OUTCOME_COLOURS.get(b.worst)}"><title>{escape(title)}</title>'
+            '</rect></a>'
         )
     return (
         f'<svg class="overview" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="group" '
-        f'aria-label="The whole run; each bar links to its steps">{"".join(bars)}</svg>'
+        'aria-label="The whole run: each bar is as tall as its longest step and links to its steps">'
+        f'{"".join(bars)}</svg>'
     )
 
 

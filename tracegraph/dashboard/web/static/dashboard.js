@@ -2,6 +2,19 @@
 (function () {
   'use strict';
 
+  // What the page shows beyond its URL's query (the open span, the timeline's zoom) lives in its hash, as
+  // `#span=…&zoom=…`: replaced in place (no navigation, no history entry), so a copied link opens the same view.
+  const hash = {
+    get(name) { return new URLSearchParams(location.hash.slice(1)).get(name); },
+    set(name, value) {
+      const params = new URLSearchParams(location.hash.slice(1));
+      if (value === null || value === undefined) params.delete(name); else params.set(name, value);
+      const text = params.toString();
+      history.replaceState(history.state, '', location.pathname + location.search + (text ? '#' + text : ''));
+    },
+  };
+  window.tracegraphHash = hash;
+
   function esc(text) {
     return String(text).replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]);
   }
@@ -119,6 +132,7 @@
     const panel = document.getElementById('detail');
     if (!panel || panel.hidden) return;
     panel.hidden = true;
+    hash.set('span', null);
     let back = panelOpener && document.contains(panelOpener) ? panelOpener : null;
     if (!back && panelOpener && panelOpener.dataset && panelOpener.dataset.span) {
       back = document.querySelector('[data-span="' + CSS.escape(panelOpener.dataset.span) + '"]');
@@ -134,6 +148,7 @@
     panel.innerHTML = '<p class="meta">Loading…</p>';
     document.querySelectorAll('.selected').forEach((el) => el.classList.remove('selected'));
     if (opener) opener.classList.add('selected');
+    hash.set('span', spanId);
     const url = '/api/traces/' + panel.dataset.trace + '/spans/' + spanId;
     try {
       const reply = await fetch(url, { credentials: 'same-origin' });
@@ -174,6 +189,18 @@
       openSpan(el.dataset.span, el);
     }
   });
+
+  // A link to a span (`#span=…`, e.g. from a run's slowest steps) opens it, with its bar or row selected: on load,
+  // and when a link on the page changes only the hash.
+  function openFromHash() {
+    const linked = hash.get('span');
+    if (!linked || !/^[0-9a-f]{16}$/.test(linked) || !document.getElementById('detail')) return;
+    const target = document.querySelector('.bar[data-span="' + linked + '"]') || document.querySelector('[data-span="' + linked + '"]');
+    openSpan(linked, target);
+    if (target && target.scrollIntoView) target.scrollIntoView({ block: 'center' });
+  }
+  window.addEventListener('hashchange', openFromHash);
+  openFromHash();
 
   // A date picker fills the text field it stands for (which also takes durations such as 6h).
   document.querySelectorAll('input.pick[data-for]').forEach((picker) => {
@@ -216,6 +243,7 @@
           const again = focused && findKey(focused, current);
           if (again) again.focus({ preventScroll: true });
           if (!fresh.hasAttribute('data-live')) current.removeAttribute('data-live');
+          document.dispatchEvent(new CustomEvent('tracegraph:swapped'));
         }
       } catch (e) { /* the next round tries again */ }
     };
