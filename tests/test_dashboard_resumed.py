@@ -43,3 +43,26 @@ async def test_resumed_run_pages_link_both_ways(join_trace: bool) -> None:
     ]
     assert '<h2>Resumed run</h2>' in page
     assert f'href="/runs/{first.trace_id}?run_id={first.run_id}"' in page
+
+
+async def test_an_interrupted_run_shows_the_node_it_waits_in_until_resumed() -> None:
+    with running_server() as server, exporting_provider(server.url) as (provider, _):
+        graph = Graph(
+            nodes=list(articles.get_nodes()),
+            name='articles',
+            instrumentation=InstrumentationSettings(tracer_provider=provider),
+        )
+        persistence = FullStatePersistence()
+        async with graph.iter(Draft(), state=Article('T'), persistence=persistence) as first:
+            await first.next()  # Draft ran; Review is next, and nothing runs it
+        provider.force_flush()
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            waiting = client.get(f'/runs/{first.trace_id}', params={'run_id': first.run_id}).text
+            assert 'Waiting in <b>Review</b> (step 2) since ' in waiting
+            assert 'the run was interrupted there and has not been resumed' in waiting
+            async with graph.iter_from_persistence(persistence) as second:
+                async for _ in second:
+                    pass
+            provider.force_flush()
+            resumed = client.get(f'/runs/{first.trace_id}', params={'run_id': first.run_id}).text
+    assert 'Waiting in' not in resumed and '<h2>Resumed run</h2>' in resumed

@@ -55,7 +55,7 @@ def timeline_rows(timeline: NodeTimeline) -> list[dict[str, Any]]:
 def timeline_csv(timeline: NodeTimeline) -> str:
     """`timeline_rows` as CSV with a header row (`ROW_FIELDS`): times in ISO 8601, durations in seconds."""
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=list(ROW_FIELDS), lineterminator='\n')
+    writer = csv.DictWriter(out, fieldnames=list[str](ROW_FIELDS), lineterminator='\n')
     writer.writeheader()
     for row in timeline_rows(timeline):
         writer.writerow({k: v.isoformat() if hasattr(v, 'isoformat') else v for k, v in row.items()})

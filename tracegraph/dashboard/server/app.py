@@ -109,6 +109,7 @@ def create_app(store: Store, options: ServeOptions | None = None) -> ASGIApp:
         Route('/api/runs', api.runs),
         Route('/api/runs/{trace_id}', api.run),
         Route('/api/runs/{trace_id}/steps.csv', api.run_steps),
+        Route('/api/runs/{trace_id}/state', api.run_state),
         Route('/api/traces/{trace_id}', api.trace),
         Route('/api/traces/{trace_id}/spans/{span_id}', api.span),
         Route('/api/graphs', api.graphs),

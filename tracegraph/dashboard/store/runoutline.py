@@ -147,6 +147,8 @@ class RunOutline:
     """Index (0-based, in step order) of the window's first step."""
     steps: list[LightSpan]
     """The window's steps."""
+    final: LightSpan | None = None
+    """The run's last step (in the window or not), None for a run without steps."""
     children: dict[str, list[tuple[LightSpan, int]]] = field(default_factory=dict[str, list[tuple[LightSpan, int]]])
     """Spans nested under each of the window's steps (by its span id), depth first, with their depth (1: a child)."""
     buckets: list[Bucket] = field(default_factory=list[Bucket])
@@ -288,6 +290,11 @@ def read_outline(
         first=first,
         steps=steps,
     )
+    if steps and last == total - 1:
+        outline.final = steps[-1]
+    elif total:
+        rows = query(_STEPS + f'SELECT {LIGHT_COLUMNS} FROM steps WHERE i = ?', [*key, total - 1])
+        outline.final = LightSpan(*rows[0]) if rows else None
     outline.children = _nested(query, trace_id, chosen, steps)
     if total > len(steps):
         outline.buckets = _buckets(query, key, total)

@@ -5,6 +5,7 @@ Every handler runs its query in a worker thread so a slow query never stalls ing
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from starlette.responses import Response
 from ..store.database import Store
 from ..store.models import RunDetail, RunPage, SpanInfo, parse_duration, parse_since, parse_time
 from ..store.runquery import ATTR_KEY, RUN_KINDS, RUN_OUTCOMES, SORTS, Cursor, RunQuery
+from ..store.runstate import state_at
 
 __all__ = (
     'ApiError',
@@ -295,6 +297,22 @@ class Api:
             name = re.sub(r'[^A-Za-z0-9._-]+', '_', f'{timeline.graph}-{timeline.run_id}')[:120]
             headers = {'Content-Disposition': f'attachment; filename="{name}.csv"'}
             return Response(timeline.to_csv(), media_type='text/csv; charset=utf-8', headers=headers)
+
+        return await self.readers.run(answer)
+
+    async def run_state(self, request: Request) -> Response:
+        """`GET /api/runs/{trace_id}/state?run_id=&step=N`: the run's state after step N (see `runstate`)."""
+        trace_id, run_id, step_text = path_trace_id(request), query_text(request, 'run_id'), query_text(request, 'step')
+        if run_id is None:
+            raise ApiError(400, 'run_id is required: the run whose state to rebuild.')
+        if step_text is None or not _DIGITS.fullmatch(step_text) or int(step_text) < 1:
+            raise ApiError(400, f'step must be a step number (1 or more, ASCII digits), got {step_text!r}.')
+
+        def answer() -> Response:
+            found = state_at(self.store.query, trace_id, run_id, int(step_text))
+            if found is None:
+                raise ApiError(404, f'Run {run_id!r} of trace {trace_id!r} has no step {step_text}.')
+            return Response(json.dumps(dataclasses.asdict(found), default=str), media_type='application/json')
 
         return await self.readers.run(answer)
 

@@ -229,13 +229,10 @@ def run_body(
         strip = overview_svg(outline, lambda a, b: _window_href(outline, a, b))
         pager = f'<div class="window">{strip}<p class="pager">{" ".join(links)}</p></div>'
     live = outline.outcome == 'running'
-    pending = _pending(outline, now_ns) if live else None
-    waiting = (
-        f'<p class="pending">Running step {pending.step}: <b>{escape(pending.node_id)}</b> since '
-        f'{time_text(ns_to_datetime(pending.since_ns))} UTC</p>'
-        if pending is not None
-        else ''
-    )
+    pending = _pending(outline, now_ns) if outline.outcome in ('running', 'interrupted') else None
+    waiting = _waiting(outline, pending, resumed=bool(later))
+    if pending is not None and (not live or outline.last + 1 != outline.total_steps):
+        pending = None  # drawn on the chart only while it runs, in the window that ends with the last step
     timeline = (
         f'<section class="panel"><h2>Timeline</h2>{_summary_line(outline)}{_legend()}{waiting}{pager}{_ZOOM}'
         f'<div class="scroll">{gantt_svg(outline, shown, pending)}</div>'
@@ -283,15 +280,26 @@ def _export(outline: RunOutline) -> str:
 
 
 def _pending(outline: RunOutline, now_ns: int | None) -> PendingStep | None:
-    """The step a running run is in: the node its last stored step named next, since that step ended (known when
-    the window shows the last step: the live page shows the latest window)."""
-    if not outline.steps or outline.last + 1 != outline.total_steps:
-        return None
-    last = outline.steps[-1]
-    if last.next_node is None or last.next_node == 'End':
+    """The step a running or interrupted run is in: the node its last step named next, since that step ended."""
+    last = outline.final
+    if last is None or last.next_node is None or last.next_node == 'End':
         return None
     now = time.time_ns() if now_ns is None else now_ns
     return PendingStep(step=outline.total_steps + 1, node_id=last.next_node, since_ns=last.end_ns, now_ns=now)
+
+
+def _waiting(outline: RunOutline, pending: PendingStep | None, *, resumed: bool) -> str:
+    """What the run is doing now: running a step, or (interrupted, and not resumed yet) waiting to run one."""
+    if pending is None or (outline.outcome == 'interrupted' and resumed):
+        return ''
+    since = f'{time_text(ns_to_datetime(pending.since_ns))} UTC'
+    if outline.outcome == 'running':
+        return f'<p class="pending">Running step {pending.step}: <b>{escape(pending.node_id)}</b> since {since}</p>'
+    waited = format_duration(max(0, pending.now_ns - pending.since_ns) / 1e9)
+    return (
+        f'<p class="pending waiting">Waiting in <b>{escape(pending.node_id)}</b> (step {pending.step}) since {since}, '
+        f'for {waited}: the run was interrupted there and has not been resumed.</p>'
+    )
 
 
 def _runs_in(trace_id: str, spans: Sequence[SpanInfo]) -> str:

@@ -72,7 +72,10 @@
     const span = data.span;
     const attrs = span.attributes || {};
     const entries = Object.entries(attrs);
-    const own = entries.filter(([k]) => !k.startsWith('logfire.'));
+    // Shown in their own sections above the attributes, so not again among them.
+    const state = stateTable(attrs);
+    const above = new Set(['tracegraph.node.input'].concat(state ? ['tracegraph.state.diff', 'tracegraph.state.before', 'tracegraph.state.after'] : []));
+    const own = entries.filter(([k]) => !k.startsWith('logfire.') && !above.has(k));
     const logfire = entries.filter(([k]) => k.startsWith('logfire.'));
     let html = '<header><h2>' + esc(span.name) + '</h2><button type="button" class="close" aria-label="Close the detail panel">×</button></header>';
     html += '<p class="meta">' + esc(span.duration.toFixed(6)) + ' s · status ' + esc(span.status) +
@@ -80,7 +83,10 @@
     if ('tracegraph.node.input' in attrs) {
       html += '<h3>Node input</h3>' + valueHtml(attrs['tracegraph.node.input']);
     }
-    html += stateTable(attrs);
+    html += state;
+    if (attrs['tracegraph.step'] !== undefined && attrs['tracegraph.run.id'] !== undefined && attrs['tracegraph.node.id'] !== undefined) {
+      html += '<section class="state-at" data-run="' + esc(attrs['tracegraph.run.id']) + '" data-step="' + esc(attrs['tracegraph.step']) + '"></section>';
+    }
     html += '<h3>Attributes</h3><table class="attrs"><tbody>' + attrRows(own) + '</tbody></table>';
     if (logfire.length) {
       html += '<details class="logfire"><summary>Logfire attributes (' + logfire.length + ')</summary><table class="attrs"><tbody>' +
@@ -99,6 +105,27 @@
       (data.parent ? '<li>parent: ' + spanLink(data.parent) + '</li>' : '<li>no parent (a root span)</li>') +
       data.children.map((c) => '<li>child: ' + spanLink(c) + '</li>').join('') + '</ul>';
     panel.innerHTML = html;
+  }
+
+  // The run's whole state after the step the panel shows (rebuilt by the server from the steps' recorded state).
+  async function loadStateAt(panel) {
+    const box = panel.querySelector('section.state-at');
+    if (!box) return;
+    const query = new URLSearchParams({ run_id: box.dataset.run, step: box.dataset.step });
+    const reply = await fetch('/api/runs/' + panel.dataset.trace + '/state?' + query, { credentials: 'same-origin' });
+    if (!reply.ok) return;
+    const state = await reply.json();
+    const names = Object.keys(state.fields);
+    if (state.recorded === 'none' || !names.length) return;
+    const rows = names.map((name) => {
+      const f = state.fields[name];
+      const when = f.changed_at === null ? 'from the start' : f.changed_at === state.step ? 'this step' : 'step ' + f.changed_at;
+      return '<tr><th scope="row">' + esc(name) + '</th><td><pre class="json">' + esc(JSON.stringify(f.value, null, 2)) +
+        '</pre></td><td>' + esc(when) + '</td></tr>';
+    }).join('');
+    const note = state.complete ? '' : '<p class="hint">Recorded as diffs: only the fields some step changed are known.</p>';
+    box.innerHTML = '<h3>State after step ' + esc(state.step) + '</h3>' + note +
+      '<table class="state-at"><thead><tr><th>Field</th><th>Value</th><th>Last changed</th></tr></thead><tbody>' + rows + '</tbody></table>';
   }
 
   // What had the focus when the detail panel opened: Esc or the close button give it back.
@@ -154,6 +181,7 @@
       const reply = await fetch(url, { credentials: 'same-origin' });
       if (!reply.ok) throw new Error((await reply.json()).detail || reply.statusText);
       render(panel, await reply.json());
+      await loadStateAt(panel);
     } catch (e) {
       panel.innerHTML = '<p class="error">Could not load the span: ' + esc(e.message) + '</p>';
     }
