@@ -182,3 +182,16 @@ def test_a_runs_steps_download_as_csv(served: tuple[ServerThread, SampleRun, Sam
 
     missing = httpx.get(f'{server.url}/api/runs/{"0" * 32}/steps.csv', timeout=10)
     assert missing.status_code == 404 and 'No run found' in missing.json()['detail']
+
+
+def test_the_run_page_draws_the_runs_path_through_the_graph(
+    served: tuple[ServerThread, SampleRun, SampleRun], page: Page
+) -> None:
+    server, short, _ = served
+    page.goto(f'{server.url}/runs/{short.trace_id}?run_id={short.run_id}')
+    diagram = page.locator('section', has_text='Path through the graph').locator('svg.diagram')
+    taken = diagram.locator('g.edge.taken').evaluate_all('es => es.map(e => e.dataset.source + ">" + e.dataset.target)')
+    assert sorted(taken) == ['Answer>Store', 'Fetch>Think', 'Notify>End', 'Store>Notify', 'Think>Answer']
+    assert diagram.locator('g.edge.never').count() > 0  # declared by the graph, taken by no stored run
+    diagram.locator('a', has=page.locator('g.gnode[data-node="Think"]')).click()
+    expect(page.locator('h1')).to_have_text('Node Think of pipeline')

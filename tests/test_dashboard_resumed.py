@@ -60,6 +60,7 @@ async def test_an_interrupted_run_shows_the_node_it_waits_in_until_resumed() -> 
             waiting = client.get(f'/runs/{first.trace_id}', params={'run_id': first.run_id}).text
             assert 'Waiting in <b>Review</b> (step 2) since ' in waiting
             assert 'the run was interrupted there and has not been resumed' in waiting
+            assert '<g class="gnode current" data-node="Review">' in waiting  # on the run's path through the graph
             async with graph.iter_from_persistence(persistence) as second:
                 async for _ in second:
                     pass

@@ -153,6 +153,8 @@ class RunOutline:
     """Spans nested under each of the window's steps (by its span id), depth first, with their depth (1: a child)."""
     buckets: list[Bucket] = field(default_factory=list[Bucket])
     by_node: list[NodeSummary] = field(default_factory=list[NodeSummary])
+    transitions: set[tuple[str, str]] = field(default_factory=set[tuple[str, str]])
+    """Every (node, next node) the run's steps took: its path through the graph (`End` as the last next node)."""
     slowest: list[tuple[int, LightSpan]] = field(default_factory=list[tuple[int, LightSpan]])
     """The run's `SLOWEST` longest steps, longest first, with their indexes (0-based, in step order)."""
     errors: list[StepError] = field(default_factory=list[StepError])
@@ -311,6 +313,10 @@ def read_outline(
             key,
         )
     ]  # fmt: skip
+    outline.transitions = {
+        (r[0], r[1])
+        for r in query(_STEPS + 'SELECT DISTINCT node_id, next_node FROM steps WHERE next_node IS NOT NULL', key)
+    }
     if total > 1:
         outline.slowest = [
             (r[-1], LightSpan(*r[:-1]))

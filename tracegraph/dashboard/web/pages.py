@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from html import escape
@@ -13,6 +14,7 @@ from starlette.responses import RedirectResponse, Response
 
 from ...presentation.text import format_duration
 from ..store.database import Store
+from ..store.models import NodeStats, Transition
 from ..store.runoutline import MAX_WINDOW, RunOutline
 from .api import (
     ApiError,
@@ -33,6 +35,36 @@ from .runspage import runs_body
 from .svg import diagram_svg, duration_legend
 
 __all__ = ('Pages',)
+
+
+def _edge_href(graph: str) -> Callable[[str, str], str]:
+    """Where a diagram's edge links: the runs of `graph` that took it."""
+    return lambda source, target: f'/?{urlencode({"graph": graph, "edge": f"{source}->{target}"})}'
+
+
+def _node_href(graph: str) -> Callable[[str], str]:
+    """Where a diagram's node links: its steps over time."""
+    return lambda node: f'{graph_href(graph)}/nodes/{quote(node, safe="")}'
+
+
+def _run_diagram(outline: RunOutline, stats: list[NodeStats], edges: list[Transition]) -> str:
+    """The graph's diagram with this run's path drawn over it, and the node it is in now (running or waiting)."""
+    final = outline.final
+    current = None
+    if outline.outcome in ('running', 'interrupted') and final is not None and final.next_node not in (None, 'End'):
+        current = final.next_node
+    drawn = diagram_svg(
+        stats, edges, _edge_href(outline.graph), node_href=_node_href(outline.graph), taken=outline.transitions,
+        current=current,
+    )  # fmt: skip
+    return (
+        '<section class="panel"><h2>Path through the graph</h2><p class="hint">The transitions this run took are '
+        "drawn in blue over all the graph's stored runs (fainter)"
+        + (', and the node it is in now dashed' if current else '')
+        + '; a node links to its steps, an edge to the runs that took it.</p>'
+        f'<div class="scroll">{drawn}</div></section>'
+    )
+
 
 _TRACE_ID = re.compile(r'[0-9a-f]{32}', re.ASCII)
 
@@ -97,9 +129,11 @@ class Pages:
                     return RedirectResponse(trace_href(trace_id), status_code=303)
                 raise ApiError(404, f'No run found in trace {trace_id!r}.')
             earlier, later = self.store.resumed_parts(trace_id, outline.run_id, outline.start_ns)
-            typical = {s.node_id: s for s in self.store.node_stats(outline.graph)}
+            stats = self.store.node_stats(outline.graph)
             previous = self.store.previous_run(outline.graph, outline.start_ns)
-            body = run_body(outline, earlier, later, typical=typical, previous=previous)
+            typical = {s.node_id: s for s in stats}
+            diagram = _run_diagram(outline, stats, self.store.edges(outline.graph))
+            body = run_body(outline, earlier, later, typical=typical, previous=previous, diagram=diagram)
             return layout(f'{outline.graph} run', body, sign_out=self.sign_out)
 
         return await self.readers.run(render)
@@ -187,9 +221,6 @@ class Pages:
             f'<tbody>{rows}</tbody></table></div>'
         )
 
-        def edge_href(source: str, target: str) -> str:
-            return f'/?{urlencode({"graph": graph, "edge": f"{source}->{target}"})}'
-
         body = (
             f'<h1>Graph <code>{escape(graph)}</code></h1>'
             f'{_range_form(texts, f"/?graph={quote(graph)}", "Runs of this graph →")}'
@@ -198,7 +229,8 @@ class Pages:
             '<section class="panel"><h2>Diagram</h2><p class="hint">The graph as its latest run declared it, with the '
             'transitions seen in stored runs: edge width by count (click an edge for the runs that took it), dashed '
             'where no stored step took it.</p>'
-            f'{duration_legend()}<div class="scroll">{diagram_svg(stats, edges, edge_href)}</div></section>'
+            f'{duration_legend()}<div class="scroll">'
+            f'{diagram_svg(stats, edges, _edge_href(graph), node_href=_node_href(graph))}</div></section>'
             f'<section class="panel"><h2>Nodes</h2>{table if stats else "<p class=empty>No node steps.</p>"}</section>'
         )
         return layout(f'Graph {graph}', body, sign_out=self.sign_out)

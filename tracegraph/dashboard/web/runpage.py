@@ -190,6 +190,7 @@ def run_body(
     typical: Mapping[str, NodeStats] | None = None,
     previous: RunRef | None = None,
     now_ns: int | None = None,
+    diagram: str = '',
 ) -> str:
     """The page of `outline`'s run, drawing the window of steps it holds.
 
@@ -199,6 +200,7 @@ def run_body(
         typical: each node's figures over the graph's stored runs: a step slower than its node's p95 is marked.
         previous: the graph's run before this one, offered for comparison.
         now_ns: the server's clock, where a running run's current step is drawn up to (default: now).
+        diagram: the graph's diagram with the run's path, drawn after the timeline.
     """
     typical = typical or {}
     first, last, shown = outline.first, outline.last, outline.steps
@@ -249,7 +251,7 @@ def run_body(
     )
     body = (
         f'{live_control() if live else ""}<div id="live-run"{" data-live" if live else ""}>'
-        f'{head}{run_span}{_compare_form(outline, previous)}{timeline}'
+        f'{head}{run_span}{_compare_form(outline, previous)}{timeline}{diagram}'
         f'{_resumed(earlier, later)}{_errors(outline)}{_slowest(outline)}'
         f'<section class="panel"><h2>Steps by node</h2>{_node_summary(outline)}</section>'
         f'<section class="panel"><h2>Steps</h2>{_export(outline)}<div class="scroll"><table class="steps sortable">'

@@ -222,10 +222,22 @@ def fit_text(text: str, width: float, char_width: float) -> str:
     return text if len(text) <= room else text[: room - 1] + '…'
 
 
-def diagram_svg(stats: list[NodeStats], edges: list[Transition], edge_href: Callable[[str, str], str]) -> str:
+def diagram_svg(
+    stats: list[NodeStats],
+    edges: list[Transition],
+    edge_href: Callable[[str, str], str],
+    *,
+    node_href: Callable[[str], str] | None = None,
+    taken: set[tuple[str, str]] | None = None,
+    current: str | None = None,
+) -> str:
     """The graph as seen: nodes left to right in step order (then `End`), arcs above for forward transitions,
     below for backward ones; node colour by p95, edge width by count; edges declared but never taken (count 0)
-    dashed, and the nodes only they name drawn too."""
+    dashed, and the nodes only they name drawn too.
+
+    With `node_href`, each node that ran links to its steps. With `taken` (one run's transitions), those edges are
+    drawn in the accent colour and the others faded: the run's path; `current` marks the node that run is in now.
+    """
     order = [s.node_id for s in stats]
     for e in edges:
         for n in (e.source, e.target):
@@ -272,8 +284,10 @@ def diagram_svg(stats: list[NodeStats], edges: list[Transition], edge_href: Call
                 f'{escape(e.source)} → {escape(e.target)}: declared, never taken</title></path></g>'
             )
             continue
+        on_path = '' if taken is None else ' taken' if (e.source, e.target) in taken else ' off-path'
         paths.append(
-            f'<a href="{escape(edge_href(e.source, e.target))}"><g class="edge" data-source="{escape(e.source)}" '
+            f'<a href="{escape(edge_href(e.source, e.target))}"><g class="edge{on_path}" '
+            f'data-source="{escape(e.source)}" '
             f'data-target="{escape(e.target)}" data-count="{e.count}">'
             f'<path d="{d}" stroke-width="{stroke:.1f}" marker-end="url(#arrow)"><title>{escape(label)} '
             '(click for the runs)</title></path>'
@@ -301,11 +315,14 @@ def diagram_svg(stats: list[NodeStats], edges: list[Transition], edge_href: Call
                 f'<text class="gsub {ink_class}" x="{cx}" y="{top + 36 + 14 * i}">'
                 f'{escape(fit_text(line, box_w - 12, 6.4))}</text>'
             )
-        boxes.append(
-            f'<g class="gnode{" failing" if failing else ""}" data-node="{escape(n)}"><title>{escape(n)}: '
-            f'{escape(" · ".join(lines))}</title><rect x="{xs[n]}" y="{top}" width="{box_w}" height="{box_h}" rx="8" '
+        now = ' current' if n == current else ''
+        title = ' · '.join(lines) + (' · the run is here now' if now else '')
+        box = (
+            f'<g class="gnode{" failing" if failing else ""}{now}" data-node="{escape(n)}"><title>{escape(n)}: '
+            f'{escape(title)}</title><rect x="{xs[n]}" y="{top}" width="{box_w}" height="{box_h}" rx="8" '
             f'fill="{fill}"{outline}/>{text}</g>'
         )
+        boxes.append(f'<a href="{escape(node_href(n))}">{box}</a>' if node_href is not None and s is not None else box)
     defs = (
         '<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="11" markerHeight="11" '
         'markerUnits="userSpaceOnUse" '

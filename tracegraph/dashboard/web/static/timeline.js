@@ -7,12 +7,15 @@
   const hash = window.tracegraphHash;
   const MIN_SPAN = 1e-6;
 
-  // The units of presentation/text.py's format_duration, with as many decimals as the tick spacing needs.
+  // presentation/text.py's format_duration, with more decimals where the tick spacing needs them (so the whole
+  // window's axis reads as the server drew it, and a zoomed one has distinct labels).
   function tickText(t, tick) {
     if (t === 0) return '0';
-    const [unit, suffix] = t < 1e-3 ? [1e-6, 'µs'] : t < 1 ? [1e-3, 'ms'] : [1, 's'];
-    const decimals = Math.max(0, Math.min(6, Math.ceil(-Math.log10(tick / unit) - 1e-9)));
-    return (t / unit).toFixed(decimals) + suffix;
+    if (t >= 7200) return Math.floor(t / 3600) + 'h ' + String(Math.floor((t % 3600) / 60)).padStart(2, '0') + 'm';
+    if (t >= 120) return Math.floor(t / 60) + 'm ' + String(Math.floor(t % 60)).padStart(2, '0') + 's';
+    const [unit, suffix, least] = t < 1e-3 ? [1e-6, 'µs', 0] : t < 1 ? [1e-3, 'ms', 1] : [1, 's', 3];
+    const needed = Math.ceil(-Math.log10(tick / unit) - 1e-9);
+    return (t / unit).toFixed(Math.max(least, Math.min(6, needed))) + suffix;
   }
 
   function niceStep(span) {
@@ -240,7 +243,7 @@
   function restore() {
     const svg = chart();
     if (svg) view = parseView(hash.get('zoom'), +svg.dataset.total);
-    draw();
+    if (view) draw(); // the server drew the whole window already
     if (sorted) {
       const table = document.querySelectorAll('table.sortable')[sorted.table];
       if (table) sortTable(table, sorted.column, sorted.descending);
