@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import re
 import threading
 import time
@@ -422,6 +423,16 @@ def test_graph_page_series_diagram_and_edges(page: Page) -> None:
         expect(page.locator('figure.chart')).to_have_count(3)
         expect(page.locator('figure.chart rect.bar.failed')).to_have_count(1)
         expect(page.locator('figure.chart figcaption').first).to_contain_text('failed')  # a legend, not colour alone
+        # The time axis is labelled between its ends (eight runs a minute apart: to the second), and the
+        # percentile labels at a line's end never overlap, as Chromium lays them out.
+        times = page.locator('figure.chart').first.locator('text.axis-label[text-anchor="middle"]').all_text_contents()
+        assert len(times) == 3 and all(re.fullmatch(r'\d\d:\d\d:\d\d', t) for t in times) and times == sorted(times)
+        boxes = page.locator('figure.chart text.line-label').evaluate_all(
+            'ts => ts.map(t => { const b = t.getBBox(); return [t.textContent, b.y, b.y + b.height]; })'
+        )
+        assert [name for name, _, _ in boxes] == ['p50', 'p95', 'p99']
+        spans = sorted((top, bottom) for _, top, bottom in boxes)
+        assert all(a[1] <= b[0] + 0.5 for a, b in itertools.pairwise(spans)), boxes
         diagram = page.locator('svg.diagram')
         expect(diagram.locator('g.gnode')).to_have_count(10)  # nine nodes and End
         fits = page.evaluate(

@@ -192,10 +192,13 @@ class RunOutline:
         return self.first + len(self.steps) - 1
 
 
+_OWN_STEPS = 'trace_id = ? AND run_id = ? AND node_id IS NOT NULL AND NOT is_run'
+"""The node spans of one run (parameters: trace id, run id)."""
 _STEPS = (
     'WITH steps AS (SELECT *, row_number() OVER (ORDER BY step NULLS FIRST, start_ns, span_id) - 1 AS i '
-    'FROM trace_spans WHERE trace_id = ? AND run_id = ? AND node_id IS NOT NULL AND NOT is_run) '
+    f'FROM trace_spans WHERE {_OWN_STEPS}) '
 )
+"""The run's steps numbered in step order (`i`, from 0), for the queries that need a step's place."""
 
 
 def _pick_run(query: Query, trace_id: str, run_id: str | None) -> tuple[str, LightSpan | None] | None:
@@ -294,8 +297,12 @@ def read_outline(
     )
     if steps and last == total - 1:
         outline.final = steps[-1]
-    elif total:
-        rows = query(_STEPS + f'SELECT {LIGHT_COLUMNS} FROM steps WHERE i = ?', [*key, total - 1])
+    elif total:  # the last in `_STEPS`' order, without numbering every step
+        rows = query(
+            f'SELECT {LIGHT_COLUMNS} FROM trace_spans WHERE {_OWN_STEPS} '
+            'ORDER BY step DESC NULLS LAST, start_ns DESC, span_id DESC LIMIT 1',
+            key,
+        )
         outline.final = LightSpan(*rows[0]) if rows else None
     outline.children = _nested(query, trace_id, chosen, steps)
     if total > len(steps):
@@ -315,7 +322,9 @@ def read_outline(
     ]  # fmt: skip
     outline.transitions = {
         (r[0], r[1])
-        for r in query(_STEPS + 'SELECT DISTINCT node_id, next_node FROM steps WHERE next_node IS NOT NULL', key)
+        for r in query(
+            f'SELECT DISTINCT node_id, next_node FROM trace_spans WHERE {_OWN_STEPS} AND next_node IS NOT NULL', key
+        )
     }
     if total > 1:
         outline.slowest = [

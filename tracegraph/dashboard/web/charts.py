@@ -7,6 +7,7 @@ dashed, p99 dotted) and are labelled at their end; every bar and point has a tit
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from html import escape
 
@@ -42,14 +43,53 @@ def _frame(label: str, body: str, y_max_text: str, buckets: Sequence[TimeBucket]
         f'<line class="axis" x1="{_LEFT}" y1="{_TOP}" x2="{_LEFT}" y2="{_H - _BOTTOM}"/>'
         f'<text class="axis-label" x="{_LEFT - 6}" y="{_TOP + 10}" text-anchor="end">{escape(y_max_text)}</text>'
         f'<text class="axis-label" x="{_LEFT - 6}" y="{_H - _BOTTOM}" text-anchor="end">0</text>'
-        f'<text class="axis-label" x="{_LEFT}" y="{_H - 12}" text-anchor="start">{time_text(buckets[0].start)}</text>'
-        f'<text class="axis-label" x="{_W - _RIGHT}" y="{_H - 12}" text-anchor="end">'
-        f'{time_text(buckets[-1].start)}</text>'
+        f'{_time_axis(buckets)}'
     )
     return (
         f'<figure class="chart"><svg viewBox="0 0 {_W} {_H}" role="img" aria-label="{escape(label)}">'
         f'{_PATTERNS}{axis}{body}</svg><figcaption>{legend}</figcaption></figure>'
     )
+
+
+_TIME_TICKS = 5
+"""Labels along a chart's time axis: its first and last bucket's full time, and evenly spaced ones between."""
+
+
+def _time_axis(buckets: Sequence[TimeBucket]) -> str:
+    """The time axis' labels: the ends in full (UTC), the ticks between them as short as the range allows."""
+    first, last = buckets[0].start, buckets[-1].start
+    span = (last - first).total_seconds()
+    short = '%m-%d %H:%M' if span >= 2 * 86400 else '%H:%M' if span >= 600 else '%H:%M:%S'
+    x = _x(buckets)
+    left, right = x(0), x(len(buckets) - 1)
+    labels = [
+        f'<text class="axis-label" x="{_LEFT}" y="{_H - 12}" text-anchor="start">{time_text(first)}</text>',
+        f'<text class="axis-label" x="{_W - _RIGHT}" y="{_H - 12}" text-anchor="end">{time_text(last)}</text>',
+    ]
+    if span > 0:
+        for i in range(1, _TIME_TICKS - 1):
+            at = first + (last - first) * (i / (_TIME_TICKS - 1))
+            tx = left + (right - left) * i / (_TIME_TICKS - 1)
+            labels.append(
+                f'<line class="axis" x1="{tx:.1f}" y1="{_H - _BOTTOM}" x2="{tx:.1f}" y2="{_H - _BOTTOM + 4}"/>'
+                f'<text class="axis-label" x="{tx:.1f}" y="{_H - 12}" text-anchor="middle">'
+                f'{at.strftime(short)}</text>'
+            )
+    return ''.join(labels)
+
+
+_LABEL_GAP = 14.0
+"""Least vertical distance between two line labels at a chart's end, so p95 and p99 never overlap."""
+
+
+def _spread(ys: list[float]) -> list[float]:
+    """`ys` moved apart (in their order top to bottom) until each is `_LABEL_GAP` from the next, kept in the chart."""
+    order = sorted(range(len(ys)), key=lambda i: ys[i])
+    placed = list(ys)
+    for before, after in itertools.pairwise(order):
+        placed[after] = max(placed[after], placed[before] + _LABEL_GAP)
+    overflow = max(0.0, max(placed) - (_H - _BOTTOM))
+    return [y - overflow for y in placed]
 
 
 def _x(buckets: Sequence[TimeBucket]) -> Callable[[int], float]:
@@ -106,8 +146,13 @@ def duration_chart(buckets: Sequence[TimeBucket], what: str = 'run') -> str:
     top = max(b.p99 for b in buckets) or 1e-9
     scale = (_H - _TOP - _BOTTOM) / top
     lines: list[str] = []
-    for name in ('p50', 'p95', 'p99'):
-        points = [(x(i) + slot / 2, _H - _BOTTOM - getattr(b, name) * scale) for i, b in enumerate(buckets)]
+    names = ('p50', 'p95', 'p99')
+    series = {
+        n: [(x(i) + slot / 2, _H - _BOTTOM - getattr(b, n) * scale) for i, b in enumerate(buckets)] for n in names
+    }
+    label_ys = dict(zip(names, _spread([series[n][-1][1] + 4 for n in names])))
+    for name in names:
+        points = series[name]
         dash = f' stroke-dasharray="{_DASHES[name]}"' if _DASHES[name] else ''
         path = ' '.join(f'{px:.1f},{py:.1f}' for px, py in points)
         dots = ''.join(
@@ -115,10 +160,9 @@ def duration_chart(buckets: Sequence[TimeBucket], what: str = 'run') -> str:
             f'{format_duration(getattr(b, name))}</title></circle>'
             for (px, py), b in zip(points, buckets)
         )
-        end_x, end_y = points[-1]
         lines.append(
             f'<g class="line {name}"><polyline points="{path}" fill="none"{dash}/>{dots}'
-            f'<text class="line-label" x="{end_x + 6:.1f}" y="{end_y + 4:.1f}">{name}</text></g>'
+            f'<text class="line-label" x="{points[-1][0] + 6:.1f}" y="{label_ys[name]:.1f}">{name}</text></g>'
         )
     legend = ''.join(
         f'<span><svg width="28" height="10" aria-hidden="true"><line x1="0" y1="5" x2="28" y2="5" '

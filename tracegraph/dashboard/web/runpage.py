@@ -58,7 +58,7 @@ def _num(seconds: float, text: str) -> str:
 def _node_summary(outline: RunOutline) -> str:
     total = sum(n.total for n in outline.by_node) or 1.0
     rows = ''.join(
-        f'<tr><td>{escape(n.node_id)}</td>{_num(n.count, str(n.count))}{_num(n.failed, str(n.failed))}'
+        f'<tr><td>{escape(n.node_id)}</td><td class="num">{n.count}</td><td class="num">{n.failed}</td>'
         f'{_num(n.median, format_duration(n.median))}'
         + _num(
             n.longest,
@@ -151,7 +151,7 @@ def _step_row(outline: RunOutline, s: LightSpan, node: NodeStats | None) -> str:
     offset = (s.start_ns - outline.start_ns) / 1e9
     return (
         f'<tr class="step-row{" slow" if slow else ""}" tabindex="0" data-span="{s.span_id}">'
-        f'{_num(s.step or 0, str(s.step))}<td>{escape(s.node_id or "")}</td>'
+        f'<td class="num">{s.step}</td><td>{escape(s.node_id or "")}</td>'
         f'{_num(offset, "+" + format_duration(offset))}{_num(s.duration, format_duration(s.duration) + mark)}'
         f'<td class="num">{usual}</td><td>{badge(s.outcome or "completed")}</td>'
         f'<td>{escape(s.next_node or "–")}</td></tr>'

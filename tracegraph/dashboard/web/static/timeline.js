@@ -208,14 +208,17 @@
     }
   }, true);
 
-  // Sortable tables: each header button sorts the rows by its column (data-value when the cell has one).
+  // Sortable tables: each header button sorts the rows by its column (a cell's data-value when it has one, else its
+  // text: as a number in a numeric column).
   let sorted = null; // { table: index among sortable tables, column, descending }
   function sortTable(table, column, descending) {
     const body = table.tBodies[0];
+    const numeric = table.tHead.rows[0].cells[column].classList.contains('num');
     const key = (row) => {
       const cell = row.cells[column];
       if (!cell) return '';
-      return cell.dataset.value !== undefined ? parseFloat(cell.dataset.value) : cell.textContent.trim().toLowerCase();
+      if (cell.dataset.value !== undefined) return parseFloat(cell.dataset.value);
+      return numeric ? parseFloat(cell.textContent.replace(/,/g, '')) : cell.textContent.trim().toLowerCase();
     };
     const rows = Array.from(body.rows);
     rows.sort((r1, r2) => {
