@@ -460,7 +460,9 @@ def test_compare_view(many: tuple[ServerThread, list[SampleRun]], page: Page) ->
     page.fill('.compare-form input[name=b]', runs[2].trace_id)  # beta: Fetch only
     page.click('.compare-form button')
     expect(page.locator('.mark.diverge')).to_have_text('paths diverge here')
-    expect(page.locator('main')).to_contain_text('The paths diverge at step 2.')
+    expect(page.locator('main')).to_contain_text(
+        'The paths diverge at step 2: 1 step on both paths, 1 only in A, 0 only in B.'
+    )
     shot(page, 'dashboard-compare.png')
 
 

@@ -323,7 +323,7 @@ def test_compare_two_runs_and_a_run_against_the_typical_run(seeded: Seeded) -> N
     c, runs = seeded.client, seeded.runs
     two, four = runs[1], runs[3]  # Fetch, Think — and Fetch, Think, Answer, Check (failed)
     html = c.get('/compare', params={'a': two.trace_id, 'b': four.trace_id}).text
-    assert 'The paths diverge at step 3.' in html
+    assert 'The paths diverge at step 3: 2 steps on both paths, 0 only in A, 2 only in B.' in html
     assert html.count('class="step-pair"') == 2 and html.count('class="step-pair diverged"') == 2
     assert html.count('input differs') == 0  # same steps, same inputs ({"n": 1}, {"n": 2})
     assert 'B took 72.0ms longer.' in html  # 105 ms against 33 ms

@@ -1,43 +1,89 @@
-"""Two runs side by side: their steps aligned by step number, where their paths diverge, and how each step's
-duration and node input differ.
+"""Two runs side by side: their steps aligned by the paths they took through the graph, where the paths part
+and meet again, how each step's duration and node input differ, and both on one time axis.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from difflib import SequenceMatcher
 from html import escape
 from itertools import zip_longest
 
 from ...presentation.text import count_text, format_duration
 from ..store.runoutline import LightSpan, RunOutline
 from .markup import badge, graph_href, run_href
+from .svg import paired_gantt_svg
 
-__all__ = ('compare_body', 'diverges_at')
+__all__ = ('Pair', 'align', 'compare_body', 'diverges_at')
+
+Pair = tuple[LightSpan | None, LightSpan | None]
+"""A step of run A and the step of run B aligned with it; None where one run has no step there."""
 
 
-def diverges_at(a: RunOutline, b: RunOutline) -> int | None:
-    """The index of the first step whose node differs between `a` and `b` (or that only one has); None if none."""
-    for i, (x, y) in enumerate(zip_longest(a.steps, b.steps)):
-        if x is None or y is None or x.node_id != y.node_id:
-            return i
-    return None
+def align(a: Sequence[LightSpan], b: Sequence[LightSpan]) -> list[Pair]:
+    """The steps of two runs aligned by their node paths, not their step numbers: the longest common runs of
+    nodes pair up (difflib's matching, with no item treated as junk), so after a detour one run took (a retry,
+    an extra tool call) the same nodes line up again; steps only one run took pair with None, and differing
+    nodes at the same place in both paths pair with each other."""
+    matcher = SequenceMatcher(a=[s.node_id for s in a], b=[s.node_id for s in b], autojunk=False)
+    pairs: list[Pair] = []
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        if tag == 'equal':
+            pairs.extend(zip(a[i1:i2], b[j1:j2]))
+        else:
+            pairs.extend(zip_longest(a[i1:i2], b[j1:j2]))
+    return pairs
+
+
+def _same(pair: Pair) -> bool:
+    x, y = pair
+    return x is not None and y is not None and x.node_id == y.node_id
+
+
+def diverges_at(pairs: Sequence[Pair]) -> int | None:
+    """The index of the first aligned pair whose steps differ (a different node, or a step only one run took)."""
+    return next((i for i, pair in enumerate(pairs) if not _same(pair)), None)
 
 
 def _cell(step: LightSpan | None, inputs: Mapping[str, str | None]) -> str:
     if step is None:
-        return '<td>–</td><td class="num">–</td><td></td>'
+        return '<td class="num">–</td><td>–</td><td class="num">–</td><td></td>'
     return (
-        f'<td>{escape(step.node_id or "")} {badge(step.outcome or "completed")}</td>'
+        f'<td class="num">{step.step}</td><td>{escape(step.node_id or "")} {badge(step.outcome or "completed")}</td>'
         f'<td class="num">{format_duration(step.duration)}</td>'
         f'<td><code>{escape((inputs.get(step.span_id) or "")[:120])}</code></td>'
     )
+
+
+def _marks(
+    pair: Pair, previous: Pair | None, inputs_a: Mapping[str, str | None], inputs_b: Mapping[str, str | None]
+) -> list[str]:
+    x, y = pair
+    marks: list[str] = []
+    if not _same(pair) and (previous is None or _same(previous)):
+        marks.append('<span class="mark diverge">paths diverge here</span>')
+    if _same(pair) and previous is not None and not _same(previous):
+        marks.append('<span class="mark rejoin">paths meet again</span>')
+    if x is not None and y is not None and _same(pair):
+        if (inputs_a.get(x.span_id) or '') != (inputs_b.get(y.span_id) or ''):
+            marks.append('<span class="mark">input differs</span>')
+        delta = y.duration - x.duration
+        marks.append(f'<span class="delta">B {"+" if delta >= 0 else "−"}{format_duration(abs(delta))}</span>')
+    elif x is None:
+        marks.append('<span class="mark">only in B</span>')
+    elif y is None:
+        marks.append('<span class="mark">only in A</span>')
+    else:
+        marks.append('<span class="mark">different nodes</span>')
+    return marks
 
 
 def compare_body(
     a: RunOutline, b: RunOutline, inputs_a: Mapping[str, str | None], inputs_b: Mapping[str, str | None]
 ) -> str:
     """The compare page of runs `a` and `b`, given the node input of each drawn step (by span id)."""
-    split = diverges_at(a, b)
+    pairs = align(a.steps, b.steps)
+    split = diverges_at(pairs)
     heads = ''.join(
         f'<div class="side"><h2>{label}: <a href="{run_href(r.trace_id, r.run_id)}"><code>{escape(r.run_id[:12])}'
         f'</code></a></h2><p class="meta">{badge(r.outcome)} <a href="{graph_href(r.graph)}">{escape(r.graph)}</a> · '
@@ -45,28 +91,32 @@ def compare_body(
         for label, r in (('A', a), ('B', b))
     )
     rows: list[str] = []
-    for i, (x, y) in enumerate(zip_longest(a.steps, b.steps)):
-        marks: list[str] = []
-        if split is not None and i == split:
-            marks.append('<span class="mark diverge">paths diverge here</span>')
-        if x is not None and y is not None and x.node_id == y.node_id:
-            if (inputs_a.get(x.span_id) or '') != (inputs_b.get(y.span_id) or ''):
-                marks.append('<span class="mark">input differs</span>')
-            delta = y.duration - x.duration
-            sign = '+' if delta >= 0 else '−'
-            marks.append(f'<span class="delta">B {sign}{format_duration(abs(delta))}</span>')
-        classes = 'step-pair' + (' diverged' if split is not None and i >= split else '')
+    for i, pair in enumerate(pairs):
+        marks = _marks(pair, pairs[i - 1] if i else None, inputs_a, inputs_b)
+        classes = 'step-pair' + ('' if _same(pair) else ' diverged')
         rows.append(
-            f'<tr class="{classes}"><td class="num">{i + 1}</td>{_cell(x, inputs_a)}{_cell(y, inputs_b)}'
+            f'<tr class="{classes}"><td class="num">{i + 1}</td>{_cell(pair[0], inputs_a)}{_cell(pair[1], inputs_b)}'
             f'<td>{" ".join(marks)}</td></tr>'
         )
-    summary = 'The two runs took the same path.' if split is None else f'The paths diverge at step {split + 1}.'
+    common = sum(_same(p) for p in pairs)
+    only_a = sum(p[1] is None for p in pairs)
+    only_b = sum(p[0] is None for p in pairs)
+    if split is None:
+        summary = 'The two runs took the same path.'
+    else:
+        summary = (
+            f'The paths diverge at step {split + 1}: {count_text(common, "step")} on both paths, '
+            f'{only_a} only in A, {only_b} only in B.'
+        )
     delta = b.duration - a.duration
     return (
         f'<h1>Compare runs</h1><section class="compare-heads">{heads}</section>'
         f'<p class="meta">{summary} B took {format_duration(abs(delta))} {"longer" if delta >= 0 else "less"}.</p>'
-        '<section class="panel"><h2>Steps</h2><div class="scroll"><table class="compare"><thead><tr>'
-        '<th class="num">Step</th><th>A node</th><th class="num">A duration</th><th>A input</th>'
-        '<th>B node</th><th class="num">B duration</th><th>B input</th><th>Difference</th></tr></thead>'
-        f'<tbody>{"".join(rows)}</tbody></table></div></section>'
+        '<section class="panel"><h2>On one time axis</h2><p class="hint">Each row is a place on the two paths: '
+        "A above, B below, each from its own run's start.</p>"
+        f'<div class="scroll">{paired_gantt_svg(pairs, a.start_ns, b.start_ns)}</div></section>'
+        '<section class="panel"><h2>Steps, aligned by path</h2><div class="scroll"><table class="compare"><thead><tr>'
+        '<th class="num">Row</th><th class="num">A step</th><th>A node</th><th class="num">A duration</th>'
+        '<th>A input</th><th class="num">B step</th><th>B node</th><th class="num">B duration</th><th>B input</th>'
+        f'<th>Difference</th></tr></thead><tbody>{"".join(rows)}</tbody></table></div></section>'
     )

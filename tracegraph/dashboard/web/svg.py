@@ -22,6 +22,7 @@ __all__ = (
     'fit_text',
     'gantt_svg',
     'overview_svg',
+    'paired_gantt_svg',
 )
 
 _SPAN_COLOUR = '#8aa2c8'
@@ -187,6 +188,49 @@ def overview_svg(outline: RunOutline, href: Callable[[int, int], str]) -> str:
         f'<svg class="overview" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="group" '
         'aria-label="The whole run: each bar is as tall as its longest step and links to its steps">'
         f'{"".join(bars)}</svg>'
+    )
+
+
+def paired_gantt_svg(
+    pairs: Sequence[tuple[LightSpan | None, LightSpan | None]], a_start_ns: int, b_start_ns: int
+) -> str:
+    """Two runs' aligned steps on one time axis: a row per pair, run A's step above and run B's below, each placed
+    from its own run's start, so where one run lost time shows as a growing shift."""
+    ends = [
+        (s.end_ns - start) / 1e9 for pair in pairs for s, start in zip(pair, (a_start_ns, b_start_ns)) if s is not None
+    ]
+    if not ends:
+        return ''
+    total = max(max(ends), 1e-9)
+    scale = _CHART_W / total
+
+    def x_of(t: float) -> float:
+        return _LABEL_W + max(0.0, min(_CHART_W, t * scale))
+
+    rows: list[str] = []
+    y = _AXIS_H
+    for i, pair in enumerate(pairs):
+        names = ' / '.join(dict.fromkeys(s.node_id or '' for s in pair if s is not None))
+        rows.append(
+            f'<text class="label" x="8" y="{y + 17}">{escape(fit_text(f"{i + 1}. {names}", _LABEL_W - 14, 7))}</text>'
+        )
+        for half, (step, start, side) in enumerate(zip(pair, (a_start_ns, b_start_ns), 'AB')):
+            if step is None:
+                continue
+            offset = (step.start_ns - start) / 1e9
+            colour = OUTCOME_COLOURS.get(step.outcome or 'completed', '#6b6b6b')
+            title = f'{side}: step {step.step} {step.node_id} · {format_duration(step.duration)}'
+            faded = ' fill-opacity="0.6"' if side == 'B' else ''
+            rows.append(
+                f'<rect class="bar node side-{side.lower()}" role="img" x="{x_of(offset):.1f}" '
+                f'y="{y + 2 + half * 11}" width="{max(2.0, step.duration * scale):.1f}" height="9" rx="2" '
+                f'fill="{colour}"{faded}><title>{escape(title)} at +{format_duration(offset)}</title></rect>'
+            )
+        y += _ROW_H + 4
+    width = _LABEL_W + _CHART_W + 20
+    return (
+        f'<svg class="gantt paired" viewBox="0 0 {width} {y + 6}" width="{width}" height="{y + 6}" role="group" '
+        f'aria-label="Both runs on one time axis">{_axis(total, x_of, y)}{"".join(rows)}</svg>'
     )
 
 

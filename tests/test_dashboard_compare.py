@@ -1,0 +1,56 @@
+"""Comparing two runs by the paths they took: steps aligned by node, not by number, so the same nodes line up
+again after a detour one run took."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+from serve_helpers import emit_run, exporting_provider, running_server
+
+from tracegraph.dashboard.store.runoutline import LightSpan
+from tracegraph.dashboard.web.compare import align, diverges_at
+
+
+def _steps(*nodes: str) -> list[LightSpan]:
+    return [
+        LightSpan(
+            f'{i:016x}', None, f'run node {n}', i, i + 1, 'OK', 'r', n, i + 1, 'completed', None, False, 'g', None
+        )
+        for i, n in enumerate(nodes)
+    ]
+
+
+def _nodes(pairs: list[tuple[LightSpan | None, LightSpan | None]]) -> list[tuple[str | None, str | None]]:
+    return [(x.node_id if x else None, y.node_id if y else None) for x, y in pairs]
+
+
+def test_align_pairs_the_same_nodes_after_a_detour() -> None:
+    pairs = align(_steps('Fetch', 'Think', 'Answer'), _steps('Fetch', 'Think', 'Search', 'Think', 'Answer'))
+    assert _nodes(pairs) == [
+        ('Fetch', 'Fetch'),
+        ('Think', 'Think'),
+        (None, 'Search'),
+        (None, 'Think'),
+        ('Answer', 'Answer'),
+    ]
+    assert diverges_at(pairs) == 2
+    # A node run many times is not junk to the matcher: a long loop still lines up.
+    loop = align(_steps(*['Work'] * 300, 'Check'), _steps(*['Work'] * 299, 'Check'))
+    assert _nodes(loop)[-1] == ('Check', 'Check') and sum(y is None for _, y in _nodes(loop)) == 1
+    assert _nodes(align(_steps('A', 'B'), _steps('A', 'C'))) == [('A', 'A'), ('B', 'C')]
+
+
+def test_the_compare_page_shows_where_paths_part_and_meet_again() -> None:
+    with running_server() as server:
+        with exporting_provider(server.url) as (provider, _):
+            a = emit_run(provider, graph='agent', steps=('Fetch', 'Think', 'Answer'), nested_calls=False)
+            b = emit_run(provider, graph='agent', steps=('Fetch', 'Think', 'Search', 'Think2', 'Answer'))
+        html = httpx.get(f'{server.url}/compare', params={'a': a.trace_id, 'b': b.trace_id}, timeout=10).text
+    assert 'The paths diverge at step 3: 3 steps on both paths, 0 only in A, 2 only in B.' in html
+    rows = re.findall(r'<tr class="step-pair( diverged)?">(.*?)</tr>', html)
+    assert [bool(d) for d, _ in rows] == [False, False, True, True, False]
+    assert 'paths diverge here' in rows[2][1] and 'only in B' in rows[2][1] and 'only in B' in rows[3][1]
+    assert 'paths meet again' in rows[4][1]
+    assert re.search(r'<td class="num">3</td><td>Answer .*?<td class="num">5</td><td>Answer ', rows[4][1])
+    assert html.count('class="bar node side-a"') == 3 and html.count('class="bar node side-b"') == 5
