@@ -10,11 +10,20 @@ from pathlib import Path
 import httpx
 import pytest
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, set_span_in_context
-from serve_helpers import emit_run, exporting_provider, protobuf_body, running_server
+from serve_helpers import (
+    crafted_body,
+    crafted_run,
+    emit_run,
+    exporting_provider,
+    protobuf_body,
+    running_server,
+    trace_of,
+)
 
 from tracegraph.dashboard.ingest.otlp import parse_traces
 from tracegraph.dashboard.store.database import Store, default_db_path
 from tracegraph.dashboard.store.models import parse_since
+from tracegraph.dashboard.web.runpage import TRACE_WINDOW
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
 T0 = int(NOW.timestamp()) * 1_000_000_000
@@ -215,3 +224,26 @@ def test_any_sql_comes_back_as_arrow_or_pandas(store: Store) -> None:
     assert table.to_pylist() == [{'graph': 'alpha', 'runs': 5}]
     frame = store.query_pandas("SELECT node_id, end_ns - start_ns AS ns FROM spans WHERE node_id = 'X'")
     assert list(frame.columns) == ['node_id', 'ns'] and len(frame) == 2
+
+
+def test_a_big_traces_page_draws_one_window_of_its_spans() -> None:
+    spans = crafted_run(nodes=2 * TRACE_WINDOW + 500)
+    with running_server() as server:
+        httpx.post(
+            f'{server.url}/v1/traces',
+            content=crafted_body(*spans),
+            headers={'Content-Type': 'application/x-protobuf'},
+            timeout=60,
+        ).raise_for_status()
+        url = f'{server.url}/traces/{trace_of(spans)}'
+        first = httpx.get(url, timeout=30).text
+        last = httpx.get(url, params={'from': 2 * TRACE_WINDOW + 1}, timeout=30).text
+        bad = httpx.get(url, params={'from': 'x'}, timeout=30)
+    assert first.count('class="span-row"') == TRACE_WINDOW
+    assert 'spans 1–1000 of 2,501' in first and 'later spans →' in first and '← earlier spans' not in first
+    assert last.count('class="span-row"') == 501 and 'spans 2001–2501 of 2,501' in last and 'later spans' not in last
+    assert 'graph run' in first  # the runs of the trace are linked from every window
+    assert (
+        bad.status_code == 400
+        and 'from must be a span number (1 or more, ASCII digits), got &#x27;x&#x27;.' in bad.text
+    )

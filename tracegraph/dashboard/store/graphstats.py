@@ -76,14 +76,19 @@ def edges(query: Query, graph: str, *, since: datetime | None = None) -> list[Tr
     return seen + never
 
 
-def declared_edges(query: Query, graph: str) -> list[tuple[str, str]]:
-    """The (node, next node) pairs the graph's latest run declared, in its node order; none when no stored run span
-    carries them (or what it carries is not the JSON tracegraph writes)."""
-    rows = query(
-        f'SELECT json_extract_string(attributes, \'$."{GRAPH_EDGES}"\') FROM spans '
-        f'WHERE graph = ? AND is_run AND contains(attributes, \'"{GRAPH_EDGES}"\') ORDER BY start_ns DESC LIMIT 1',
-        [graph],
-    )
+def declared_edges(query: Query, graph: str, *, run_span: tuple[str, str] | None = None) -> list[tuple[str, str]]:
+    """The (node, next node) pairs the graph's latest run declared (or the run whose run span is `run_span`, a
+    (trace id, span id)), in its node order; none when no stored run span carries them (or what it carries is not
+    the JSON tracegraph writes)."""
+    extract = f'json_extract_string(attributes, \'$."{GRAPH_EDGES}"\')'
+    if run_span is not None:
+        rows = query(f'SELECT {extract} FROM spans WHERE trace_id = ? AND span_id = ?', list(run_span))
+    else:
+        rows = query(
+            f'SELECT {extract} FROM spans WHERE graph = ? AND is_run AND contains(attributes, \'"{GRAPH_EDGES}"\') '
+            'ORDER BY start_ns DESC LIMIT 1',
+            [graph],
+        )
     if not rows or not isinstance(rows[0][0], str):
         return []
     try:

@@ -153,8 +153,8 @@ class RunOutline:
     """Spans nested under each of the window's steps (by its span id), depth first, with their depth (1: a child)."""
     buckets: list[Bucket] = field(default_factory=list[Bucket])
     by_node: list[NodeSummary] = field(default_factory=list[NodeSummary])
-    transitions: set[tuple[str, str]] = field(default_factory=set[tuple[str, str]])
-    """Every (node, next node) the run's steps took: its path through the graph (`End` as the last next node)."""
+    transitions: dict[tuple[str, str], int] = field(default_factory=dict[tuple[str, str], int])
+    """How often the run's steps took each (node, next node): its path through the graph (`End` the last next)."""
     slowest: list[tuple[int, LightSpan]] = field(default_factory=list[tuple[int, LightSpan]])
     """The run's `SLOWEST` longest steps, longest first, with their indexes (0-based, in step order)."""
     errors: list[StepError] = field(default_factory=list[StepError])
@@ -321,9 +321,11 @@ def read_outline(
         )
     ]  # fmt: skip
     outline.transitions = {
-        (r[0], r[1])
+        (r[0], r[1]): r[2]
         for r in query(
-            f'SELECT DISTINCT node_id, next_node FROM trace_spans WHERE {_OWN_STEPS} AND next_node IS NOT NULL', key
+            f'SELECT node_id, next_node, count(*) FROM trace_spans WHERE {_OWN_STEPS} AND next_node IS NOT NULL '
+            'GROUP BY ALL ORDER BY 3 DESC, 1, 2',
+            key,
         )
     }
     if total > 1:

@@ -14,6 +14,7 @@ from starlette.responses import RedirectResponse, Response
 
 from ...presentation.text import format_duration
 from ..store.database import Store
+from ..store.graphstats import declared_edges
 from ..store.models import NodeStats, Transition
 from ..store.runoutline import MAX_WINDOW, RunOutline
 from .api import (
@@ -47,21 +48,24 @@ def _node_href(graph: str) -> Callable[[str], str]:
     return lambda node: f'{graph_href(graph)}/nodes/{quote(node, safe="")}'
 
 
-def _run_diagram(outline: RunOutline, stats: list[NodeStats], edges: list[Transition]) -> str:
-    """The graph's diagram with this run's path drawn over it, and the node it is in now (running or waiting)."""
+def _run_diagram(outline: RunOutline, stats: list[NodeStats], declared: list[tuple[str, str]]) -> str:
+    """The graph's diagram with this run's path: the transitions it took (with how often) over the edges the graph
+    declares, and the node it is in now (running or waiting)."""
     final = outline.final
     current = None
     if outline.outcome in ('running', 'interrupted') and final is not None and final.next_node not in (None, 'End'):
         current = final.next_node
+    taken = [Transition(source=s, target=t, count=n) for (s, t), n in outline.transitions.items()]
+    never = [Transition(source=s, target=t, count=0) for s, t in declared if (s, t) not in outline.transitions]
     drawn = diagram_svg(
-        stats, edges, _edge_href(outline.graph), node_href=_node_href(outline.graph), taken=outline.transitions,
-        current=current,
+        stats, taken + never, _edge_href(outline.graph), node_href=_node_href(outline.graph),
+        taken=set(outline.transitions), current=current,
     )  # fmt: skip
     return (
-        '<section class="panel"><h2>Path through the graph</h2><p class="hint">The transitions this run took are '
-        "drawn in blue over all the graph's stored runs (fainter)"
-        + (', and the node it is in now dashed' if current else '')
-        + '; a node links to its steps, an edge to the runs that took it.</p>'
+        '<section class="panel"><h2>Path through the graph</h2><p class="hint">The transitions this run took, in '
+        'blue (edge width and label: how often), over the edges the graph declares (dashed where this run did not '
+        'take them)' + (', and the node it is in now dashed' if current else '') + "; node colour is the node's "
+        'p95 over all stored runs. A node links to its steps, an edge to the runs that took it.</p>'
         f'<div class="scroll">{drawn}</div></section>'
     )
 
@@ -132,7 +136,8 @@ class Pages:
             stats = self.store.node_stats(outline.graph)
             previous = self.store.previous_run(outline.graph, outline.start_ns)
             typical = {s.node_id: s for s in stats}
-            diagram = _run_diagram(outline, stats, self.store.edges(outline.graph))
+            run_span = (outline.trace_id, outline.run_span.span_id) if outline.run_span is not None else None
+            diagram = _run_diagram(outline, stats, declared_edges(self.store.query, outline.graph, run_span=run_span))
             body = run_body(outline, earlier, later, typical=typical, previous=previous, diagram=diagram)
             return layout(f'{outline.graph} run', body, sign_out=self.sign_out)
 
@@ -156,12 +161,17 @@ class Pages:
         return await self.readers.run(render)
 
     async def trace(self, request: Request) -> Response:
-        """`GET /traces/{trace_id}`: the spans of a trace as a tree (any trace, graph run or not)."""
+        """`GET /traces/{trace_id}?from=N`: the spans of a trace as a tree (any trace, graph run or not), a window of
+        them from span N."""
         trace_id = path_trace_id(request)
+        first = query_text(request, 'from')
+        if first is not None and (not re.fullmatch(r'[0-9]{1,9}', first) or int(first) < 1):
+            raise ApiError(400, f'from must be a span number (1 or more, ASCII digits), got {first!r}.')
 
         def render() -> Response:
             spans = stored_trace(self.store, trace_id)
-            return layout(f'Trace {trace_id[:8]}', trace_body(trace_id, spans), sign_out=self.sign_out)
+            body = trace_body(trace_id, spans, first=int(first) - 1 if first else 0)
+            return layout(f'Trace {trace_id[:8]}', body, sign_out=self.sign_out)
 
         return await self.readers.run(render)
 

@@ -21,7 +21,7 @@ from ..store.runoutline import WINDOW, LightSpan, RunOutline
 from .markup import badge, graph_href, live_control, run_href, time_text
 from .svg import OUTCOME_COLOURS, PendingStep, gantt_svg, overview_svg
 
-__all__ = ('detail_panel', 'run_body', 'trace_body')
+__all__ = ('TRACE_WINDOW', 'detail_panel', 'run_body', 'trace_body')
 
 
 def _window_href(outline: RunOutline, first: int, last: int) -> str:
@@ -320,21 +320,38 @@ def _runs_in(trace_id: str, spans: Sequence[SpanInfo]) -> str:
     return f'{count_text(len(runs), "graph run")}: {links}'
 
 
-def trace_body(trace_id: str, spans: Sequence[SpanInfo]) -> str:
-    """The page of a trace: its spans as an indented tree with their durations, and links to its graph runs."""
+TRACE_WINDOW = 1000
+"""Spans of a trace drawn at once on its page (its runs' pages draw their steps in windows of their own)."""
+
+
+def trace_body(trace_id: str, spans: Sequence[SpanInfo], *, first: int = 0) -> str:
+    """The page of a trace: its spans as an indented tree with their durations, `TRACE_WINDOW` of them from
+    index `first` (0-based, depth-first order), and links to its graph runs."""
     start = min(s.start for s in spans)
+    first = max(0, min(first, len(spans) - 1))
+    shown = spans[first : first + TRACE_WINDOW]
     rows = ''.join(
         f'<tr class="span-row" tabindex="0" data-span="{s.span_id}">'
         f'<td style="padding-left:{0.5 + 1.2 * min(s.depth, 20):.1f}em">'
         f'{escape(s.name)}</td><td class="num">+{format_duration((s.start - start).total_seconds())}</td>'
         f'<td class="num">{format_duration(s.duration)}</td><td>{escape(s.status)}</td></tr>'
-        for s in spans
+        for s in shown
     )
+    pager = ''
+    if len(spans) > TRACE_WINDOW:
+        base = f'/traces/{quote(trace_id)}'
+        links: list[str] = []
+        if first > 0:
+            links.append(f'<a rel="prev" href="{base}?from={max(1, first - TRACE_WINDOW + 1)}">← earlier spans</a>')
+        links.append(f'<span>spans {first + 1}–{first + len(shown)} of {len(spans):,}</span>')
+        if first + len(shown) < len(spans):
+            links.append(f'<a rel="next" href="{base}?from={first + len(shown) + 1}">later spans →</a>')
+        pager = f'<p class="pager">{" ".join(links)}</p>'
     return (
         f'<h1>Trace <code>{escape(trace_id)}</code></h1>'
         f'<p class="meta">{count_text(len(spans), "span")} · started {time_text(start)} UTC · '
         f'{_runs_in(trace_id, spans)}</p>'
-        '<section class="panel"><h2>Spans</h2><div class="scroll"><table class="spans"><thead><tr><th>Span</th>'
+        f'<section class="panel"><h2>Spans</h2>{pager}<div class="scroll"><table class="spans"><thead><tr><th>Span</th>'
         '<th class="num">Start</th><th class="num">Duration</th><th>Status</th></tr></thead>'
-        f'<tbody>{rows}</tbody></table></div></section>{detail_panel(trace_id)}'
+        f'<tbody>{rows}</tbody></table></div>{pager}</section>{detail_panel(trace_id)}'
     )
