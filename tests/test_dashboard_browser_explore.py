@@ -195,3 +195,28 @@ def test_the_run_page_draws_the_runs_path_through_the_graph(
     assert diagram.locator('g.edge.never').count() > 0  # declared by the graph, taken by no stored run
     diagram.locator('a', has=page.locator('g.gnode[data-node="Think"]')).click()
     expect(page.locator('h1')).to_have_text('Node Think of pipeline')
+
+
+def test_nested_spans_fold_away_per_step_or_all_at_once(
+    served: tuple[ServerThread, SampleRun, SampleRun], page: Page
+) -> None:
+    server, short, _ = served
+    page.goto(f'{server.url}/runs/{short.trace_id}?run_id={short.run_id}')
+    children = page.locator('svg.gantt g.row.child')
+    expect(children).to_have_count(2)  # `call model` and its `http POST`, under step 2
+    height = float(page.locator('svg.gantt').get_attribute('height') or 0)
+    answer_y = page.locator('svg.gantt rect.bar.node[data-step="3"]').evaluate('b => b.getBoundingClientRect().y')
+
+    page.locator('svg.gantt text.label.foldable').click()  # step 2's name
+    expect(children.first).to_be_hidden()
+    expect(page.locator('svg.gantt text.label.foldable')).to_have_text('2. Think (+2)')
+    moved = page.locator('svg.gantt rect.bar.node[data-step="3"]').evaluate('b => b.getBoundingClientRect().y')
+    assert moved == pytest.approx(answer_y - 2 * 22, abs=1)  # two rows up
+    assert float(page.locator('svg.gantt').get_attribute('height') or 0) == height - 2 * 22
+
+    page.locator('svg.gantt rect.bar.node[data-step="2"]').focus()
+    page.keyboard.press('f')
+    expect(children.first).to_be_visible()
+    page.get_by_role('button', name='Fold nested spans').click()
+    expect(children.last).to_be_hidden()
+    expect(page.get_by_role('button', name='Unfold nested spans')).to_have_attribute('aria-pressed', 'true')

@@ -239,7 +239,8 @@ def run_body(
         f'<section class="panel"><h2>Timeline</h2>{_summary_line(outline)}{_legend()}{waiting}{pager}{_ZOOM}'
         f'<div class="scroll">{gantt_svg(outline, shown, pending)}</div>'
         '<p class="hint">Click a bar or a step (or focus it and press Enter) for its attributes and events. Drag '
-        'across the chart to zoom into a time range; with a bar focused, + and − zoom, [ and ] pan, 0 resets.</p>'
+        'across the chart to zoom into a time range; with a bar focused, + and − zoom, [ and ] pan, 0 resets, and '
+        "f folds or unfolds its step's nested spans (or click the step's name).</p>"
         '</section>'
     )
     steps = ''.join(_step_row(outline, s, typical.get(s.node_id or '')) for s in shown)
@@ -268,6 +269,7 @@ _ZOOM = (
     '<button type="button" data-zoom="earlier">← Earlier</button>'
     '<button type="button" data-zoom="later">Later →</button>'
     '<button type="button" data-zoom="reset">Whole window</button>'
+    '<button type="button" data-fold="all" aria-pressed="false">Fold nested spans</button>'
     '<span id="zoom-range" role="status">showing the whole window</span></div>'
 )
 

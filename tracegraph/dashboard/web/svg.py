@@ -84,7 +84,8 @@ def gantt_svg(outline: RunOutline, steps: Sequence[LightSpan], pending: PendingS
     nested under it, on a time axis from the first of `steps` to the last; with `pending`, the step running now as
     a last, growing bar up to a line marking now.
 
-    Every bar is focusable and carries `data-span`: the page opens its detail panel on click or Enter. Bars, the
+    Every bar is focusable and carries `data-span`: the page opens its detail panel on click or Enter. A nested
+    span's row carries its step's span id (`data-under`), so the page can fold a step's nested spans away. Bars, the
     now line and the chart carry their times in seconds from the axis' 0 (`data-t0`, `data-t1`, `data-total`), so
     the page's script zooms and pans the chart without a page load.
     """
@@ -109,9 +110,11 @@ def gantt_svg(outline: RunOutline, steps: Sequence[LightSpan], pending: PendingS
         x, w = x_of(offset), max(2.0, step.duration * scale)
         outcome = step.outcome or 'completed'
         colour = OUTCOME_COLOURS.get(outcome, '#6b6b6b')
+        fold = ' foldable' if outline.children.get(step.span_id) else ''
         title = f'step {step.step}: {step.node_id} · {format_duration(step.duration)} · {outcome}'
         rows.append(
-            f'<g class="row"><text class="label" x="8" y="{y + 15}">{escape(f"{step.step}. {step.node_id}")}</text>'
+            f'<g class="row" data-row="{step.span_id}"><text class="label{fold}" x="8" y="{y + 15}">'
+            f'{escape(f"{step.step}. {step.node_id}")}</text>'
             f'<rect class="bar node" tabindex="0" role="button" data-span="{step.span_id}" data-step="{step.step}" '
             f'data-node="{escape(step.node_id or "")}" data-outcome="{escape(outcome)}" '
             f'{_times(offset, step.duration)} x="{x:.1f}" y="{y + 3}" '
@@ -126,7 +129,7 @@ def gantt_svg(outline: RunOutline, steps: Sequence[LightSpan], pending: PendingS
             on_path = child.span_id in critical
             indent = 8 + 14 * min(depth, _MAX_INDENT)
             rows.append(
-                f'<g class="row child"><text class="label sub" x="{indent}" y="{y + 14}">'
+                f'<g class="row child" data-under="{step.span_id}"><text class="label sub" x="{indent}" y="{y + 14}">'
                 f'{escape(child.name[:40])}</text>'
                 f'<rect class="bar span{" critical" if on_path else ""}" tabindex="0" role="button" '
                 f'data-span="{child.span_id}" {_times((child.start_ns - start) / 1e9, child.duration)} x="{cx:.1f}" '
@@ -155,7 +158,7 @@ def gantt_svg(outline: RunOutline, steps: Sequence[LightSpan], pending: PendingS
     width = _LABEL_W + _CHART_W + 20
     return (
         f'<svg class="gantt" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
-        f'data-total="{total:.9g}" data-x0="{_LABEL_W}" data-w="{_CHART_W}" '
+        f'data-total="{total:.9g}" data-x0="{_LABEL_W}" data-w="{_CHART_W}" data-row-h="{_ROW_H}" '
         f'role="group" aria-label="Gantt chart of the run">{_axis(total, x_of, y)}{"".join(rows)}</svg>'
     )
 

@@ -243,7 +243,77 @@
     sorted = { table: Array.from(document.querySelectorAll('table.sortable')).indexOf(table), column: column, descending: descending };
   });
 
+  // Folding: a step's nested spans (rows marked data-under=<step span>) hide, and the rows below move up.
+  const folded = new Set(); // step span ids, or '*' for every step
+  function layoutRows() {
+    const svg = chart();
+    if (!svg) return;
+    const rowH = +svg.dataset.rowH;
+    let shift = 0;
+    svg.querySelectorAll('g.row').forEach((row) => {
+      const under = row.dataset.under;
+      const hidden = under !== undefined && (folded.has('*') || folded.has(under));
+      row.style.display = hidden ? 'none' : '';
+      if (hidden) shift += rowH;
+      row.setAttribute('transform', shift && !hidden ? 'translate(0,' + -shift + ')' : '');
+      const label = row.dataset.row !== undefined ? row.querySelector('text.label') : null;
+      if (label) {
+        const kids = svg.querySelectorAll('g.row[data-under="' + CSS.escape(row.dataset.row) + '"]').length;
+        label.textContent = label.textContent.replace(/ \(\+\d+\)$/, '') +
+          (kids && (folded.has('*') || folded.has(row.dataset.row)) ? ' (+' + kids + ')' : '');
+      }
+    });
+    if (!svg.dataset.fullHeight) svg.dataset.fullHeight = svg.getAttribute('height');
+    const height = +svg.dataset.fullHeight - shift;
+    svg.setAttribute('height', String(height));
+    const box = svg.getAttribute('viewBox').split(' ');
+    svg.setAttribute('viewBox', box[0] + ' ' + box[1] + ' ' + box[2] + ' ' + height);
+    const axis = svg.querySelector('g.axis');
+    if (axis) {
+      if (!axis.dataset.fullBottom) axis.dataset.fullBottom = axis.dataset.bottom;
+      axis.dataset.bottom = String(+axis.dataset.fullBottom - shift);
+      axis.querySelectorAll('line.grid').forEach((line) => line.setAttribute('y2', axis.dataset.bottom));
+    }
+    const now = svg.querySelector('line.now');
+    if (now) {
+      if (!now.dataset.fullY2) now.dataset.fullY2 = now.getAttribute('y2');
+      now.setAttribute('y2', String(+now.dataset.fullY2 - shift));
+    }
+    const all = document.querySelector('button[data-fold="all"]');
+    if (all) {
+      all.setAttribute('aria-pressed', String(folded.has('*')));
+      all.textContent = folded.has('*') ? 'Unfold nested spans' : 'Fold nested spans';
+    }
+  }
+  function toggleFold(step) {
+    if (folded.has('*')) {
+      folded.delete('*');
+      chart().querySelectorAll('g.row[data-row]').forEach((row) => { if (row.dataset.row !== step) folded.add(row.dataset.row); });
+    } else if (folded.has(step)) folded.delete(step); else folded.add(step);
+    layoutRows();
+  }
+  document.addEventListener('click', (e) => {
+    const all = e.target.closest && e.target.closest('button[data-fold="all"]');
+    if (all) {
+      const on = !folded.has('*');
+      folded.clear();
+      if (on) folded.add('*');
+      layoutRows();
+      return;
+    }
+    const label = e.target.closest && e.target.closest('svg.gantt g.row[data-row] text.label.foldable');
+    if (label) toggleFold(label.parentNode.dataset.row);
+  });
+  document.addEventListener('keydown', (e) => {
+    if (e.key !== 'f' || e.ctrlKey || e.metaKey || e.altKey) return;
+    const bar = e.target.closest && e.target.closest('svg.gantt g.row[data-row] rect.bar');
+    if (!bar) return;
+    e.preventDefault();
+    toggleFold(bar.parentNode.dataset.row);
+  });
+
   function restore() {
+    if (folded.size) layoutRows();
     const svg = chart();
     if (svg) view = parseView(hash.get('zoom'), +svg.dataset.total);
     if (view) draw(); // the server drew the whole window already
