@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import httpx
 import pytest
 from persisted_graph import Article, Draft, articles
@@ -66,4 +68,14 @@ async def test_an_interrupted_run_shows_the_node_it_waits_in_until_resumed() -> 
                     pass
             provider.force_flush()
             resumed = client.get(f'/runs/{first.trace_id}', params={'run_id': first.run_id}).text
+            later = client.get(f'/runs/{second.trace_id}', params={'run_id': second.run_id}).text
     assert 'Waiting in' not in resumed and '<h2>Resumed run</h2>' in resumed
+    # The resumed part numbers its steps on from the first part's one step: one story, one count.
+    assert 'its steps are steps 2–3 of the whole run, after the 1 step of the earlier parts' in later
+    assert re.findall(
+        r'<tr class="step-row[^"]*" tabindex="0" data-span="[0-9a-f]+"><td class="num">(\d+)</td>', later
+    ) == [
+        '2',
+        '3',
+    ]
+    assert 'data-step="2"' in later and '2. Review' in later

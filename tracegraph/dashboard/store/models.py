@@ -168,6 +168,8 @@ class RunRef(BaseModel):
     graph: str | None
     start: datetime
     outcome: str | None
+    steps: int | None = None
+    """The part's node steps (`tracegraph.run.steps` of its run span), None while it runs."""
 
 
 class RunDetail(BaseModel):

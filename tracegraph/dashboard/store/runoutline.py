@@ -186,6 +186,22 @@ class RunOutline:
                     until = child.start_ns
         return on_path
 
+    step_offset: int = 0
+    """Steps the earlier parts of a resumed run took: this part's steps are numbered on from them."""
+
+    def continue_numbering(self, offset: int) -> None:
+        """Number this part's steps on from the `offset` steps of the earlier parts of its run (once)."""
+        if self.step_offset or offset <= 0:
+            return
+        self.step_offset = offset
+        spans = {id(s): s for s in [*self.steps, *(s for _, s in self.slowest), *([self.final] if self.final else [])]}
+        for span in spans.values():
+            if span.step is not None:
+                span.step += offset
+        for error in self.errors:
+            if error.step is not None:
+                error.step += offset
+
     @property
     def last(self) -> int:
         """Index of the window's last step."""

@@ -133,6 +133,7 @@ class Pages:
                     return RedirectResponse(trace_href(trace_id), status_code=303)
                 raise ApiError(404, f'No run found in trace {trace_id!r}.')
             earlier, later = self.store.resumed_parts(trace_id, outline.run_id, outline.start_ns)
+            outline.continue_numbering(sum(ref.steps or 0 for ref in earlier))
             stats = self.store.node_stats(outline.graph)
             previous = self.store.previous_run(outline.graph, outline.start_ns)
             typical = {s.node_id: s for s in stats}

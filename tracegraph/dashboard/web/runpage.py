@@ -224,7 +224,8 @@ def run_body(
                 f'<a rel="prev" href="{escape(_window_href(outline, max(0, first - size), first - 1))}">'
                 '← earlier steps</a>'
             )
-        links.append(f'<span>steps {first + 1}–{last + 1} of {outline.total_steps}</span>')
+        part = "this part's " if outline.step_offset else ''
+        links.append(f'<span>{part}steps {first + 1}–{last + 1} of {outline.total_steps}</span>')
         if last + 1 < outline.total_steps:
             end = min(outline.total_steps - 1, last + size)
             links.append(f'<a rel="next" href="{escape(_window_href(outline, last + 1, end))}">later steps →</a>')
@@ -250,6 +251,12 @@ def run_body(
         if outline.run_span
         else ''
     )
+    if outline.step_offset:
+        o = outline.step_offset
+        head += (
+            f'<p class="meta part">A resumed part of its run: its steps are steps {o + 1}–{o + outline.total_steps} '
+            f'of the whole run, after the {count_text(o, "step")} of the earlier parts linked below.</p>'
+        )
     body = (
         f'{live_control() if live else ""}<div id="live-run"{" data-live" if live else ""}>'
         f'{head}{run_span}{_compare_form(outline, previous)}{timeline}{diagram}'
@@ -289,7 +296,8 @@ def _pending(outline: RunOutline, now_ns: int | None) -> PendingStep | None:
     if last is None or last.next_node is None or last.next_node == 'End':
         return None
     now = time.time_ns() if now_ns is None else now_ns
-    return PendingStep(step=outline.total_steps + 1, node_id=last.next_node, since_ns=last.end_ns, now_ns=now)
+    step = outline.step_offset + outline.total_steps + 1
+    return PendingStep(step=step, node_id=last.next_node, since_ns=last.end_ns, now_ns=now)
 
 
 def _waiting(outline: RunOutline, pending: PendingStep | None, *, resumed: bool) -> str:
