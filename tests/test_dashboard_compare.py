@@ -4,10 +4,12 @@ again after a detour one run took."""
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 import httpx
 from serve_helpers import emit_run, exporting_provider, running_server
 
+from tracegraph import BaseNode, End, Graph, GraphRunContext, InstrumentationSettings
 from tracegraph.dashboard.store.runoutline import LightSpan
 from tracegraph.dashboard.web.compare import align, diverges_at
 
@@ -54,3 +56,33 @@ def test_the_compare_page_shows_where_paths_part_and_meet_again() -> None:
     assert 'paths meet again' in rows[4][1]
     assert re.search(r'<td class="num">3</td><td>Answer .*?<td class="num">5</td><td>Answer ', rows[4][1])
     assert html.count('class="bar node side-a"') == 3 and html.count('class="bar node side-b"') == 5
+
+
+@dataclass
+class Total:
+    n: int = 0
+
+
+@dataclass
+class Add(BaseNode[Total, None, int]):
+    k: int = 1
+
+    async def run(self, ctx: GraphRunContext[Total, None]) -> Add | End[int]:
+        ctx.state.n += self.k
+        return Add(self.k) if ctx.state.n < 2 else End(ctx.state.n)
+
+
+def test_shared_steps_say_whether_their_input_and_state_change_differ() -> None:
+    with running_server() as server:
+        with exporting_provider(server.url) as (provider, _):
+            settings = InstrumentationSettings(tracer_provider=provider, state='diff', metrics=False)
+            graph = Graph(nodes=[Add], name='adder', instrumentation=settings)
+            a = graph.run_sync(Add(1), state=Total())  # 0 -> 1 -> 2: two steps
+            b = graph.run_sync(Add(2), state=Total())  # 0 -> 2: one step
+        html = httpx.get(f'{server.url}/compare', params={'a': a.trace_id, 'b': b.trace_id}, timeout=10).text
+    rows = re.findall(r'<tr class="step-pair( diverged)?">(.*?)</tr>', html)
+    assert len(rows) == 2
+    first = rows[0][1]
+    assert 'input differs' in first and 'state change differs' in first and 'returned Add / End' in first
+    assert 'state: {&quot;n&quot;:{&quot;old&quot;:0,&quot;new&quot;:1}}' in first
+    assert 'only in A' in rows[1][1]

@@ -21,7 +21,7 @@ from typing import Any
 
 import duckdb
 
-from ...tracing.attributes import NODE_INPUT, RUN_RESUMED_FROM
+from ...tracing.attributes import RUN_RESUMED_FROM
 from ...tracing.clock import datetime_to_ns, ns_to_datetime
 from ...tracing.timeline_tables import optional_module
 from . import graphstats
@@ -391,12 +391,13 @@ class Store:
         rows = self.query('SELECT trace_id FROM spans WHERE run_id = ? LIMIT 1', [text])
         return (rows[0][0], text) if rows else None
 
-    def node_inputs(self, trace_id: str, span_ids: Sequence[str]) -> dict[str, str | None]:
-        """The `tracegraph.node.input` of each of the node spans `span_ids` of trace `trace_id`."""
+    def span_texts(self, trace_id: str, span_ids: Sequence[str], key: str) -> dict[str, str | None]:
+        """Attribute `key` (e.g. `tracegraph.node.input`) of each of the spans `span_ids` of trace `trace_id`, as
+        text."""
         rows = self.query(
-            f'SELECT span_id, json_extract_string(attributes, \'$."{NODE_INPUT}"\') FROM spans '
+            'SELECT span_id, json_extract_string(attributes, ?) FROM spans '
             'WHERE trace_id = ? AND list_contains(?, span_id)',
-            [trace_id.lower(), list(span_ids)],
+            [f'$."{key}"', trace_id.lower(), list(span_ids)],
         )
         return {r[0]: r[1] for r in rows}
 

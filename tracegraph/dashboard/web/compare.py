@@ -1,10 +1,12 @@
 """Two runs side by side: their steps aligned by the paths they took through the graph, where the paths part
-and meet again, how each step's duration and node input differ, and both on one time axis.
+and meet again, how each shared step's duration, node input, state change and next node differ, and both runs on
+one time axis.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from difflib import SequenceMatcher
 from html import escape
 from itertools import zip_longest
@@ -14,10 +16,18 @@ from ..store.runoutline import LightSpan, RunOutline
 from .markup import badge, graph_href, run_href
 from .svg import paired_gantt_svg
 
-__all__ = ('Pair', 'align', 'compare_body', 'diverges_at')
+__all__ = ('Pair', 'StepTexts', 'align', 'compare_body', 'diverges_at')
 
 Pair = tuple[LightSpan | None, LightSpan | None]
 """A step of run A and the step of run B aligned with it; None where one run has no step there."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class StepTexts:
+    """What one run's drawn steps recorded, by span id: the node input and the state change (as their JSON text)."""
+
+    inputs: Mapping[str, str | None] = field(default_factory=dict[str, str | None])
+    states: Mapping[str, str | None] = field(default_factory=dict[str, str | None])
 
 
 def align(a: Sequence[LightSpan], b: Sequence[LightSpan]) -> list[Pair]:
@@ -45,19 +55,19 @@ def diverges_at(pairs: Sequence[Pair]) -> int | None:
     return next((i for i, pair in enumerate(pairs) if not _same(pair)), None)
 
 
-def _cell(step: LightSpan | None, inputs: Mapping[str, str | None]) -> str:
+def _cell(step: LightSpan | None, texts: StepTexts) -> str:
     if step is None:
         return '<td class="num">–</td><td>–</td><td class="num">–</td><td></td>'
+    state = texts.states.get(step.span_id)
+    changed = f'<br><code class="state">state: {escape(state[:160])}</code>' if state and state != '{}' else ''
     return (
         f'<td class="num">{step.step}</td><td>{escape(step.node_id or "")} {badge(step.outcome or "completed")}</td>'
         f'<td class="num">{format_duration(step.duration)}</td>'
-        f'<td><code>{escape((inputs.get(step.span_id) or "")[:120])}</code></td>'
+        f'<td><code>{escape((texts.inputs.get(step.span_id) or "")[:120])}</code>{changed}</td>'
     )
 
 
-def _marks(
-    pair: Pair, previous: Pair | None, inputs_a: Mapping[str, str | None], inputs_b: Mapping[str, str | None]
-) -> list[str]:
+def _marks(pair: Pair, previous: Pair | None, a: StepTexts, b: StepTexts) -> list[str]:
     x, y = pair
     marks: list[str] = []
     if not _same(pair) and (previous is None or _same(previous)):
@@ -65,8 +75,14 @@ def _marks(
     if _same(pair) and previous is not None and not _same(previous):
         marks.append('<span class="mark rejoin">paths meet again</span>')
     if x is not None and y is not None and _same(pair):
-        if (inputs_a.get(x.span_id) or '') != (inputs_b.get(y.span_id) or ''):
+        if (a.inputs.get(x.span_id) or '') != (b.inputs.get(y.span_id) or ''):
             marks.append('<span class="mark">input differs</span>')
+        if (a.states.get(x.span_id) or '') != (b.states.get(y.span_id) or ''):
+            marks.append('<span class="mark">state change differs</span>')
+        if x.next_node != y.next_node:
+            marks.append(
+                f'<span class="mark">returned {escape(x.next_node or "–")} / {escape(y.next_node or "–")}</span>'
+            )
         delta = y.duration - x.duration
         marks.append(f'<span class="delta">B {"+" if delta >= 0 else "−"}{format_duration(abs(delta))}</span>')
     elif x is None:
@@ -78,10 +94,8 @@ def _marks(
     return marks
 
 
-def compare_body(
-    a: RunOutline, b: RunOutline, inputs_a: Mapping[str, str | None], inputs_b: Mapping[str, str | None]
-) -> str:
-    """The compare page of runs `a` and `b`, given the node input of each drawn step (by span id)."""
+def compare_body(a: RunOutline, b: RunOutline, texts_a: StepTexts, texts_b: StepTexts) -> str:
+    """The compare page of runs `a` and `b`, given what each drawn step recorded (node input, state change)."""
     pairs = align(a.steps, b.steps)
     split = diverges_at(pairs)
     heads = ''.join(
@@ -92,10 +106,10 @@ def compare_body(
     )
     rows: list[str] = []
     for i, pair in enumerate(pairs):
-        marks = _marks(pair, pairs[i - 1] if i else None, inputs_a, inputs_b)
+        marks = _marks(pair, pairs[i - 1] if i else None, texts_a, texts_b)
         classes = 'step-pair' + ('' if _same(pair) else ' diverged')
         rows.append(
-            f'<tr class="{classes}"><td class="num">{i + 1}</td>{_cell(pair[0], inputs_a)}{_cell(pair[1], inputs_b)}'
+            f'<tr class="{classes}"><td class="num">{i + 1}</td>{_cell(pair[0], texts_a)}{_cell(pair[1], texts_b)}'
             f'<td>{" ".join(marks)}</td></tr>'
         )
     common = sum(_same(p) for p in pairs)

@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from ...presentation.text import format_duration
+from ...tracing.attributes import NODE_INPUT, STATE_DIFF
 from ..store.database import Store
 from ..store.graphstats import declared_edges
 from ..store.models import NodeStats, Transition
@@ -29,7 +30,7 @@ from .api import (
     stored_trace,
 )
 from .charts import duration_chart, error_rate_chart, runs_chart
-from .compare import compare_body
+from .compare import StepTexts, compare_body
 from .markup import graph_href, layout, run_href, trace_href
 from .runpage import run_body, trace_body
 from .runspage import runs_body
@@ -156,8 +157,14 @@ class Pages:
                     raise ApiError(404, f'No run found in trace {trace_id!r}.')
                 outlines.append(outline)
             a, b = outlines
-            inputs = [self.store.node_inputs(o.trace_id, [s.span_id for s in o.steps]) for o in outlines]
-            return layout('Compare runs', compare_body(a, b, *inputs), sign_out=self.sign_out)
+            texts = [
+                StepTexts(
+                    inputs=self.store.span_texts(o.trace_id, [s.span_id for s in o.steps], NODE_INPUT),
+                    states=self.store.span_texts(o.trace_id, [s.span_id for s in o.steps], STATE_DIFF),
+                )
+                for o in outlines
+            ]
+            return layout('Compare runs', compare_body(a, b, *texts), sign_out=self.sign_out)
 
         return await self.readers.run(render)
 
