@@ -21,7 +21,7 @@ from tracegraph.dashboard.server.server import ServerThread
 pytestmark = pytest.mark.browser
 require_chromium()
 
-from playwright.sync_api import Page, expect  # noqa: E402 - only once chromium is there
+from playwright.sync_api import Browser, Page, expect  # noqa: E402 - only once chromium is there
 
 LONG_RUN = tuple(('Plan', 'Work', 'Check')[i % 3] for i in range(300))
 """300 steps: more than a page's window (200), so the longest ones (the last) are not in the first window."""
@@ -220,3 +220,25 @@ def test_nested_spans_fold_away_per_step_or_all_at_once(
     page.get_by_role('button', name='Fold nested spans').click()
     expect(children.last).to_be_hidden()
     expect(page.get_by_role('button', name='Unfold nested spans')).to_have_attribute('aria-pressed', 'true')
+
+
+def test_on_a_phone_the_gantt_fits_the_screen(
+    served: tuple[ServerThread, SampleRun, SampleRun], browser: Browser
+) -> None:
+    server, short, _ = served
+    context = browser.new_context(viewport={'width': 390, 'height': 844})
+    try:
+        page = context.new_page()
+        page.goto(f'{server.url}/runs/{short.trace_id}?run_id={short.run_id}')
+        chart = page.locator('svg.gantt')
+        expect(chart).to_have_attribute('width', re.compile(r'^3\d\d$'))
+        holder = chart.locator('xpath=..')
+        assert holder.evaluate('el => el.scrollWidth <= el.clientWidth + 1')  # no sideways scrolling
+        assert len(_ticks(page)) >= 3
+        xs = page.locator('svg.gantt rect.bar.node').evaluate_all('bs => bs.map(b => b.getBBox().x)')
+        assert min(xs) >= 104 and xs == sorted(xs)
+        names = page.locator('svg.gantt g.row:not(.child) text.label').all_text_contents()
+        assert names[0] == '1. Fetch' and all(len(n) <= 15 for n in names)
+        shot(page, 'dashboard-phone-run-gantt.png')
+    finally:
+        context.close()

@@ -312,7 +312,42 @@
     toggleFold(bar.parentNode.dataset.row);
   });
 
+  // On a phone the chart is drawn to the screen's width: a narrow name column (names cut, whole in their tooltip)
+  // and the time axis in the rest, instead of a 1,000 px chart scrolled sideways.
+  const NARROW = window.matchMedia('(max-width: 600px)');
+  const NAME_W = 104;
+  function fitToScreen() {
+    const svg = chart();
+    if (!svg || !svg.parentNode) return;
+    if (!svg.dataset.wideW) {
+      svg.dataset.wideX0 = svg.dataset.x0;
+      svg.dataset.wideW = svg.dataset.w;
+    }
+    const box = svg.getAttribute('viewBox').split(' ');
+    let width;
+    if (NARROW.matches) {
+      width = Math.max(300, Math.floor(svg.parentNode.clientWidth));
+      svg.dataset.x0 = String(NAME_W);
+      svg.dataset.w = String(width - NAME_W - 16);
+    } else {
+      svg.dataset.x0 = svg.dataset.wideX0;
+      svg.dataset.w = svg.dataset.wideW;
+      width = +svg.dataset.wideX0 + +svg.dataset.wideW + 20;
+    }
+    svg.setAttribute('width', String(width));
+    svg.setAttribute('viewBox', box[0] + ' ' + box[1] + ' ' + width + ' ' + box[3]);
+    svg.querySelectorAll('text.label').forEach((label) => {
+      if (label.dataset.full === undefined) label.dataset.full = label.textContent;
+      const full = label.dataset.full;
+      const room = Math.floor((NAME_W - +label.getAttribute('x') - 4) / 6.5);
+      label.textContent = NARROW.matches && full.length > room ? full.slice(0, Math.max(1, room - 1)) + '…' : full;
+    });
+    draw();
+  }
+  NARROW.addEventListener('change', fitToScreen);
+
   function restore() {
+    if (NARROW.matches) fitToScreen();
     if (folded.size) layoutRows();
     const svg = chart();
     if (svg) view = parseView(hash.get('zoom'), +svg.dataset.total);
