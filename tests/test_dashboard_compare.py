@@ -56,6 +56,7 @@ def test_the_compare_page_shows_where_paths_part_and_meet_again() -> None:
     assert 'paths meet again' in rows[4][1]
     assert re.search(r'<td class="num">3</td><td>Answer .*?<td class="num">5</td><td>Answer ', rows[4][1])
     assert html.count('class="bar node side-a"') == 3 and html.count('class="bar node side-b"') == 5
+    assert 'The outputs differ.' in html and 'output <code>3</code>' in html and 'output <code>5</code>' in html
 
 
 @dataclass
@@ -86,3 +87,4 @@ def test_shared_steps_say_whether_their_input_and_state_change_differ() -> None:
     assert 'input differs' in first and 'state change differs' in first and 'returned Add / End' in first
     assert 'state: {&quot;n&quot;:{&quot;old&quot;:0,&quot;new&quot;:1}}' in first
     assert 'only in A' in rows[1][1]
+    assert 'The outputs are the same.' in html and html.count('output <code>2</code>') == 2  # both end on 2

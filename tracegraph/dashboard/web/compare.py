@@ -24,10 +24,13 @@ Pair = tuple[LightSpan | None, LightSpan | None]
 
 @dataclass(frozen=True, kw_only=True)
 class StepTexts:
-    """What one run's drawn steps recorded, by span id: the node input and the state change (as their JSON text)."""
+    """What one run recorded, as JSON text: each drawn step's node input and state change (by span id), and the
+    run's output."""
 
     inputs: Mapping[str, str | None] = field(default_factory=dict[str, str | None])
     states: Mapping[str, str | None] = field(default_factory=dict[str, str | None])
+    output: str | None = None
+    """The run's output (`tracegraph.run.output`), None when it recorded none."""
 
 
 def align(a: Sequence[LightSpan], b: Sequence[LightSpan]) -> list[Pair]:
@@ -101,8 +104,9 @@ def compare_body(a: RunOutline, b: RunOutline, texts_a: StepTexts, texts_b: Step
     heads = ''.join(
         f'<div class="side"><h2>{label}: <a href="{run_href(r.trace_id, r.run_id)}"><code>{escape(r.run_id[:12])}'
         f'</code></a></h2><p class="meta">{badge(r.outcome)} <a href="{graph_href(r.graph)}">{escape(r.graph)}</a> · '
-        f'{count_text(r.total_steps, "step")} · {format_duration(r.duration)}</p></div>'
-        for label, r in (('A', a), ('B', b))
+        f'{count_text(r.total_steps, "step")} · {format_duration(r.duration)}</p>'
+        f'<p class="meta">output <code>{escape((t.output or "–")[:200])}</code></p></div>'
+        for label, r, t in (('A', a, texts_a), ('B', b, texts_b))
     )
     rows: list[str] = []
     for i, pair in enumerate(pairs):
@@ -122,6 +126,8 @@ def compare_body(a: RunOutline, b: RunOutline, texts_a: StepTexts, texts_b: Step
             f'The paths diverge at step {split + 1}: {count_text(common, "step")} on both paths, '
             f'{only_a} only in A, {only_b} only in B.'
         )
+    if texts_a.output is not None or texts_b.output is not None:
+        summary += ' The outputs are the same.' if texts_a.output == texts_b.output else ' The outputs differ.'
     delta = b.duration - a.duration
     return (
         f'<h1>Compare runs</h1><section class="compare-heads">{heads}</section>'

@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from ...presentation.text import format_duration
-from ...tracing.attributes import NODE_INPUT, STATE_DIFF
+from ...tracing.attributes import NODE_INPUT, RUN_OUTPUT, STATE_DIFF
 from ..store.database import Store
 from ..store.graphstats import declared_edges
 from ..store.models import NodeStats, Transition
@@ -69,6 +69,13 @@ def _run_diagram(outline: RunOutline, stats: list[NodeStats], declared: list[tup
         'p95 over all stored runs. A node links to its steps, an edge to the runs that took it.</p>'
         f'<div class="scroll">{drawn}</div></section>'
     )
+
+
+def _run_output(store: Store, outline: RunOutline) -> str | None:
+    """The run's recorded output (its run span's `tracegraph.run.output`), None without one."""
+    if outline.run_span is None:
+        return None
+    return store.span_texts(outline.trace_id, [outline.run_span.span_id], RUN_OUTPUT).get(outline.run_span.span_id)
 
 
 _TRACE_ID = re.compile(r'[0-9a-f]{32}', re.ASCII)
@@ -161,6 +168,7 @@ class Pages:
                 StepTexts(
                     inputs=self.store.span_texts(o.trace_id, [s.span_id for s in o.steps], NODE_INPUT),
                     states=self.store.span_texts(o.trace_id, [s.span_id for s in o.steps], STATE_DIFF),
+                    output=_run_output(self.store, o),
                 )
                 for o in outlines
             ]
