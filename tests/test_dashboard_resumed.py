@@ -79,3 +79,11 @@ async def test_an_interrupted_run_shows_the_node_it_waits_in_until_resumed() -> 
         '3',
     ]
     assert 'data-step="2"' in later and '2. Review' in later
+    # Both parts as one story: the first part's step, the wait, then this part's steps 2-3.
+    parts = re.findall(r'<li class="(part[^"]*|wait)"[^>]*>(.*?)</li>', later)
+    assert [(kind.split('"')[0], re.sub(r'<[^>]+>', '', text).split(' ')[0:2]) for kind, text in parts] == [
+        ('part', ['step', '1']),
+        ('wait', ['waited', parts[1][1].split(' ')[1]]),
+        ('part current', ['steps', '2–3']),
+    ]
+    assert f'href="/runs/{first.trace_id}?run_id={first.run_id}"' in parts[0][1]

@@ -442,11 +442,11 @@ class Store:
             f'SELECT {resumed_from} FROM spans WHERE trace_id = ? AND run_id = ? AND is_run LIMIT 1', [trace_id, run_id]
         )
         origin = str(origin_row[0][0] or '') if origin_row else ''
-        columns = f'trace_id, run_id, graph, start_ns, outcome, {resumed_from}, steps'
+        columns = f'trace_id, run_id, graph, start_ns, outcome, {resumed_from}, steps, end_ns'
         # the runs of the trace this one resumes and of this trace (join_trace); then the runs resuming it, which
         # start after it (two statements: the start bound lets DuckDB skip older row groups before the LIKE)
         found = self.query(
-            'SELECT trace_id, run_id, graph, start_ns, outcome, NULL, steps FROM spans '
+            'SELECT trace_id, run_id, graph, start_ns, outcome, NULL, steps, end_ns FROM spans '
             'WHERE is_run AND run_id IS NOT NULL AND run_id <> ? AND (trace_id = ? OR trace_id = ?)',
             [run_id, origin.lower(), trace_id],
         ) + self.query(
@@ -457,10 +457,10 @@ class Store:
         refs = sorted(dict.fromkeys(found), key=lambda r: (r[3], r[0], r[1]))
         earlier: list[RunRef] = []
         later: list[RunRef] = []
-        for ref_trace, ref_run, graph, ref_start, outcome, ref_origin, steps in refs:
+        for ref_trace, ref_run, graph, ref_start, outcome, ref_origin, steps, ref_end in refs:
             ref = RunRef(
                 trace_id=ref_trace, run_id=ref_run, graph=graph, start=ns_to_datetime(ref_start), outcome=outcome,
-                steps=steps,
+                steps=steps, end=ns_to_datetime(ref_end),
             )  # fmt: skip
             after = ref_origin == trace_id or (ref_trace == trace_id and ref_start > start_ns)
             (later if after else earlier).append(ref)

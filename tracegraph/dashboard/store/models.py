@@ -170,6 +170,8 @@ class RunRef(BaseModel):
     outcome: str | None
     steps: int | None = None
     """The part's node steps (`tracegraph.run.steps` of its run span), None while it runs."""
+    end: datetime | None = None
+    """When the part's run span ended."""
 
 
 class RunDetail(BaseModel):

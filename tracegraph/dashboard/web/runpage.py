@@ -121,14 +121,39 @@ def _errors(outline: RunOutline) -> str:
     return f'<section class="panel"><h2>Exceptions</h2>{"".join(items)}</section>' if items else ''
 
 
-def _resumed(earlier: Sequence[RunRef], later: Sequence[RunRef]) -> str:
-    items = [
-        f'<li>{label} <a href="{run_href(ref.trace_id, ref.run_id)}">run <code>{escape(ref.run_id)}</code></a> '
-        f'{badge(ref.outcome or "running")} started {time_text(ref.start)} UTC</li>'
-        for label, refs in (('resumed from', earlier), ('resumed by', later))
-        for ref in refs
-    ]
-    return f'<section class="panel resumed"><h2>Resumed run</h2><ul>{"".join(items)}</ul></section>' if items else ''
+def _resumed(outline: RunOutline, earlier: Sequence[RunRef], later: Sequence[RunRef]) -> str:
+    """The parts of an interrupted and resumed run as one story: each part (this one included) with its steps,
+    numbered on through the whole run, its outcome and its time, and how long the run waited between parts."""
+    if not earlier and not later:
+        return ''
+    this = RunRef(
+        trace_id=outline.trace_id, run_id=outline.run_id, graph=outline.graph, outcome=outline.outcome,
+        start=ns_to_datetime(outline.start_ns), end=ns_to_datetime(outline.end_ns), steps=outline.total_steps,
+    )  # fmt: skip
+    items: list[str] = []
+    done = 0
+    previous_end = None
+    for ref in [*earlier, this, *later]:
+        if previous_end is not None:
+            waited = max(0.0, (ref.start - previous_end).total_seconds())
+            items.append(f'<li class="wait">waited {format_duration(waited)}</li>')
+        steps = ref.steps or 0
+        span = f'steps {done + 1}–{done + steps}' if steps > 1 else f'step {done + 1}' if steps else 'no steps yet'
+        took = format_duration((ref.end - ref.start).total_seconds()) if ref.end is not None else 'running'
+        current = ref.run_id == outline.run_id and ref.trace_id == outline.trace_id
+        name = 'this part' if current else f'run <code>{escape(ref.run_id[:12])}</code>'
+        link = name if current else f'<a href="{run_href(ref.trace_id, ref.run_id)}">{name}</a>'
+        marked = ' current" aria-current="page' if current else ''
+        items.append(
+            f'<li class="part{marked}"><b>{span}</b> {badge(ref.outcome or "running")}<br>{link} · '
+            f'started {time_text(ref.start)} UTC · {took}</li>'
+        )
+        done += steps
+        previous_end = ref.end or ref.start
+    return (
+        '<section class="panel resumed"><h2>Resumed run</h2><p class="hint">The parts of this run, one after another, '
+        f'with the steps of the whole run each holds.</p><ol class="parts">{"".join(items)}</ol></section>'
+    )
 
 
 def _legend() -> str:
@@ -260,7 +285,7 @@ def run_body(
     body = (
         f'{live_control() if live else ""}<div id="live-run"{" data-live" if live else ""}>'
         f'{head}{run_span}{_compare_form(outline, previous)}{timeline}{diagram}'
-        f'{_resumed(earlier, later)}{_errors(outline)}{_slowest(outline)}'
+        f'{_resumed(outline, earlier, later)}{_errors(outline)}{_slowest(outline)}'
         f'<section class="panel"><h2>Steps by node</h2>{_node_summary(outline)}</section>'
         f'<section class="panel"><h2>Steps</h2>{_export(outline)}<div class="scroll"><table class="steps sortable">'
         f'<thead><tr>{_sort_head("Step", num=True)}{_sort_head("Node")}{_sort_head("Start", num=True)}'
