@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -53,7 +54,7 @@ def runs() -> Iterator[Runs]:
             for mode in ('diff', 'full', 'none'):
                 settings = InstrumentationSettings(tracer_provider=provider, state=mode, metrics=False)
                 graph = Graph(nodes=[Bump, Name], name=f'tally-{mode}', instrumentation=settings)
-                result = graph.run_sync(Bump(), state=Tally())
+                result = asyncio.run(graph.run(Bump(), state=Tally()))  # a loop closed here, not left to GC
                 assert result.output == 3 and result.trace_id is not None
                 by_mode[mode] = (result.trace_id, result.timeline.run_id)
         yield Runs(server=server, by_mode=by_mode)
