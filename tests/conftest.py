@@ -102,6 +102,25 @@ def _current_loop() -> asyncio.AbstractEventLoop | None:
     return getattr(local, '_loop', None)
 
 
+def _close_new_loop(before: asyncio.AbstractEventLoop | None) -> None:
+    """Close the thread's current loop when it is not `before` and idle, and put `before` back."""
+    after = _current_loop()
+    if after is not None and after is not before and not after.is_running() and not after.is_closed():
+        after.close()
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore', DeprecationWarning)
+            asyncio.set_event_loop(before)
+
+
+@pytest.fixture(autouse=True, scope='module')
+def _close_loops_left_by_module_fixtures() -> Iterator[None]:
+    """The same for a module's fixtures (set up before any test's own fixtures): a loop `run_sync` made in one is
+    closed when the module ends."""
+    before = _current_loop()
+    yield
+    _close_new_loop(before)
+
+
 @pytest.fixture(autouse=True)
 def _close_loops_left_by_run_sync(request: pytest.FixtureRequest) -> Iterator[None]:
     """`run_sync` keeps the thread's loop open between calls, as the classic engine does; a sync test that made one
@@ -112,9 +131,4 @@ def _close_loops_left_by_run_sync(request: pytest.FixtureRequest) -> Iterator[No
         return
     before = _current_loop()
     yield
-    after = _current_loop()
-    if after is not None and after is not before and not after.is_running() and not after.is_closed():
-        after.close()
-        with warnings.catch_warnings():
-            warnings.simplefilter('ignore', DeprecationWarning)
-            asyncio.set_event_loop(before)
+    _close_new_loop(before)
