@@ -6,6 +6,7 @@ import re
 
 import httpx
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
 from persisted_graph import Article, Draft, articles
 from serve_helpers import exporting_provider, running_server
 
@@ -15,14 +16,19 @@ from tracegraph.tracing.instrumentation_settings import InstrumentationSettings
 pytestmark = pytest.mark.anyio
 
 
+def _traced_articles(provider: TracerProvider) -> Graph[Article, None, str]:
+    """The persisted articles graph, its spans going to `provider`."""
+    return Graph(
+        nodes=list(articles.get_nodes()),
+        name='articles',
+        instrumentation=InstrumentationSettings(tracer_provider=provider),
+    )
+
+
 @pytest.mark.parametrize('join_trace', [False, True], ids=['linked', 'one_trace'])
 async def test_resumed_run_pages_link_both_ways(join_trace: bool) -> None:
     with running_server() as server, exporting_provider(server.url) as (provider, _):
-        graph = Graph(
-            nodes=list(articles.get_nodes()),
-            name='articles',
-            instrumentation=InstrumentationSettings(tracer_provider=provider),
-        )
+        graph = _traced_articles(provider)
         persistence = FullStatePersistence()
         async with graph.iter(Draft(), state=Article('T'), persistence=persistence) as first:
             await first.next()  # leave after the first step
@@ -49,11 +55,7 @@ async def test_resumed_run_pages_link_both_ways(join_trace: bool) -> None:
 
 async def test_an_interrupted_run_shows_the_node_it_waits_in_until_resumed() -> None:
     with running_server() as server, exporting_provider(server.url) as (provider, _):
-        graph = Graph(
-            nodes=list(articles.get_nodes()),
-            name='articles',
-            instrumentation=InstrumentationSettings(tracer_provider=provider),
-        )
+        graph = _traced_articles(provider)
         persistence = FullStatePersistence()
         async with graph.iter(Draft(), state=Article('T'), persistence=persistence) as first:
             await first.next()  # Draft ran; Review is next, and nothing runs it
