@@ -249,6 +249,8 @@
     const svg = chart();
     if (!svg) return;
     const rowH = +svg.dataset.rowH;
+    const nested = {}; // step span id -> how many nested rows it has, counted once per layout
+    svg.querySelectorAll('g.row[data-under]').forEach((row) => { nested[row.dataset.under] = (nested[row.dataset.under] || 0) + 1; });
     let shift = 0;
     svg.querySelectorAll('g.row').forEach((row) => {
       const under = row.dataset.under;
@@ -258,7 +260,7 @@
       row.setAttribute('transform', shift && !hidden ? 'translate(0,' + -shift + ')' : '');
       const label = row.dataset.row !== undefined ? row.querySelector('text.label') : null;
       if (label) {
-        const kids = svg.querySelectorAll('g.row[data-under="' + CSS.escape(row.dataset.row) + '"]').length;
+        const kids = nested[row.dataset.row] || 0;
         label.textContent = label.textContent.replace(/ \(\+\d+\)$/, '') +
           (kids && (folded.has('*') || folded.has(row.dataset.row)) ? ' (+' + kids + ')' : '');
       }
