@@ -5,6 +5,7 @@
     hammer FILE N TAG        append N node snapshots to FILE (concurrent-writer test)
 
 Spans go to the JSON Lines file SPANS through a real SDK pipeline; the last stdout line is a JSON summary.
+`traced_articles` and `in_three_parts` are for the dashboard tests, in process.
 """
 
 from __future__ import annotations
@@ -15,8 +16,11 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tracegraph import BaseNode, End, Graph, GraphRunContext
+from opentelemetry.sdk.trace import TracerProvider
+
+from tracegraph import BaseNode, End, FullStatePersistence, Graph, GraphRunContext
 from tracegraph.persistence.file import FileStatePersistence
+from tracegraph.tracing.instrumentation_settings import InstrumentationSettings
 
 
 @dataclass
@@ -49,6 +53,33 @@ class Publish(BaseNode[Article, None, str]):
 
 
 articles = Graph(nodes=[Draft, Review, Publish], name='articles')
+
+
+def traced_articles(provider: TracerProvider) -> Graph[Article, None, str]:
+    """The articles graph, its spans going to `provider`."""
+    return Graph(
+        nodes=list(articles.get_nodes()),
+        name='articles',
+        instrumentation=InstrumentationSettings(tracer_provider=provider),
+    )
+
+
+async def in_three_parts(provider: TracerProvider) -> list[tuple[str, str]]:
+    """The articles run in three parts, each in its own trace linking to the one before (one step per part), its
+    spans going to `provider` (flushed): the (trace id, run id) of each part."""
+    graph = traced_articles(provider)
+    persistence = FullStatePersistence()
+    async with graph.iter(Draft(), state=Article('T'), persistence=persistence) as first:
+        await first.next()  # Draft
+    async with graph.iter_from_persistence(persistence) as second:
+        await second.next()  # Review, then the run leaves again
+    async with graph.iter_from_persistence(persistence) as third:
+        async for _ in third:  # Publish
+            pass
+    provider.force_flush()
+    parts = [(run.trace_id or '', run.run_id) for run in (first, second, third)]
+    assert len({trace for trace, _ in parts}) == 3
+    return parts
 
 
 def _tracing(spans: str) -> None:

@@ -6,12 +6,15 @@ axe runs in a context that bypasses the page's Content-Security-Policy, which wo
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
 
 import pytest
 from browser_helpers import require_chromium, shot
+from persisted_graph import in_three_parts
 from serve_helpers import SampleRun, emit_run, exporting_provider, running_server
 
 from tracegraph.dashboard.server.server import ServerThread
@@ -32,6 +35,8 @@ def site() -> Iterator[tuple[ServerThread, list[SampleRun]]]:
     with running_server() as server:
         with exporting_provider(server.url) as (provider, _):
             runs = [emit_run(provider, graph='pipeline', fail=i == 1) for i in range(3)]
+            with ThreadPoolExecutor(1) as pool:  # a thread of its own: a browser fixture may hold this one's loop
+                pool.submit(asyncio.run, in_three_parts(provider)).result()
             tracer = provider.get_tracer('plain')
             with tracer.start_as_current_span('GET /health'), tracer.start_as_current_span('SELECT 1'):
                 pass
@@ -42,11 +47,13 @@ def _pages(server: ServerThread, runs: list[SampleRun]) -> dict[str, str]:
     a, b = runs[0], runs[1]
     assert server.store is not None
     (plain,) = [r.trace_id for r in server.store.runs(kind='trace')]
+    resumed = next(r for r in server.store.runs(graph='articles') if r.outcome == 'completed')
     return {
         'runs': '/',
         'search': '/?q=call+model',
         'run': f'/runs/{a.trace_id}',
         'failed run': f'/runs/{b.trace_id}',
+        'resumed run': f'/runs/{resumed.trace_id}?run_id={resumed.run_id}',
         'graph': '/graphs/pipeline',
         'node': '/graphs/pipeline/nodes/Think',
         'trace': f'/traces/{plain}',
@@ -78,7 +85,8 @@ def test_no_serious_axe_finding_on_any_page(
             result: dict[str, Any] = page.evaluate('async () => await axe.run(document)')
             if serious := _serious(result):
                 findings[name] = serious
-        shot(page, f'dashboard-compare-{scheme}.png')
+            if name in ('compare', 'resumed run'):
+                shot(page, f'dashboard-{name.replace(" ", "-")}-{scheme}.png')
     finally:
         context.close()
     assert findings == {}
@@ -98,8 +106,8 @@ def test_pages_fit_a_phone_without_sideways_scrolling(
             width = page.evaluate('document.documentElement.scrollWidth')
             if width > 390:
                 overflowing[name] = width
-            if name in ('runs', 'run', 'graph'):
-                shot(page, f'dashboard-phone-{name}-{scheme}.png')
+            if name in ('runs', 'run', 'graph', 'resumed run'):
+                shot(page, f'dashboard-phone-{name.replace(" ", "-")}-{scheme}.png')
     finally:
         context.close()
     assert overflowing == {}

@@ -49,6 +49,12 @@ def test_the_compare_page_shows_where_paths_part_and_meet_again() -> None:
             a = emit_run(provider, graph='agent', steps=('Fetch', 'Think', 'Answer'), nested_calls=False)
             b = emit_run(provider, graph='agent', steps=('Fetch', 'Think', 'Search', 'Think2', 'Answer'))
         html = httpx.get(f'{server.url}/compare', params={'a': a.trace_id, 'b': b.trace_id}, timeout=10).text
+        itself = httpx.get(f'{server.url}/compare', params={'a': a.trace_id, 'b': a.trace_id}, timeout=10).text
+    assert re.search(r'B took [0-9.]+ms longer\.</p>', html)
+    assert (
+        'The two runs took the same path. The outputs are the same. Both took as long, to the microsecond.</p>'
+        in itself
+    )  # not "0µs longer"
     assert 'The paths diverge at step 3: 3 steps on both paths, 0 only in A, 2 only in B.' in html
     rows = re.findall(r'<tr class="step-pair( diverged)?">(.*?)</tr>', html)
     assert [bool(d) for d, _ in rows] == [False, False, True, True, False]

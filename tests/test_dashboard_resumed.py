@@ -2,33 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-from opentelemetry.sdk.trace import TracerProvider
-from persisted_graph import Article, Draft, articles
+from browser_helpers import require_chromium, shot
+from persisted_graph import Article, Draft, in_three_parts, traced_articles
+from playwright.sync_api import Page, expect
 from serve_helpers import exporting_provider, running_server
 
-from tracegraph import FullStatePersistence, Graph
-from tracegraph.tracing.instrumentation_settings import InstrumentationSettings
+from tracegraph import FullStatePersistence
 
 pytestmark = pytest.mark.anyio
-
-
-def _traced_articles(provider: TracerProvider) -> Graph[Article, None, str]:
-    """The persisted articles graph, its spans going to `provider`."""
-    return Graph(
-        nodes=list(articles.get_nodes()),
-        name='articles',
-        instrumentation=InstrumentationSettings(tracer_provider=provider),
-    )
 
 
 @pytest.mark.parametrize('join_trace', [False, True], ids=['linked', 'one_trace'])
 async def test_resumed_run_pages_link_both_ways(join_trace: bool) -> None:
     with running_server() as server, exporting_provider(server.url) as (provider, _):
-        graph = _traced_articles(provider)
+        graph = traced_articles(provider)
         persistence = FullStatePersistence()
         async with graph.iter(Draft(), state=Article('T'), persistence=persistence) as first:
             await first.next()  # leave after the first step
@@ -55,7 +48,7 @@ async def test_resumed_run_pages_link_both_ways(join_trace: bool) -> None:
 
 async def test_an_interrupted_run_shows_the_node_it_waits_in_until_resumed() -> None:
     with running_server() as server, exporting_provider(server.url) as (provider, _):
-        graph = _traced_articles(provider)
+        graph = traced_articles(provider)
         persistence = FullStatePersistence()
         async with graph.iter(Draft(), state=Article('T'), persistence=persistence) as first:
             await first.next()  # Draft ran; Review is next, and nothing runs it
@@ -89,3 +82,76 @@ async def test_an_interrupted_run_shows_the_node_it_waits_in_until_resumed() -> 
         ('part current', ['steps', '2–3']),
     ]
     assert f'href="/runs/{first.trace_id}?run_id={first.run_id}"' in parts[0][1]
+
+
+async def test_a_chain_of_three_linked_parts_is_one_run_from_each_of_them() -> None:
+    with running_server() as server, exporting_provider(server.url) as (provider, _):
+        parts = await in_three_parts(provider)
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            details = [client.get(f'/api/runs/{t}', params={'run_id': r}).json() for t, r in parts]
+            pages = [client.get(f'/runs/{t}', params={'run_id': r}).text for t, r in parts]
+    # Each part finds every other one, through the chain of traces: the third names only the second's trace.
+    for i, detail in enumerate(details):
+        assert [(p['trace_id'], p['run_id']) for p in detail['resumed_from']] == parts[:i]
+        assert [(p['trace_id'], p['run_id']) for p in detail['resumed_by']] == parts[i + 1 :]
+    assert 'its step is step 3 of the whole run, after the 2 steps of the earlier parts' in pages[2]
+    assert all('<h2>Slowest steps</h2>' not in page for page in pages)  # each part has one step: no list of them
+    assert re.findall(
+        r'<tr class="step-row[^"]*" tabindex="0" data-span="[0-9a-f]+"><td class="num">(\d+)</td>', pages[2]
+    ) == ['3']
+    # One chart through every part, from any of them: a part per run, its step numbered through the whole run.
+    for i, page in enumerate(pages):
+        chart = page.split('<svg class="whole-run"', 1)[1].split('</svg>', 1)[0]
+        assert re.findall(r'<g class="(part[^"]*)" data-run="([^"]+)"', chart) == [
+            ('part current' if j == i else 'part', run) for j, (_, run) in enumerate(parts)
+        ]
+        assert re.findall(r'class="part-head"[^>]*>([^<]+)<', chart) == ['step 1', 'step 2', 'step 3']
+        assert len(re.findall(r'<g class="wait"[^>]*><title>waited ', chart)) == 2
+        bars = re.findall(r'<a href="([^"]+)"><title>([^<]+)</title><rect class="bar"', chart)
+        assert [label for _, label in bars] == [
+            'step 1: Draft · completed',
+            'step 2: Review · completed',
+            'step 3: Publish · completed',
+        ]
+        for (href, _), (trace, run) in zip(bars, parts):
+            assert href.startswith(f'/runs/{trace}?run_id={run}#span=')
+
+
+def test_the_whole_run_chart_opens_a_step_of_another_part(page: Page) -> None:
+    require_chromium()
+    with running_server() as server, exporting_provider(server.url) as (provider, _):
+        with ThreadPoolExecutor(1) as pool:  # Playwright's sync API holds this thread's event loop
+            parts = pool.submit(asyncio.run, in_three_parts(provider)).result()
+        (t1, r1), _, (t3, r3) = parts
+        page.goto(f'{server.url}/runs/{t3}?run_id={r3}')
+        chart = page.locator('svg.whole-run')
+        expect(chart.locator('g.part')).to_have_count(3)
+        box = chart.bounding_box()
+        assert box is not None and box['width'] > 900
+        # The parts keep their order on the axis, the waits between them drawn as breaks.
+        xs = [
+            chart.get_by_role('link', name=label).locator('rect').bounding_box()
+            for label in ('step 1: Draft', 'step 3: Publish')
+        ]
+        assert xs[0] is not None and xs[1] is not None and xs[0]['x'] < xs[1]['x']
+        shot(page, 'dashboard-resumed-run.png')
+        chart.get_by_role('link', name='step 1: Draft').click()
+        expect(page).to_have_url(re.compile(rf'/runs/{t1}\?run_id={r1}#span=[0-9a-f]{{16}}$'))
+        expect(page.locator('#detail')).to_be_visible()
+        expect(page.locator('#detail')).to_contain_text('Draft')
+        # The first part's own page draws the same run, itself current.
+        expect(page.locator('svg.whole-run g.part.current')).to_have_attribute('data-run', r1)
+        # On a phone the chart is drawn to the screen's width: every part in view, no sideways scrolling.
+        page.set_viewport_size({'width': 390, 'height': 844})
+        page.goto(f'{server.url}/runs/{t3}?run_id={r3}')
+        bands = chart.locator('rect.part-band')
+        expect(bands).to_have_count(3)
+        rights = [
+            b['x'] + b['width'] for b in (bands.nth(i).bounding_box() or {'x': 1e9, 'width': 0} for i in range(3))
+        ]
+        assert max(rights) <= 390 and rights == sorted(rights)
+        assert page.evaluate('document.documentElement.scrollWidth') <= 390
+        shot(page, 'dashboard-phone-resumed-run-chart.png')
+        chart.get_by_role('link', name='step 2: Review').click()
+        expect(page).to_have_url(re.compile(r'#span=[0-9a-f]{16}$'))
+        expect(page.locator('#detail')).to_contain_text('Review')

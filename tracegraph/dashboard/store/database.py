@@ -21,10 +21,9 @@ from typing import Any
 
 import duckdb
 
-from ...tracing.attributes import RUN_RESUMED_FROM
 from ...tracing.clock import datetime_to_ns, ns_to_datetime
 from ...tracing.timeline_tables import optional_module
-from . import graphstats
+from . import graphstats, runparts
 from .columns import METRIC_COLUMNS, SPAN_COLUMNS, MetricBatch, SpanBatch, arrow, arrow_table
 from .dedup import RecentKeys, span_key
 from .groupcommit import GroupCommitter
@@ -43,6 +42,7 @@ from .models import (
 )
 from .rundetail import StoredSpan, build_run_detail, span_tree
 from .runoutline import LIGHT_COLUMNS, RunOutline, errors_of, read_outline
+from .runparts import PartBar
 from .runquery import RunQuery
 from .serving import serving_url
 
@@ -325,7 +325,9 @@ class Store:
         detail = build_run_detail(self._stored_spans(trace_id.lower()), run_id=run_id)
         if detail is not None:
             start_ns = datetime_to_ns(detail.timeline.start)
-            detail.resumed_from, detail.resumed_by = self.resumed_parts(trace_id, detail.timeline.run_id, start_ns)
+            detail.resumed_from, detail.resumed_by = self.resumed_parts(
+                trace_id, detail.timeline.run_id, start_ns, graph=detail.timeline.graph or None
+            )
         return detail
 
     def _stored_spans(
@@ -434,37 +436,17 @@ class Store:
         spans = self._stored_spans(trace_id.lower(), limit=limit)
         return span_tree(spans)
 
-    def resumed_parts(self, trace_id: str, run_id: str, start_ns: int) -> tuple[list[RunRef], list[RunRef]]:
-        """The other parts of a run that was interrupted and resumed: those it resumed, and those resuming it."""
-        trace_id = trace_id.lower()
-        resumed_from = f'json_extract_string(attributes, \'$."{RUN_RESUMED_FROM}"\')'
-        origin_row = self.query(
-            f'SELECT {resumed_from} FROM spans WHERE trace_id = ? AND run_id = ? AND is_run LIMIT 1', [trace_id, run_id]
-        )
-        origin = str(origin_row[0][0] or '') if origin_row else ''
-        columns = f'trace_id, run_id, graph, start_ns, outcome, {resumed_from}, steps, end_ns'
-        # the runs of the trace this one resumes and of this trace (join_trace); then the runs resuming it, which
-        # start after it (two statements: the start bound lets DuckDB skip older row groups before the LIKE)
-        found = self.query(
-            'SELECT trace_id, run_id, graph, start_ns, outcome, NULL, steps, end_ns FROM spans '
-            'WHERE is_run AND run_id IS NOT NULL AND run_id <> ? AND (trace_id = ? OR trace_id = ?)',
-            [run_id, origin.lower(), trace_id],
-        ) + self.query(
-            f'SELECT {columns} FROM spans WHERE is_run AND run_id IS NOT NULL AND run_id <> ? AND start_ns >= ? '
-            f"AND attributes LIKE '%resumed_from%' AND {resumed_from} = ?",
-            [run_id, start_ns, trace_id],
-        )
-        refs = sorted(dict.fromkeys(found), key=lambda r: (r[3], r[0], r[1]))
-        earlier: list[RunRef] = []
-        later: list[RunRef] = []
-        for ref_trace, ref_run, graph, ref_start, outcome, ref_origin, steps, ref_end in refs:
-            ref = RunRef(
-                trace_id=ref_trace, run_id=ref_run, graph=graph, start=ns_to_datetime(ref_start), outcome=outcome,
-                steps=steps, end=ns_to_datetime(ref_end),
-            )  # fmt: skip
-            after = ref_origin == trace_id or (ref_trace == trace_id and ref_start > start_ns)
-            (later if after else earlier).append(ref)
-        return earlier, later
+    def resumed_parts(
+        self, trace_id: str, run_id: str, start_ns: int, *, graph: str | None = None
+    ) -> tuple[list[RunRef], list[RunRef]]:
+        """The other parts of a run that was interrupted and resumed (of `graph`: any graph when None): those
+        before it and those after it, found through its whole chain of traces (see `runparts`)."""
+        return runparts.run_parts(self.query, trace_id, run_id, start_ns, graph)
+
+    def part_bars(self, trace_id: str, run_id: str, start_ns: int, end_ns: int, bins: int) -> list[PartBar]:
+        """The node steps of one part of a resumed run as bars, one per node and per bin of its time (see
+        `runparts.part_bars`)."""
+        return runparts.part_bars(self.query, trace_id, run_id, start_ns, end_ns, bins)
 
     def graphs(self) -> list[GraphSummary]:
         """Every graph with a run or a node step stored: its name, how many runs ended, and when it last started a

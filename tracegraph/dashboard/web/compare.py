@@ -129,9 +129,15 @@ def compare_body(a: RunOutline, b: RunOutline, texts_a: StepTexts, texts_b: Step
     if texts_a.output is not None or texts_b.output is not None:
         summary += ' The outputs are the same.' if texts_a.output == texts_b.output else ' The outputs differ.'
     delta = b.duration - a.duration
+    gap = format_duration(abs(delta))
+    took = (
+        'Both took as long, to the microsecond.'
+        if gap == '0µs'
+        else f'B took {gap} {"longer" if delta > 0 else "less"}.'
+    )
     return (
         f'<h1>Compare runs</h1><section class="compare-heads">{heads}</section>'
-        f'<p class="meta">{summary} B took {format_duration(abs(delta))} {"longer" if delta >= 0 else "less"}.</p>'
+        f'<p class="meta">{summary} {took}</p>'
         '<section class="panel"><h2>On one time axis</h2><p class="hint">Each row is a place on the two paths: '
         "A above, B below, each from its own run's start.</p>"
         f'<div class="scroll">{paired_gantt_svg(pairs, a.start_ns, b.start_ns)}</div></section>'

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from html import escape
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from starlette.responses import HTMLResponse
 
 from ...presentation.html import OUTCOME_COLOURS
+from ..store.runoutline import WINDOW
 
-__all__ = ('badge', 'graph_href', 'layout', 'live_control', 'run_href', 'time_text', 'trace_href')
+__all__ = ('badge', 'graph_href', 'layout', 'live_control', 'run_href', 'step_href', 'time_text', 'trace_href')
 
 
 def layout(title: str, body: str, *, status: int = 200, sign_out: bool = False) -> HTMLResponse:
@@ -50,6 +51,23 @@ def time_text(value: datetime) -> str:
 def run_href(trace_id: str, run_id: str) -> str:
     """The page of one run."""
     return f'/runs/{quote(trace_id)}?run_id={quote(run_id)}'
+
+
+def step_href(
+    trace_id: str, run_id: str, total_steps: int, index: int, span_id: str, *, shown: tuple[int, int] | None = None
+) -> str:
+    """A link to step `index` (0-based, of a run of `total_steps`) with its detail open: in the window `shown`
+    (first, last) when it holds the step, else in a window of `WINDOW` steps around it."""
+    if shown is not None and shown[0] <= index <= shown[1]:
+        first, last = shown
+    else:
+        first = max(0, min(index - WINDOW // 2, total_steps - WINDOW))
+        last = min(total_steps - 1, first + WINDOW - 1)
+    if total_steps <= WINDOW:
+        base = run_href(trace_id, run_id)
+    else:
+        base = f'/runs/{quote(trace_id)}?{urlencode({"run_id": run_id, "steps": f"{first + 1}-{last + 1}"})}'
+    return f'{base}#span={span_id}'
 
 
 def trace_href(trace_id: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -35,6 +36,7 @@ from .markup import graph_href, layout, run_href, trace_href
 from .runpage import run_body, trace_body
 from .runspage import runs_body
 from .svg import diagram_svg, duration_legend
+from .wholerun import part_slots, resumed_panel
 
 __all__ = ('Pages',)
 
@@ -140,14 +142,22 @@ class Pages:
                 if run_id is None and self.store.find_run(trace_id) is not None:
                     return RedirectResponse(trace_href(trace_id), status_code=303)
                 raise ApiError(404, f'No run found in trace {trace_id!r}.')
-            earlier, later = self.store.resumed_parts(trace_id, outline.run_id, outline.start_ns)
+            earlier, later = self.store.resumed_parts(
+                trace_id, outline.run_id, outline.start_ns, graph=outline.graph or None
+            )
             outline.continue_numbering(sum(ref.steps or 0 for ref in earlier))
             stats = self.store.node_stats(outline.graph)
             previous = self.store.previous_run(outline.graph, outline.start_ns)
             typical = {s.node_id: s for s in stats}
             run_span = (outline.trace_id, outline.run_span.span_id) if outline.run_span is not None else None
             diagram = _run_diagram(outline, stats, declared_edges(self.store.query, outline.graph, run_span=run_span))
-            body = run_body(outline, earlier, later, typical=typical, previous=previous, diagram=diagram)
+            slots = part_slots(outline, earlier, later, time.time_ns()) if earlier or later else []
+            bars = {
+                i: self.store.part_bars(s.ref.trace_id, s.ref.run_id, s.start_ns, s.end_ns, s.bins)
+                for i, s in enumerate(slots)
+            }
+            parts = resumed_panel(outline, slots, bars)
+            body = run_body(outline, earlier, later, typical=typical, previous=previous, diagram=diagram, parts=parts)
             return layout(f'{outline.graph} run', body, sign_out=self.sign_out)
 
         return await self.readers.run(render)

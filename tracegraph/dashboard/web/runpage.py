@@ -17,8 +17,8 @@ from ...presentation.text import count_text, format_duration
 from ...tracing.attributes import GRAPH_NAME, NODE_ID, RUN_ID
 from ...tracing.clock import ns_to_datetime
 from ..store.models import NodeStats, RunRef, SpanInfo
-from ..store.runoutline import WINDOW, LightSpan, RunOutline
-from .markup import badge, graph_href, live_control, run_href, time_text
+from ..store.runoutline import SLOWEST, LightSpan, RunOutline
+from .markup import badge, graph_href, live_control, run_href, step_href, time_text
 from .svg import OUTCOME_COLOURS, PendingStep, gantt_svg, overview_svg
 
 __all__ = ('TRACE_WINDOW', 'detail_panel', 'run_body', 'trace_body')
@@ -30,19 +30,10 @@ def _window_href(outline: RunOutline, first: int, last: int) -> str:
 
 
 def _step_href(outline: RunOutline, index: int, span_id: str) -> str:
-    """A link to step `index` (0-based) with its detail open: in the window shown when it holds the step, else in a
-    window of `WINDOW` steps around it."""
-    if outline.first <= index <= outline.last:
-        first, last = outline.first, outline.last
-    else:
-        first = max(0, min(index - WINDOW // 2, outline.total_steps - WINDOW))
-        last = min(outline.total_steps - 1, first + WINDOW - 1)
-    base = (
-        _window_href(outline, first, last)
-        if outline.total_steps > WINDOW
-        else run_href(outline.trace_id, outline.run_id)
+    """A link to step `index` (0-based) with its detail open, in the window shown when it holds the step."""
+    return step_href(
+        outline.trace_id, outline.run_id, outline.total_steps, index, span_id, shown=(outline.first, outline.last)
     )
-    return f'{base}#span={span_id}'
 
 
 def _sort_head(label: str, *, num: bool = False) -> str:
@@ -94,7 +85,7 @@ def _summary_line(outline: RunOutline) -> str:
 
 def _slowest(outline: RunOutline) -> str:
     """The run's longest steps, when there are more steps than that list holds (else the steps table says it)."""
-    if outline.total_steps <= len(outline.slowest):
+    if outline.total_steps <= SLOWEST:  # the list would hold every step (or, for one step, none)
         return ''
     items = ''.join(
         f'<li><a href="{escape(_step_href(outline, i, s.span_id))}">step {s.step} <b>{escape(s.node_id or "")}</b></a> '
@@ -119,41 +110,6 @@ def _errors(outline: RunOutline) -> str:
             f'<pre class="traceback">{escape(e.traceback or "(no traceback recorded)")}</pre></div>'
         )
     return f'<section class="panel"><h2>Exceptions</h2>{"".join(items)}</section>' if items else ''
-
-
-def _resumed(outline: RunOutline, earlier: Sequence[RunRef], later: Sequence[RunRef]) -> str:
-    """The parts of an interrupted and resumed run as one story: each part (this one included) with its steps,
-    numbered on through the whole run, its outcome and its time, and how long the run waited between parts."""
-    if not earlier and not later:
-        return ''
-    this = RunRef(
-        trace_id=outline.trace_id, run_id=outline.run_id, graph=outline.graph, outcome=outline.outcome,
-        start=ns_to_datetime(outline.start_ns), end=ns_to_datetime(outline.end_ns), steps=outline.total_steps,
-    )  # fmt: skip
-    items: list[str] = []
-    done = 0
-    previous_end = None
-    for ref in [*earlier, this, *later]:
-        if previous_end is not None:
-            waited = max(0.0, (ref.start - previous_end).total_seconds())
-            items.append(f'<li class="wait">waited {format_duration(waited)}</li>')
-        steps = ref.steps or 0
-        span = f'steps {done + 1}–{done + steps}' if steps > 1 else f'step {done + 1}' if steps else 'no steps yet'
-        took = format_duration((ref.end - ref.start).total_seconds()) if ref.end is not None else 'running'
-        current = ref.run_id == outline.run_id and ref.trace_id == outline.trace_id
-        name = 'this part' if current else f'run <code>{escape(ref.run_id[:12])}</code>'
-        link = name if current else f'<a href="{run_href(ref.trace_id, ref.run_id)}">{name}</a>'
-        marked = ' current" aria-current="page' if current else ''
-        items.append(
-            f'<li class="part{marked}"><b>{span}</b> {badge(ref.outcome or "running")}<br>{link} · '
-            f'started {time_text(ref.start)} UTC · {took}</li>'
-        )
-        done += steps
-        previous_end = ref.end or ref.start
-    return (
-        '<section class="panel resumed"><h2>Resumed run</h2><p class="hint">The parts of this run, one after another, '
-        f'with the steps of the whole run each holds.</p><ol class="parts">{"".join(items)}</ol></section>'
-    )
 
 
 def _legend() -> str:
@@ -216,6 +172,7 @@ def run_body(
     previous: RunRef | None = None,
     now_ns: int | None = None,
     diagram: str = '',
+    parts: str = '',
 ) -> str:
     """The page of `outline`'s run, drawing the window of steps it holds.
 
@@ -226,6 +183,7 @@ def run_body(
         previous: the graph's run before this one, offered for comparison.
         now_ns: the server's clock, where a running run's current step is drawn up to (default: now).
         diagram: the graph's diagram with the run's path, drawn after the timeline.
+        parts: the panel of a resumed run's parts (`wholerun.resumed_panel`), drawn after the diagram.
     """
     typical = typical or {}
     first, last, shown = outline.first, outline.last, outline.steps
@@ -278,14 +236,19 @@ def run_body(
     )
     if outline.step_offset:
         o = outline.step_offset
+        holds = (
+            f'its step is step {o + 1}'
+            if outline.total_steps == 1
+            else f'its steps are steps {o + 1}–{o + outline.total_steps}'
+        )
         head += (
-            f'<p class="meta part">A resumed part of its run: its steps are steps {o + 1}–{o + outline.total_steps} '
-            f'of the whole run, after the {count_text(o, "step")} of the earlier parts linked below.</p>'
+            f'<p class="meta part">A resumed part of its run: {holds} of the whole run, after the '
+            f'{count_text(o, "step")} of the earlier parts linked below.</p>'
         )
     body = (
         f'{live_control() if live else ""}<div id="live-run"{" data-live" if live else ""}>'
         f'{head}{run_span}{_compare_form(outline, previous)}{timeline}{diagram}'
-        f'{_resumed(outline, earlier, later)}{_errors(outline)}{_slowest(outline)}'
+        f'{parts}{_errors(outline)}{_slowest(outline)}'
         f'<section class="panel"><h2>Steps by node</h2>{_node_summary(outline)}</section>'
         f'<section class="panel"><h2>Steps</h2>{_export(outline)}<div class="scroll"><table class="steps sortable">'
         f'<thead><tr>{_sort_head("Step", num=True)}{_sort_head("Node")}{_sort_head("Start", num=True)}'

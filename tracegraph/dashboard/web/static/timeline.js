@@ -348,6 +348,47 @@
   }
   NARROW.addEventListener('change', fitToScreen);
 
+  // The chart of a resumed run's parts: on a phone, its time axis is squeezed into the screen beside a narrow
+  // name column (the text keeps its size); a part's heading shows only where the part is wide enough for it.
+  const LANE_W = 84;
+  function fitWholeRun() {
+    const svg = document.querySelector('svg.whole-run');
+    if (!svg || !svg.parentNode) return;
+    const x0 = +svg.dataset.x0, w = +svg.dataset.w;
+    const narrow = NARROW.matches;
+    const width = narrow ? Math.max(300, Math.floor(svg.parentNode.clientWidth)) : x0 + w + 10;
+    const nx0 = narrow ? LANE_W : x0;
+    const k = (width - 10 - nx0) / w;
+    const at = (x) => nx0 + (x - x0) * k;
+    const box = svg.getAttribute('viewBox').split(' ');
+    svg.setAttribute('width', String(width));
+    svg.setAttribute('viewBox', '0 0 ' + width + ' ' + box[3]);
+    svg.querySelectorAll('rect, g.part text').forEach((el) => {
+      if (el.dataset.x === undefined) {
+        el.dataset.x = el.getAttribute('x');
+        if (el.tagName === 'rect') el.dataset.w = el.getAttribute('width');
+      }
+      el.setAttribute('x', at(+el.dataset.x).toFixed(1));
+      if (el.tagName === 'rect') {
+        const least = el.classList.contains('bar') ? 2 : 1;
+        el.setAttribute('width', Math.max(least, +el.dataset.w * k).toFixed(1));
+      }
+    });
+    svg.querySelectorAll('g.wait').forEach((g) => g.setAttribute('transform', 'translate(' + at(+g.dataset.x).toFixed(1) + ' 0)'));
+    svg.querySelectorAll('text.lane').forEach((label) => {
+      const full = label.querySelector('title').textContent;
+      const room = Math.floor((nx0 - 12) / 6.5);
+      label.firstChild.textContent = full.length > room ? full.slice(0, Math.max(1, room - 1)) + '…' : full.slice(0, 20);
+    });
+    svg.querySelectorAll('g.part').forEach((part) => {
+      const room = +part.querySelector('rect.part-band').getAttribute('width') - 6;
+      part.querySelectorAll('text').forEach((t) => { t.style.visibility = t.getComputedTextLength() <= room ? '' : 'hidden'; });
+    });
+  }
+  NARROW.addEventListener('change', fitWholeRun);
+  document.addEventListener('tracegraph:swapped', fitWholeRun);
+  fitWholeRun();
+
   function restore() {
     if (NARROW.matches) fitToScreen();
     if (folded.size) layoutRows();
