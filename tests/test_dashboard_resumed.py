@@ -65,6 +65,12 @@ async def test_an_interrupted_run_shows_the_node_it_waits_in_until_resumed() -> 
             resumed = client.get(f'/runs/{first.trace_id}', params={'run_id': first.run_id}).text
             later = client.get(f'/runs/{second.trace_id}', params={'run_id': second.run_id}).text
     assert 'Waiting in' not in resumed and '<h2>Resumed run</h2>' in resumed
+    # Each part's diagram draws the whole run's path (all its parts), and no node it waits in once it ended.
+    for html in (resumed, later):
+        assert 'The transitions this run (all its parts) took' in html
+        assert 'gnode current' not in html
+        taken = re.findall(r'<g class="edge taken" data-source="(\w+)" data-target="(\w+)" data-count="(\d+)"', html)
+        assert sorted(taken) == [('Draft', 'Review', '1'), ('Publish', 'End', '1'), ('Review', 'Publish', '1')]
     # The resumed part numbers its steps on from the first part's one step: one story, one count.
     assert 'its steps are steps 2–3 of the whole run, after the 1 step of the earlier parts' in later
     assert re.findall(
@@ -82,6 +88,23 @@ async def test_an_interrupted_run_shows_the_node_it_waits_in_until_resumed() -> 
         ('part current', ['steps', '2–3']),
     ]
     assert f'href="/runs/{first.trace_id}?run_id={first.run_id}"' in parts[0][1]
+
+
+async def test_an_earlier_part_shows_the_node_the_latest_part_waits_in() -> None:
+    with running_server() as server, exporting_provider(server.url) as (provider, _):
+        graph = traced_articles(provider)
+        persistence = FullStatePersistence()
+        async with graph.iter(Draft(), state=Article('T'), persistence=persistence) as first:
+            await first.next()  # Draft
+        async with graph.iter_from_persistence(persistence) as second:
+            await second.next()  # Review; Publish is next, and nothing runs it
+        provider.force_flush()
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            pages = [client.get(f'/runs/{r.trace_id}', params={'run_id': r.run_id}).text for r in (first, second)]
+    for html in pages:
+        assert '<g class="gnode current" data-node="Publish">' in html
+        assert 'gnode current" data-node="Review"' not in html  # the first part's next node ran in the second
+    assert 'Waiting in <b>Publish</b> (step 3) since ' in pages[1]
 
 
 async def test_a_chain_of_three_linked_parts_is_one_run_from_each_of_them() -> None:

@@ -42,7 +42,7 @@ from .models import (
 )
 from .rundetail import StoredSpan, build_run_detail, span_tree
 from .runoutline import LIGHT_COLUMNS, RunOutline, errors_of, read_outline
-from .runparts import PartBar
+from .runparts import PartBar, PartPath
 from .runquery import RunQuery
 from .serving import serving_url
 
@@ -442,6 +442,10 @@ class Store:
         """The other parts of a run that was interrupted and resumed (of `graph`: any graph when None): those
         before it and those after it, found through its whole chain of traces (see `runparts`)."""
         return runparts.run_parts(self.query, trace_id, run_id, start_ns, graph)
+
+    def part_path(self, trace_id: str, run_id: str) -> PartPath:
+        """One part of a resumed run's transitions and where its last step led (see `runparts.part_path`)."""
+        return runparts.part_path(self.query, trace_id, run_id)
 
     def part_bars(self, trace_id: str, run_id: str, start_ns: int, end_ns: int, bins: int) -> list[PartBar]:
         """The node steps of one part of a resumed run as bars, one per node and per bin of its time (see

@@ -19,7 +19,7 @@ from ...tracing.attributes import RUN_RESUMED_FROM
 from ...tracing.clock import ns_to_datetime
 from .models import RunRef
 
-__all__ = ('MAX_PARTS', 'PartBar', 'part_bars', 'run_parts')
+__all__ = ('MAX_PARTS', 'PartBar', 'PartPath', 'part_bars', 'part_path', 'run_parts')
 
 Query = Callable[[str, Sequence[Any]], list[tuple[Any, ...]]]
 
@@ -139,3 +139,26 @@ def part_bars(query: Query, trace_id: str, run_id: str, start_ns: int, end_ns: i
         )
         for r in rows
     ]  # fmt: skip
+
+
+@dataclass(kw_only=True)
+class PartPath:
+    """One part's way through the graph: how often its steps took each (node, next node), and its last step's next
+    node (None without steps)."""
+
+    transitions: dict[tuple[str, str], int]
+    last_next: str | None
+
+
+def part_path(query: Query, trace_id: str, run_id: str) -> PartPath:
+    """The transitions of one part of a resumed run, and where its last step led."""
+    key = [trace_id.lower(), run_id]
+    own = 'trace_id = ? AND run_id = ? AND node_id IS NOT NULL AND NOT is_run'
+    rows = query(
+        f'SELECT node_id, next_node, count(*) FROM spans WHERE {own} AND next_node IS NOT NULL GROUP BY ALL', key
+    )
+    last = query(
+        f'SELECT next_node FROM spans WHERE {own} ORDER BY step DESC NULLS LAST, start_ns DESC, span_id DESC LIMIT 1',
+        key,
+    )
+    return PartPath(transitions={(r[0], r[1]): r[2] for r in rows}, last_next=last[0][0] if last else None)

@@ -19,6 +19,7 @@ from ..store.database import Store
 from ..store.graphstats import declared_edges
 from ..store.models import NodeStats, Transition
 from ..store.runoutline import MAX_WINDOW, RunOutline
+from ..store.runparts import PartPath
 from .api import (
     ApiError,
     Readers,
@@ -36,7 +37,7 @@ from .markup import graph_href, layout, run_href, trace_href
 from .runpage import run_body, trace_body
 from .runspage import runs_body
 from .svg import diagram_svg, duration_legend
-from .wholerun import part_slots, resumed_panel
+from .wholerun import PartSlot, part_slots, resumed_panel
 
 __all__ = ('Pages',)
 
@@ -51,26 +52,59 @@ def _node_href(graph: str) -> Callable[[str], str]:
     return lambda node: f'{graph_href(graph)}/nodes/{quote(node, safe="")}'
 
 
-def _run_diagram(outline: RunOutline, stats: list[NodeStats], declared: list[tuple[str, str]]) -> str:
+def _run_diagram(
+    outline: RunOutline, stats: list[NodeStats], declared: list[tuple[str, str]], whole: RunPath | None = None
+) -> str:
     """The graph's diagram with this run's path: the transitions it took (with how often) over the edges the graph
-    declares, and the node it is in now (running or waiting)."""
-    final = outline.final
-    current = None
-    if outline.outcome in ('running', 'interrupted') and final is not None and final.next_node not in (None, 'End'):
-        current = final.next_node
-    taken = [Transition(source=s, target=t, count=n) for (s, t), n in outline.transitions.items()]
-    never = [Transition(source=s, target=t, count=0) for s, t in declared if (s, t) not in outline.transitions]
+    declares, and the node it is in now (running or waiting); `whole`: the path of every part of a resumed run."""
+    if whole is None:
+        final = outline.final
+        waiting = outline.outcome in ('running', 'interrupted') and final is not None
+        whole = RunPath(transitions=outline.transitions, current=final.next_node if waiting and final else None)
+    current = whole.current if whole.current != 'End' else None
+    transitions = whole.transitions
+    taken = [Transition(source=s, target=t, count=n) for (s, t), n in transitions.items()]
+    never = [Transition(source=s, target=t, count=0) for s, t in declared if (s, t) not in transitions]
     drawn = diagram_svg(
         stats, taken + never, _edge_href(outline.graph), node_href=_node_href(outline.graph),
-        taken=set(outline.transitions), current=current,
+        taken=set(transitions), current=current,
     )  # fmt: skip
+    parts = ' (all its parts)' if whole.parts > 1 else ''
     return (
-        '<section class="panel"><h2>Path through the graph</h2><p class="hint">The transitions this run took, in '
-        'blue (edge width and label: how often), over the edges the graph declares (dashed where this run did not '
+        f'<section class="panel"><h2>Path through the graph</h2><p class="hint">The transitions this run{parts} took, '
+        'in blue (edge width and label: how often), over the edges the graph declares (dashed where this run did not '
         'take them)' + (', and the node it is in now dashed' if current else '') + "; node colour is the node's "
         'p95 over all stored runs. A node links to its steps, an edge to the runs that took it.</p>'
         f'<div class="scroll">{drawn}</div></section>'
     )
+
+
+@dataclass(kw_only=True)
+class RunPath:
+    """A run's way through its graph: each (node, next node) it took and how often, and the node it is in now
+    (running or waiting in it), over all its parts when it was resumed."""
+
+    transitions: dict[tuple[str, str], int]
+    current: str | None
+    parts: int = 1
+
+
+def _whole_path(store: Store, outline: RunOutline, slots: list[PartSlot]) -> RunPath:
+    """The path of every part of a resumed run: their transitions summed, and the node the last part is in now."""
+    transitions: dict[tuple[str, str], int] = {}
+    current = None
+    for slot in slots:
+        ref = slot.ref
+        if slot.current:
+            path = PartPath(
+                transitions=outline.transitions, last_next=outline.final.next_node if outline.final else None
+            )
+        else:
+            path = store.part_path(ref.trace_id, ref.run_id)
+        for edge, n in path.transitions.items():
+            transitions[edge] = transitions.get(edge, 0) + n
+        current = path.last_next if ref.outcome in ('running', 'interrupted') else None
+    return RunPath(transitions=transitions, current=current, parts=len(slots))
 
 
 def _run_output(store: Store, outline: RunOutline) -> str | None:
@@ -150,8 +184,10 @@ class Pages:
             previous = self.store.previous_run(outline.graph, outline.start_ns)
             typical = {s.node_id: s for s in stats}
             run_span = (outline.trace_id, outline.run_span.span_id) if outline.run_span is not None else None
-            diagram = _run_diagram(outline, stats, declared_edges(self.store.query, outline.graph, run_span=run_span))
             slots = part_slots(outline, earlier, later, time.time_ns()) if earlier or later else []
+            whole = _whole_path(self.store, outline, slots) if slots else None
+            declared = declared_edges(self.store.query, outline.graph, run_span=run_span)
+            diagram = _run_diagram(outline, stats, declared, whole)
             bars = {
                 i: self.store.part_bars(s.ref.trace_id, s.ref.run_id, s.start_ns, s.end_ns, s.bins)
                 for i, s in enumerate(slots)
