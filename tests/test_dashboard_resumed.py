@@ -140,6 +140,7 @@ async def test_a_chain_of_three_linked_parts_is_one_run_from_each_of_them() -> N
             assert href.startswith(f'/runs/{trace}?run_id={run}#span=')
 
 
+@pytest.mark.browser
 def test_the_whole_run_chart_opens_a_step_of_another_part(page: Page) -> None:
     require_chromium()
     with running_server() as server, exporting_provider(server.url) as (provider, _):
