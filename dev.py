@@ -24,7 +24,9 @@ __all__ = ('main',)
 ROOT = Path(__file__).resolve().parent
 LOWEST = ROOT / '.ci' / 'constraints-lowest.txt'
 LOWEST_TOOLS = ROOT / '.ci' / 'requirements-lowest.txt'
-LOWEST_SUITE = ('tests/test_core_*.py', 'tests/test_tracing_*.py', 'tests/test_persistence*.py')
+LOWEST_SUITE = (
+    'tests/test_core_*.py', 'tests/test_tracing_*.py', 'tests/test_persistence*.py', 'tests/test_exporters_drops.py'
+)  # fmt: skip
 LOWEST_NEEDS_EXTRAS = {
     'test_core_install.py',
     'test_persistence.py',

@@ -9,7 +9,7 @@ rate-limited line) and loses a batch whose export failed. `CountingBatchSpanProc
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from opentelemetry import metrics
@@ -28,6 +28,12 @@ class DropCounter:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._counts: dict[str, int] = {}
+        self._settlers: list[Callable[[], None]] = []
+
+    def settle_with(self, settle: Callable[[], None]) -> None:
+        """Call `settle` before the counts are read: it adds what it has found lost since (see
+        `CountingBatchSpanProcessor`)."""
+        self._settlers.append(settle)
 
     def add(self, reason: str, spans: int) -> None:
         """Count `spans` lost for `reason`."""
@@ -38,6 +44,8 @@ class DropCounter:
     @property
     def counts(self) -> dict[str, int]:
         """Spans lost so far, by reason."""
+        for settle in self._settlers:
+            settle()
         with self._lock:
             return dict(self._counts)
 
@@ -54,13 +62,15 @@ class DropCounter:
 
 
 class _CountingExporter(SpanExporter):
-    """Passes batches on, counting the spans of every failed export."""
+    """Passes batches on, counting the spans of every failed export; `before_export` hears of each batch first."""
 
-    def __init__(self, exporter: SpanExporter, drops: DropCounter) -> None:
+    def __init__(self, exporter: SpanExporter, drops: DropCounter, before_export: Callable[[int], None]) -> None:
         self.exporter = exporter
         self._drops = drops
+        self._before_export = before_export
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        self._before_export(len(spans))
         try:
             result = self.exporter.export(spans)
         except Exception:
@@ -80,22 +90,68 @@ class _CountingExporter(SpanExporter):
 class CountingBatchSpanProcessor(BatchSpanProcessor):
     """A `BatchSpanProcessor` that counts the spans it drops (queue full) or fails to export.
 
-    The queue is looked at through the SDK's own fields (`_batch_processor._queue` since 1.33, `queue` before): the
-    SDK offers no public hook, and a length check is all it costs per span. Where neither is found, nothing is
-    counted for a full queue (export failures still are).
+    A span is dropped for a full queue when it was queued (offered) but never reached the exporter and is no longer
+    queued: `offered - exported - queued`. That balance is struck where it is exact, at the start of each export
+    (the SDK pops the batch and hands it over with no other consumer running: its worker alone up to SDK 1.32, under
+    its export lock since 1.33), and when the counts are read if the SDK's export lock can be taken at once. A
+    length check before each span instead (the SDK's own count) races the worker: a span the worker made room for
+    between the check and the append is counted dropped though it was delivered.
+
+    The queue is read through the SDK's own fields (`_batch_processor._queue` since 1.33, `queue` before), and the
+    lock as `_batch_processor._export_lock`: the SDK offers no public hook. Where no queue is found, nothing is counted
+    for a full queue (export failures still are).
     """
 
     def __init__(self, exporter: SpanExporter, drops: DropCounter, **kwargs: Any) -> None:
-        super().__init__(_CountingExporter(exporter, drops), **kwargs)
+        super().__init__(_CountingExporter(exporter, drops, self._handing_over), **kwargs)
         self._drops = drops
         inner: Any = getattr(self, '_batch_processor', self)
         self._queue: Any = getattr(inner, '_queue', None)
         if self._queue is None:
             self._queue = getattr(inner, 'queue', None)
-        self._max_queue: int | None = getattr(inner, '_max_queue_size', None) or getattr(inner, 'max_queue_size', None)
+        self._inner: Any = inner
+        self._lock = threading.Lock()
+        self._offered = 0
+        self._exported = 0
+        self._settled = 0
+        self._closed = False
+        drops.settle_with(self._settle_now)
 
     def on_end(self, span: ReadableSpan) -> None:
-        queue, limit = self._queue, self._max_queue
-        if queue is not None and limit is not None and len(queue) >= limit and span.context.trace_flags.sampled:  # pyright: ignore[reportOptionalMemberAccess]
-            self._drops.add('queue_full', 1)  # the SDK drops the oldest span to make room
         super().on_end(span)
+        # counted after the SDK queued it: a balance struck in between sees it queued, not offered (an undercount
+        # that the next balance makes good, never a span counted lost that was not)
+        context = span.context
+        if self._queue is not None and context is not None and context.trace_flags.sampled and not self._closed:
+            with self._lock:
+                self._offered += 1
+
+    def shutdown(self) -> None:
+        self._closed = True  # the SDK ignores spans ended from now on: they were never queued
+        super().shutdown()
+
+    def _handing_over(self, spans: int) -> None:
+        """The SDK hands a batch to the exporter: every span it popped so far is in this batch or an earlier one."""
+        with self._lock:
+            self._exported += spans
+        self._settle()
+
+    def _settle_now(self) -> None:
+        """Strike the balance when the counts are read, if no export is under way (SDK 1.33+); else leave it to the
+        next export."""
+        lock = getattr(self._inner, '_export_lock', None)  # looked up each time: the SDK makes a new one after a fork
+        if lock is not None and lock.acquire(blocking=False):
+            try:
+                self._settle()
+            finally:
+                lock.release()
+
+    def _settle(self) -> None:
+        if self._queue is None:
+            return
+        with self._lock:
+            offered, exported = self._offered, self._exported  # read before the queue: see `on_end`
+            lost = offered - exported - len(self._queue)
+            if lost > self._settled:
+                self._drops.add('queue_full', lost - self._settled)
+                self._settled = lost
