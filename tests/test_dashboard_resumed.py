@@ -124,6 +124,8 @@ async def test_a_chain_of_three_linked_parts_is_one_run_from_each_of_them() -> N
     ) == ['3']
     # One chart through every part, from any of them: a part per run, its step numbered through the whole run.
     for i, page in enumerate(pages):
+        # the diagram left to right from the graph's entry, though each part numbers its step 1
+        assert re.findall(r'<g class="gnode[^"]*" data-node="(\w+)"', page) == ['Draft', 'Review', 'Publish', 'End']
         chart = page.split('<svg class="whole-run"', 1)[1].split('</svg>', 1)[0]
         assert re.findall(r'<g class="(part[^"]*)" data-run="([^"]+)"', chart) == [
             ('part current' if j == i else 'part', run) for j, (_, run) in enumerate(parts)

@@ -269,6 +269,34 @@ def fit_text(text: str, width: float, char_width: float) -> str:
     return text if len(text) <= room else text[: room - 1] + '…'
 
 
+def _left_to_right(by_step: list[str], edges: Sequence[Transition]) -> list[str]:
+    """The nodes (but `End`) left to right: by how many edges from the graph's entry they are (the node no other
+    node leads to, when there is one), then in `by_step`'s order (by average step); nodes only edges name last.
+
+    The steps' numbers alone are not enough: each resumed part of a run numbers its steps from 1 again.
+    """
+    nodes = list(by_step)
+    for e in edges:
+        for n in (e.source, e.target):
+            if n not in nodes and n != 'End':
+                nodes.append(n)
+    led_to = {e.target for e in edges if e.source != e.target}
+    entries = [n for n in nodes if n not in led_to]
+    if len(entries) != 1:
+        return nodes
+    depth = {entries[0]: 0}
+    frontier = [entries[0]]
+    while frontier:
+        following: list[str] = []
+        for e in edges:
+            if e.source in frontier and e.target not in depth and e.target != 'End':
+                depth[e.target] = depth[e.source] + 1
+                following.append(e.target)
+        frontier = following
+    place = {n: i for i, n in enumerate(nodes)}
+    return sorted(nodes, key=lambda n: (depth.get(n, len(nodes)), place[n]))
+
+
 def diagram_svg(
     stats: list[NodeStats],
     edges: list[Transition],
@@ -278,18 +306,15 @@ def diagram_svg(
     taken: set[tuple[str, str]] | None = None,
     current: str | None = None,
 ) -> str:
-    """The graph as seen: nodes left to right in step order (then `End`), arcs above for forward transitions,
+    """The graph as seen: nodes left to right from its entry (`_left_to_right`, then `End`), arcs above for forward
+    transitions,
     below for backward ones; node colour by p95, edge width by count; edges declared but never taken (count 0)
     dashed, and the nodes only they name drawn too.
 
     With `node_href`, each node that ran links to its steps. With `taken` (one run's transitions), those edges are
     drawn in the accent colour and the others faded: the run's path; `current` marks the node that run is in now.
     """
-    order = [s.node_id for s in stats]
-    for e in edges:
-        for n in (e.source, e.target):
-            if n not in order and n != 'End':
-                order.append(n)
+    order = _left_to_right([s.node_id for s in stats], edges)
     if any(e.target == 'End' for e in edges):
         order.append('End')
     if not order:
