@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import re
 from concurrent.futures import ThreadPoolExecutor
 
@@ -113,6 +115,9 @@ async def test_a_chain_of_three_linked_parts_is_one_run_from_each_of_them() -> N
         with httpx.Client(base_url=server.url, timeout=10) as client:
             details = [client.get(f'/api/runs/{t}', params={'run_id': r}).json() for t, r in parts]
             pages = [client.get(f'/runs/{t}', params={'run_id': r}).text for t, r in parts]
+            third_csv = client.get(f'/api/runs/{parts[2][0]}/steps.csv', params={'run_id': parts[2][1]}).text
+    # The export numbers the steps as the page does: through the whole run.
+    assert [row['step'] for row in csv.DictReader(io.StringIO(third_csv))] == ['3']
     # Each part finds every other one, through the chain of traces: the third names only the second's trace.
     for i, detail in enumerate(details):
         assert [(p['trace_id'], p['run_id']) for p in detail['resumed_from']] == parts[:i]

@@ -289,11 +289,16 @@ class Api:
         return await self.readers.run(lambda: _json(stored_run(self.store, trace_id, run_id)))
 
     async def run_steps(self, request: Request) -> Response:
-        """`GET /api/runs/{trace_id}/steps.csv?run_id=`: one CSV row per step of the run (`NodeTimeline.to_csv`)."""
+        """`GET /api/runs/{trace_id}/steps.csv?run_id=`: one CSV row per step of the run (`NodeTimeline.to_csv`),
+        its steps numbered through the whole run as on its page (a resumed part's on from its earlier parts')."""
         trace_id, run_id = path_trace_id(request), query_text(request, 'run_id')
 
         def answer() -> Response:
-            timeline = stored_run(self.store, trace_id, run_id).timeline
+            detail = stored_run(self.store, trace_id, run_id)
+            timeline = detail.timeline
+            if offset := sum(ref.steps or 0 for ref in detail.resumed_from):
+                nodes = [n.model_copy(update={'step': n.step + offset}) for n in timeline.nodes]
+                timeline = timeline.model_copy(update={'nodes': nodes})
             name = re.sub(r'[^A-Za-z0-9._-]+', '_', f'{timeline.graph}-{timeline.run_id}')[:120]
             headers = {'Content-Disposition': f'attachment; filename="{name}.csv"'}
             return Response(timeline.to_csv(), media_type='text/csv; charset=utf-8', headers=headers)
