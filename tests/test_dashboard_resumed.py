@@ -109,6 +109,31 @@ async def test_an_earlier_part_shows_the_node_the_latest_part_waits_in() -> None
     assert 'Waiting in <b>Publish</b> (step 3) since ' in pages[1]
 
 
+async def test_a_part_still_running_is_a_part_both_ways() -> None:
+    """The run span ends last; the node spans of a resumed part name the trace it continues, so while it runs it
+    is numbered on from the earlier part, and the earlier part knows it was resumed."""
+    with running_server() as server, exporting_provider(server.url) as (provider, _):
+        graph = traced_articles(provider)
+        persistence = FullStatePersistence()
+        async with graph.iter(Draft(), state=Article('T'), persistence=persistence) as first:
+            await first.next()  # Draft
+        async with graph.iter_from_persistence(persistence) as second:
+            await second.next()  # Review ran; the run is still open, its run span not ended
+            provider.force_flush()
+            with httpx.Client(base_url=server.url, timeout=10) as client:
+                running = client.get(f'/runs/{second.trace_id}', params={'run_id': second.run_id}).text
+                earlier = client.get(f'/runs/{first.trace_id}', params={'run_id': first.run_id}).text
+                detail = client.get(f'/api/runs/{first.trace_id}', params={'run_id': first.run_id}).json()
+            async for _ in second:
+                pass
+    assert 'its step is step 2 of the whole run, after the 1 step of the earlier parts' in running
+    assert re.findall(r'class="part-head"[^>]*>([^<]+)<', running) == ['step 1', 'step 2']
+    assert re.findall(r'<g class="(part[^"]*)" data-run="([^"]+)"', running)[1] == ('part current', second.run_id)
+    assert [(r['run_id'], r['outcome'], r['steps']) for r in detail['resumed_by']] == [(second.run_id, 'running', None)]
+    assert 'Waiting in' not in earlier  # resumed, and running now
+    assert f'href="/runs/{second.trace_id}?run_id={second.run_id}"' in earlier
+
+
 async def test_a_chain_of_three_linked_parts_is_one_run_from_each_of_them() -> None:
     with running_server() as server, exporting_provider(server.url) as (provider, _):
         parts = await in_three_parts(provider)

@@ -233,9 +233,11 @@ def test_interrupted_run_resumed_in_another_process_joins_its_trace(tmp_path: Pa
         assert second['trace_id'] == first['trace_id'] == a_trace
         assert b_run.parent is not None
         assert b_run.parent.span_id == a_run.context.span_id
+        assert attr.RUN_RESUMED_FROM not in b['run node Publish'].attributes  # nothing to name: the same trace
     else:
         assert second['trace_id'] != a_trace
         assert b_run.attributes[attr.RUN_RESUMED_FROM] == a_trace
+        assert b['run node Publish'].attributes[attr.RUN_RESUMED_FROM] == a_trace  # known while the run runs
         assert [(link.context.trace_id, link.context.span_id) for link in b_run.links] == [
             (a_run.context.trace_id, a_run.context.span_id)
         ]

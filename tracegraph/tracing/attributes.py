@@ -55,6 +55,8 @@ RUN_STEPS: Final = 'tracegraph.run.steps'
 RUN_OUTCOME: Final = 'tracegraph.run.outcome'
 RUN_OUTPUT: Final = 'tracegraph.run.output'
 RUN_RESUMED_FROM: Final = 'tracegraph.run.resumed_from'
+"""On the run span of a run resumed in a new trace, and on each of its node spans (the run span ends last): the
+trace id of the run it continues."""
 GRAPH_EDGES: Final = 'tracegraph.graph.edges'
 """On a run span: the graph's declared edges as compact JSON, each node id to the ids that may come next (`End`
 included), in the graph's node order; what a dashboard draws the graph from before (and besides) the steps seen."""

@@ -219,6 +219,8 @@ class RecordingRunTrace(RunTrace):
         current_trace = trace.get_current_span(parent).get_span_context().trace_id if resumed_from is not None else 0
         if resumed_from is not None and resumed_from[0] != f'{current_trace:032x}':
             run_attrs[attr.RUN_RESUMED_FROM] = resumed_from[0]
+            # on each node span too: the run span ends last, and a part still running is a part all the same
+            self._node_attrs[attr.RUN_RESUMED_FROM] = resumed_from[0]
             links.append(Link(trace.SpanContext(int(resumed_from[0], 16), int(resumed_from[1], 16), is_remote=True)))
         if adopted is not None:
             span = adopted

@@ -1,7 +1,8 @@
 """The parts of a run that was interrupted and resumed, found from any one of them, and their steps on one chart.
 
 A resumed part names the trace it continues in `tracegraph.run.resumed_from` (the trace of the last step it
-resumed from) when it runs in a new, linked trace; with `join_trace=True` it runs in that same trace instead and
+resumed from) when it runs in a new, linked trace, on its run span and on each node span (so a part still running,
+whose run span has not arrived, is found too); with `join_trace=True` it runs in that same trace instead and
 names nothing. So the parts of one run are the runs of the same graph in a chain of traces: walking back through
 `resumed_from` finds the earlier ones, and the runs naming a trace of the chain the later ones. The walk is
 bounded (`MAX_PARTS`), so a corrupt chain cannot make a page read without end.
@@ -31,21 +32,47 @@ _COLUMNS = f'trace_id, run_id, graph, start_ns, outcome, steps, end_ns, {_RESUME
 """A part's `RunRef` fields, then the trace it resumed from."""
 
 
+def _ended_first(ended: list[tuple[Any, ...]], running: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """`ended`, then the runs of `running` that are not among them: a run span, once it arrived, says it best."""
+    have = {(r[0], r[1]) for r in ended}
+    first = {(r[0], r[1]): r for r in reversed(running)}  # a first step run again (another attempt): the earliest
+    return ended + [r for key, r in first.items() if key not in have]
+
+
 def _runs_of_traces(query: Query, traces: Sequence[str], graph: str | None) -> list[tuple[Any, ...]]:
-    return query(
+    """The runs of `traces`: those whose run span arrived, then those still running, from their first node span."""
+    ended = query(
         f'SELECT {_COLUMNS} FROM spans WHERE is_run AND run_id IS NOT NULL AND list_contains(?, trace_id) '
         'AND (? IS NULL OR graph = ?)',
         [list(traces), graph, graph],
     )
+    # a run's first node span stands for it until its run span arrives: one row per run, not one per step
+    running = query(
+        f"SELECT trace_id, run_id, graph, start_ns, 'running', NULL, NULL, {_RESUMED_FROM} FROM spans "
+        'WHERE NOT is_run AND step = 1 AND node_id IS NOT NULL AND run_id IS NOT NULL AND list_contains(?, trace_id) '
+        'AND (? IS NULL OR graph = ?) ORDER BY start_ns',
+        [list(traces), graph, graph],
+    )
+    return _ended_first(ended, running)
 
 
 def _runs_resuming(query: Query, traces: Sequence[str], graph: str | None, after_ns: int) -> list[tuple[Any, ...]]:
+    """The runs naming one of `traces` as the trace they resumed from: by their run span, or, while they run, by
+    their first node span (which carries it too)."""
     # the start bound lets DuckDB skip older row groups before the LIKE and the JSON
-    return query(
+    ended = query(
         f'SELECT {_COLUMNS} FROM spans WHERE is_run AND run_id IS NOT NULL AND start_ns >= ? '
         f"AND (? IS NULL OR graph = ?) AND attributes LIKE '%resumed_from%' AND list_contains(?, {_RESUMED_FROM})",
         [after_ns, graph, graph, list(traces)],
     )
+    running = query(
+        f"SELECT trace_id, run_id, graph, start_ns, 'running', NULL, NULL, {_RESUMED_FROM} FROM spans "
+        'WHERE NOT is_run AND step = 1 AND node_id IS NOT NULL AND run_id IS NOT NULL AND start_ns >= ? '
+        "AND (? IS NULL OR graph = ?) AND attributes LIKE '%resumed_from%' "
+        f'AND list_contains(?, {_RESUMED_FROM}) ORDER BY start_ns',
+        [after_ns, graph, graph, list(traces)],
+    )
+    return _ended_first(ended, running)
 
 
 def run_parts(
@@ -91,7 +118,7 @@ def run_parts(
         ref_trace, ref_run, ref_graph, ref_start, outcome, steps, ref_end, _ = row
         ref = RunRef(
             trace_id=ref_trace, run_id=ref_run, graph=ref_graph, start=ns_to_datetime(ref_start), outcome=outcome,
-            steps=steps, end=ns_to_datetime(ref_end),
+            steps=steps, end=ns_to_datetime(ref_end) if ref_end is not None else None,
         )  # fmt: skip
         (later if (ref_start, ref_trace, ref_run) > (start_ns, trace_id, run_id) else earlier).append(ref)
     return earlier, later
