@@ -22,6 +22,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from tracegraph.exporters.settings import resolve_target
 from tracegraph.exporters.spool import segments
 from tracegraph.exporters.spool.exporter import SpoolSpanExporter
+from tracegraph.exporters.spool.segments import Dropped, SegmentStore
 
 _open, _pwrite = os.open, os.pwrite  # the real ones: the fault injectors below patch `os` for the test
 
@@ -123,7 +124,7 @@ def test_spool_directory_removed_mid_run_is_made_again(tmp_path: Path) -> None:
         batches = list(_batches(spans, 9))
         for batch in batches[:4]:
             spool.export(batch)
-        shutil.rmtree(directory)  # someone cleans /tmp
+        _remove(directory)  # someone cleans /tmp
         for batch in batches[4:]:
             spool.export(batch)
         assert directory.is_dir()
@@ -135,6 +136,54 @@ def test_spool_directory_removed_mid_run_is_made_again(tmp_path: Path) -> None:
         later = {s.span_id for s in receiver.spans()}
         assert set(_ids([s for b in batches[4:] for s in b])) <= later  # everything after the removal arrived
         assert spool.dropped_spans.get('directory_removed', 0) <= sum(len(b) for b in batches[:4])
+
+
+def _remove(directory: Path) -> None:
+    """`rm -rf` as by hand: again if the spool wrote its cursor into the directory while it was being removed."""
+    for _ in range(100):
+        shutil.rmtree(directory, ignore_errors=True)
+        if not directory.exists():
+            return
+    raise AssertionError(f'{directory} could not be removed')
+
+
+def _store(directory: Path, **kwargs: int) -> SegmentStore:
+    options = {'max_bytes': 1 << 30, 'segment_bytes': 1 << 22, **kwargs}
+    directory.mkdir(mode=0o700)
+    return SegmentStore(directory, fsync=False, **options)
+
+
+@pytest.mark.parametrize('delivered', [True, False], ids=['delivered', 'not_delivered'])
+def test_a_record_out_with_the_sender_when_the_directory_goes_is_counted_once(tmp_path: Path, delivered: bool) -> None:
+    # Counting the removed directory's spans at once counted the record being sent too, which then arrived.
+    store = _store(tmp_path / 'spool')
+    store.append(b'a' * 100, 5)
+    store.append(b'b' * 100, 7)
+    out, _ = store.next_record()
+    assert out is not None and out.spans == 5
+    _remove(tmp_path / 'spool')
+    assert store.append(b'c' * 100, 3) == [Dropped(spans=7, bytes=0, reason='directory_removed')]
+    if delivered:
+        store.ack(out)
+        record, lost = store.next_record()
+        assert lost is None and record is not None and record.spans == 3
+    else:  # the send failed: the sender asks for the next record, and the one it had is lost after all
+        assert store.next_record() == (None, Dropped(spans=5, bytes=100, reason='directory_removed'))
+        record, lost = store.next_record()
+        assert lost is None and record is not None and record.spans == 3
+    store.ack(record)
+    assert store.close() is None and store.pending_spans == 0
+
+
+def test_a_record_out_with_the_sender_when_its_segment_is_dropped_for_space_is_counted_once(tmp_path: Path) -> None:
+    store = _store(tmp_path / 'spool', max_bytes=300, segment_bytes=100)
+    store.append(b'a' * 100, 5)  # one record per segment
+    out, _ = store.next_record()
+    assert out is not None
+    dropped = store.append(b'b' * 100, 7) + store.append(b'c' * 100, 3)  # over 300 bytes: the oldest segment goes
+    assert [d.reason for d in dropped] == ['spool_full'] and dropped[0].spans == 0  # its one record is out
+    assert store.pending_spans == 5 + 7 + 3  # out, not yet lost: still pending
+    assert store.close() == Dropped(spans=5, bytes=100, reason='spool_full')  # never acknowledged: lost after all
 
 
 class FaultyWrites:

@@ -222,9 +222,9 @@ class SpoolSpanExporter(SpanExporter):
             logger.error('tracegraph spool: %d spans kept in memory could not reach the disk before shutdown', lost)
             self._record_drop(Dropped(spans=lost, bytes=0, reason='shutdown'))
         self._sender.close()
-        for store in self._adopted:
-            store.close()
-        self._store.close()
+        for store in [*self._adopted, self._store]:
+            if (orphan := store.close()) is not None:  # out with the sender when its segment went, never delivered
+                self._record_drop(orphan)
         if self._store.directory != self._root and self._store.pending_spans == 0:
             shutil.rmtree(self._store.directory, ignore_errors=True)  # an empty worker spool is not left behind
 
@@ -499,6 +499,8 @@ class SpoolSpanExporter(SpanExporter):
         return backoff * (0.5 + random.random() / 2)  # jitter keeps many clients from retrying in lockstep
 
     def _record_drop(self, dropped: Dropped) -> None:
+        if not dropped.spans:  # e.g. a segment given up whose one record is out with the sender: counted when lost
+            return
         if dropped.reason in ('spool_full', 'batch_too_large'):
             logger.warning(
                 'tracegraph spool: disk bound reached (%s): dropped %d spans (%d bytes), oldest first',
@@ -508,8 +510,7 @@ class SpoolSpanExporter(SpanExporter):
             )
         with self._cond:
             self._dropped[dropped.reason] = self._dropped.get(dropped.reason, 0) + dropped.spans
-        if dropped.spans:
-            self._dropped_counter.add(dropped.spans, {'reason': dropped.reason})
+        self._dropped_counter.add(dropped.spans, {'reason': dropped.reason})
 
     def __repr__(self) -> str:
         return f'SpoolSpanExporter({str(self._store.directory)!r}, pending_spans={self.pending_spans})'

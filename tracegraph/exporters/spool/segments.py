@@ -21,6 +21,11 @@ Faults, and what they cost:
   when its header is whole, else the next header whose checksum holds); the spans lost are counted from the
   headers. Files and folders that are not segments are skipped with a warning.
 
+- A segment given up while the sender has one of its records out (the directory removed from outside, or the
+  oldest segment dropped to bound disk use) is counted lost without that record, which stays pending: delivered
+  and acknowledged, it is not lost; asked for the next record instead (its send failed), or closed, the store
+  counts it then. So no span is both delivered and counted lost.
+
 A segment is deleted once every record in it was acknowledged. A new process never appends to an old
 segment: it starts a new one, so old segments are immutable.
 """
@@ -96,6 +101,10 @@ class SegmentStore:
         self._active: int | None = None
         self._cursor = (0, 0)
         self._cursor_dirty = False
+        self._out: Record | None = None
+        """The record `next_record` handed out and not yet acknowledged: the sender may be delivering it."""
+        self._orphan: Dropped | None = None
+        """`_out`'s spans when its segment was given up while it was out: lost only if it is not acknowledged."""
         self._lock_fd = self._lock_directory()
         self._recover()
 
@@ -115,10 +124,12 @@ class SegmentStore:
             ) from e
         return fd
 
-    def close(self) -> None:
+    def close(self) -> Dropped | None:
         """Delete the active segment when all of it was acknowledged, and release the directory lock (the kernel
-        also releases it when the process dies)."""
+        also releases it when the process dies); returns the spans of a record out when its segment was given up,
+        never delivered."""
         with self._lock:
+            orphan, self._orphan = self._orphan, None
             active = self._active
             if active is not None and self._cursor == (active, self._segments[active].size):
                 self._active = None
@@ -126,6 +137,7 @@ class SegmentStore:
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
+        return orphan
 
     # --- startup -------------------------------------------------------------------------------------------
 
@@ -226,7 +238,7 @@ class SegmentStore:
     def _recreate_directory(self) -> list[Dropped]:
         """The directory was removed from outside, with its segments: make it again and count what they held."""
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        lost = sum(s.spans for s in self._segments.values())
+        lost = sum(self._given_up(seq, seg, 'directory_removed') for seq, seg in self._segments.items())
         logger.error('tracegraph spool: %s was removed with %d unsent spans; made it again', self.directory, lost)
         self._segments.clear()
         self._active = None
@@ -250,7 +262,16 @@ class SegmentStore:
         size = seg.size - (self._cursor[1] if self._cursor[0] == seq else 0)
         self._cursor = (min(self._segments, default=seq + 1), 0)
         self._write_cursor()
-        return Dropped(spans=seg.spans, bytes=size, reason='spool_full')
+        return Dropped(spans=self._given_up(seq, seg, 'spool_full'), bytes=size, reason='spool_full')
+
+    def _given_up(self, seq: int, seg: _Segment, reason: str) -> int:
+        """The spans of segment `seq`, given up for `reason`, to count lost now: all it holds unacknowledged but the
+        record out with the sender, which may still arrive (it counts when it comes back unacknowledged)."""
+        out = self._out
+        if out is None or out.segment != seq:
+            return seg.spans
+        self._orphan = Dropped(spans=out.spans, bytes=len(out.payload), reason=reason)
+        return seg.spans - out.spans
 
     def _write_cursor(self) -> None:
         """Overwrite the cursor file in place (fixed width: it never grows, so a full disk cannot stop it).
@@ -284,7 +305,12 @@ class SegmentStore:
     # --- reading and acknowledging -------------------------------------------------------------------------
 
     def next_record(self) -> tuple[Record | None, Dropped | None]:
-        """The oldest record not yet acknowledged, or None when everything was; plus what was found corrupt."""
+        """The oldest record not yet acknowledged, or None when everything was; plus what was found lost (corrupt,
+        or the record handed out last time, not delivered, whose segment was given up meanwhile)."""
+        with self._lock:
+            orphan, self._orphan, self._out = self._orphan, None, None
+        if orphan is not None:
+            return None, orphan
         while True:
             with self._lock:
                 seq, offset = self._cursor
@@ -312,9 +338,12 @@ class SegmentStore:
                     self._write_cursor()
                     logger.error('tracegraph spool: segment %s vanished with %d unsent spans', seq, seg.spans)
                     return None, Dropped(spans=seg.spans, bytes=size - offset, reason='directory_removed')
-            if record is not None:
-                return record, None
             with self._lock:
+                if record is not None:
+                    if self._cursor != (seq, offset) or seq not in self._segments:
+                        continue  # given up (and counted) while it was read: not handed out
+                    self._out = record
+                    return record, None
                 seg = self._segments.get(seq)
                 if self._cursor != (seq, offset) or seg is None:
                     continue
@@ -381,6 +410,8 @@ class SegmentStore:
     def ack(self, record: Record) -> None:
         """Mark `record` as delivered (or given up): move the cursor past it, deleting a finished segment."""
         with self._lock:
+            if record is self._out:
+                self._out = self._orphan = None  # delivered, or counted by the sender (refused for good)
             if self._cursor != (record.segment, record.offset):
                 return  # its segment was dropped while it was in flight
             seg = self._segments[record.segment]
@@ -405,9 +436,11 @@ class SegmentStore:
 
     @property
     def pending_spans(self) -> int:
-        """Spans stored and not yet acknowledged."""
+        """Spans stored and not yet acknowledged (a record out with the sender when its segment was given up
+        included, until it is delivered or counted lost)."""
         with self._lock:
-            return sum(s.spans for s in self._segments.values())
+            out = self._orphan.spans if self._orphan is not None else 0
+            return sum(s.spans for s in self._segments.values()) + out
 
     @property
     def disk_bytes(self) -> int:
