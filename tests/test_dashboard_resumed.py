@@ -6,16 +6,21 @@ import asyncio
 import csv
 import io
 import re
+from collections.abc import AsyncGenerator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 
 import httpx
 import pytest
 from browser_helpers import require_chromium, shot
+from opentelemetry.sdk.trace import TracerProvider
 from persisted_graph import Article, Draft, in_three_parts, traced_articles
 from playwright.sync_api import Page, expect
 from serve_helpers import exporting_provider, running_server
 
-from tracegraph import FullStatePersistence
+from tracegraph import FullStatePersistence, GraphRun
+
+Run = GraphRun[Article, None, str]
 
 pytestmark = pytest.mark.anyio
 
@@ -92,14 +97,23 @@ async def test_an_interrupted_run_shows_the_node_it_waits_in_until_resumed() -> 
     assert f'href="/runs/{first.trace_id}?run_id={first.run_id}"' in parts[0][1]
 
 
+@asynccontextmanager
+async def _resumed_once(provider: TracerProvider) -> AsyncGenerator[tuple[Run, Run]]:
+    """The articles run left after Draft, then resumed (in a linked trace) for one step, Review: both parts, the
+    second still open."""
+    graph = traced_articles(provider)
+    persistence = FullStatePersistence()
+    async with graph.iter(Draft(), state=Article('T'), persistence=persistence) as first:
+        await first.next()  # Draft
+    async with graph.iter_from_persistence(persistence) as second:
+        await second.next()  # Review; Publish is next
+        yield first, second
+
+
 async def test_an_earlier_part_shows_the_node_the_latest_part_waits_in() -> None:
     with running_server() as server, exporting_provider(server.url) as (provider, _):
-        graph = traced_articles(provider)
-        persistence = FullStatePersistence()
-        async with graph.iter(Draft(), state=Article('T'), persistence=persistence) as first:
-            await first.next()  # Draft
-        async with graph.iter_from_persistence(persistence) as second:
-            await second.next()  # Review; Publish is next, and nothing runs it
+        async with _resumed_once(provider) as (first, second):
+            pass  # and nothing runs Publish
         provider.force_flush()
         with httpx.Client(base_url=server.url, timeout=10) as client:
             pages = [client.get(f'/runs/{r.trace_id}', params={'run_id': r.run_id}).text for r in (first, second)]
@@ -113,12 +127,7 @@ async def test_a_part_still_running_is_a_part_both_ways() -> None:
     """The run span ends last; the node spans of a resumed part name the trace it continues, so while it runs it
     is numbered on from the earlier part, and the earlier part knows it was resumed."""
     with running_server() as server, exporting_provider(server.url) as (provider, _):
-        graph = traced_articles(provider)
-        persistence = FullStatePersistence()
-        async with graph.iter(Draft(), state=Article('T'), persistence=persistence) as first:
-            await first.next()  # Draft
-        async with graph.iter_from_persistence(persistence) as second:
-            await second.next()  # Review ran; the run is still open, its run span not ended
+        async with _resumed_once(provider) as (first, second):  # the second part open: its run span not ended
             provider.force_flush()
             with httpx.Client(base_url=server.url, timeout=10) as client:
                 running = client.get(f'/runs/{second.trace_id}', params={'run_id': second.run_id}).text

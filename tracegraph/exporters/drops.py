@@ -8,6 +8,7 @@ rate-limited line) and loses a batch whose export failed. `CountingBatchSpanProc
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -111,7 +112,10 @@ class CountingBatchSpanProcessor(BatchSpanProcessor):
             self._queue = getattr(inner, 'queue', None)
         self._inner: Any = inner
         self._lock = threading.Lock()
-        self._offered = 0
+        # `next()` of an `itertools.count` is atomic: `on_end` counts with no lock (it runs for every span). Each
+        # balance reads it with one more `next()`, so the spans offered are that value less the balances before.
+        self._offered = itertools.count()
+        self._balances = 0
         self._exported = 0
         self._settled = 0
         self._closed = False
@@ -123,8 +127,7 @@ class CountingBatchSpanProcessor(BatchSpanProcessor):
         # that the next balance makes good, never a span counted lost that was not)
         context = span.context
         if self._queue is not None and context is not None and context.trace_flags.sampled and not self._closed:
-            with self._lock:
-                self._offered += 1
+            next(self._offered)
 
     def shutdown(self) -> None:
         self._closed = True  # the SDK ignores spans ended from now on: they were never queued
@@ -150,8 +153,9 @@ class CountingBatchSpanProcessor(BatchSpanProcessor):
         if self._queue is None:
             return
         with self._lock:
-            offered, exported = self._offered, self._exported  # read before the queue: see `on_end`
-            lost = offered - exported - len(self._queue)
+            offered = next(self._offered) - self._balances  # read before the queue: see `on_end`
+            self._balances += 1
+            lost = offered - self._exported - len(self._queue)
             if lost > self._settled:
                 self._drops.add('queue_full', lost - self._settled)
                 self._settled = lost

@@ -33,7 +33,9 @@ __all__ = (
     'RunOutline',
     'StepError',
     'errors_of',
+    'last_step',
     'read_outline',
+    'transitions_of',
     'window_of',
 )
 
@@ -238,6 +240,27 @@ def _pick_run(query: Query, trace_id: str, run_id: str | None) -> tuple[str, Lig
     return (rows[0][0], None) if rows else None
 
 
+def last_step(query: Query, key: Sequence[Any], relation: str = 'trace_spans') -> LightSpan | None:
+    """The last node step (in `_STEPS`' order, without numbering every step) of the run `key` (trace id, run id)
+    in `relation`; None without steps."""
+    rows = query(
+        f'SELECT {LIGHT_COLUMNS} FROM {relation} WHERE {_OWN_STEPS} '
+        'ORDER BY step DESC NULLS LAST, start_ns DESC, span_id DESC LIMIT 1',
+        key,
+    )
+    return LightSpan(*rows[0]) if rows else None
+
+
+def transitions_of(query: Query, key: Sequence[Any], relation: str = 'trace_spans') -> dict[tuple[str, str], int]:
+    """How often the node steps of the run `key` (trace id, run id) in `relation` took each (node, next node)."""
+    rows = query(
+        f'SELECT node_id, next_node, count(*) FROM {relation} WHERE {_OWN_STEPS} AND next_node IS NOT NULL '
+        'GROUP BY ALL ORDER BY 3 DESC, 1, 2',
+        key,
+    )
+    return {(r[0], r[1]): r[2] for r in rows}
+
+
 def window_of(total: int, first_failed: int | None, text: str | None) -> tuple[int, int]:
     """The (first, last) step indexes of the window `text` (`a-b`, step numbers counted from 1, inclusive).
 
@@ -314,12 +337,7 @@ def read_outline(
     if steps and last == total - 1:
         outline.final = steps[-1]
     elif total:  # the last in `_STEPS`' order, without numbering every step
-        rows = query(
-            f'SELECT {LIGHT_COLUMNS} FROM trace_spans WHERE {_OWN_STEPS} '
-            'ORDER BY step DESC NULLS LAST, start_ns DESC, span_id DESC LIMIT 1',
-            key,
-        )
-        outline.final = LightSpan(*rows[0]) if rows else None
+        outline.final = last_step(query, key)
     outline.children = _nested(query, trace_id, chosen, steps)
     if total > len(steps):
         outline.buckets = _buckets(query, key, total)
@@ -336,14 +354,7 @@ def read_outline(
             key,
         )
     ]  # fmt: skip
-    outline.transitions = {
-        (r[0], r[1]): r[2]
-        for r in query(
-            f'SELECT node_id, next_node, count(*) FROM trace_spans WHERE {_OWN_STEPS} AND next_node IS NOT NULL '
-            'GROUP BY ALL ORDER BY 3 DESC, 1, 2',
-            key,
-        )
-    }
+    outline.transitions = transitions_of(query, key)
     if total > 1:
         outline.slowest = [
             (r[-1], LightSpan(*r[:-1]))

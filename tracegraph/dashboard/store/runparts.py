@@ -19,6 +19,7 @@ from typing import Any
 from ...tracing.attributes import RUN_RESUMED_FROM
 from ...tracing.clock import ns_to_datetime
 from .models import RunRef
+from .runoutline import last_step, transitions_of
 
 __all__ = ('MAX_PARTS', 'PartBar', 'PartPath', 'part_bars', 'part_path', 'run_parts')
 
@@ -101,16 +102,17 @@ def run_parts(
     earliest = min((row[3] for row in found.values()), default=start_ns)
     while forward and len(found) < MAX_PARTS:
         resuming = [row for row in _runs_resuming(query, forward, graph, earliest) if (row[0], row[1]) not in found]
-        forward: list[str] = []
+        added: list[str] = []
         for row in resuming:
             found[(row[0], row[1])] = row
             trace = str(row[0])
             if trace not in chain:
                 chain.append(trace)
-                forward.append(trace)
-        if forward:  # a new trace of the chain: its other runs (join_trace parts of the later part) are parts too
-            for row in _runs_of_traces(query, forward, graph):
+                added.append(trace)
+        if added:  # a new trace of the chain: its other runs (join_trace parts of the later part) are parts too
+            for row in _runs_of_traces(query, added, graph):
                 found.setdefault((row[0], row[1]), row)
+        forward = added
     found.pop((trace_id, run_id), None)
     earlier: list[RunRef] = []
     later: list[RunRef] = []
@@ -180,12 +182,5 @@ class PartPath:
 def part_path(query: Query, trace_id: str, run_id: str) -> PartPath:
     """The transitions of one part of a resumed run, and where its last step led."""
     key = [trace_id.lower(), run_id]
-    own = 'trace_id = ? AND run_id = ? AND node_id IS NOT NULL AND NOT is_run'
-    rows = query(
-        f'SELECT node_id, next_node, count(*) FROM spans WHERE {own} AND next_node IS NOT NULL GROUP BY ALL', key
-    )
-    last = query(
-        f'SELECT next_node FROM spans WHERE {own} ORDER BY step DESC NULLS LAST, start_ns DESC, span_id DESC LIMIT 1',
-        key,
-    )
-    return PartPath(transitions={(r[0], r[1]): r[2] for r in rows}, last_next=last[0][0] if last else None)
+    last = last_step(query, key, 'spans')
+    return PartPath(transitions=transitions_of(query, key, 'spans'), last_next=last.next_node if last else None)
